@@ -1,0 +1,44 @@
+# cpt — every target sets up what it needs; `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PARAMS ?= params/quickstart.yaml
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv assets report test test-fast lab bench clean-reports strip
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the exact versions in requirements.lock (once)
+
+assets: venv ## fetch and verify the offline assets (model, corpora, MMLU) into the cache
+	$(BIN)/cpt assets
+
+report: venv ## run the experiment in PARAMS (default: the offline quickstart) and render reports/<run>/
+	$(BIN)/cpt run $(PARAMS)
+
+test: venv ## run the test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+test-fast: venv ## the tests that do not load the real model or run notebooks
+	$(BIN)/python -m pytest -m "not slow"
+
+lab: venv ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+strip: venv ## remove outputs from the committed notebooks
+	$(BIN)/python -m cpt_utils.notebook_hygiene --strip notebooks/*.ipynb
+
+clean-reports: ## delete rendered reports (runs/ is kept)
+	rm -rf reports/*/

