@@ -1,0 +1,124 @@
+"""The ``cpt`` command. Every knob lives in the parameter file; the command line only says what to do.
+
+    cpt run PARAMS            all notebooks, headless, then reports/<run>/ (the batch user's entry)
+    cpt validate PARAMS       check a parameter file and print the resolved configuration
+    cpt assets                fetch and verify the offline assets
+    cpt prepare PARAMS        preprocessing only (notebook 02's work)
+    cpt train PARAMS          training only (also: accelerate launch -m cpt_utils.train PARAMS)
+    cpt eval PARAMS [--checkpoint NAME]   evaluate the base model or a checkpoint
+    cpt report RUN            re-render reports/<run>/ from the executed notebooks in runs/<run>/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .params import load_params
+
+    params = load_params(args.params)
+    print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    print(f"OK: {args.params} is valid (run name '{params.run_name}')")
+    return 0
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from .assets import describe, fetch_all
+
+    for name, path in fetch_all().items():
+        print(f"{name:24s} {path}")
+    for row in describe():
+        print(f"  {row['package']}: {row['what']} ({row['license']})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run_pipeline
+
+    return run_pipeline(args.params, only=args.only, force=args.force)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .pipeline import render_run
+
+    return render_run(args.run)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .preprocess import main
+
+    main(args.params)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import main
+
+    main(args.params)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import main
+
+    main(args.params, checkpoint=args.checkpoint)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="execute the notebooks with PARAMS and render reports/<run>/")
+    p.add_argument("params")
+    p.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
+    p.add_argument("--force", action="store_true", help="re-execute notebooks even if their outputs are current")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("validate", help="validate PARAMS and print the resolved configuration")
+    p.add_argument("params")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("assets", help="fetch and verify the offline assets")
+    p.set_defaults(func=_cmd_assets)
+
+    p = sub.add_parser("prepare", help="preprocess the corpora of PARAMS into runs/<run>/data")
+    p.add_argument("params")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", help="continued pre-training with PARAMS")
+    p.add_argument("params")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate the base model (default) or a checkpoint")
+    p.add_argument("params")
+    p.add_argument("--checkpoint", default="base", help="'base', 'all', or a checkpoint name under runs/<run>/checkpoints")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("report", help="render reports/<run>/ from runs/<run>/notebooks")
+    p.add_argument("run")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .params import ParamsError
+    from .paths import configure_environment
+
+    args = build_parser().parse_args(argv)
+    # caches only; each command that loads a parameter file then forbids the hub when it says offline
+    configure_environment(offline=False)
+    try:
+        return int(args.func(args) or 0)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
