@@ -1,0 +1,56 @@
+"""The first cell of every notebook: validate the parameters, fix the environment, show the config.
+
+Keeping this in one function means a notebook's set-up is one line that a test reaches, and every
+report starts with the resolved configuration it was run with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .params import ExperimentParams, load_params, save_resolved
+from .paths import configure_environment, run_dir as make_run_dir
+
+
+def setup(params_path: str | Path, run_name: str | None = None, show: bool = True) -> tuple[ExperimentParams, Path]:
+    """Load and validate ``params_path``, prepare ``runs/<run>/`` and return ``(params, run_dir)``.
+
+    ``run_name`` overrides the name derived from the file (the pipeline passes it explicitly).
+    """
+    overrides = {"run_name": run_name} if run_name else None
+    params = load_params(params_path, overrides=overrides)
+    configure_environment(offline=params.offline)
+    run_dir = make_run_dir(params.run_name)
+    save_resolved(params, run_dir / "params.yaml")
+    from . import plots
+
+    plots.apply_style()
+    if show:
+        _show_config(params, run_dir)
+    return params, run_dir
+
+
+def config_table(params: ExperimentParams):
+    """The resolved parameters as a two-column table (section.key → value)."""
+    import pandas as pd
+
+    rows = []
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, sub)
+        else:
+            rows.append({"parameter": prefix, "value": value if not isinstance(value, list) else ", ".join(map(str, value))})
+
+    walk("", params.model_dump(mode="json"))
+    return pd.DataFrame(rows).set_index("parameter")
+
+
+def _show_config(params: ExperimentParams, run_dir: Path) -> None:
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:  # plain Python: nothing to show
+        return
+    display(Markdown(f"**Run** `{params.run_name}` · parameters `{params.source_path}` · outputs `{run_dir}`"))
+    display(config_table(params))

@@ -1,0 +1,330 @@
+"""Batch execution: papermill runs the numbered notebooks with one parameter file, nbconvert renders
+them to ``reports/<run>/``, and an index page records what was run, where, and how long it took.
+
+Notebooks share nothing in memory — each reads and writes the run directory — so the pipeline is a
+plain loop. A notebook whose source, parameters and package code are unchanged since its last
+successful execution is not executed again (its report is kept); a failing notebook is still rendered,
+so the report shows where and why, and the command exits non-zero naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .params import ExperimentParams, load_params, save_resolved
+from .paths import REPO_ROOT, configure_environment, notebooks_dir, reports_root, run_dir as make_run_dir
+
+KEY_PACKAGES = ("torch", "transformers", "accelerate", "datasets", "lm-eval", "tokenizers", "datasketch",
+                "papermill", "nbconvert", "numpy", "pandas", "scipy", "matplotlib", "pydantic")
+
+
+@dataclass
+class NotebookRecord:
+    name: str
+    status: str = "pending"          # ok | reused | failed | not run
+    seconds: float = 0.0
+    error: str = ""
+    html: str = ""
+    fingerprint: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------- provenance
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def code_fingerprint() -> str:
+    """Hash of the package's source: a code change invalidates executed notebooks."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "cpt_utils").rglob("*")):
+        if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def git_state() -> dict:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"commit": commit or "unknown (not a git checkout)", "dirty": dirty}
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def hardware() -> dict:
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform()}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        info["gpu"] = out.stdout.strip().replace("\n", "; ") if out.returncode == 0 and out.stdout.strip() else "none"
+    except (OSError, subprocess.SubprocessError):
+        info["gpu"] = "none"
+    return info
+
+
+def provenance(params: ExperimentParams) -> dict:
+    return {"params_file": params.source_path, "run_name": params.run_name, "git": git_state(),
+            "packages": package_versions(), "hardware": hardware(),
+            "time": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+# ---------------------------------------------------------------------------------------- execution
+def discover_notebooks(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in order; ``only`` filters by number or name."""
+    books = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = set(only)
+        books = [p for p in books if p.stem in wanted or p.stem[:2] in wanted or p.stem[3:] in wanted]
+        if not books:
+            raise SystemExit(f"--only {only}: no such notebook; available: {[p.stem for p in discover_notebooks()]}")
+    return books
+
+
+def _provenance_cell(prov: dict, seconds: float, status: str):
+    import nbformat
+
+    pk = ", ".join(f"{k} {v}" for k, v in prov["packages"].items())
+    hw = prov["hardware"]
+    git = prov["git"]
+    text = (
+        "---\n**Provenance** — "
+        f"parameters `{prov['params_file']}` · git `{git['commit'][:12]}`{' (uncommitted changes)' if git['dirty'] else ''} · "
+        f"executed {prov['time']} in {seconds:.0f} s ({status})  \n"
+        f"hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gib']} GiB, GPU: {hw['gpu']}  \n"
+        f"packages: {pk}"
+    )
+    cell = nbformat.v4.new_markdown_cell(text)
+    cell.metadata["tags"] = ["provenance"]
+    return cell
+
+
+def render_html(executed: Path, html_path: Path, prov: dict | None = None, seconds: float = 0.0,
+                status: str = "ok") -> Path:
+    """Render an executed notebook to a standalone HTML file (inputs tagged ``hide-input`` hidden)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+    from traitlets.config import Config
+
+    nb = nbformat.read(executed, as_version=4)
+    if prov is not None:
+        nb.cells.append(_provenance_cell(prov, seconds, status))
+    config = Config()
+    config.TagRemovePreprocessor.remove_input_tags = ("hide-input",)
+    config.TagRemovePreprocessor.remove_cell_tags = ("remove-cell",)
+    config.TagRemovePreprocessor.enabled = True
+    exporter = HTMLExporter(config=config, template_name="lab")
+    exporter.register_preprocessor(TagRemovePreprocessor(config=config), enabled=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": executed.stem}})
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = html_path.with_suffix(".html.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(html_path)
+    return html_path
+
+
+def _first_error(executed: Path) -> str:
+    """The failing cell's error, read back from the partly executed notebook."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:  # noqa: BLE001 - the notebook may not exist if the kernel never started
+        return ""
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return f"cell {i}: {out.get('ename')}: {out.get('evalue')}"
+    return ""
+
+
+def execute_notebook(source: Path, executed: Path, params_path: str, run_name: str) -> tuple[bool, str]:
+    """Run one notebook with papermill; return (succeeded, error summary)."""
+    import papermill as pm
+
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(
+            str(source), str(executed), parameters={"params_path": params_path, "run_name": run_name},
+            cwd=str(source.parent), kernel_name="python3", progress_bar=sys.stderr.isatty(),
+            log_output=False, request_save_on_cell_execute=True,
+        )
+        return True, ""
+    except pm.PapermillExecutionError as err:
+        return False, f"cell {err.cell_index}: {err.ename}: {err.evalue}"
+    except Exception as err:  # noqa: BLE001 - kernel death, timeouts: still report, never hide
+        return False, _first_error(executed) or f"{type(err).__name__}: {err}"
+
+
+def run_pipeline(params_path: str | Path, only: list[str] | None = None, force: bool = False) -> int:
+    """Execute the notebooks in order with ``params_path`` and render ``reports/<run>/``; 0 on success."""
+    params = load_params(params_path)
+    configure_environment(offline=params.offline)
+    run = make_run_dir(params.run_name)
+    save_resolved(params, run / "params.yaml")
+    report_dir = reports_root() / params.run_name
+    prov = provenance(params)
+    params_hash = _sha(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode())
+    code_hash = code_fingerprint()
+    records: list[NotebookRecord] = []
+    failed: NotebookRecord | None = None
+    books = discover_notebooks(only)
+    print(f"cpt run: {len(books)} notebook(s) for run '{params.run_name}' → {report_dir}")
+    for source in books:
+        record = NotebookRecord(source.stem)
+        records.append(record)
+        if failed is not None:
+            record.status = f"not run ({failed.name} failed)"
+            continue
+        executed = run / "notebooks" / source.name
+        html_path = report_dir / f"{source.stem}.html"
+        stamp = executed.with_suffix(".run.json")
+        record.fingerprint = {"notebook": _sha(source.read_bytes()), "params": params_hash, "code": code_hash}
+        previous = json.loads(stamp.read_text()) if stamp.is_file() else {}
+        if (not force and previous.get("status") == "ok" and previous.get("fingerprint") == record.fingerprint
+                and executed.is_file() and html_path.is_file()):
+            record.status, record.seconds, record.html = "reused", previous.get("seconds", 0.0), html_path.name
+            print(f"  {source.stem}: unchanged since its last run, reusing {html_path.name}")
+            continue
+        print(f"  {source.stem}: executing …", flush=True)
+        started = time.perf_counter()
+        ok, error = execute_notebook(source, executed, str(Path(params.source_path).resolve()), params.run_name)
+        record.seconds = time.perf_counter() - started
+        record.status = "ok" if ok else "failed"
+        record.error = error
+        if executed.is_file():
+            render_html(executed, html_path, prov, record.seconds, record.status)
+            record.html = html_path.name
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"status": record.status, "fingerprint": record.fingerprint,
+                                     "seconds": record.seconds, "error": error}))
+        print(f"  {source.stem}: {record.status} in {record.seconds:.0f} s" + (f" — {error}" if error else ""), flush=True)
+        if not ok:
+            failed = record
+    index = write_index(params, report_dir, run, records, prov)
+    print(f"index: {index}")
+    if failed is not None:
+        print(f"error: notebook {failed.name} failed ({failed.error}); see {report_dir / (failed.name + '.html')}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def render_run(run_name: str) -> int:
+    """Re-render ``reports/<run>/`` from the executed notebooks already in ``runs/<run>/notebooks``."""
+    from .paths import runs_root
+
+    run = runs_root() / run_name
+    if not (run / "params.yaml").is_file():
+        print(f"error: {run} has no params.yaml; run `cpt run PARAMS` first", file=sys.stderr)
+        return 2
+    params = load_params(run / "params.yaml")
+    prov = provenance(params)
+    records = []
+    for executed in sorted((run / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        stamp = json.loads(executed.with_suffix(".run.json").read_text()) if executed.with_suffix(".run.json").is_file() else {}
+        rec = NotebookRecord(executed.stem, status=stamp.get("status", "ok"), seconds=stamp.get("seconds", 0.0),
+                             error=stamp.get("error", ""))
+        rec.html = render_html(executed, reports_root() / run_name / f"{executed.stem}.html", prov, rec.seconds, rec.status).name
+        records.append(rec)
+    print(write_index(params, reports_root() / run_name, run, records, prov))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- index
+def _headline_html(run: Path) -> str:
+    """Base vs continued vs best variant, when analysis has produced it; otherwise the corpus summary."""
+    parts = []
+    try:
+        from .analysis import headline_table
+
+        table = headline_table(run)
+        if table is not None and len(table):
+            parts.append("<h2>Headline</h2>" + table.to_html(classes="table", float_format=lambda x: f"{x:.4g}"))
+    except ImportError:
+        pass
+    except Exception as err:  # noqa: BLE001 - a missing result must not hide the rest of the index
+        parts.append(f"<p class='warn'>Headline table unavailable: {html.escape(str(err))}</p>")
+    explore_json = run / "data" / "explore.json"
+    if explore_json.is_file():
+        from .explore import summary_table
+
+        parts.append("<h2>Corpora</h2>" + summary_table(json.loads(explore_json.read_text())).to_html(classes="table"))
+    return "\n".join(parts)
+
+
+def write_index(params: ExperimentParams, report_dir: Path, run: Path, records: list[NotebookRecord],
+                prov: dict) -> Path:
+    import yaml
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for r in records:
+        link = f"<a href='{html.escape(r.html)}'>{html.escape(r.name)}</a>" if r.html else html.escape(r.name)
+        cls = "ok" if r.status in ("ok", "reused") else "bad"
+        rows.append(f"<tr><td>{link}</td><td class='{cls}'>{html.escape(r.status)}</td>"
+                    f"<td>{r.seconds:.0f}</td><td>{html.escape(r.error)}</td></tr>")
+    total = sum(r.seconds for r in records)
+    git = prov["git"]
+    pkgs = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in prov["packages"].items())
+    hw = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in prov["hardware"].items())
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>cpt · {html.escape(params.run_name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}
+.ok{{color:#2a7d2a}}.bad{{color:#b00020;font-weight:bold}}.warn{{color:#b06000}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>
+</head><body>
+<h1>cpt report · {html.escape(params.run_name)}</h1>
+<p>{html.escape(params.description)}</p>
+<h2>Notebooks</h2>
+<table><tr><th>report</th><th>status</th><th>wall time (s)</th><th>error</th></tr>{''.join(rows)}
+<tr><td><b>total</b></td><td></td><td><b>{total:.0f}</b></td><td></td></tr></table>
+{_headline_html(run)}
+<h2>Provenance</h2>
+<p>Generated {html.escape(prov['time'])} from <code>{html.escape(str(prov['params_file']))}</code>;
+git commit <code>{html.escape(git['commit'])}</code>{' <span class="warn">(with uncommitted changes)</span>' if git['dirty'] else ''};
+run directory <code>{html.escape(str(run))}</code>.</p>
+<h3>Hardware</h3><table>{hw}</table>
+<h3>Packages</h3><table>{pkgs}</table>
+<h3>Resolved parameters</h3><pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre>
+</body></html>"""
+    out = report_dir / "index.html"
+    out.write_text(page, encoding="utf-8")
+    (report_dir / "index.json").write_text(json.dumps({"records": [asdict(r) for r in records], "provenance": prov}, indent=1))
+    return out
