@@ -34,7 +34,8 @@ def reports_root() -> Path:
 
 
 def notebooks_dir() -> Path:
-    return REPO_ROOT / "notebooks"
+    """The numbered notebooks the pipeline runs (``CPT_NOTEBOOKS`` overrides, e.g. in tests)."""
+    return Path(os.environ.get("CPT_NOTEBOOKS") or REPO_ROOT / "notebooks").resolve()
 
 
 def run_dir(run_name: str) -> Path:
