@@ -208,7 +208,8 @@ def summary_table(result: dict):
             "near duplicates (%)": round(100 * s["near_duplicate_rate"], 2),
             "unreadable records": s["unreadable"]["total"],
         }
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype(object)
+    return table.map(lambda v: f"{v:,}" if isinstance(v, int) else (f"{v:,.2f}" if isinstance(v, float) else v))
 
 
 # ------------------------------------------------------------------------------------------ figures

@@ -49,8 +49,18 @@ def config_table(params: ExperimentParams):
 
 def _show_config(params: ExperimentParams, run_dir: Path) -> None:
     try:
-        from IPython.display import Markdown, display
+        from IPython.display import HTML, Markdown, display
     except ImportError:  # plain Python: nothing to show
         return
-    display(Markdown(f"**Run** `{params.run_name}` · parameters `{params.source_path}` · outputs `{run_dir}`"))
-    display(config_table(params))
+    import html
+
+    import yaml
+
+    display(Markdown(
+        f"**Run** `{params.run_name}` · parameters `{params.source_path}` · outputs `{run_dir}`  \n"
+        f"model: `{params.model.source}:{params.model.name if params.model.source != 'tiny' else 'tiny config'}` · "
+        f"sequence length {params.preprocess.seq_len} · training budget {params.train.token_budget:,} tokens"
+    ))
+    text = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
+    display(HTML(f"<details><summary>Resolved parameters (every default spelled out)</summary>"
+                 f"<pre>{html.escape(text)}</pre></details>"))

@@ -148,7 +148,9 @@ def render_html(executed: Path, html_path: Path, prov: dict | None = None, secon
         nb.cells.append(_provenance_cell(prov, seconds, status))
     config = Config()
     config.TagRemovePreprocessor.remove_input_tags = ("hide-input",)
-    config.TagRemovePreprocessor.remove_cell_tags = ("remove-cell",)
+    # the notebook's default parameters cell is noise in a report: papermill's injected cell shows
+    # the values actually used
+    config.TagRemovePreprocessor.remove_cell_tags = ("remove-cell", "parameters")
     config.TagRemovePreprocessor.enabled = True
     exporter = HTMLExporter(config=config, template_name="lab")
     exporter.register_preprocessor(TagRemovePreprocessor(config=config), enabled=True)
