@@ -1,13 +1,13 @@
 # cpt — every target sets up what it needs; `make help` lists them.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PARAMS ?= params/quickstart.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv assets report test test-fast lab bench clean-reports strip
+.PHONY: help venv browser assets report test test-fast lab clean-reports strip
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,7 +28,12 @@ assets: venv ## fetch and verify the offline assets (model, corpora, MMLU) into 
 report: venv ## run the experiment in PARAMS (default: the offline quickstart) and render reports/<run>/
 	$(BIN)/cpt run $(PARAMS)
 
-test: venv ## run the test suite (what CI runs)
+browser: ## Debian's chromium, which the report tests look at pages with (installed where missing)
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: venv browser ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
 test-fast: venv ## the tests that do not load the real model or run notebooks
