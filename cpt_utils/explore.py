@@ -140,16 +140,31 @@ def vocabulary_overlap(domain: Counter, general: Counter) -> dict:
 
 
 def _load_texts(params: ExperimentParams, which: str) -> tuple[list[str], list[dict], dict]:
+    """A uniform sample of ``explore_max_docs`` documents (reservoir sampling, fixed seed).
+
+    Taking the first N would follow the file's order (the packaged corpus is sorted by title, a hub
+    stream by crawl): a biased sample. The reservoir only looks at the first 10 × N documents, so a
+    streamed FineWeb-Edu is not read to the end just to describe it.
+    """
     spec = getattr(params.data, which)
     base = Path(params.source_path).parent if params.source_path else None
     stream = open_corpus(spec, base_dir=base, name=which)
-    texts, metas = [], []
-    for doc in stream:
-        if params.data.explore_max_docs is not None and len(texts) >= params.data.explore_max_docs:
+    limit = params.data.explore_max_docs
+    rng = np.random.default_rng(params.seed)
+    sample: list[tuple[str, dict]] = []
+    for seen, doc in enumerate(stream):
+        item = (doc.text, {"id": doc.id, **doc.meta})
+        if limit is None or len(sample) < limit:
+            sample.append(item)
+        elif seen >= 10 * limit:
             break
-        texts.append(doc.text)
-        metas.append({"id": doc.id, **doc.meta})
-    return texts, metas, {"description": stream.describe(), "unreadable": stream.problems.as_dict()}
+        else:
+            slot = int(rng.integers(0, seen + 1))
+            if slot < limit:
+                sample[slot] = item
+    info = {"description": stream.describe(), "unreadable": stream.problems.as_dict(),
+            "documents_seen": stream.documents_read}
+    return [t for t, _ in sample], [m for _, m in sample], info
 
 
 def explore(params: ExperimentParams, run_dir: Path, force: bool = False) -> dict:
@@ -190,6 +205,38 @@ def explore(params: ExperimentParams, run_dir: Path, force: bool = False) -> dic
     tmp.write_text(json.dumps(result))
     tmp.replace(out)
     return result
+
+
+def narrative(result: dict, params: ExperimentParams) -> str:
+    """The notebook's closing bullet points, computed from the statistics (Markdown)."""
+    d, g = result["corpora"]["domain"], result["corpora"]["general"]
+    seq = params.preprocess.seq_len
+    fert = d["fertility_tokens_per_word"] / g["fertility_tokens_per_word"]
+    lines = [
+        f"- The explored domain sample has **{d['tokens']:,} tokens** in {d['documents']:,} documents "
+        f"(general: {g['tokens']:,} in {g['documents']:,}); that is ≈ {d['tokens'] // seq:,} packed sequences "
+        f"of {seq} tokens.",
+        f"- The training budget of {params.train.token_budget:,} tokens is "
+        f"{params.train.token_budget / max(1, d['tokens']):.2f} passes over that sample.",
+        f"- The base tokenizer needs {fert:.2f}× as many tokens per word on the domain as on the general text "
+        + ("(the domain is not more expensive to represent)." if fert <= 1.05 else "(domain text is more expensive)."),
+        f"- {100 * result['vocabulary_overlap']['domain_tokens_covered_by_general_vocab']:.1f}% of domain word "
+        "occurrences use words that also occur in the general corpus.",
+        f"- Duplicates: exact {100 * d['exact_duplicate_rate']:.2f}% / near {100 * d['near_duplicate_rate']:.2f}% "
+        f"(domain), {100 * g['exact_duplicate_rate']:.2f}% / {100 * g['near_duplicate_rate']:.2f}% (general); "
+        "notebook 02 removes them before training.",
+    ]
+    return "\n".join(lines)
+
+
+def overlap_table(result: dict):
+    import pandas as pd
+
+    v = result["vocabulary_overlap"]
+    rows = {"domain word types": f"{v['domain_word_types']:,}", "general word types": f"{v['general_word_types']:,}",
+            "shared word types": f"{v['shared_word_types']:,}", "Jaccard overlap of word types": f"{v['jaccard']:.3f}",
+            "domain word occurrences covered by general vocabulary": f"{100 * v['domain_tokens_covered_by_general_vocab']:.1f}%"}
+    return pd.Series(rows, name="value").to_frame()
 
 
 def summary_table(result: dict):

@@ -22,9 +22,13 @@ def setup(params_path: str | Path, run_name: str | None = None, show: bool = Tru
     configure_environment(offline=params.offline)
     run_dir = make_run_dir(params.run_name)
     save_resolved(params, run_dir / "params.yaml")
+    import warnings
+
     from . import plots
 
     plots.apply_style()
+    # headless runs have no ipywidgets: tqdm falls back to text bars, which is what we want
+    warnings.filterwarnings("ignore", message="IProgress not found")
     if show:
         _show_config(params, run_dir)
     return params, run_dir
