@@ -8,6 +8,10 @@ On-disk format of one split (``runs/<run>/data/<split>/``, split ∈ train, repl
     shard-00000.pos.npy        [n_seq, seq_len] position of each token inside its document fragment;
                                0 marks a document start, so position ids restart per document and the
                                boundaries are recoverable (per-document attention needs exactly this)
+    shard-00000.doc.npy        [n_seq] index (into documents.jsonl) of the document the first token
+                               belongs to; later documents of the sequence follow in order, one per 0
+    documents.jsonl            one line per packed document: id, source, tokens (provenance, and how
+                               tests prove that no document is in two splits)
 
 Every sequence is full (the last partial one is dropped, so there is no padding to mask), documents are
 followed by the separator token, and a split without ``split.json`` is incomplete and refused.
@@ -15,6 +19,7 @@ followed by the separator token, and a split without ``split.json`` is incomplet
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -47,7 +52,7 @@ class ShardWriter:
                  meta: dict | None = None):
         self.dir = Path(split_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in list(self.dir.glob("shard-*")) + list(self.dir.glob("split.json")):
+        for stale in [*self.dir.glob("shard-*"), *self.dir.glob("split.json*"), *self.dir.glob("documents.jsonl*")]:
             stale.unlink()  # a restart rewrites the split from scratch
         self.seq_len = seq_len
         self.dtype = token_dtype(vocab_size)
@@ -55,12 +60,15 @@ class ShardWriter:
         self.meta = meta or {}
         self._ids: list[np.ndarray] = []
         self._pos: list[np.ndarray] = []
+        self._doc: list[int] = []
         self.shards: list[dict] = []
         self.num_sequences = 0
+        self._hash = hashlib.blake2b(digest_size=16)
 
-    def add(self, ids: np.ndarray, pos: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, pos: np.ndarray, first_doc: int = -1) -> None:
         if ids.shape != (self.seq_len,) or pos.shape != (self.seq_len,):
             raise PackedDataError(f"sequence shape {ids.shape}/{pos.shape} != ({self.seq_len},)")
+        self._doc.append(first_doc)
         self._ids.append(ids.astype(self.dtype, copy=False))
         self._pos.append(pos.astype(np.uint32 if self.seq_len > 65535 else np.uint16, copy=False))
         self.num_sequences += 1
@@ -71,20 +79,23 @@ class ShardWriter:
         if not self._ids:
             return
         name = f"shard-{len(self.shards):05d}"
-        for suffix, rows in (("ids", self._ids), ("pos", self._pos)):
+        ids = np.stack(self._ids)
+        self._hash.update(ids.tobytes())
+        arrays = (("ids", ids), ("pos", np.stack(self._pos)), ("doc", np.asarray(self._doc, np.int64)))
+        for suffix, array in arrays:
             final = self.dir / f"{name}.{suffix}.npy"
             tmp = self.dir / f"{name}.{suffix}.tmp.npy"
-            np.save(tmp, np.stack(rows))
+            np.save(tmp, array)
             tmp.replace(final)
         self.shards.append({"name": name, "num_sequences": len(self._ids)})
-        self._ids, self._pos = [], []
+        self._ids, self._pos, self._doc = [], [], []
 
     def close(self) -> dict:
         self._flush()
         info = {
             "format_version": FORMAT_VERSION, "seq_len": self.seq_len, "dtype": self.dtype.name,
             "num_sequences": self.num_sequences, "num_tokens": self.num_sequences * self.seq_len,
-            "shards": self.shards, **self.meta,
+            "shards": self.shards, "content_hash": self._hash.hexdigest(), **self.meta,
         }
         tmp = self.dir / "split.json.tmp"
         tmp.write_text(json.dumps(info, indent=1))
@@ -103,6 +114,8 @@ class PackedSplit:
         self.info = json.loads(info_path.read_text())
         self.seq_len: int = self.info["seq_len"]
         self._ids = [np.load(self.dir / f"{s['name']}.ids.npy", mmap_mode="r") for s in self.info["shards"]]
+        self._doc = [np.load(self.dir / f"{s['name']}.doc.npy") if (self.dir / f"{s['name']}.doc.npy").is_file()
+                     else np.full(s["num_sequences"], -1) for s in self.info["shards"]]
         self._pos = [np.load(self.dir / f"{s['name']}.pos.npy", mmap_mode="r") for s in self.info["shards"]]
         self._offsets = np.cumsum([0] + [len(a) for a in self._ids])
 
@@ -123,6 +136,21 @@ class PackedSplit:
         shard, row = self._locate(index)
         return self._ids[shard][row].astype(np.int64), self._pos[shard][row].astype(np.int64)
 
+    def document_indices(self, index: int) -> np.ndarray:
+        """For each token of sequence ``index``, the index of its document in ``documents.jsonl``."""
+        shard, row = self._locate(index)
+        pos = self._pos[shard][row]
+        starts = (pos == 0).astype(np.int64)
+        starts[0] = 0  # the first token belongs to ``first_doc`` whether it starts it or continues it
+        return int(self._doc[shard][row]) + np.cumsum(starts)
+
+    def documents(self) -> list[dict]:
+        """The packed documents, in packing order (empty if the split predates documents.jsonl)."""
+        path = self.dir / "documents.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for i in range(len(self)):
             yield self[i]
@@ -135,6 +163,71 @@ class PackedSplit:
         pos = np.stack([self[i][1] for i in indices])
         ids_t = torch.from_numpy(ids)
         return {"input_ids": ids_t, "position_ids": torch.from_numpy(pos), "labels": ids_t.clone()}
+
+
+class SequencePacker:
+    """Concatenate documents, each followed by the separator token, and cut full sequences.
+
+    Position ids restart at 0 at every document start *and* at the start of every sequence (a document
+    continuing from the previous sequence is a new fragment: attention never reaches back into the
+    previous sequence anyway). Only the current documents' tokens are buffered, so memory is bounded by
+    the longest document, not by the corpus.
+    """
+
+    def __init__(self, writer: ShardWriter, separator_id: int, token_budget: int | None = None):
+        self.writer = writer
+        self.seq_len = writer.seq_len
+        self.separator_id = separator_id
+        self.token_budget = token_budget
+        self._fragments: list[tuple[int, np.ndarray]] = []  # (document index, remaining tokens)
+        self._buffered = 0
+        self.documents = 0
+        self._docs_tmp = open(writer.dir / "documents.jsonl.tmp", "w", encoding="utf-8")
+
+    @property
+    def tokens_written(self) -> int:
+        return self.writer.num_sequences * self.seq_len
+
+    @property
+    def full(self) -> bool:
+        return self.token_budget is not None and self.tokens_written >= self.token_budget
+
+    def add(self, token_ids: list[int] | np.ndarray, doc_id: str, source: str = "") -> None:
+        if self.full:
+            return
+        ids = np.asarray(list(token_ids) + [self.separator_id], dtype=np.int64)
+        self._docs_tmp.write(json.dumps({"id": doc_id, "source": source, "tokens": int(len(ids))}) + "\n")
+        self._fragments.append((self.documents, ids))
+        self.documents += 1
+        self._buffered += len(ids)
+        while self._buffered >= self.seq_len and not self.full:
+            self._emit()
+
+    def _emit(self) -> None:
+        ids = np.empty(self.seq_len, dtype=np.int64)
+        pos = np.empty(self.seq_len, dtype=np.int64)
+        first_doc, filled = self._fragments[0][0], 0
+        while filled < self.seq_len:
+            doc, tokens = self._fragments[0]
+            take = min(len(tokens), self.seq_len - filled)
+            ids[filled:filled + take] = tokens[:take]
+            pos[filled:filled + take] = np.arange(take)
+            filled += take
+            if take == len(tokens):
+                self._fragments.pop(0)
+            else:
+                self._fragments[0] = (doc, tokens[take:])
+        self._buffered -= self.seq_len
+        self.writer.add(ids, pos, first_doc)
+
+    def close(self) -> dict:
+        """Drop the incomplete last sequence (no padding in the format) and publish the split."""
+        self._docs_tmp.close()
+        (self.writer.dir / "documents.jsonl.tmp").replace(self.writer.dir / "documents.jsonl")
+        info = self.writer.close()
+        info["documents"] = self.documents
+        info["dropped_tail_tokens"] = self._buffered
+        return info
 
 
 def open_split(run_dir: str | Path, split: str) -> PackedSplit:

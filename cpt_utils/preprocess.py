@@ -1,0 +1,196 @@
+"""Preprocessing, source to shards in one streaming pass: clean → filter → dedup → split → tokenize → pack.
+
+Nothing holds the corpus: documents flow through generators, are tokenized a batch at a time and
+packed straight into shards, so peak memory depends on the batch size and the dedup index, not on the
+corpus. The held-out split is decided per *document* (a hash of its id), before packing, so no
+sequence can mix training and validation text. ``manifest.json`` is written last; its fingerprint lets
+training refuse mismatched data and lets a re-run skip the whole step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .clean import FilterReport, clean_stream
+from .corpora import Document, open_corpus
+from .dedup import DedupReport, Deduplicator
+from .packing import SPLITS, SequencePacker, ShardWriter
+from .params import ExperimentParams, load_params, step_fingerprint
+
+MAX_CHARS_PER_PIECE = 50_000  # enormous documents are tokenized in pieces (bounded memory and time)
+
+
+class PreprocessError(RuntimeError):
+    pass
+
+
+def tokenize_batch(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Fast-tokenizer batch encoding; documents longer than ``MAX_CHARS_PER_PIECE`` are cut at
+    whitespace into pieces whose token lists are concatenated."""
+    pieces, owners = [], []
+    for i, text in enumerate(texts):
+        start = 0
+        while start < len(text):
+            end = min(len(text), start + MAX_CHARS_PER_PIECE)
+            if end < len(text):
+                cut = text.rfind(" ", start + MAX_CHARS_PER_PIECE // 2, end)
+                end = cut if cut > start else end
+            pieces.append(text[start:end])
+            owners.append(i)
+            start = end
+    encoded = tokenizer(pieces, add_special_tokens=False)["input_ids"] if pieces else []
+    out: list[list[int]] = [[] for _ in texts]
+    for owner, ids in zip(owners, encoded):
+        out[owner].extend(ids)
+    return out
+
+
+def is_held_out(doc_id: str, seed: int, fraction: float) -> bool:
+    """Deterministic document-level split: the same document lands in the same split on every run."""
+    digest = hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < fraction
+
+
+def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _nothing_left_error(which: str, filters: FilterReport, dedup: DedupReport, unreadable: dict) -> PreprocessError:
+    if filters.seen == 0:
+        return PreprocessError(f"data.{which}: the corpus yielded no documents "
+                               f"({unreadable.get('total', 0)} unreadable records)")
+    if filters.kept == 0:
+        name, count = filters.removed.most_common(1)[0]
+        example = filters.examples.get(name, [{}])[0].get("reason", "")
+        return PreprocessError(
+            f"data.{which}: all {filters.seen} documents were removed by the quality filters; "
+            f"filter '{name}' removed {count} (e.g. {example}). Relax preprocess.quality to keep them.")
+    return PreprocessError(f"data.{which}: every document that passed the filters was a duplicate "
+                           f"({dedup.exact_removed} exact, {dedup.near_removed} near)")
+
+
+def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: int, dedup: Deduplicator,
+                    train: SequencePacker, val: SequencePacker, progress: bool) -> dict:
+    """Stream one corpus into its training (or replay) packer and its held-out packer."""
+    pre = params.preprocess
+    spec = getattr(params.data, which)
+    base = Path(params.source_path).parent if params.source_path else None
+    corpus = open_corpus(spec, base_dir=base, name=which)
+    filters, dd = FilterReport(), DedupReport()
+    docs = dedup.stream(clean_stream(corpus, pre.quality, filters, normalise=pre.normalize), dd)
+    val_cap = pre.val_max_docs if pre.val_max_docs is not None else float("inf")
+    tokens = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=f"{which}: packing", unit=" tok", unit_scale=True, mininterval=2.0)
+    for batch in _batched(docs, pre.tokenize_batch_size):
+        chosen: list[tuple[Document, SequencePacker]] = []
+        held_out = val.documents
+        for doc in batch:
+            if held_out < val_cap and is_held_out(doc.id, params.seed, pre.val_fraction):
+                chosen.append((doc, val))
+                held_out += 1
+            elif not train.full:
+                chosen.append((doc, train))
+        added = 0
+        for (doc, packer), ids in zip(chosen, tokenize_batch(tokenizer, [d.text for d, _ in chosen])):
+            packer.add(ids, doc.id, doc.source)
+            added += len(ids) + 1
+        tokens += added
+        if bar is not None:
+            bar.update(added)
+        if train.full and val.documents >= val_cap:
+            break  # budget reached and held-out set complete: stop reading the source
+    if bar is not None:
+        bar.close()
+    if filters.kept == 0 or (train.documents + val.documents) == 0:
+        raise _nothing_left_error(which, filters, dd, corpus.problems.as_dict())
+    return {"description": corpus.describe(), "unreadable": corpus.problems.as_dict(),
+            "filters": filters.as_dict(), "dedup": dd.as_dict(), "tokens_tokenized": tokens,
+            "documents_read": corpus.documents_read}
+
+
+def _complete(data_dir: Path) -> bool:
+    return all((data_dir / split / "split.json").is_file() for split in SPLITS)
+
+
+def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True, force: bool = False) -> dict:
+    """Prepare ``run_dir/data`` (train, replay, val_domain, val_general + manifest.json) or reuse it."""
+    from .modeling import document_separator_id, load_tokenizer, model_id, tokenizer_fingerprint
+
+    data_dir = Path(run_dir) / "data"
+    manifest_path = data_dir / "manifest.json"
+    fingerprint = step_fingerprint(params, "preprocess")
+    if manifest_path.is_file() and not force:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint") == fingerprint and _complete(data_dir):
+            print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters unchanged)")
+            return manifest
+    manifest_path.unlink(missing_ok=True)  # a half-rewritten data folder must never look finished
+
+    pre = params.preprocess
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(params.model)
+    separator = document_separator_id(tokenizer)
+    vocab = len(tokenizer)
+    shard_sequences = max(1, pre.shard_tokens // pre.seq_len)
+
+    def packer(split: str, budget: int | None) -> SequencePacker:
+        writer = ShardWriter(data_dir / split, pre.seq_len, vocab, shard_sequences, meta={"split": split})
+        return SequencePacker(writer, separator, budget)
+
+    packers = {"train": packer("train", pre.train_token_budget), "replay": packer("replay", pre.replay_token_budget),
+               "val_domain": packer("val_domain", None), "val_general": packer("val_general", None)}
+    dedup = Deduplicator(pre.dedup)  # shared: a general document duplicating a domain one is dropped
+    corpora = {
+        "domain": _process_corpus("domain", params, tokenizer, separator, dedup, packers["train"],
+                                  packers["val_domain"], progress),
+        "general": _process_corpus("general", params, tokenizer, separator, dedup, packers["replay"],
+                                   packers["val_general"], progress),
+    }
+    splits = {name: p.close() for name, p in packers.items()}
+    for name in ("train", "val_domain", "val_general"):
+        if splits[name]["num_sequences"] == 0:
+            raise PreprocessError(
+                f"split '{name}' has no complete sequence of {pre.seq_len} tokens "
+                f"({splits[name]['documents']} documents, {splits[name]['dropped_tail_tokens']} tokens): "
+                "use more documents, a larger preprocess.val_max_docs/val_fraction or a shorter seq_len")
+    seconds = time.perf_counter() - started
+    tokenized = sum(c["tokens_tokenized"] for c in corpora.values())
+    manifest = {
+        "fingerprint": fingerprint, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": seconds,
+        "tokens_per_second": tokenized / max(seconds, 1e-9),
+        "tokenizer": {"model": model_id(params.model), "fingerprint": tokenizer_fingerprint(tokenizer),
+                      "vocab_size": vocab, "separator_id": separator,
+                      "separator_token": tokenizer.convert_ids_to_tokens(separator)},
+        "seq_len": pre.seq_len, "corpora": corpora,
+        "splits": {name: {k: info[k] for k in ("num_sequences", "num_tokens", "documents", "dropped_tail_tokens",
+                                                "content_hash")} for name, info in splits.items()},
+        "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in SPLITS).encode(),
+                                        digest_size=16).hexdigest(),
+    }
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(manifest_path)
+    return manifest
+
+
+def main(params_path: str) -> None:
+    """``cpt prepare PARAMS``: preprocessing alone, outside the notebooks."""
+    from .paths import configure_environment, run_dir
+
+    params = load_params(params_path)
+    configure_environment(offline=params.offline)
+    manifest = prepare_data(params, run_dir(params.run_name))
+    for name, split in manifest["splits"].items():
+        print(f"{name:12s} {split['num_sequences']:>9,} sequences {split['num_tokens']:>13,} tokens "
+              f"{split['documents']:>8,} documents")

@@ -1,0 +1,140 @@
+"""Preprocessing end to end on the tiny parameters and on deliberately bad corpora."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cpt_utils.clean import normalize
+from cpt_utils.corpora import open_corpus
+from cpt_utils.modeling import document_separator_id, load_tokenizer
+from cpt_utils.packing import SPLITS, open_split
+from cpt_utils.preprocess import PreprocessError, prepare_data
+from cpt_utils.params import validate_params
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    from cpt_utils.params import load_params
+    from cpt_utils.paths import REPO_ROOT
+
+    params = load_params(REPO_ROOT / "params" / "tiny.yaml")
+    run = tmp_path_factory.mktemp("run")
+    return params, run, prepare_data(params, run, progress=False)
+
+
+def _documents_of(split, sep: int) -> list[list[int]]:
+    """Reassemble the packed token stream into documents (split at the separator)."""
+    stream = np.concatenate([split[i][0] for i in range(len(split))]) if len(split) else np.array([], int)
+    cuts = np.flatnonzero(stream == sep)
+    docs, start = [], 0
+    for cut in cuts:
+        docs.append(stream[start:cut].tolist())
+        start = cut + 1
+    return docs
+
+
+def test_manifest_records_what_training_needs(prepared):
+    params, run, manifest = prepared
+    assert manifest["seq_len"] == params.preprocess.seq_len == 64
+    assert set(manifest["splits"]) == set(SPLITS)
+    for name, split in manifest["splits"].items():
+        assert split["num_tokens"] == split["num_sequences"] * 64 > 0, name
+        assert open_split(run, name).num_tokens == split["num_tokens"]
+    assert manifest["tokenizer"]["separator_token"] == "<|endoftext|>"
+    assert manifest["corpora"]["domain"]["filters"]["seen"] == 150
+    assert len(manifest["content_hash"]) == 32
+
+
+def test_no_document_is_in_two_splits(prepared):
+    _, run, _ = prepared
+    ids = {name: [d["id"] for d in open_split(run, name).documents()] for name in SPLITS}
+    for name, docs in ids.items():
+        assert len(docs) == len(set(docs)), f"{name} packs a document twice"
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not set(ids[a]) & set(ids[b]), f"{a} and {b} share documents"
+    # and every token of every sequence maps to a document of its own split
+    split = open_split(run, "val_domain")
+    n_docs = len(split.documents())
+    for i in range(len(split)):
+        assert split.document_indices(i).max() < n_docs
+
+
+def test_packed_stream_decodes_back_to_the_cleaned_documents(prepared):
+    params, run, _ = prepared
+    tok = load_tokenizer(params.model)
+    sep = document_separator_id(tok)
+    source = {d.id: normalize(d.text) for d in open_corpus(params.data.domain)}
+    split = open_split(run, "train")
+    packed_ids = [d["id"] for d in split.documents()]
+    decoded = _documents_of(split, sep)
+    assert len(decoded) >= len(packed_ids) - 2  # all but the tail dropped at the end
+    for doc_id, ids in zip(packed_ids, decoded):
+        assert tok.decode(ids) == source[doc_id]
+
+
+def test_positions_restart_at_every_document_and_every_sequence(prepared):
+    params, run, _ = prepared
+    sep = document_separator_id(load_tokenizer(params.model))
+    split = open_split(run, "train")
+    for i in range(min(20, len(split))):
+        ids, pos = split[i]
+        assert pos[0] == 0
+        after_sep = np.flatnonzero(ids[:-1] == sep) + 1
+        assert (pos[after_sep] == 0).all()
+        others = np.setdiff1d(np.arange(1, len(ids)), after_sep)
+        assert (pos[others] == pos[others - 1] + 1).all()
+
+
+def test_second_run_reuses_the_data(prepared, capsys):
+    params, run, manifest = prepared
+    again = prepare_data(params, run, progress=False)
+    assert again == manifest and "reusing prepared data" in capsys.readouterr().out
+
+
+def _files_params(tmp_path, domain_lines, **pre):
+    (tmp_path / "domain.jsonl").write_bytes(b"".join(domain_lines))
+    good = " ".join(["General prose about history and art, written plainly."] * 12)
+    (tmp_path / "general.jsonl").write_text("".join(json.dumps({"text": f"{good} Item {i}."}) + "\n" for i in range(40)))
+    return validate_params({
+        "model": {"source": "tiny"}, "seed": 0,
+        "data": {"domain": {"kind": "files", "paths": [str(tmp_path / "domain.jsonl")]},
+                 "general": {"kind": "files", "paths": [str(tmp_path / "general.jsonl")]}},
+        "preprocess": {"seq_len": 32, "val_fraction": 0.2, "val_max_docs": 5, "dedup": {"near": False}, **pre},
+    })
+
+
+def test_bad_input_is_counted_and_enormous_documents_span_many_sequences(tmp_path):
+    science = "Energy is conserved in every closed system, and physicists measure it in joules."
+    lines = [json.dumps({"text": f"{science} Note {i}: " + science * 3}).encode() + b"\n" for i in range(30)]
+    enormous = " ".join(f"Atoms of element {i} bond with neighbours." for i in range(3000))
+    lines += [json.dumps({"text": ""}).encode() + b"\n",                       # empty document
+              json.dumps({"text": "\x00\x01\ufffd\ufffd" * 200}).encode() + b"\n",  # binary garbage
+              b'{"text": "caf\xe9 bytes that are not UTF-8"}\n',                 # non-UTF-8
+              b"{broken json\n",
+              json.dumps({"id": "huge", "text": enormous}).encode() + b"\n"]
+    params = _files_params(tmp_path, lines)
+    manifest = prepare_data(params, tmp_path / "run", progress=False)
+    domain = manifest["corpora"]["domain"]
+    assert domain["unreadable"]["by_reason"] == {"non-UTF-8 bytes": 1, "invalid JSON": 1}
+    assert domain["filters"]["removed"]["empty"] == 1 and domain["filters"]["removed"]["binary"] == 1
+    docs = {d["id"]: d for name in ("train", "val_domain") for d in open_split(tmp_path / "run", name).documents()}
+    assert docs["huge"]["tokens"] > 20 * 32  # longer than twenty sequences, packed across them
+
+
+def test_corpus_filtered_to_nothing_names_the_filter(tmp_path):
+    lines = [json.dumps({"text": f"tiny doc {i}"}).encode() + b"\n" for i in range(20)]
+    with pytest.raises(PreprocessError, match=r"data\.domain: all 20 documents were removed.*filter 'word_count' removed 20"):
+        prepare_data(_files_params(tmp_path, lines), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "data" / "manifest.json").exists()
+
+
+def test_token_budget_stops_the_training_split(tmp_path, tiny_params):
+    params = tiny_params.model_copy(update={"preprocess": tiny_params.preprocess.model_copy(update={"train_token_budget": 640})})
+    manifest = prepare_data(params, tmp_path, progress=False)
+    assert manifest["splits"]["train"]["num_tokens"] == 640
+    assert manifest["splits"]["val_domain"]["num_sequences"] > 0  # the held-out set is still complete
