@@ -100,10 +100,13 @@ def build_filters(q: QualityParams) -> list[tuple[str, Filter]]:
     return filters
 
 
+_UNPRINTABLE = re.compile("[\ufffd\ue000-\uf8ff\ud800-\udfff\x00-\x08\x0e-\x1f]")
+
+
 def _binary_garbage(text: str) -> str | None:
-    """Mis-decoded or binary input: replacement characters or unprintable code points."""
-    bad = text.count("\ufffd") + sum(1 for c in text[:20000] if unicodedata.category(c) in ("Co", "Cn", "Cs"))
-    ratio = bad / max(1, min(len(text), 20000))
+    """Mis-decoded or binary input: replacement characters, private-use code points, raw control bytes."""
+    bad = len(_UNPRINTABLE.findall(text))
+    ratio = bad / max(1, len(text))
     return f"{ratio:.1%} undecodable/unprintable characters" if ratio > 0.01 else None
 
 

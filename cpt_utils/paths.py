@@ -53,7 +53,6 @@ def configure_environment(offline: bool = True) -> None:
     cache = cache_dir()
     os.environ.setdefault("HF_HOME", str(cache / "hf"))
     os.environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"

@@ -119,6 +119,14 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
             "documents_read": corpus.documents_read}
 
 
+def _code_version() -> str:
+    """Hash of the modules that decide what the data contains: changing a filter re-prepares the data."""
+    digest = hashlib.blake2b(digest_size=6)
+    for module in ("clean", "dedup", "packing", "preprocess", "corpora"):
+        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    return digest.hexdigest()
+
+
 def _complete(data_dir: Path) -> bool:
     return all((data_dir / split / "split.json").is_file() for split in SPLITS)
 
@@ -129,7 +137,7 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
 
     data_dir = Path(run_dir) / "data"
     manifest_path = data_dir / "manifest.json"
-    fingerprint = step_fingerprint(params, "preprocess")
+    fingerprint = step_fingerprint(params, "preprocess") + "-" + _code_version()
     if manifest_path.is_file() and not force:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("fingerprint") == fingerprint and _complete(data_dir):
