@@ -189,6 +189,7 @@ class TrainParams(Section):
     per_document_attention: bool = True
     replay_fraction: float = Field(0.0, ge=0, le=1)
     l2_init_weight: float = Field(0.0, ge=0, description="pull toward the initial weights")
+    checkpoint_every_tokens: int | None = Field(None, ge=1, description="extra resumable checkpoints (only the latest kept)")
     eval_every_tokens: int | None = Field(None, ge=1)
     eval_max_sequences: int | None = Field(64, ge=1)
     log_every_steps: int = Field(1, ge=1)

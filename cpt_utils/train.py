@@ -1,0 +1,360 @@
+"""Continued pre-training with Accelerate: one loop, readable top to bottom.
+
+    python -m cpt_utils.train PARAMS                       one process (CPU or one GPU)
+    accelerate launch -m cpt_utils.train PARAMS            several GPUs (DDP; FSDP/DeepSpeed via the
+                                                           Accelerate config, see configs/accelerate/)
+    torchrun --standalone --nproc_per_node 2 -m cpt_utils.train PARAMS   multi-process on CPU (gloo)
+
+The budget is in tokens; checkpoints land at token milestones; the LR is a pure function of the step
+(``schedules``); the sample stream is a resumable ``MixedSampler``. Resuming restores the model,
+optimizer, every process's RNG and the sampler, so an interrupted run continues on exactly the
+trajectory it would have followed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
+from .packing import MixedSampler, PackedSplit
+from .params import ExperimentParams, load_params, step_fingerprint
+from .schedules import Segment, lr_at
+
+__all__ = ["train", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
+
+GPU_PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class DataMismatch(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _precision(requested: str, device_type: str) -> str:
+    """``auto`` → bf16 wherever it is supported (CPU autocast included: ≈1.7× faster here), else fp32."""
+    import torch
+
+    if requested == "auto":
+        if device_type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16"
+    return {"fp32": "no"}.get(requested, requested)
+
+
+def _peak_flops(device_type: str, precision: str) -> float:
+    """Peak FLOP/s for the MFU estimate: a table for GPUs, a quick matmul measurement on CPU."""
+    import torch
+
+    if device_type == "cuda":
+        name = torch.cuda.get_device_name()
+        return next((v for k, v in GPU_PEAK_BF16_FLOPS.items() if k in name), 312e12)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    return 5 * 2 * 1024**3 / (time.perf_counter() - start)
+
+
+def _memory_mb(device_type: str) -> float:
+    import torch
+
+    if device_type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _check_data(params: ExperimentParams, data_dir: Path, tokenizer) -> None:
+    """Refuse data prepared with another tokenizer or sequence length (silent garbage otherwise)."""
+    from .modeling import tokenizer_fingerprint
+
+    manifest_path = data_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise DataMismatch(f"{data_dir}: no manifest.json — run preprocessing first (notebook 02 or `cpt prepare`)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest["tokenizer"]["fingerprint"] != tokenizer_fingerprint(tokenizer):
+        raise DataMismatch(f"{data_dir} was tokenized with {manifest['tokenizer']['model']}, not this model's tokenizer")
+    if manifest["seq_len"] != params.preprocess.seq_len:
+        raise DataMismatch(f"{data_dir} has sequences of {manifest['seq_len']} tokens, params say {params.preprocess.seq_len}")
+
+
+def _l2_to_initial(model, initial: list) -> "torch.Tensor":
+    """Σ‖θ − θ₀‖²: the pull toward the base model (a forgetting mitigation, like EWC with unit Fisher)."""
+    import torch
+
+    return torch.stack([(p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), initial)]).sum()
+
+
+def _trajectory_fingerprint(params: ExperimentParams) -> str:
+    """What must not change between a checkpoint and its continuation (the budget may grow)."""
+    loose = {"token_budget": 1, "milestones": [], "eval_every_tokens": None, "checkpoint_every_tokens": None,
+             "eval_max_sequences": None, "log_every_steps": 1, "resume": "auto", "trackers": [], "num_threads": None}
+    return step_fingerprint(params.model_copy(update={"train": params.train.model_copy(update=loose)}), "train")
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop rows logged after the checkpoint (the killed run's lost steps)."""
+    if path.is_file():
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
+
+
+def _evaluate(model, splits: dict[str, PackedSplit], params: ExperimentParams, precision: str) -> dict:
+    from .evaluate import perplexity
+
+    row = {}
+    for name, split in splits.items():
+        result = perplexity(model, split, max_sequences=params.train.eval_max_sequences,
+                            batch_size=params.train.micro_batch_size,
+                            per_document=params.train.per_document_attention, precision=precision)
+        row.update({f"{name}_loss": result["loss"], f"{name}_loss_se": result["loss_se"], f"{name}_ppl": result["ppl"]})
+    return row
+
+
+# --------------------------------------------------------------------------------------------- train
+def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | None = None,
+          progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    """Continue pre-training ``params.model`` on the prepared data; return a summary dict.
+
+    ``stop_after_steps`` ends the run early without a final checkpoint, as a kill would (tests use it).
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from .modeling import load_model, load_tokenizer
+
+    tp = params.train
+    run_dir, data_dir = Path(run_dir), Path(data_dir or Path(run_dir) / "data")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = step_fingerprint(params, "train")
+    trajectory = _trajectory_fingerprint(params)
+    finished = [c for c in list_checkpoints(run_dir) if c.get("final") and c.get("params_fingerprint") == fingerprint]
+    if finished:
+        print(f"reusing finished training in {run_dir} ({finished[-1]['name']}, parameters unchanged)")
+        return {"reused": True, **finished[-1]}
+
+    device_probe = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = _precision(tp.precision, device_probe)
+    # cpu=True on a CPU machine: Accelerate only sets up multi-process (gloo) CPU training when told so
+    accelerator = Accelerator(cpu=device_probe == "cpu", mixed_precision=precision, gradient_accumulation_steps=1,
+                              log_with=tp.trackers or None, project_dir=str(run_dir))
+    if tp.num_threads and accelerator.device.type == "cpu":
+        torch.set_num_threads(tp.num_threads)
+    set_seed(params.seed)
+
+    # data: domain (+ replay) sequences, held-out sets for in-loop evaluation
+    tokenizer = load_tokenizer(params.model)
+    _check_data(params, data_dir, tokenizer)
+    train_split = PackedSplit(data_dir / "train")
+    replay_split = PackedSplit(data_dir / "replay")
+    val = {"val_domain": PackedSplit(data_dir / "val_domain"), "val_general": PackedSplit(data_dir / "val_general")}
+    sampler = MixedSampler(len(train_split), len(replay_split), tp.micro_batch_size, tp.replay_fraction,
+                           seed=params.seed, rank=accelerator.process_index, world_size=accelerator.num_processes)
+
+    # model and optimizer
+    model = load_model(params.model, seed=params.seed)
+    model.config.use_cache = False  # a cache disables the packed-sequence (per-document) attention mask
+    if tp.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    initial = [p.detach().clone() for p in model.parameters()] if tp.l2_init_weight > 0 else None
+    fused = {"on": True, "off": False}.get(tp.fused_adamw, accelerator.device.type == "cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tp.lr, betas=(tp.beta1, tp.beta2),
+                                  weight_decay=tp.weight_decay, fused=fused)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(sampler)
+    if tp.compile:
+        model = torch.compile(model)
+
+    # token arithmetic: tokens per optimizer step = micro-batch × seq_len × accumulation × processes
+    seq_len = train_split.seq_len
+    tokens_per_step = tp.micro_batch_size * seq_len * tp.grad_accum_steps * accelerator.num_processes
+    total_steps = math.ceil(tp.token_budget / tokens_per_step)
+    milestone_steps = {math.ceil(m / tokens_per_step) for m in tp.milestones if m <= tp.token_budget}
+    every = lambda tokens: max(1, round(tokens / tokens_per_step)) if tokens else None  # noqa: E731
+    eval_every, ckpt_every = every(tp.eval_every_tokens), every(tp.checkpoint_every_tokens)
+    warmup = math.ceil(tp.warmup_tokens / tokens_per_step)
+    segment = Segment(0, total_steps, warmup, tp.lr, tp.min_lr_ratio, tp.schedule, tp.decay_fraction)
+
+    # resume: continue the latest checkpoint (same trajectory), or start a new schedule segment when the
+    # token budget grew since it was written (see schedules.py for why)
+    step = 0
+    metrics_path = run_dir / "metrics.jsonl"
+    resume_from = latest_resumable(run_dir) if tp.resume == "auto" else (
+        None if tp.resume == "never" else json.loads((Path(tp.resume) / "checkpoint.json").read_text()) | {"path": tp.resume})
+    if resume_from is not None and resume_from.get("trajectory_fingerprint") != trajectory:
+        raise DataMismatch(
+            f"{resume_from['path']} was trained with other parameters (only train.token_budget and the "
+            "milestone/eval/checkpoint intervals may change when resuming); use another run_name or resume: never")
+    if resume_from is not None:
+        accelerator.load_state(str(Path(resume_from["path"]) / "state"))
+        step = resume_from["step"]
+        old = Segment(**resume_from["segment"])
+        segment = old if old.end == total_steps else Segment(step, total_steps, warmup, tp.lr, tp.min_lr_ratio,
+                                                             tp.schedule, tp.decay_fraction)
+        if accelerator.is_main_process:
+            _truncate_metrics(metrics_path, step)
+            print(f"resuming from {resume_from['name']} (step {step}, {resume_from['tokens']:,} tokens)"
+                  + ("" if segment is old else f"; budget grew: new schedule segment {step}→{total_steps}"))
+    elif accelerator.is_main_process:
+        metrics_path.unlink(missing_ok=True)
+    if tp.trackers:
+        accelerator.init_trackers(params.run_name, config={"lr": tp.lr, "tokens": tp.token_budget})
+
+    n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
+    peak_flops = _peak_flops(accelerator.device.type, precision)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    splits = {"train": train_split, "replay": replay_split}
+    bar = None
+    if progress and accelerator.is_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps * tokens_per_step, initial=step * tokens_per_step, unit=" tok",
+                   unit_scale=True, desc="training", mininterval=5.0)
+
+    def checkpoint(final: bool = False) -> None:
+        tokens = step * tokens_per_step
+        save_checkpoint(accelerator, model, tokenizer, run_dir, {
+            "step": step, "tokens": tokens, "milestone": step in milestone_steps, "final": final,
+            "params_fingerprint": fingerprint, "trajectory_fingerprint": trajectory, "segment": asdict(segment), "tokens_per_step": tokens_per_step})
+
+    def log_eval() -> None:
+        if accelerator.is_main_process:
+            row = _evaluate(accelerator.unwrap_model(model), val, params, precision)
+            _append_jsonl(metrics_path, {"kind": "eval", "step": step, "tokens": step * tokens_per_step, **row})
+            if tp.trackers:
+                accelerator.log(row, step=step)
+        accelerator.wait_for_everyone()
+
+    if step == 0:
+        log_eval()  # the base model's point on the curves
+    model.train()
+    while step < total_steps:
+        # 1. learning rate for this step
+        lr = lr_at(step, segment)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # 2. micro-steps: forward/backward, gradients accumulated; DDP syncs only on the last one
+        started = time.perf_counter()
+        loss_sum = 0.0
+        for micro in range(tp.grad_accum_steps):
+            picks = sampler.next_batch()
+            batch = {"input_ids": [], "position_ids": []}
+            for split_name, index in picks:
+                ids, pos = splits[split_name][index]
+                batch["input_ids"].append(ids)
+                batch["position_ids"].append(pos)
+            input_ids = torch.from_numpy(np.stack(batch["input_ids"])).to(accelerator.device)
+            kwargs = {"position_ids": torch.from_numpy(np.stack(batch["position_ids"])).to(accelerator.device)} \
+                if tp.per_document_attention else {}
+            sync = micro == tp.grad_accum_steps - 1
+            context = accelerator.no_sync(model) if not sync and accelerator.num_processes > 1 else _null()
+            with context:
+                with torch.autocast(accelerator.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    loss = model(input_ids=input_ids, labels=input_ids, use_cache=False, **kwargs).loss
+                total = loss / tp.grad_accum_steps
+                if initial is not None:
+                    total = total + tp.l2_init_weight * _l2_to_initial(accelerator.unwrap_model(model), initial) / tp.grad_accum_steps
+                accelerator.backward(total)
+            loss_sum += loss.detach().float().item()
+        loss_value = loss_sum / tp.grad_accum_steps
+        # 3. NaN/inf guard: never step on a bad gradient; the last good checkpoint stays untouched
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"loss became {loss_value} at step {step + 1} ({(step + 1) * tokens_per_step:,} tokens); "
+                f"last good checkpoint: {(list_checkpoints(run_dir) or [{'name': 'none'}])[-1]['name']}")
+        # 4. clip and step
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), tp.grad_clip) if tp.grad_clip else float("nan")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        # 5. log
+        elapsed = time.perf_counter() - started
+        tokens_per_s = tokens_per_step / elapsed
+        if accelerator.is_main_process and (step % tp.log_every_steps == 0 or step == total_steps):
+            _append_jsonl(metrics_path, {
+                "kind": "train", "step": step, "tokens": step * tokens_per_step, "loss": loss_value, "lr": lr,
+                "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_s,
+                "mfu": 6 * n_params * tokens_per_s / peak_flops, "mem_mb": _memory_mb(accelerator.device.type),
+                "time_s": elapsed, "replay_rows": sum(1 for s, _ in picks if s == "replay")})
+        if bar is not None:
+            bar.update(tokens_per_step)
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
+        # 6. evaluate and checkpoint on their token schedules
+        if eval_every and step % eval_every == 0 and step != total_steps:
+            log_eval()
+        if step in milestone_steps and step != total_steps:
+            checkpoint()
+        elif ckpt_every and step % ckpt_every == 0 and step != total_steps:
+            checkpoint()
+        if stop_after_steps is not None and step >= stop_after_steps and step != total_steps:
+            if bar is not None:
+                bar.close()
+            return {"stopped_at_step": step, "tokens": step * tokens_per_step}
+    log_eval()
+    checkpoint(final=True)
+    if bar is not None:
+        bar.close()
+    consistent = _ranks_consistent(accelerator, model)
+    if tp.trackers:
+        accelerator.end_training()
+    return {"reused": False, "steps": step, "tokens": step * tokens_per_step, "tokens_per_step": tokens_per_step,
+            "processes": accelerator.num_processes, "precision": precision, "ranks_consistent": consistent}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _ranks_consistent(accelerator, model) -> bool:
+    """After DDP every process must hold identical weights; check with one gathered checksum."""
+    import torch
+
+    if accelerator.num_processes == 1:
+        return True
+    total = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
+    sums = accelerator.gather(total.reshape(1).to(accelerator.device))
+    ok = bool(torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=0))
+    if not ok:
+        raise RuntimeError(f"processes ended with different weights: checksums {sums.tolist()}")
+    return ok
+
+
+def main(params_path: str | None = None) -> None:
+    """Entry point of ``cpt train PARAMS`` and ``python -m cpt_utils.train PARAMS``."""
+    from .paths import configure_environment, run_dir
+
+    params_path = params_path or (sys.argv[1] if len(sys.argv) > 1 else None)
+    if not params_path:
+        raise SystemExit("usage: python -m cpt_utils.train PARAMS")
+    params = load_params(params_path)
+    configure_environment(offline=params.offline)
+    summary = train(params, run_dir(params.run_name))
+    print(json.dumps(summary, default=str))
+
+
+if __name__ == "__main__":
+    main()
