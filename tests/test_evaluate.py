@@ -1,0 +1,121 @@
+"""Evaluation: perplexity and bits per byte on packed held-out data, the offline lm-eval suite on a real
+tiny model, clear errors for corrupted tasks and assets."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cpt_utils import tasks as task_module
+from cpt_utils.evaluate import evaluate_model, evaluate_run, perplexity, token_byte_lengths
+from cpt_utils.modeling import load_model, load_tokenizer
+from cpt_utils.packing import open_split
+from cpt_utils.preprocess import prepare_data
+from cpt_utils.tasks import TaskError, build_task_dir, mmlu_items, registry
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    from cpt_utils.params import load_params
+    from cpt_utils.paths import REPO_ROOT
+
+    params = load_params(REPO_ROOT / "params" / "tiny.yaml")
+    run = tmp_path_factory.mktemp("run")
+    prepare_data(params, run, progress=False)
+    return params, run
+
+
+def test_perplexity_and_bits_per_byte_match_a_direct_computation(prepared):
+    params, run = prepared
+    model, tok = load_model(params.model), load_tokenizer(params.model)
+    split = open_split(run, "val_domain")
+    lengths = token_byte_lengths(tok)
+    result = perplexity(model, split, max_sequences=4, batch_size=3, precision="fp32", bytes_per_token=lengths)
+    nats, nbytes, per_seq = 0.0, 0, []
+    with torch.no_grad():
+        for i in range(4):
+            ids, pos = (torch.from_numpy(a).unsqueeze(0) for a in split[i])
+            logits = model(input_ids=ids, position_ids=pos).logits[0, :-1]
+            loss = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
+            per_seq.append(loss.mean().item())
+            nats += loss.sum().item()
+            nbytes += int(lengths[ids[0, 1:].numpy()].sum())
+    assert result["loss"] == pytest.approx(np.mean(per_seq), rel=1e-5)
+    assert result["loss_se"] == pytest.approx(np.std(per_seq, ddof=1) / 2, rel=1e-4)
+    assert result["bits_per_byte"] == pytest.approx(nats / math.log(2) / nbytes, rel=1e-5)
+    assert result["ppl"] == pytest.approx(math.exp(result["loss"]))
+
+
+def test_offline_suite_scores_a_tiny_model_and_writes_the_eval_file(prepared):
+    params, run = prepared
+    model, tok = load_model(params.model), load_tokenizer(params.model)
+    result = evaluate_model(params, model, tok, run, "base", 0)
+    assert set(result["tasks"]) == set(params.eval.offline_tasks)
+    for name, t in result["tasks"].items():
+        assert t["n"] == len(t["per_item"]) > 0 and set(t["per_item"]) <= {0, 1}
+        assert t["value"] == pytest.approx(sum(t["per_item"]) / t["n"])
+        assert t["stderr"] == pytest.approx(math.sqrt(t["value"] * (1 - t["value"]) / (t["n"] - 1)))
+        assert t["chance"] == pytest.approx(0.25)
+    assert result["tasks"]["mmlu_offline_domain"]["n"] == params.eval.limit
+    saved = json.loads((run / "evals" / "base.json").read_text())
+    assert saved["perplexity"]["val_domain"]["bits_per_byte"] > 0 and saved["eval_fingerprint"]
+
+
+def test_items_are_a_fixed_seeded_sample_in_the_right_subject_group(prepared):
+    params, run = prepared
+    tok = load_tokenizer(params.model)
+    folder, counts = build_task_dir(params, run / "data", tok)
+    items = [json.loads(l) for l in (folder / "mmlu_offline_domain.jsonl").read_text().splitlines()]
+    assert len(items) == counts["mmlu_offline_domain"] == params.eval.limit
+    assert all(i["subject"] in task_module.DOMAIN_SUBJECTS for i in items)
+    general = [json.loads(l) for l in (folder / "mmlu_offline_general_cloze.jsonl").read_text().splitlines()]
+    assert not {i["subject"] for i in general} & set(task_module.DOMAIN_SUBJECTS)
+    again, _ = build_task_dir(params, run / "data", tok)
+    assert again == folder  # same settings, same items (cached)
+    cont = [json.loads(l) for l in (folder / "continuation_domain.jsonl").read_text().splitlines()]
+    assert all(len(c["choices"]) == 4 and 0 <= c["answer"] < 4 for c in cont)
+
+
+def test_mmlu_asset_is_complete_and_a_corrupted_copy_is_refused(tmp_path):
+    from cpt_utils.assets import fetch
+
+    items = mmlu_items(fetch("mmlu"))
+    assert len(items) == 14_042 and len({i["subject"] for i in items}) == 57
+    bad = tmp_path / "mmlu.jsonl"
+    lines = fetch("mmlu").read_text().splitlines()[:5]
+    lines[3] = lines[3].replace('"correct_answer": "', '"correct_answer": "Z')
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TaskError, match=r"mmlu\.jsonl:4: malformed MMLU row"):
+        mmlu_items(bad)
+
+
+def test_corrupted_task_table_and_unknown_tasks_are_clear(tmp_path, monkeypatch, prepared):
+    params, run = prepared
+    broken = tmp_path / "tasks"
+    shutil.copytree(task_module.HERE, broken, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    (broken / "_mmlu_cloze.yaml").unlink()
+    monkeypatch.setattr(task_module, "HERE", broken)
+    with pytest.raises(TaskError, match="names a missing template"):
+        registry()
+    (broken / "tasks.yaml").write_text("mmlu_offline_domain: [unclosed\n")
+    with pytest.raises(TaskError, match="not valid YAML"):
+        registry()
+    monkeypatch.undo()
+    wrong = params.model_copy(update={"eval": params.eval.model_copy(update={"offline_tasks": ["hellaswag_offline"]})})
+    with pytest.raises(TaskError, match=r"unknown task\(s\) \['hellaswag_offline'\]; allowed: .*mmlu_offline_domain"):
+        build_task_dir(wrong, run / "data", load_tokenizer(params.model))
+
+
+def test_evaluate_run_skips_current_results(prepared, capsys):
+    params, run = prepared
+    first = evaluate_run(params, run, progress=True)
+    assert set(first.checkpoint) == {"base"}
+    capsys.readouterr()
+    again = evaluate_run(params, run, progress=True)
+    assert "evaluating" not in capsys.readouterr().out
+    assert again.equals(first)
