@@ -217,7 +217,26 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
             cached.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(target, cached)
         del model
+    _check_contamination(params, run_dir, data_dir, tokenizer, fingerprint)
     return results_table(run_dir)
+
+
+def _check_contamination(params, run_dir: Path, data_dir: Path, tokenizer, fingerprint: str) -> dict | None:
+    """Write ``contamination.json``: offline task items whose text occurs in the training shards."""
+    import json
+
+    from .contamination import contamination
+    from .tasks import build_task_dir
+
+    if not params.eval.offline_tasks:
+        return None
+    out = run_dir / "contamination.json"
+    if out.is_file() and json.loads(out.read_text()).get("eval_fingerprint") == fingerprint:
+        return json.loads(out.read_text())
+    task_dir, _ = build_task_dir(params, data_dir, tokenizer)
+    report = {"eval_fingerprint": fingerprint, "window_tokens": 13, "tasks": contamination(task_dir, data_dir, tokenizer)}
+    out.write_text(json.dumps(report, indent=1))
+    return report
 
 
 def results_table(run_dir: Path):

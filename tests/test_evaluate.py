@@ -119,3 +119,25 @@ def test_evaluate_run_skips_current_results(prepared, capsys):
     again = evaluate_run(params, run, progress=True)
     assert "evaluating" not in capsys.readouterr().out
     assert again.equals(first)
+
+
+def test_contamination_check_flags_an_item_that_is_in_the_training_data(tmp_path, prepared):
+    from cpt_utils.contamination import contamination
+    from cpt_utils.packing import SequencePacker, ShardWriter
+
+    params, _ = prepared
+    tok = load_tokenizer(params.model)
+    task_dir = tmp_path / "tasks"
+    task_dir.mkdir()
+    items = [{"question": "Which organelle produces most of the chemical energy of the eukaryotic cell?",
+              "choices": ["mitochondrion", "ribosome", "nucleus", "vacuole"], "answer": 0},
+             {"question": "In what year did the first crewed landing on the Moon take place?",
+              "choices": ["1965", "1969", "1972", "1959"], "answer": 1}]
+    (task_dir / "quiz.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    packer = SequencePacker(ShardWriter(tmp_path / "data" / "train", 32, len(tok), 100), separator_id=0)
+    leaked = "Some unrelated prose comes first. " + items[0]["question"] + " It is the mitochondrion. " * 3
+    for text in [leaked, "A clean document about rivers, hills and old towns in the north."] * 4:
+        packer.add(tok(text)["input_ids"], "d")
+    packer.close()
+    report = contamination(task_dir, tmp_path / "data", tok)
+    assert report["quiz"] == {"items": 2, "contaminated": 1, "share": 0.5, "examples": [0]}

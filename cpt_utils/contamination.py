@@ -1,0 +1,67 @@
+"""Contamination check: does any evaluation item's text appear in what the model is trained on?
+
+The test is the GPT-3 one: an item is flagged when any of its 13-token windows also occurs in the
+training shards (domain train and replay). Windows are hashed, and the shards are scanned with
+vectorised rolling hashes, so the check streams through hundreds of millions of tokens shard by shard.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .packing import PackedSplit
+
+WINDOW = 13
+_BASE = np.uint64(1_000_003)
+
+
+def _window_hashes(ids: np.ndarray) -> np.ndarray:
+    """Polynomial hashes (mod 2^64) of every length-13 window of a 1-D token array."""
+    ids = ids.astype(np.uint64)
+    if len(ids) < WINDOW:
+        return np.empty(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.zeros(len(ids) - WINDOW + 1, dtype=np.uint64)
+        for j in range(WINDOW):
+            h = h * _BASE + ids[j:len(ids) - WINDOW + 1 + j]
+    return h
+
+
+def item_texts(task_file: Path) -> list[str]:
+    """The text an item contributes: question + choices (MMLU) or context + true continuation."""
+    texts = []
+    for line in task_file.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        if "question" in item:
+            texts.append(item["question"] + " " + " ".join(item["choices"]))
+        else:
+            texts.append(item["context"] + item["choices"][item["answer"]])
+    return texts
+
+
+def contamination(task_dir: Path, data_dir: Path, tokenizer, splits: tuple[str, ...] = ("train", "replay")) -> dict:
+    """Per task: items whose 13-token windows occur in the training shards (count, share, examples)."""
+    task_items: dict[str, list[np.ndarray]] = {}
+    for task_file in sorted(Path(task_dir).glob("*.jsonl")):
+        encoded = tokenizer(item_texts(task_file), add_special_tokens=False)["input_ids"]
+        task_items[task_file.stem] = [_window_hashes(np.asarray(ids)) for ids in encoded]
+    wanted = np.unique(np.concatenate([h for hs in task_items.values() for h in hs] or [np.empty(0, np.uint64)]))
+    seen = np.empty(0, dtype=np.uint64)
+    for split in splits:
+        path = Path(data_dir) / split
+        if not (path / "split.json").is_file():
+            continue
+        data = PackedSplit(path)
+        for start in range(0, len(data), 4096):  # a block of sequences at a time: bounded memory
+            block = np.concatenate([data[i][0] for i in range(start, min(len(data), start + 4096))])
+            hits = _window_hashes(block)
+            seen = np.union1d(seen, hits[np.isin(hits, wanted)])
+    report = {}
+    for task, hashes in task_items.items():
+        flagged = [i for i, h in enumerate(hashes) if len(h) and np.isin(h, seen).any()]
+        report[task] = {"items": len(hashes), "contaminated": len(flagged),
+                        "share": len(flagged) / max(1, len(hashes)), "examples": flagged[:5]}
+    return report
