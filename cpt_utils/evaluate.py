@@ -122,10 +122,23 @@ def run_tasks(params, model, tokenizer, data_dir: Path) -> dict:
         per_item = [int(round(float(s[metric]))) for s in samples]
         n = len(per_item)
         p = sum(per_item) / max(1, n)
+        subjects = _item_subjects(include, task, n)
         out[task] = {"metric": metric, "value": p, "stderr": math.sqrt(p * (1 - p) / max(1, n - 1)), "n": n,
+                     **({"item_subjects": subjects} if subjects else {}),
                      "per_item": per_item,
                      "chance": float(np.mean([1 / max(1, len(s.get("arguments", []) or [0])) for s in samples]))}
     return out
+
+
+def _item_subjects(task_dir, task: str, n: int) -> list[str] | None:
+    """Subjects of an offline MMLU task's items, in item order (per-subject deltas need them)."""
+    import json
+
+    path = Path(task_dir) / f"{task}.jsonl" if task_dir else None
+    if path is None or not path.is_file():
+        return None
+    subjects = [json.loads(line).get("subject") for line in path.read_text(encoding="utf-8").splitlines()]
+    return subjects if len(subjects) == n and all(subjects) else None
 
 
 def _wants_bf16(params, device: str) -> bool:

@@ -269,6 +269,8 @@ class ExperimentParams(Section):
         if name not in self.variants:
             raise ParamsError(f"variants.{name}: no such variant; defined: {sorted(self.variants)}")
         data = self.model_dump()
+        # a variant is a short comparison run: no intermediate milestones or evaluations unless it asks
+        data["train"].update({"milestones": [], "eval_every_tokens": None, "checkpoint_every_tokens": None})
         data["train"].update(self.variants[name].train)
         data["variants"] = {}
         data["run_name"] = f"{self.run_name}.{name}"

@@ -1,0 +1,353 @@
+"""The research questions as pure functions over tables: how much did each token buy (a fitted power
+law with its uncertainty), what was forgotten (paired deltas with standard errors), and which
+mitigation gives the best trade-off (a stability–plasticity table and its Pareto front).
+
+Nothing here trains or evaluates; loaders at the bottom read a run's files into the tables. Every
+function that can fail on the data (too few points, a poor fit, an unreachable target) says so in its
+result instead of returning a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# ------------------------------------------------------------------------------------ token efficiency
+
+
+@dataclass
+class Fit:
+    """A fitted loss curve: parameters with bootstrap intervals, quality, and why it may be unusable."""
+
+    model: str                       # "power law" or "log-linear"
+    params: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    r2: float = float("nan")
+    aic: float = float("nan")
+    n_points: int = 0
+    ok: bool = False
+    reason: str = ""
+    samples: np.ndarray | None = None  # bootstrap parameter draws (rows) for prediction bands
+
+    def predict(self, tokens) -> np.ndarray:
+        return _curve(self.model, np.asarray(tokens, dtype=float), *self.params.values())
+
+
+def _curve(model: str, d: np.ndarray, *p: float) -> np.ndarray:
+    if model == "power law":
+        e, a, alpha = p
+        return e + a * np.power(d, -alpha)
+    a, b = p
+    return a + b * np.log(d)
+
+
+def _r2_aic(y: np.ndarray, yhat: np.ndarray, k: int) -> tuple[float, float]:
+    rss = float(np.sum((y - yhat) ** 2))
+    tss = float(np.sum((y - y.mean()) ** 2)) or 1e-30
+    n = len(y)
+    return 1 - rss / tss, n * math.log(max(rss, 1e-30) / n) + 2 * k
+
+
+def fit_loss_curve(tokens, losses, model: str = "power law", bootstrap: int = 1000, seed: int = 0,
+                   min_points: int = 4) -> Fit:
+    """Fit L(D) = E + A·D^(−α) (or L = a + b·ln D) to losses at D > 0 tokens seen.
+
+    The base model's point (D = 0) is left out: the power law is a statement about training tokens and
+    diverges at 0. Uncertainty: residual bootstrap (refit on fitted values + resampled residuals).
+    """
+    from scipy.optimize import curve_fit
+
+    d = np.asarray(tokens, dtype=float)
+    y = np.asarray(losses, dtype=float)
+    keep = d > 0
+    d, y = d[keep], y[keep]
+    k = 3 if model == "power law" else 2
+    fit = Fit(model=model, params={}, n_points=len(d))
+    if len(d) < max(min_points, k + 1):
+        fit.reason = f"{len(d)} points with tokens > 0; at least {max(min_points, k + 1)} are needed for a {model} fit"
+        return fit
+
+    def f(x, *p):
+        return _curve(model, x, *p)
+
+    if model == "power law":
+        p0 = [max(0.0, y.min() - 0.1), (y.max() - y.min() + 1e-3) * d.min() ** 0.3, 0.3]
+        bounds = ([0.0, 0.0, 1e-3], [y.min(), np.inf, 3.0])
+    else:
+        p0, bounds = [y.mean(), -0.1], ([-np.inf, -np.inf], [np.inf, np.inf])
+    try:
+        popt, _ = curve_fit(f, d, y, p0=p0, bounds=bounds, maxfev=20000)
+    except (RuntimeError, ValueError) as err:
+        fit.reason = f"the {model} fit did not converge ({err})"
+        return fit
+    names = ["E", "A", "alpha"] if model == "power law" else ["a", "b"]
+    fit.params = dict(zip(names, map(float, popt)))
+    yhat = f(d, *popt)
+    fit.r2, fit.aic = _r2_aic(y, yhat, k)
+    rng = np.random.default_rng(seed)
+    resid = y - yhat
+    draws = []
+    for _ in range(bootstrap):
+        try:
+            draws.append(curve_fit(f, d, yhat + rng.choice(resid, len(resid)), p0=popt, bounds=bounds, maxfev=5000)[0])
+        except (RuntimeError, ValueError):
+            continue
+    if draws:
+        fit.samples = np.asarray(draws)
+        fit.intervals = {n: (float(np.percentile(fit.samples[:, i], 2.5)), float(np.percentile(fit.samples[:, i], 97.5)))
+                         for i, n in enumerate(names)}
+    fit.ok = True
+    return fit
+
+
+def prediction_band(fit: Fit, tokens) -> tuple[np.ndarray, np.ndarray]:
+    """2.5–97.5% band of the fitted curve at ``tokens`` from the bootstrap draws."""
+    d = np.asarray(tokens, dtype=float)
+    if fit.samples is None or not len(fit.samples):
+        y = fit.predict(d)
+        return y, y
+    curves = np.stack([_curve(fit.model, d, *p) for p in fit.samples])
+    return np.percentile(curves, 2.5, axis=0), np.percentile(curves, 97.5, axis=0)
+
+
+def tokens_to_reach(fit: Fit, target: float, min_r2: float = 0.9) -> dict:
+    """Tokens needed to reach ``target`` loss, with a 95% interval — or the reason it is refused."""
+    if not fit.ok:
+        return {"ok": False, "reason": fit.reason}
+    if fit.r2 < min_r2:
+        return {"ok": False, "reason": f"fit R² {fit.r2:.3f} < {min_r2}: too poor to extrapolate"}
+
+    def solve(p) -> float:
+        if fit.model == "power law":
+            e, a, alpha = p
+            return math.inf if target <= e or a <= 0 else (a / (target - e)) ** (1 / alpha)
+        a, b = p
+        return math.inf if b >= 0 else math.exp((target - a) / b)
+
+    point = solve(list(fit.params.values()))
+    if not math.isfinite(point):
+        return {"ok": False, "reason": f"target {target:.3f} is at or below the fitted asymptote "
+                                        f"E = {fit.params.get('E', float('nan')):.3f}: not reachable on this curve"}
+    draws = np.array([solve(p) for p in fit.samples]) if fit.samples is not None else np.array([point])
+    finite = draws[np.isfinite(draws)]
+    lo, hi = (np.percentile(finite, 2.5), np.percentile(finite, 97.5)) if len(finite) else (point, point)
+    unreachable = 1 - len(finite) / max(1, len(draws))
+    return {"ok": True, "tokens": point, "interval": (float(lo), float(hi) if unreachable < 0.025 else math.inf),
+            "share_of_draws_unreachable": unreachable}
+
+
+def marginal_gains(tokens, losses, step: float) -> list[dict]:
+    """Observed loss reduction per ``step`` tokens between consecutive evaluations (e.g. per 10% of the
+    budget on small runs, per 100M tokens on the paper's)."""
+    d, y = np.asarray(tokens, dtype=float), np.asarray(losses, dtype=float)
+    order = np.argsort(d)
+    d, y = d[order], y[order]
+    return [{"from_tokens": float(d[i]), "to_tokens": float(d[i + 1]),
+             "loss_drop_per_step": float((y[i] - y[i + 1]) / (d[i + 1] - d[i]) * step)}
+            for i in range(len(d) - 1) if d[i + 1] > d[i]]
+
+
+def diminishing_returns(tokens, losses) -> dict:
+    """Compare the loss drop per token in the first and the second half of the token range."""
+    d, y = np.asarray(tokens, dtype=float), np.asarray(losses, dtype=float)
+    if len(d) < 3:
+        return {"ok": False, "reason": "fewer than 3 evaluation points"}
+    mid = d.min() + (d.max() - d.min()) / 2
+    y_mid = float(np.interp(mid, d, y))
+    first = (y[0] - y_mid) / (mid - d.min())
+    second = (y_mid - y[-1]) / (d.max() - mid)
+    return {"ok": True, "first_half_drop_per_token": float(first), "second_half_drop_per_token": float(second),
+            "ratio_second_to_first": float(second / first) if first else float("nan"),
+            "diminishing": bool(second < first)}
+
+
+# -------------------------------------------------------------------------------------- forgetting
+def _z_test(delta: float, se: float) -> tuple[float, float]:
+    from scipy.stats import norm
+
+    if not se or not math.isfinite(se):
+        return float("nan"), float("nan")
+    z = delta / se
+    return z, float(2 * norm.sf(abs(z)))
+
+
+def paired_delta(base: list[float], other: list[float]) -> dict:
+    """Mean of ``other − base`` over the same items/sequences with its paired standard error."""
+    b, o = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
+    if len(b) != len(o) or len(b) < 2:
+        raise ValueError(f"paired comparison needs equal lengths ≥ 2, got {len(b)} and {len(o)}")
+    diff = o - b
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    z, p = _z_test(float(diff.mean()), se)
+    return {"delta": float(diff.mean()), "se": se, "z": z, "p": p, "n": int(len(diff)), "paired": True}
+
+
+def unpaired_delta(base: float, base_se: float, other: float, other_se: float) -> dict:
+    se = math.hypot(base_se, other_se)
+    z, p = _z_test(other - base, se)
+    return {"delta": other - base, "se": se, "z": z, "p": p, "paired": False}
+
+
+def compare_evals(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
+    """Per split and per task: other − base with SE and a significance flag (paired when possible)."""
+    rows = []
+    for split in ("val_domain", "val_general"):
+        b, o = base["perplexity"].get(split), other["perplexity"].get(split)
+        if not b or not o:
+            continue
+        if b.get("per_sequence") and len(b["per_sequence"]) == len(o.get("per_sequence", [])):
+            d = paired_delta(b["per_sequence"], o["per_sequence"])
+        else:
+            d = unpaired_delta(b["loss"], b["loss_se"], o["loss"], o["loss_se"])
+        rows.append({"measure": f"{split} loss", "base": b["loss"], "other": o["loss"], **d,
+                     "better_when": "lower"})
+    for task, b in base.get("tasks", {}).items():
+        o = other.get("tasks", {}).get(task)
+        if not o:
+            continue
+        if len(b.get("per_item", [])) == len(o.get("per_item", [])) == b["n"]:
+            d = paired_delta(b["per_item"], o["per_item"])
+        else:
+            d = unpaired_delta(b["value"], b["stderr"], o["value"], o["stderr"])
+        rows.append({"measure": f"{task} ({b['metric']})", "base": b["value"], "other": o["value"], **d,
+                     "better_when": "higher"})
+    for r in rows:
+        r["significant"] = bool(r["p"] < alpha) if math.isfinite(r["p"]) else False
+    return rows
+
+
+def per_subject_deltas(base: dict, other: dict, task: str) -> list[dict]:
+    """Accuracy change per MMLU subject for one task (items must carry ``item_subjects``)."""
+    b, o = base["tasks"].get(task), other["tasks"].get(task)
+    if not b or not o or "item_subjects" not in b or b.get("item_subjects") != o.get("item_subjects"):
+        return []
+    subjects = np.asarray(b["item_subjects"])
+    rows = []
+    for s in sorted(set(subjects)):
+        idx = subjects == s
+        rows.append({"subject": s, "n": int(idx.sum()), "base": float(np.mean(np.asarray(b["per_item"])[idx])),
+                     "other": float(np.mean(np.asarray(o["per_item"])[idx])),
+                     "delta": float(np.mean(np.asarray(o["per_item"])[idx] - np.asarray(b["per_item"])[idx]))})
+    return rows
+
+
+def stability_plasticity(base: dict, runs: dict[str, dict]) -> list[dict]:
+    """For each run: domain gain (base − run domain loss; higher is better) and general change
+    (run − base general loss; lower is better), with paired SEs."""
+    rows = []
+    for name, ev in runs.items():
+        cmp = {r["measure"]: r for r in compare_evals(base, ev)}
+        dom, gen = cmp.get("val_domain loss"), cmp.get("val_general loss")
+        if not dom or not gen:
+            continue
+        rows.append({"run": name, "domain_gain": -dom["delta"], "domain_gain_se": dom["se"],
+                     "general_change": gen["delta"], "general_change_se": gen["se"],
+                     "domain_loss": dom["other"], "general_loss": gen["other"]})
+    return rows
+
+
+def pareto_front(rows: list[dict], gain: str = "domain_gain", cost: str = "general_change") -> list[str]:
+    """Runs no other run beats on both axes (more gain and less cost, at least one strictly)."""
+    front = []
+    for r in rows:
+        dominated = any(o[gain] >= r[gain] and o[cost] <= r[cost] and (o[gain] > r[gain] or o[cost] < r[cost])
+                        for o in rows if o is not r)
+        if not dominated:
+            front.append(r["run"])
+    return front
+
+
+def recommend(rows: list[dict], reference: str | None = None) -> str:
+    """A recommendation that follows from the table: among the Pareto-optimal runs, the one with the
+    best domain gain per unit of general loss; with the caveat when differences are within noise."""
+    if not rows:
+        return "No runs to compare."
+    def score(r: dict) -> float:
+        return r["domain_gain"] - max(0.0, r["general_change"])
+
+    best = next(r for r in rows if r["run"] == recommend_best(rows))
+    text = (f"**{best['run']}** is Pareto-optimal with a domain gain of {best['domain_gain']:.3f} ± "
+            f"{best['domain_gain_se']:.3f} nats/token and a general change of {best['general_change']:+.3f} ± "
+            f"{best['general_change_se']:.3f}.")
+    others = [r for r in rows if r is not best]
+    close = [r["run"] for r in others
+             if abs(score(r) - score(best)) < 2 * math.hypot(best["domain_gain_se"], r["domain_gain_se"])]
+    if close:
+        text += (f" Caveat: {', '.join(close)} {'is' if len(close) == 1 else 'are'} within two standard errors "
+                 "of it (unpaired SEs across runs; the held-out sequences are shared, so this is conservative) — "
+                 "the data do not separate them.")
+    if best["general_change"] < 0:
+        text += (" General held-out loss *fell* for this run: on this data the general text benefits from the domain "
+                 "training too (no forgetting to mitigate on perplexity).")
+    if reference and reference != best["run"]:
+        ref = next((r for r in rows if r["run"] == reference), None)
+        if ref:
+            text += (f" Compared with `{reference}` (no mitigation): domain gain {best['domain_gain'] - ref['domain_gain']:+.3f}, "
+                     f"general change {best['general_change'] - ref['general_change']:+.3f} nats/token.")
+    return text
+
+
+# ------------------------------------------------------------------------------------------ loaders
+def load_evals(run_dir: str | Path) -> dict[str, dict]:
+    """``evals/*.json`` of a run by checkpoint name, sorted by tokens."""
+    found = {}
+    for path in sorted((Path(run_dir) / "evals").glob("*.json")):
+        r = json.loads(path.read_text())
+        if "perplexity" in r:
+            found[r["checkpoint"]] = r
+    return dict(sorted(found.items(), key=lambda kv: kv[1]["tokens"]))
+
+
+def final_eval(run_dir: str | Path) -> dict | None:
+    evals = load_evals(run_dir)
+    return list(evals.values())[-1] if evals else None
+
+
+def curve_table(run_dir: str | Path):
+    """Tokens seen vs held-out losses and task scores, one row per evaluated checkpoint."""
+    import pandas as pd
+
+    rows = []
+    for name, r in load_evals(run_dir).items():
+        row = {"checkpoint": name, "tokens": r["tokens"]}
+        for split, p in r["perplexity"].items():
+            row[f"{split}_loss"], row[f"{split}_loss_se"] = p["loss"], p["loss_se"]
+            row[f"{split}_bpb"] = p.get("bits_per_byte")
+        for task, t in r["tasks"].items():
+            row[task], row[f"{task}_se"] = t["value"], t["stderr"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headline_table(run_dir: str | Path):
+    """Base vs continued (final checkpoint) vs the best variant, for the index page."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    evals = load_evals(run_dir)
+    if "base" not in evals or len(evals) < 2:
+        return None
+    columns = {"base": evals["base"], f"continued ({list(evals)[-1]})": list(evals.values())[-1]}
+    variants = {p.name: final_eval(p) for p in sorted((run_dir / "variants").glob("*")) if final_eval(p)}
+    if variants:
+        rows = stability_plasticity(evals["base"], {k: v for k, v in variants.items() if v})
+        if rows:
+            best = recommend_best(rows)
+            columns[f"best variant ({best})"] = variants[best]
+    table = {}
+    for label, r in columns.items():
+        col = {f"{s} perplexity": p["ppl"] for s, p in r["perplexity"].items()}
+        col.update({f"{t} ({v['metric']})": f"{v['value']:.3f} ± {v['stderr']:.3f}" for t, v in r["tasks"].items()})
+        col["tokens seen"] = r["tokens"]
+        table[label] = col
+    return pd.DataFrame(table)
+
+
+def recommend_best(rows: list[dict]) -> str:
+    """The Pareto-optimal run with the largest domain gain net of any general-loss increase."""
+    front = [r for r in rows if r["run"] in pareto_front(rows)]
+    return max(front, key=lambda r: r["domain_gain"] - max(0.0, r["general_change"]))["run"]

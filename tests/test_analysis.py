@@ -1,0 +1,115 @@
+"""Analysis functions on synthetic data with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cpt_utils.analysis import (
+    compare_evals, diminishing_returns, fit_loss_curve, marginal_gains, paired_delta, pareto_front,
+    per_subject_deltas, prediction_band, recommend, stability_plasticity, tokens_to_reach,
+)
+
+TOKENS = np.array([0, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6])
+
+
+def _power_law(d, e=2.0, a=40.0, alpha=0.35):
+    return e + a * np.power(d, -alpha)
+
+
+def test_power_law_parameters_are_recovered_with_honest_intervals():
+    rng = np.random.default_rng(0)
+    losses = _power_law(np.maximum(TOKENS, 1)) + rng.normal(0, 0.002, len(TOKENS))
+    fit = fit_loss_curve(TOKENS, losses, bootstrap=300)
+    assert fit.ok and fit.n_points == 7  # the D = 0 point is excluded
+    assert fit.params["E"] == pytest.approx(2.0, abs=0.05)
+    assert fit.params["alpha"] == pytest.approx(0.35, abs=0.03)
+    assert fit.intervals["alpha"][0] <= 0.35 <= fit.intervals["alpha"][1]
+    assert fit.r2 > 0.999
+    lo, hi = prediction_band(fit, [3e5])
+    assert lo[0] <= fit.predict([3e5])[0] <= hi[0]
+    assert abs(fit.predict([3e5])[0] - _power_law(3e5)) < 0.01 and 0 < hi[0] - lo[0] < 0.02
+    # the power law beats the log-linear alternative on data generated from a power law
+    assert fit.aic < fit_loss_curve(TOKENS, losses, model="log-linear", bootstrap=50).aic
+
+
+def test_extrapolation_has_an_interval_and_is_refused_when_it_should_be():
+    losses = _power_law(np.maximum(TOKENS, 1)) + np.random.default_rng(1).normal(0, 0.002, len(TOKENS))
+    fit = fit_loss_curve(TOKENS, losses, bootstrap=300)
+    target = float(_power_law(4e6))
+    reach = tokens_to_reach(fit, target)
+    assert reach["ok"] and reach["interval"][0] <= reach["tokens"] <= reach["interval"][1]
+    assert reach["tokens"] == pytest.approx(4e6, rel=0.3)
+    below = tokens_to_reach(fit, 1.5)
+    assert not below["ok"] and "asymptote" in below["reason"]
+    noise = fit_loss_curve(TOKENS, 3 + np.random.default_rng(2).normal(0, 0.2, len(TOKENS)), bootstrap=50)
+    refused = tokens_to_reach(noise, 2.5)
+    assert not refused["ok"] and ("R²" in refused["reason"] or "converge" in refused["reason"])
+    few = fit_loss_curve([0, 1e4, 2e4], [3.0, 2.9, 2.85])
+    assert not few.ok and "at least 4" in few.reason and not tokens_to_reach(few, 2.0)["ok"]
+
+
+def test_marginal_gains_and_diminishing_returns():
+    losses = _power_law(np.array([1e4, 2e4, 3e4, 4e4]))
+    gains = marginal_gains([1e4, 2e4, 3e4, 4e4], losses, step=1e4)
+    assert [g["loss_drop_per_step"] for g in gains] == pytest.approx(list(-np.diff(losses)))
+    assert diminishing_returns([1e4, 2e4, 3e4, 4e4], losses)["diminishing"] is True
+    assert diminishing_returns([1, 2, 3], [3.0, 2.9, 2.5])["diminishing"] is False
+
+
+def test_paired_delta_standard_error_and_significance():
+    base = [0, 1, 0, 1, 0, 0, 1, 0] * 25
+    better = [1, 1, 0, 1, 1, 0, 1, 1] * 25  # 3 of 8 items flip to correct
+    d = paired_delta(base, better)
+    diff = np.array(better) - np.array(base)
+    assert d["delta"] == pytest.approx(3 / 8)
+    assert d["se"] == pytest.approx(diff.std(ddof=1) / math.sqrt(200))
+    assert d["p"] < 1e-6
+    same = paired_delta(base, base[1:] + base[:1])
+    assert same["delta"] == pytest.approx(0) and same["p"] > 0.5
+
+
+def _eval(domain_seq, general_seq, items, subjects=None):
+    task = {"metric": "acc", "value": float(np.mean(items)), "stderr": 0.05, "n": len(items), "per_item": items}
+    if subjects:
+        task["item_subjects"] = subjects
+    return {"perplexity": {"val_domain": {"loss": float(np.mean(domain_seq)), "loss_se": 0.01, "per_sequence": domain_seq},
+                           "val_general": {"loss": float(np.mean(general_seq)), "loss_se": 0.01, "per_sequence": general_seq}},
+            "tasks": {"mmlu_offline_domain": task}}
+
+
+def test_compare_evals_flags_what_moved_beyond_noise():
+    rng = np.random.default_rng(3)
+    dom = list(3 + rng.normal(0, 0.3, 50))
+    gen = list(3 + rng.normal(0, 0.3, 50))
+    base = _eval(dom, gen, [0, 1] * 20, ["algebra"] * 20 + ["biology"] * 20)
+    other = _eval([x - 0.2 for x in dom], [x + rng.normal(0, 0.01) for x in gen], [1, 1] * 10 + [0, 1] * 10,
+                  ["algebra"] * 20 + ["biology"] * 20)
+    rows = {r["measure"]: r for r in compare_evals(base, other)}
+    assert rows["val_domain loss"]["delta"] == pytest.approx(-0.2) and rows["val_domain loss"]["significant"]
+    assert not rows["val_general loss"]["significant"]
+    assert rows["mmlu_offline_domain (acc)"]["paired"]
+    subjects = {r["subject"]: r for r in per_subject_deltas(base, other, "mmlu_offline_domain")}
+    assert subjects["algebra"]["delta"] == pytest.approx(0.5) and subjects["biology"]["delta"] == pytest.approx(0.0)
+
+
+def test_pareto_front_and_recommendation_on_a_hand_made_table():
+    rows = [
+        {"run": "none", "domain_gain": 0.40, "domain_gain_se": 0.01, "general_change": 0.10, "general_change_se": 0.01},
+        {"run": "replay", "domain_gain": 0.35, "domain_gain_se": 0.01, "general_change": 0.02, "general_change_se": 0.01},
+        {"run": "low_lr", "domain_gain": 0.20, "domain_gain_se": 0.01, "general_change": 0.05, "general_change_se": 0.01},
+        {"run": "l2", "domain_gain": 0.10, "domain_gain_se": 0.01, "general_change": 0.00, "general_change_se": 0.01},
+    ]
+    assert pareto_front(rows) == ["none", "replay", "l2"]  # low_lr is dominated by replay
+    text = recommend(rows, reference="none")
+    assert text.startswith("**replay**") and "Caveat" not in text
+    assert "domain gain -0.050" in text
+
+
+def test_stability_plasticity_from_eval_files():
+    base = _eval([3.0] * 10 + [3.2] * 10, [3.1] * 20, [0, 1] * 5)
+    run = _eval([2.8] * 10 + [3.0] * 10, [3.15] * 20, [0, 1] * 5)
+    (row,) = stability_plasticity(base, {"run": run})
+    assert row["domain_gain"] == pytest.approx(0.2) and row["general_change"] == pytest.approx(0.05)
