@@ -10,7 +10,11 @@ per-sequence losses (perplexity) and per-item correctness (tasks). Results land 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,7 +60,8 @@ def perplexity(model: "PreTrainedModel", split: PackedSplit, max_sequences: int 
             batch = split.batch(list(range(start, min(n, start + batch_size))))
             ids = batch["input_ids"].to(device)
             kwargs = {"position_ids": batch["position_ids"].to(device)} if per_document else {}
-            logits = model(input_ids=ids, **kwargs).logits.float()
+            # use_cache=False: with a cache transformers skips the packed-sequence (per-document) mask
+            logits = model(input_ids=ids, use_cache=False, **kwargs).logits.float()
             loss = torch.nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1), reduction="none"
             ).view(ids.size(0), -1)
@@ -106,14 +111,21 @@ def run_tasks(params, model, tokenizer, data_dir: Path) -> dict:
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.eval.batch_size, device=device,
               mixed_precision_dtype="bfloat16" if _wants_bf16(params, device) else None)
     seed = params.eval.seed
-    results = lm_eval.simple_evaluate(
-        model=lm, tasks=tasks,
-        # indexing lm-eval's thousands of built-in tasks costs seconds per call: skip it when offline
-        task_manager=TaskManager(include_path=str(include) if include else None,
-                                 include_defaults=bool(params.eval.hub_tasks) and not params.offline),
-        num_fewshot=params.eval.num_fewshot, limit=params.eval.limit,  # offline items are pre-sampled; hub: first N
-        log_samples=True, bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
-        fewshot_random_seed=seed)
+    # lm-eval draws a progress bar per stage; the per-checkpoint line we print is progress enough
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            results = lm_eval.simple_evaluate(
+                model=lm, tasks=tasks,
+                # indexing lm-eval's thousands of built-in tasks costs seconds per call: skip it when offline
+                task_manager=TaskManager(include_path=str(include) if include else None,
+                                         include_defaults=bool(params.eval.hub_tasks) and not params.offline),
+                num_fewshot=params.eval.num_fewshot, limit=params.eval.limit,  # offline items are pre-sampled; hub: first N
+                log_samples=True, bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                fewshot_random_seed=seed)
+    except Exception:
+        sys.stderr.write(captured.getvalue()[-5000:])
+        raise
     out = {}
     for task, samples in results["samples"].items():
         samples = sorted(samples, key=lambda s: s["doc_id"])
@@ -157,7 +169,10 @@ def eval_fingerprint(params, data_dir: Path) -> str:
 
     manifest = Path(data_dir) / "manifest.json"
     content = json.loads(manifest.read_text()).get("content_hash") if manifest.is_file() else None
-    blob = json.dumps([params.eval.model_dump(mode="json"), content, params.offline], sort_keys=True)
+    here = Path(__file__).parent
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in [here / "evaluate.py", *sorted((here / "tasks").glob("*.*"))]
+                                   if p.suffix in (".py", ".yaml"))).hexdigest()[:12]
+    blob = json.dumps([params.eval.model_dump(mode="json"), content, params.offline, code], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -230,7 +245,8 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
             cached.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(target, cached)
         del model
-    _check_contamination(params, run_dir, data_dir, tokenizer, fingerprint)
+    if include_base:  # variants share the parent's training data: checked once, for the parent
+        _check_contamination(params, run_dir, data_dir, tokenizer, fingerprint)
     return results_table(run_dir)
 
 

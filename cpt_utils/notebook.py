@@ -27,11 +27,28 @@ def setup(params_path: str | Path, run_name: str | None = None, show: bool = Tru
     from . import plots
 
     plots.apply_style()
-    # headless runs have no ipywidgets: tqdm falls back to text bars, which is what we want
-    warnings.filterwarnings("ignore", message="IProgress not found")
+    quiet_libraries()
     if show:
         _show_config(params, run_dir)
     return params, run_dir
+
+
+def quiet_libraries() -> None:
+    """Keep reports readable: library chatter (weight-loading bars, benign tied-weight warnings,
+    lm-eval's per-stage logging) off, errors still shown; our own progress bars stay."""
+    import logging
+    import warnings
+
+    import pandas as pd
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets: text bars are fine
+    pd.set_option("display.max_colwidth", 200)
+    for name in ("lm_eval", "accelerate", "datasets", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def config_table(params: ExperimentParams):

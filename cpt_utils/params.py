@@ -278,10 +278,14 @@ class ExperimentParams(Section):
 
 
 # ------------------------------------------------------------------------------------------- loading
+#: Keys whose mapping an overriding file replaces as a whole (a child's variants are its own list).
+REPLACED_WHOLE = {"variants"}
+
+
 def _deep_merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in REPLACED_WHOLE:
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
@@ -309,19 +313,23 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 def _section_class(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """Walk the schema along an error location to the model class that owns the last key."""
+    from typing import get_args, get_origin
+
     cls: Any = root
+    skip_key = False
     for part in loc[:-1]:
-        if isinstance(cls, type) and issubclass(cls, BaseModel):
-            field = cls.model_fields.get(str(part))
-            if field is None:
-                return None
-            cls = _unwrap(field.annotation)
-        elif isinstance(cls, list):  # union members
+        if skip_key:  # the user's own key in a dict[str, Section] (e.g. a variant's name)
+            skip_key = False
+            continue
+        if isinstance(cls, list):  # discriminated union: the tag names the member
             cls = next((c for c in cls if getattr(c.model_fields.get("kind"), "default", None) == part), None)
-        else:
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or str(part) not in cls.model_fields:
             return None
-    if isinstance(cls, list):
-        return None
+        annotation = cls.model_fields[str(part)].annotation
+        if get_origin(annotation) is dict:
+            annotation, skip_key = get_args(annotation)[1], True
+        cls = _unwrap(annotation)
     return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
 
 
@@ -335,8 +343,6 @@ def _unwrap(annotation: Any) -> Any:
     if origin is Union or str(origin) == "types.UnionType":
         members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
         return members[0] if len(members) == 1 else members
-    if origin in (dict,):
-        return _unwrap(get_args(annotation)[1])
     return annotation
 
 

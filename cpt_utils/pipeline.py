@@ -144,6 +144,7 @@ def render_html(executed: Path, html_path: Path, prov: dict | None = None, secon
     from traitlets.config import Config
 
     nb = nbformat.read(executed, as_version=4)
+    _collapse_progress_bars(nb)
     if prov is not None:
         nb.cells.append(_provenance_cell(prov, seconds, status))
     config = Config()
@@ -160,6 +161,19 @@ def render_html(executed: Path, html_path: Path, prov: dict | None = None, secon
     tmp.write_text(body, encoding="utf-8")
     tmp.replace(html_path)
     return html_path
+
+
+def _collapse_progress_bars(nb) -> None:
+    """A text progress bar redraws itself with carriage returns; a static page shows every redraw as a
+    line. Keep only each line's final state, as a terminal would."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and "\r" in out.get("text", ""):
+                lines = []
+                for segment in out["text"].split("\n"):
+                    redraws = [part for part in segment.split("\r") if part.strip()]
+                    lines.append(redraws[-1] if redraws else "")
+                out["text"] = "\n".join(lines)
 
 
 def _first_error(executed: Path) -> str:

@@ -235,7 +235,8 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
         tokens = step * tokens_per_step
         save_checkpoint(accelerator, model, tokenizer, run_dir, {
             "step": step, "tokens": tokens, "milestone": step in milestone_steps, "final": final,
-            "params_fingerprint": fingerprint, "trajectory_fingerprint": trajectory, "segment": asdict(segment), "tokens_per_step": tokens_per_step})
+            "params_fingerprint": fingerprint, "trajectory_fingerprint": trajectory, "segment": asdict(segment), "tokens_per_step": tokens_per_step,
+            "n_params": n_params})
 
     def log_eval() -> None:
         if accelerator.is_main_process:
@@ -298,7 +299,7 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
                 "time_s": elapsed, "replay_rows": sum(1 for s, _ in picks if s == "replay")})
         if bar is not None:
             bar.update(tokens_per_step)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
         # 6. evaluate and checkpoint on their token schedules
         if eval_every and step % eval_every == 0 and step != total_steps:
             log_eval()

@@ -114,3 +114,14 @@ def test_resolved_parameters_round_trip(tmp_path):
     save_resolved(params, tmp_path / "params.yaml")
     again = load_params(tmp_path / "params.yaml", overrides={"run_name": params.run_name})
     assert again.model_dump() == params.model_dump()
+
+
+def test_unknown_key_inside_a_variant_lists_the_variant_keys():
+    with pytest.raises(ParamsError, match=r"variants\.v\.trian: unknown key; allowed here: description, train"):
+        validate_params({"variants": {"v": {"trian": {}}}})
+
+
+def test_a_child_file_replaces_the_variants_of_its_parent():
+    tiny = load_params(REPO_ROOT / "params" / "tiny.yaml")
+    quick = load_params(REPO_ROOT / "params" / "quickstart.yaml")
+    assert set(tiny.variants) == {"no_mitigation", "replay_25"} and len(quick.variants) == 5
