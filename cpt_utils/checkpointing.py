@@ -59,8 +59,9 @@ def save_checkpoint(accelerator: "Accelerator", model, tokenizer, run_dir: Path,
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / "state"), safe_serialization=True)
+    state_dict = accelerator.get_state_dict(model)  # a collective under FSDP/ZeRO-3: every rank calls it
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(tmp / "model", safe_serialization=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp / "model", state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp / "model")
         (tmp / "checkpoint.json").write_text(json.dumps({**info, "name": final.name, "time": time.time()}, indent=1))
         shutil.rmtree(final, ignore_errors=True)
