@@ -163,8 +163,7 @@ class PreprocessParams(Section):
     train_token_budget: int | None = Field(None, ge=1, description="stop writing domain train tokens here")
     replay_token_budget: int | None = Field(None, ge=1, description="general tokens packed for replay")
     shard_tokens: int = Field(50_000_000, ge=1024, description="tokens per on-disk shard")
-    tokenize_batch_size: int = Field(256, ge=1)
-    num_workers: int = Field(1, ge=1)
+    tokenize_batch_size: int = Field(256, ge=1, description="documents per fast-tokenizer call (Rust threads use every core)")
 
 
 # ------------------------------------------------------------------------------------------ training

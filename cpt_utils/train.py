@@ -175,7 +175,7 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     model = load_model(params.model, seed=params.seed)
     model.config.use_cache = False  # a cache disables the packed-sequence (per-document) attention mask
     if tp.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     initial = [p.detach().clone() for p in model.parameters()] if tp.l2_init_weight > 0 else None
     fused = {"on": True, "off": False}.get(tp.fused_adamw, accelerator.device.type == "cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=tp.lr, betas=(tp.beta1, tp.beta2),

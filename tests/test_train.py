@@ -152,3 +152,11 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights(tiny_params_path, da
     summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 2 and all(s["processes"] == 2 and s["ranks_consistent"] for s in summaries)
     assert summaries[0]["tokens_per_step"] == 2 * 4 * 64
+
+
+def test_gradient_checkpointing_changes_memory_not_the_result(tiny_params, data_dir, tmp_path):
+    plain = _with(tiny_params, token_budget=1024)
+    train(plain, tmp_path / "plain", data_dir=data_dir, progress=False)
+    train(_with(plain, gradient_checkpointing=True), tmp_path / "ckpt", data_dir=data_dir, progress=False)
+    a, b = _rows(tmp_path / "plain"), _rows(tmp_path / "ckpt")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-4)
