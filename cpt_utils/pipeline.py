@@ -167,7 +167,15 @@ def _collapse_progress_bars(nb) -> None:
     """A text progress bar redraws itself with carriage returns; a static page shows every redraw as a
     line. Keep only each line's final state, as a terminal would."""
     for cell in nb.cells:
-        for out in cell.get("outputs", []):
+        merged: list = []
+        for out in cell.get("outputs", []):  # papermill stores each flush separately: join runs of a stream
+            if (merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
+                    and merged[-1].get("name") == out.get("name")):
+                merged[-1]["text"] += out.get("text", "")
+            else:
+                merged.append(out)
+        cell["outputs"] = merged
+        for out in merged:
             if out.get("output_type") == "stream" and "\r" in out.get("text", ""):
                 lines = []
                 for segment in out["text"].split("\n"):
