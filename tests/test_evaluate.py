@@ -141,3 +141,36 @@ def test_contamination_check_flags_an_item_that_is_in_the_training_data(tmp_path
     packer.close()
     report = contamination(task_dir, tmp_path / "data", tok)
     assert report["quiz"] == {"items": 2, "contaminated": 1, "share": 0.5, "examples": [0]}
+
+
+# Measured once (2026-11-24, this repo's pinned environment, 2-core x86 CPU, bf16 autocast): the packaged
+# SmolLM2-135M-Instruct (Q4_1, dequantised) on 100 + 100 seeded MMLU cloze items. Which items it gets
+# right is deterministic up to floating-point differences between CPUs and kernels, so the test asks for
+# (a) the pooled accuracy within 3 standard errors of the recorded one — the statistical allowance —
+# and (b) ≥ 90% item-level agreement, which a broken model (e.g. a bad dequantisation, near chance but on
+# different items) would not reach even when its accuracy happens to land close.
+RECORDED_CORRECT = {
+    "mmlu_offline_domain_cloze": [1, 2, 4, 6, 11, 13, 19, 20, 21, 24, 25, 27, 29, 30, 38, 45, 46, 47, 50, 59, 62,
+                                  74, 91, 93, 97],
+    "mmlu_offline_general_cloze": [7, 8, 9, 12, 13, 15, 23, 30, 31, 36, 38, 39, 40, 43, 46, 49, 55, 57, 60, 61, 70,
+                                   75, 84, 86, 89, 92, 93, 95, 96],
+}
+RECORDED_ACCURACY, RECORDED_SE = 54 / 200, math.sqrt(0.27 * 0.73 / 199)  # 0.270 ± 0.031
+
+
+@pytest.mark.slow
+def test_real_smollm2_mmlu_cloze_matches_the_recorded_measurement(tmp_path):
+    from cpt_utils.evaluate import run_tasks
+    from cpt_utils.params import load_params
+    from cpt_utils.paths import REPO_ROOT
+
+    quick = load_params(REPO_ROOT / "params" / "quickstart.yaml")
+    params = quick.model_copy(update={"eval": quick.eval.model_copy(update={
+        "offline_tasks": list(RECORDED_CORRECT), "limit": 100, "seed": 1234})})
+    model, tok = load_model(params.model), load_tokenizer(params.model)
+    results = run_tasks(params, model, tok, tmp_path)  # MMLU items do not depend on the run's data
+    correct = sum(sum(r["per_item"]) for r in results.values())
+    assert abs(correct / 200 - RECORDED_ACCURACY) <= 3 * RECORDED_SE, correct
+    agree = sum(
+        (i in RECORDED_CORRECT[task]) == bool(x) for task, r in results.items() for i, x in enumerate(r["per_item"]))
+    assert agree >= 180, f"only {agree}/200 items agree with the recorded run"
