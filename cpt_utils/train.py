@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -24,7 +25,7 @@ import numpy as np
 
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .packing import MixedSampler, PackedSplit
-from .params import ExperimentParams, load_params, step_fingerprint
+from .params import ExperimentParams, load_params
 from .schedules import Segment, lr_at
 
 __all__ = ["train", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
@@ -99,11 +100,21 @@ def _l2_to_initial(model, initial: list) -> "torch.Tensor":
     return torch.stack([(p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), initial)]).sum()
 
 
-def _trajectory_fingerprint(params: ExperimentParams) -> str:
-    """What must not change between a checkpoint and its continuation (the budget may grow)."""
-    loose = {"token_budget": 1, "milestones": [], "eval_every_tokens": None, "checkpoint_every_tokens": None,
-             "eval_max_sequences": None, "log_every_steps": 1, "resume": "auto", "trackers": [], "num_threads": None}
-    return step_fingerprint(params.model_copy(update={"train": params.train.model_copy(update=loose)}), "train")
+LOOSE_TRAIN_KEYS = ("token_budget", "milestones", "eval_every_tokens", "checkpoint_every_tokens",
+                    "eval_max_sequences", "log_every_steps", "resume", "trackers", "num_threads")
+
+
+def _trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
+    """What must not change between a checkpoint and its continuation: the base model, the seed, the
+    training hyperparameters except the budget and logging cadence, and the *content* of the data (not
+    the preprocessing parameters: re-preparing identical data must not orphan a run)."""
+    import hashlib
+
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
+    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, manifest["content_hash"]],
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
@@ -146,8 +157,12 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     tp = params.train
     run_dir, data_dir = Path(run_dir), Path(data_dir or Path(run_dir) / "data")
     run_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = step_fingerprint(params, "train")
-    trajectory = _trajectory_fingerprint(params)
+    if not (data_dir / "manifest.json").is_file():
+        raise DataMismatch(f"{data_dir}: no manifest.json — run preprocessing first (notebook 02 or `cpt prepare`)")
+    trajectory = _trajectory_fingerprint(params, data_dir)
+    fingerprint = f"{trajectory}-{tp.token_budget}"  # same trajectory, same budget: the same finished run
+    if tp.resume == "never" and (run_dir / "checkpoints").is_dir():
+        shutil.rmtree(run_dir / "checkpoints")  # a deliberate fresh start: no stale checkpoint may linger
     finished = [c for c in list_checkpoints(run_dir) if c.get("final") and c.get("params_fingerprint") == fingerprint]
     if finished:
         print(f"reusing finished training in {run_dir} ({finished[-1]['name']}, parameters unchanged)")

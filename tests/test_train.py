@@ -149,9 +149,10 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights(tiny_params_path, da
                            "-m", "cpt_utils.train", str(tiny_params_path)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(summaries) == 2 and all(s["processes"] == 2 and s["ranks_consistent"] for s in summaries)
-    assert summaries[0]["tokens_per_step"] == 2 * 4 * 64
+    # each rank prints its summary (lines may interleave); a weight mismatch would have raised
+    assert proc.stdout.count('"ranks_consistent": true') == 2 and proc.stdout.count('"processes": 2') == 2
+    (final,) = [c for c in list_checkpoints(run) if c["final"]]
+    assert final["tokens_per_step"] == 2 * 4 * 64 and final["tokens"] == 4096
 
 
 def test_gradient_checkpointing_changes_memory_not_the_result(tiny_params, data_dir, tmp_path):
