@@ -255,8 +255,10 @@ def summary_table(result: dict):
             "near duplicates (%)": round(100 * s["near_duplicate_rate"], 2),
             "unreadable records": s["unreadable"]["total"],
         }
-    table = pd.DataFrame(rows).astype(object)
-    return table.map(lambda v: f"{v:,}" if isinstance(v, int) else (f"{v:,.2f}" if isinstance(v, float) else v))
+    def fmt(v):  # formatted before the frame is built, so integer counts never turn into floats
+        return f"{v:,}" if isinstance(v, int) else f"{v:,.2f}"
+
+    return pd.DataFrame({which: {k: fmt(v) for k, v in row.items()} for which, row in rows.items()})
 
 
 # ------------------------------------------------------------------------------------------ figures
