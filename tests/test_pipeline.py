@@ -49,6 +49,10 @@ def test_notebook_01_runs_headless_and_renders(run_dirs, tiny_params_path):
     # a second run with nothing changed reuses the executed notebook instead of running it again
     again = _cpt("run", str(tiny_params_path), "--only", "01")
     assert again.returncode == 0 and "reusing" in again.stdout
+    # `cpt report RUN` re-renders from the executed notebooks without running anything
+    (report / "01_data_exploration.html").unlink()
+    rendered = _cpt("report", "tiny")
+    assert rendered.returncode == 0 and (report / "01_data_exploration.html").is_file()
 
 
 def test_failing_notebook_is_rendered_and_named(run_dirs, tiny_params_path, tmp_path):
