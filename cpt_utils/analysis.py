@@ -28,6 +28,7 @@ class Fit:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     r2: float = float("nan")
     aic: float = float("nan")
+    aicc: float = float("nan")       # small-sample AIC: what the comparison uses (a handful of points)
     n_points: int = 0
     ok: bool = False
     reason: str = ""
@@ -88,6 +89,7 @@ def fit_loss_curve(tokens, losses, model: str = "power law", bootstrap: int = 10
     fit.params = dict(zip(names, map(float, popt)))
     yhat = f(d, *popt)
     fit.r2, fit.aic = _r2_aic(y, yhat, k)
+    fit.aicc = fit.aic + (2 * k * (k + 1) / (len(d) - k - 1) if len(d) > k + 1 else math.inf)
     rng = np.random.default_rng(seed)
     resid = y - yhat
     draws = []
@@ -114,8 +116,22 @@ def prediction_band(fit: Fit, tokens) -> tuple[np.ndarray, np.ndarray]:
     return np.percentile(curves, 2.5, axis=0), np.percentile(curves, 97.5, axis=0)
 
 
-def tokens_to_reach(fit: Fit, target: float, min_r2: float = 0.9) -> dict:
-    """Tokens needed to reach ``target`` loss, with a 95% interval — or the reason it is refused."""
+def holdout_error(tokens, losses, model: str = "power law", holdout: int = 2) -> dict:
+    """Fit on all but the last ``holdout`` points (tokens > 0) and report the RMSE of predicting them:
+    the test that matters for extrapolation, which in-sample R² and AIC do not measure."""
+    d, y = np.asarray(tokens, dtype=float), np.asarray(losses, dtype=float)
+    order = np.argsort(d)
+    d, y = d[order][d[order] > 0], y[order][d[order] > 0]
+    fit = fit_loss_curve(d[:-holdout], y[:-holdout], model=model, bootstrap=0, min_points=3)
+    if not fit.ok:
+        return {"ok": False, "model": model, "reason": f"fit on the first {len(d) - holdout} points failed: {fit.reason}"}
+    err = y[-holdout:] - fit.predict(d[-holdout:])
+    return {"ok": True, "model": model, "rmse": float(np.sqrt(np.mean(err ** 2))), "held_out_tokens": d[-holdout:].tolist()}
+
+
+def tokens_to_reach(fit: Fit, target: float, min_r2: float = 0.9, increasing: bool = False) -> dict:
+    """Tokens needed to reach ``target`` (a loss; a score when ``increasing``), with a 95% interval — or
+    the reason it is refused (poor fit, target beyond the asymptote or against the fitted trend)."""
     if not fit.ok:
         return {"ok": False, "reason": fit.reason}
     if fit.r2 < min_r2:
@@ -126,12 +142,15 @@ def tokens_to_reach(fit: Fit, target: float, min_r2: float = 0.9) -> dict:
             e, a, alpha = p
             return math.inf if target <= e or a <= 0 else (a / (target - e)) ** (1 / alpha)
         a, b = p
-        return math.inf if b >= 0 else math.exp((target - a) / b)
+        return math.inf if (b <= 0 if increasing else b >= 0) else math.exp((target - a) / b)
 
     point = solve(list(fit.params.values()))
     if not math.isfinite(point):
-        return {"ok": False, "reason": f"target {target:.3f} is at or below the fitted asymptote "
-                                        f"E = {fit.params.get('E', float('nan')):.3f}: not reachable on this curve"}
+        if fit.model == "power law":
+            why = f"at or below the fitted asymptote E = {fit.params['E']:.3f}"
+        else:
+            why = f"against the fitted trend (slope {fit.params['b']:+.3g} per ln token)"
+        return {"ok": False, "reason": f"target {target:.3f} is {why}: not reachable on this curve"}
     draws = np.array([solve(p) for p in fit.samples]) if fit.samples is not None else np.array([point])
     finite = draws[np.isfinite(draws)]
     lo, hi = (np.percentile(finite, 2.5), np.percentile(finite, 97.5)) if len(finite) else (point, point)
@@ -165,6 +184,88 @@ def diminishing_returns(tokens, losses) -> dict:
             "diminishing": bool(second < first)}
 
 
+def score_trends(evals: dict[str, dict], min_r2: float = 0.9, alpha: float = 0.05) -> list[dict]:
+    """Per task: did the score move beyond its standard error (base → final, paired over items)? Only
+    then fit score = a + b·ln D over the trained checkpoints and extrapolate the tokens to gain one more
+    standard error in the same direction; otherwise say why not (a score moving within noise has no
+    trend to extrapolate)."""
+    ordered = sorted(evals.values(), key=lambda e: e["tokens"])
+    if len(ordered) < 2:
+        return []
+    first, last = ordered[0], ordered[-1]
+    rows = []
+    for task, b in first.get("tasks", {}).items():
+        o = last.get("tasks", {}).get(task)
+        if not o:
+            continue
+        d = _task_delta(b, o)
+        row = {"task": task, "metric": b["metric"], "from_tokens": first["tokens"], "to_tokens": last["tokens"],
+               "first": b["value"], "last": o["value"], "delta": d["delta"], "se": d["se"], "p": d["p"],
+               "moved": bool(math.isfinite(d["p"]) and d["p"] < alpha)}
+        if not row["moved"]:
+            row["extrapolation"] = f"not attempted: the change {d['delta']:+.3f} is within noise (p = {d['p']:.2f})"
+            rows.append(row)
+            continue
+        trained = [e for e in ordered if e["tokens"] > 0 and task in e.get("tasks", {})]
+        fit = fit_loss_curve([e["tokens"] for e in trained], [e["tasks"][task]["value"] for e in trained],
+                             model="log-linear", bootstrap=200, min_points=3)
+        target = o["value"] + math.copysign(o["stderr"], d["delta"])
+        reach = tokens_to_reach(fit, target, min_r2, increasing=d["delta"] > 0)
+        row["fit_r2"] = fit.r2
+        if reach["ok"]:
+            lo, hi = reach["interval"]
+            row["extrapolation"] = (f"{target:.3f} (one more SE) at ≈ {reach['tokens']:.3g} tokens "
+                                    f"(95% interval {lo:.3g}–{hi:.3g})")
+            row["tokens_to_target"] = reach["tokens"]
+        else:
+            row["extrapolation"] = f"refused: {reach['reason']}"
+        rows.append(row)
+    return rows
+
+
+#: The paper's budgets: 400M and 1B tokens, so its "more tokens" step starts at 40% of the final budget.
+PAPER_MID_FRACTION = 0.4
+
+
+def paper_finding(evals: dict[str, dict], alpha: float = 0.05) -> dict:
+    """Test the paper's finding (400M → 1B tokens: positive but diminishing returns) on this run: take
+    the checkpoint nearest 40% of the final budget; *positive* = the domain loss falls significantly
+    from it to the final checkpoint (paired over sequences); *diminishing* = that later drop per token is
+    smaller than the drop per token from the base to the checkpoint. A later change within noise makes
+    the finding not testable at this scale (the run cannot tell whether the extra tokens helped)."""
+    ordered = sorted(evals.values(), key=lambda e: e["tokens"])
+    trained = [e for e in ordered if e["tokens"] > 0]
+    if not ordered or ordered[0]["tokens"] != 0 or len(trained) < 2:
+        return {"verdict": "not testable at this scale",
+                "reason": "needs the base evaluation and at least two evaluated checkpoints "
+                          f"(have {'a' if ordered and ordered[0]['tokens'] == 0 else 'no'} base and {len(trained)})"}
+    base, final = ordered[0], trained[-1]
+    mid = min(trained[:-1], key=lambda e: abs(e["tokens"] - PAPER_MID_FRACTION * final["tokens"]))
+    later = compare_evals(mid, final, alpha)
+    later = next((r for r in later if r["measure"] == "val_domain loss"), None)
+    if later is None:
+        return {"verdict": "not testable at this scale", "reason": "no domain held-out loss in the evaluations"}
+    early_drop = base["perplexity"]["val_domain"]["loss"] - mid["perplexity"]["val_domain"]["loss"]
+    early_rate, late_rate = early_drop / mid["tokens"], -later["delta"] / (final["tokens"] - mid["tokens"])
+    out = {"mid_tokens": mid["tokens"], "final_tokens": final["tokens"], "later_gain": -later["delta"],
+           "later_gain_se": later["se"], "later_p": later["p"], "early_drop_per_token": early_rate,
+           "late_drop_per_token": late_rate, "rate_ratio": late_rate / early_rate if early_rate else math.nan}
+    if not later["significant"]:
+        out.update(verdict="not testable at this scale",
+                   reason=f"the domain loss change from {mid['tokens']:,} to {final['tokens']:,} tokens "
+                          f"({-later['delta']:+.4f} ± {later['se']:.4f} nats) is within noise (p = {later['p']:.2f})")
+    elif later["delta"] > 0:
+        out.update(verdict="not reproduced", reason="the domain loss rose significantly with the extra tokens")
+    elif late_rate < early_rate:
+        out.update(verdict="reproduced",
+                   reason=f"the extra tokens still lowered the domain loss by {-later['delta']:.4f} ± {later['se']:.4f} "
+                          f"nats (p = {later['p']:.2g}), at {out['rate_ratio']:.2f}× the earlier rate per token")
+    else:
+        out.update(verdict="not reproduced",
+                   reason=f"returns did not diminish: the later drop per token is {out['rate_ratio']:.2f}× the earlier one")
+    return out
+
+
 # -------------------------------------------------------------------------------------- forgetting
 def _z_test(delta: float, se: float) -> tuple[float, float]:
     from scipy.stats import norm
@@ -176,20 +277,43 @@ def _z_test(delta: float, se: float) -> tuple[float, float]:
 
 
 def paired_delta(base: list[float], other: list[float]) -> dict:
-    """Mean of ``other − base`` over the same items/sequences with its paired standard error."""
+    """Mean of ``other − base`` over the same items/sequences with its paired standard error.
+
+    The p-value is McNemar's exact test when both lists are 0/1 item outcomes (only the items that
+    changed carry information, and a z test is wrong when few did, e.g. p = NaN when none did), and a
+    paired z test on the differences otherwise (per-sequence losses: tens of sequences or more).
+    """
     b, o = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
     if len(b) != len(o) or len(b) < 2:
         raise ValueError(f"paired comparison needs equal lengths ≥ 2, got {len(b)} and {len(o)}")
     diff = o - b
     se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
     z, p = _z_test(float(diff.mean()), se)
-    return {"delta": float(diff.mean()), "se": se, "z": z, "p": p, "n": int(len(diff)), "paired": True}
+    test = "paired z"
+    if np.isin(b, (0, 1)).all() and np.isin(o, (0, 1)).all():
+        p, test = mcnemar_exact(int((diff > 0).sum()), int((diff < 0).sum())), "McNemar exact"
+    return {"delta": float(diff.mean()), "se": se, "z": z, "p": p, "n": int(len(diff)), "paired": True, "test": test}
+
+
+def mcnemar_exact(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs (items that flipped either way)."""
+    from scipy.stats import binomtest
+
+    n = gained + lost
+    return 1.0 if n == 0 else float(binomtest(gained, n, 0.5).pvalue)
 
 
 def unpaired_delta(base: float, base_se: float, other: float, other_se: float) -> dict:
     se = math.hypot(base_se, other_se)
     z, p = _z_test(other - base, se)
-    return {"delta": other - base, "se": se, "z": z, "p": p, "paired": False}
+    return {"delta": other - base, "se": se, "z": z, "p": p, "paired": False, "test": "unpaired z"}
+
+
+def _task_delta(b: dict, o: dict) -> dict:
+    """Score change of one task: paired over items when both carry the same item list, else unpaired."""
+    if b.get("per_item") and len(b["per_item"]) == len(o.get("per_item", [])) == b["n"]:
+        return paired_delta(b["per_item"], o["per_item"])
+    return unpaired_delta(b["value"], b["stderr"], o["value"], o["stderr"])
 
 
 def compare_evals(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
@@ -203,16 +327,16 @@ def compare_evals(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
             d = paired_delta(b["per_sequence"], o["per_sequence"])
         else:
             d = unpaired_delta(b["loss"], b["loss_se"], o["loss"], o["loss_se"])
+        # perplexity is exp(loss): its relative change is exp(Δloss) − 1, SE by the delta method
+        d["ppl_change_pct"] = 100 * math.expm1(d["delta"])
+        d["ppl_change_pct_se"] = 100 * math.exp(d["delta"]) * d["se"]
         rows.append({"measure": f"{split} loss", "base": b["loss"], "other": o["loss"], **d,
                      "better_when": "lower"})
     for task, b in base.get("tasks", {}).items():
         o = other.get("tasks", {}).get(task)
         if not o:
             continue
-        if len(b.get("per_item", [])) == len(o.get("per_item", [])) == b["n"]:
-            d = paired_delta(b["per_item"], o["per_item"])
-        else:
-            d = unpaired_delta(b["value"], b["stderr"], o["value"], o["stderr"])
+        d = _task_delta(b, o)
         rows.append({"measure": f"{task} ({b['metric']})", "base": b["value"], "other": o["value"], **d,
                      "better_when": "higher"})
     for r in rows:
@@ -261,25 +385,53 @@ def pareto_front(rows: list[dict], gain: str = "domain_gain", cost: str = "gener
     return front
 
 
-def recommend(rows: list[dict], reference: str | None = None) -> str:
-    """A recommendation that follows from the table: among the Pareto-optimal runs, the one with the
-    best domain gain per unit of general loss; with the caveat when differences are within noise."""
+def _score(r: dict) -> float:
+    """What a run is ranked by: domain gain net of any general-loss increase (a general *improvement*
+    earns nothing extra: the point of continued pre-training is the domain)."""
+    return r["domain_gain"] - max(0.0, r["general_change"])
+
+
+def _score_difference_se(a: dict, b: dict, evals: dict[str, dict] | None) -> tuple[float, bool]:
+    """SE of ``_score(a) − _score(b)``: paired over the shared held-out sequences when both runs' evals
+    carry per-sequence losses (much tighter: the sequence difficulty cancels), else unpaired."""
+    parts, paired = [], True
+    splits = ["val_domain"] + (["val_general"] if max(a["general_change"], b["general_change"]) > 0 else [])
+    for split in splits:
+        pa = (evals or {}).get(a["run"], {}).get("perplexity", {}).get(split, {})
+        pb = (evals or {}).get(b["run"], {}).get("perplexity", {}).get(split, {})
+        sa, sb = pa.get("per_sequence"), pb.get("per_sequence")
+        if sa and sb and len(sa) == len(sb) >= 2:
+            parts.append(paired_delta(sa, sb)["se"])
+        else:
+            key = "domain_gain_se" if split == "val_domain" else "general_change_se"
+            parts.append(math.hypot(a[key], b[key]))
+            paired = False
+    return math.hypot(*parts), paired
+
+
+def recommend(rows: list[dict], reference: str | None = None, evals: dict[str, dict] | None = None) -> str:
+    """A recommendation that follows from the table: the Pareto-optimal run with the largest domain gain
+    net of any general-loss increase, with a caveat naming the runs it is not separable from (within two
+    standard errors; paired over sequences when ``evals`` — run name → its final evaluation — are given)."""
     if not rows:
         return "No runs to compare."
-    def score(r: dict) -> float:
-        return r["domain_gain"] - max(0.0, r["general_change"])
-
     best = next(r for r in rows if r["run"] == recommend_best(rows))
     text = (f"**{best['run']}** is Pareto-optimal with a domain gain of {best['domain_gain']:.3f} ± "
             f"{best['domain_gain_se']:.3f} nats/token and a general change of {best['general_change']:+.3f} ± "
             f"{best['general_change_se']:.3f}.")
-    others = [r for r in rows if r is not best]
-    close = [r["run"] for r in others
-             if abs(score(r) - score(best)) < 2 * math.hypot(best["domain_gain_se"], r["domain_gain_se"])]
+    close, all_paired = [], True
+    for r in rows:
+        if r is best:
+            continue
+        se, paired = _score_difference_se(best, r, evals)
+        all_paired &= paired
+        if abs(_score(r) - _score(best)) < 2 * se:
+            close.append(r["run"])
     if close:
+        how = ("paired over the shared held-out sequences" if all_paired else
+               "unpaired SEs across runs, conservative since the held-out sequences are shared")
         text += (f" Caveat: {', '.join(close)} {'is' if len(close) == 1 else 'are'} within two standard errors "
-                 "of it (unpaired SEs across runs; the held-out sequences are shared, so this is conservative) — "
-                 "the data do not separate them.")
+                 f"of it ({how}) — the data do not separate them.")
     if best["general_change"] < 0:
         text += (" General held-out loss *fell* for this run: on this data the general text benefits from the domain "
                  "training too (no forgetting to mitigate on perplexity).")
@@ -350,4 +502,4 @@ def headline_table(run_dir: str | Path):
 def recommend_best(rows: list[dict]) -> str:
     """The Pareto-optimal run with the largest domain gain net of any general-loss increase."""
     front = [r for r in rows if r["run"] in pareto_front(rows)]
-    return max(front, key=lambda r: r["domain_gain"] - max(0.0, r["general_change"]))["run"]
+    return max(front, key=_score)["run"]

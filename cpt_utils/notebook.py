@@ -51,23 +51,6 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def config_table(params: ExperimentParams):
-    """The resolved parameters as a two-column table (section.key → value)."""
-    import pandas as pd
-
-    rows = []
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict) and value:
-            for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, sub)
-        else:
-            rows.append({"parameter": prefix, "value": value if not isinstance(value, list) else ", ".join(map(str, value))})
-
-    walk("", params.model_dump(mode="json"))
-    return pd.DataFrame(rows).set_index("parameter")
-
-
 def _show_config(params: ExperimentParams, run_dir: Path) -> None:
     try:
         from IPython.display import HTML, Markdown, display
