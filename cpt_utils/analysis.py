@@ -475,24 +475,51 @@ def curve_table(run_dir: str | Path):
     return pd.DataFrame(rows)
 
 
+def load_variant_evals(run_dir: str | Path) -> dict[str, dict]:
+    """Final evaluation of every variant found under ``run_dir/variants`` (those with one), by name."""
+    found = {p.name: final_eval(p) for p in sorted((Path(run_dir) / "variants").glob("*")) if p.is_dir()}
+    return {name: ev for name, ev in found.items() if ev}
+
+
+def variants_table(run_dir: str | Path):
+    """The main run's and its variants' final evaluations as one tidy table: run, checkpoint, tokens,
+    measure, value, stderr (losses for the held-out splits, scores for the tasks)."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    runs = {"main run": final_eval(run_dir), **load_variant_evals(run_dir)}
+    rows = []
+    for run, ev in runs.items():
+        if not ev:
+            continue
+        for split, p in ev["perplexity"].items():
+            rows.append({"run": run, "checkpoint": ev["checkpoint"], "tokens": ev["tokens"],
+                         "measure": f"{split}_loss", "value": p["loss"], "stderr": p["loss_se"]})
+        for task, t in ev["tasks"].items():
+            rows.append({"run": run, "checkpoint": ev["checkpoint"], "tokens": ev["tokens"],
+                         "measure": task, "value": t["value"], "stderr": t["stderr"]})
+    return pd.DataFrame(rows, columns=["run", "checkpoint", "tokens", "measure", "value", "stderr"])
+
+
 def headline_table(run_dir: str | Path):
-    """Base vs continued (final checkpoint) vs the best variant, for the index page."""
+    """Base vs continued (final checkpoint) vs the best variant, for the index page: perplexities and
+    task scores, each ± one standard error (perplexity SE by the delta method: ppl · loss SE). Empty
+    until the run has the base and at least one checkpoint evaluated."""
     import pandas as pd
 
     run_dir = Path(run_dir)
     evals = load_evals(run_dir)
     if "base" not in evals or len(evals) < 2:
-        return None
+        return pd.DataFrame()
     columns = {"base": evals["base"], f"continued ({list(evals)[-1]})": list(evals.values())[-1]}
-    variants = {p.name: final_eval(p) for p in sorted((run_dir / "variants").glob("*")) if final_eval(p)}
-    if variants:
-        rows = stability_plasticity(evals["base"], {k: v for k, v in variants.items() if v})
-        if rows:
-            best = recommend_best(rows)
-            columns[f"best variant ({best})"] = variants[best]
+    variants = load_variant_evals(run_dir)
+    rows = stability_plasticity(evals["base"], variants) if variants else []
+    if rows:
+        best = recommend_best(rows)
+        columns[f"best variant ({best})"] = variants[best]
     table = {}
     for label, r in columns.items():
-        col = {f"{s} perplexity": p["ppl"] for s, p in r["perplexity"].items()}
+        col = {f"{s} perplexity": f"{p['ppl']:.2f} ± {p['ppl'] * p['loss_se']:.2f}" for s, p in r["perplexity"].items()}
         col.update({f"{t} ({v['metric']})": f"{v['value']:.3f} ± {v['stderr']:.3f}" for t, v in r["tasks"].items()})
         col["tokens seen"] = r["tokens"]
         table[label] = col

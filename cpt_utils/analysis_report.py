@@ -38,18 +38,25 @@ def fits(points, params: ExperimentParams) -> dict[str, analysis.Fit]:
             for m in ("power law", "log-linear")}
 
 
-def fit_table(fitted: dict[str, analysis.Fit]):
+def fit_table(fitted: dict[str, analysis.Fit], points=None):
+    """Both fits side by side: parameters with 95% bootstrap intervals, R², AICc (lower is better), and
+    — given the points — the RMSE of predicting the last two evaluations from a fit to the earlier ones."""
     import pandas as pd
 
     rows = []
     for name, f in fitted.items():
+        holdout = (analysis.holdout_error(points.tokens, points.val_domain_loss, model=name)
+                   if points is not None else {"ok": False})
+        row = {"model": name, "R²": None, "AICc": None,
+               "hold-out RMSE, last 2 points (nats)": round(holdout["rmse"], 4) if holdout["ok"] else None}
         if not f.ok:
-            rows.append({"model": name, "parameters (95% interval)": f"fit failed: {f.reason}", "R²": None, "AIC": None})
+            rows.append({**row, "parameters (95% interval)": f"fit failed: {f.reason}"})
             continue
         text = ", ".join(f"{k} = {v:.4g} [{f.intervals.get(k, (math.nan,))[0]:.3g}, {f.intervals.get(k, (0, math.nan))[1]:.3g}]"
                          for k, v in f.params.items())
-        rows.append({"model": name, "parameters (95% interval)": text, "R²": round(f.r2, 4), "AIC": round(f.aic, 2)})
-    return pd.DataFrame(rows).set_index("model")
+        rows.append({**row, "parameters (95% interval)": text, "R²": round(f.r2, 4), "AICc": round(f.aicc, 2)})
+    return pd.DataFrame(rows).set_index("model")[["parameters (95% interval)", "R²", "AICc",
+                                                  "hold-out RMSE, last 2 points (nats)"]]
 
 
 def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[int]):
@@ -75,7 +82,7 @@ def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[in
     return fig
 
 
-def fig_task_curves(curve):
+def fig_task_curves(curve, milestones: list[int] = ()):
     import matplotlib.pyplot as plt
 
     from .plots import label
@@ -86,6 +93,8 @@ def fig_task_curves(curve):
     for task in tasks:
         ax.errorbar(curve.tokens, curve[task], yerr=curve[f"{task}_se"], marker="o", capsize=3, label=task)
     ax.axhline(0.25, color="grey", ls="--", lw=1, label="chance (4 choices)")
+    for i, m in enumerate(milestones):
+        ax.axvline(m, color="grey", ls=":", lw=1, label="checkpoint milestones" if i == 0 else None)
     ax.legend(fontsize=7, ncol=2)
     label(ax, "Task scores at each checkpoint (±1 SE)", "tokens seen", "accuracy (fraction correct)")
     return fig
@@ -135,10 +144,18 @@ def efficiency_narrative(points, fitted, params: ExperimentParams, n_params: int
                      f"that of the first half: returns are {'diminishing' if dr['diminishing'] else 'not diminishing'}.")
     pl, ll = fitted["power law"], fitted["log-linear"]
     if pl.ok:
-        better = "power law" if pl.aic < ll.aic or not ll.ok else "log-linear"
+        better = "power law" if not ll.ok or pl.aicc < ll.aicc else "log-linear"
+        alpha_ci = pl.intervals.get("alpha", (math.nan, math.nan))
         lines.append(f"- Power-law fit: E = {pl.params['E']:.3f} (the loss this data would approach), α = "
-                     f"{pl.params['alpha']:.3f} [{pl.intervals['alpha'][0]:.3f}, {pl.intervals['alpha'][1]:.3f}], "
-                     f"R² = {pl.r2:.3f}; by AIC the {better} describes the points better.")
+                     f"{pl.params['alpha']:.3f} [{alpha_ci[0]:.3f}, {alpha_ci[1]:.3f}], "
+                     f"R² = {pl.r2:.3f}; by AICc (ΔAICc = {abs(pl.aicc - ll.aicc) if ll.ok else math.nan:.1f}) "
+                     f"the {better} describes the points better.")
+        held = {m: analysis.holdout_error(d, y, model=m) for m in ("power law", "log-linear")}
+        if all(h["ok"] for h in held.values()):
+            lines.append(f"- Predicting the last two evaluations from the earlier ones: RMSE "
+                         f"{held['power law']['rmse']:.4f} (power law) vs {held['log-linear']['rmse']:.4f} (log-linear) nats.")
+        else:
+            lines.append("- Hold-out check not possible: " + "; ".join(h["reason"] for h in held.values() if not h["ok"]) + ".")
         target = params.analysis.target_domain_loss or float(y[-1] - 0.05)
         reach = analysis.tokens_to_reach(pl, target, params.analysis.min_fit_r2)
         if reach["ok"]:
@@ -153,23 +170,26 @@ def efficiency_narrative(points, fitted, params: ExperimentParams, n_params: int
     return "\n".join(lines)
 
 
-def paper_comparison(points, curve):
-    """The paper's finding (400M → 1B: positive but diminishing returns) tested on this run's scale."""
+def paper_comparison(evals: dict[str, dict]):
+    """The paper's finding (400M → 1B: positive but diminishing returns) tested on this run's
+    checkpoints with ``analysis.paper_finding``: one row with the verdict and the numbers behind it."""
     import pandas as pd
 
-    d, y = points.tokens.to_numpy(), points.val_domain_loss.to_numpy()
-    dr = analysis.diminishing_returns(d, y)
-    if not dr["ok"]:
-        verdict, evidence = "not testable", dr["reason"]
-    else:
-        positive = dr["second_half_drop_per_token"] > 0
-        verdict = "reproduced" if positive and dr["diminishing"] else "not reproduced"
-        evidence = (f"second half of the budget still lowers domain loss ({'yes' if positive else 'no'}), "
-                    f"at {dr['ratio_second_to_first']:.2f}× the first half's rate")
-    return pd.DataFrame([{"finding (paper)": "doubling+ the token budget (400M → 1B) gives positive but diminishing returns",
-                          "this run": f"{_fmt_tokens(d.min())} → {_fmt_tokens(d.max())} tokens",
-                          "verdict": verdict, "evidence": evidence,
-                          "caveat": "a far smaller budget and model setting than the paper's"}])
+    f = analysis.paper_finding(evals)
+    span = (f"{_fmt_tokens(f['mid_tokens'])} → {_fmt_tokens(f['final_tokens'])} tokens "
+            f"({f['final_tokens'] / f['mid_tokens']:.2g}× the tokens; the paper: 2.5×)" if "mid_tokens" in f else "—")
+    return pd.DataFrame([{"finding (paper)": "400M → 1B tokens: positive but diminishing returns",
+                          "this run": span, "verdict": f["verdict"], "evidence": f["reason"],
+                          "caveat": "a far smaller token budget than the paper's; domain held-out loss only"}])
+
+
+def score_trend_table(evals: dict[str, dict], params: ExperimentParams):
+    """Task scores base → final: moved beyond noise or not, and the extrapolation where it is allowed."""
+    import pandas as pd
+
+    rows = analysis.score_trends(evals, min_r2=params.analysis.min_fit_r2)
+    cols = ["task", "metric", "first", "last", "delta", "se", "p", "moved", "extrapolation"]
+    return pd.DataFrame(rows, columns=cols).round({"first": 3, "last": 3, "delta": 3, "se": 3, "p": 3})
 
 
 # ------------------------------------------------------------------------------- 05: forgetting
@@ -177,8 +197,33 @@ def comparison_table(base: dict, other: dict):
     import pandas as pd
 
     rows = analysis.compare_evals(base, other)
-    frame = pd.DataFrame(rows)[["measure", "base", "other", "delta", "se", "p", "significant", "paired", "better_when"]]
-    return frame.rename(columns={"other": "continued", "delta": "continued − base", "se": "SE"}).round(4)
+    frame = pd.DataFrame(rows)
+    if "ppl_change_pct" not in frame:
+        frame["ppl_change_pct"] = frame["ppl_change_pct_se"] = math.nan
+    frame = frame[["measure", "base", "other", "delta", "se", "ppl_change_pct", "ppl_change_pct_se", "p", "test",
+                   "significant", "better_when"]]
+    return frame.rename(columns={"other": "continued", "delta": "continued − base", "se": "SE",
+                                 "ppl_change_pct": "perplexity change %", "ppl_change_pct_se": "SE (%)"}).round(4)
+
+
+def forgetting_narrative(base: dict, other: dict) -> str:
+    """What changed base → continued, in words built from ``compare_evals``."""
+    rows = {r["measure"]: r for r in analysis.compare_evals(base, other)}
+    lines = []
+    for split, what in (("val_domain", "domain"), ("val_general", "general")):
+        r = rows.get(f"{split} loss")
+        if r:
+            verdict = ("significant" if r["significant"] else "within noise") + f", p = {r['p']:.2g}"
+            lines.append(f"- {what.capitalize()} held-out perplexity changed by {r['ppl_change_pct']:+.1f}% ± "
+                         f"{r['ppl_change_pct_se']:.1f}% (loss {r['delta']:+.3f} ± {r['se']:.3f} nats; {verdict}).")
+    tasks = [r for m, r in rows.items() if not m.endswith(" loss")]
+    moved = [r for r in tasks if r["significant"]]
+    detectable = [2 * r["se"] for r in tasks if r["se"] > 0]
+    lines.append(f"- {len(moved)} of {len(tasks)} task scores moved beyond noise (p < 0.05)"
+                 + (": " + ", ".join(f"{r['measure']} {r['delta']:+.3f}" for r in moved) if moved else "")
+                 + (f"; with these item counts only changes of about {min(detectable):.2f}–{max(detectable):.2f} "
+                    "(two paired SEs) are detectable." if detectable else "."))
+    return "\n".join(lines)
 
 
 def subject_table(base: dict, other: dict):
@@ -213,8 +258,13 @@ def fig_subjects(table):
     return fig
 
 
-def variant_rows(base: dict, main_final: dict | None, variants: dict[str, dict], params: ExperimentParams) -> list[dict]:
-    runs = {name: ev for name, ev in variants.items() if ev}
+def variant_rows(base: dict, main_final: dict | None, variants, params: ExperimentParams) -> list[dict]:
+    """Stability–plasticity rows for the variants declared in ``params`` (leftover folders of variants
+    no longer in the file are ignored), plus the main run for reference. ``variants``: name → final
+    evaluation, or the table ``run_variants`` returns."""
+    if hasattr(variants, "to_dict"):  # the run_variants table: read each variant's final evaluation
+        variants = {r["variant"]: analysis.final_eval(r["path"]) for r in variants.to_dict("records")}
+    runs = {name: ev for name, ev in variants.items() if ev and name in params.variants}
     rows = analysis.stability_plasticity(base, runs)
     for r in rows:
         r["tokens"] = runs[r["run"]]["tokens"]
@@ -230,18 +280,29 @@ def fig_stability_plasticity(rows: list[dict]):
 
     from .plots import PALETTE, label
 
-    fig, ax = plt.subplots()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     comparable = [r for r in rows if r["run"] != "main run"]
     front = set(analysis.pareto_front(comparable)) if comparable else set()
-    for r in rows:
+    # runs often land within each other's error bars: stagger the labels (with leader lines) by rank
+    offsets = [(12, 14), (12, -16), (-12, 14), (-12, -16), (24, 0), (-24, 0)]
+    for i, r in enumerate(sorted(rows, key=lambda r: (r["domain_gain"], r["general_change"]))):
         color = PALETTE["continued"] if r["run"] == "main run" else (PALETTE["fit"] if r["run"] in front else PALETTE["variant"])
         ax.errorbar(r["general_change"], r["domain_gain"], xerr=r["general_change_se"], yerr=r["domain_gain_se"],
                     fmt="o", color=color, capsize=3)
-        ax.annotate(f" {r['run']}", (r["general_change"], r["domain_gain"]), fontsize=8)
+        dx, dy = offsets[i % len(offsets)]
+        ax.annotate(r["run"], (r["general_change"], r["domain_gain"]), xytext=(dx, dy), textcoords="offset points",
+                    fontsize=8, ha="left" if dx > 0 else "right", va="center",
+                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
     pts = sorted((r["general_change"], r["domain_gain"]) for r in comparable if r["run"] in front)
     if len(pts) > 1:
         ax.plot(*zip(*pts), color=PALETTE["fit"], ls="--", lw=1, label="Pareto front (variants)")
-        ax.legend()
+    if comparable:
+        ax.plot([], [], "o", color=PALETTE["fit"], label="variant on the Pareto front")
+        ax.plot([], [], "o", color=PALETTE["variant"], label="dominated variant")
+    if len(comparable) < len(rows):
+        ax.plot([], [], "o", color=PALETTE["continued"], label="main run (full budget, for reference)")
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(0.15)
     ax.axvline(0, color="grey", lw=1)
     label(ax, "Stability–plasticity: what each run gained and what it lost",
           "general held-out loss change vs base (nats/token; right = forgetting)",

@@ -2,36 +2,74 @@
 (replay ratio, peak LR, L2 pull toward the initial weights…), each evaluated like the main run.
 
 Each variant trains into ``runs/<run>/variants/<name>/`` with its own metrics, checkpoints and evals, so
-a finished variant is reused (training and evaluation skip work whose parameters are unchanged) and a
-new variant added to the parameter file is the only one that runs.
+a finished variant is reused and a new variant added to the parameter file is the only one that runs.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .params import ExperimentParams
+
+COLUMNS = ["variant", "description", "status", "checkpoint", "tokens", "val_domain_loss", "val_general_loss", "path"]
 
 
 def variant_dir(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / "variants" / name
 
 
-def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool = True) -> dict[str, dict]:
-    """Train and evaluate every variant in ``params.variants``; return their final evaluations."""
+def finished_variant(vparams: ExperimentParams, vdir: Path, data_dir: Path) -> dict | None:
+    """The variant's final evaluation when its final checkpoint *and* its evaluation are current (same
+    training trajectory and budget, same evaluation settings and data); ``None`` otherwise.
+
+    Checked here so a finished variant costs neither a model load nor a tokenizer load; a stale result
+    (the variant's parameters changed in the file) is not reused.
+    """
+    from .checkpointing import list_checkpoints
+    from .evaluate import eval_fingerprint
+    from .train import _trajectory_fingerprint
+
+    final = [c for c in list_checkpoints(vdir) if c.get("final")]
+    if not final or not (data_dir / "manifest.json").is_file():
+        return None
+    expected = f"{_trajectory_fingerprint(vparams, data_dir)}-{vparams.train.token_budget}"
+    if final[-1].get("params_fingerprint") != expected:
+        return None
+    result = vdir / "evals" / f"{final[-1]['name']}.json"
+    if not result.is_file():
+        return None
+    ev = json.loads(result.read_text())
+    return ev if ev.get("eval_fingerprint") == eval_fingerprint(vparams, data_dir) else None
+
+
+def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool = True):
+    """Train and evaluate every variant in ``params.variants`` (skipping finished ones); return one row
+    per variant: name, description, status ("reused", or "computed" when training or evaluation ran),
+    final checkpoint, tokens, held-out losses and its folder. Full evaluations:
+    ``analysis.load_variant_evals(run_dir)``."""
+    import pandas as pd
+
     from .analysis import final_eval
     from .evaluate import evaluate_run
     from .train import train
 
     run_dir = Path(run_dir)
     data_dir = run_dir / "data"
-    results = {}
+    rows = []
     for name, spec in params.variants.items():
         vparams = params.variant(name)
         vdir = variant_dir(run_dir, name)
+        ev = finished_variant(vparams, vdir, data_dir)
+        status = "reused" if ev else "computed"
         if progress:
-            print(f"variant {name}: {spec.description or spec.train}", flush=True)
-        train(vparams, vdir, data_dir=data_dir, progress=progress)
-        evaluate_run(vparams, vdir, data_dir=data_dir, progress=progress, include_base=False)
-        results[name] = final_eval(vdir)
-    return results
+            print(f"variant {name} ({status if ev else 'training'}): {spec.description or spec.train}", flush=True)
+        if ev is None:
+            train(vparams, vdir, data_dir=data_dir, progress=progress)
+            evaluate_run(vparams, vdir, data_dir=data_dir, progress=progress, include_base=False)
+            ev = final_eval(vdir)
+        rows.append({"variant": name, "description": spec.description, "status": status,
+                     "checkpoint": ev["checkpoint"], "tokens": ev["tokens"],
+                     "val_domain_loss": ev["perplexity"]["val_domain"]["loss"],
+                     "val_general_loss": ev["perplexity"]["val_general"]["loss"], "path": str(vdir)})
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cpt_utils.analysis import (
-    compare_evals, diminishing_returns, fit_loss_curve, marginal_gains, paired_delta, pareto_front,
-    per_subject_deltas, prediction_band, recommend, stability_plasticity, tokens_to_reach,
+    compare_evals, diminishing_returns, fit_loss_curve, holdout_error, marginal_gains, mcnemar_exact, paired_delta,
+    paper_finding, pareto_front, per_subject_deltas, prediction_band, recommend, score_trends, stability_plasticity,
+    tokens_to_reach,
 )
 
 TOKENS = np.array([0, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6])
@@ -103,9 +104,14 @@ def test_pareto_front_and_recommendation_on_a_hand_made_table():
         {"run": "l2", "domain_gain": 0.10, "domain_gain_se": 0.01, "general_change": 0.00, "general_change_se": 0.01},
     ]
     assert pareto_front(rows) == ["none", "replay", "l2"]  # low_lr is dominated by replay
+    # ranked by domain gain net of general loss: replay 0.33 vs none 0.30; the difference's SE combines
+    # both axes of both runs (√4 · 0.01 = 0.02), so 0.03 is within two SEs ...
     text = recommend(rows, reference="none")
-    assert text.startswith("**replay**") and "Caveat" not in text
+    assert text.startswith("**replay**") and "Caveat: none is within two standard errors" in text
     assert "domain gain -0.050" in text
+    # ... and with half the standard errors it is not
+    precise = [{**r, "domain_gain_se": 0.005, "general_change_se": 0.005} for r in rows]
+    assert "Caveat" not in recommend(precise, reference="none")
 
 
 def test_stability_plasticity_from_eval_files():
@@ -113,3 +119,89 @@ def test_stability_plasticity_from_eval_files():
     run = _eval([2.8] * 10 + [3.0] * 10, [3.15] * 20, [0, 1] * 5)
     (row,) = stability_plasticity(base, {"run": run})
     assert row["domain_gain"] == pytest.approx(0.2) and row["general_change"] == pytest.approx(0.05)
+
+
+def test_model_comparison_prefers_the_generating_curve_in_and_out_of_sample():
+    rng = np.random.default_rng(4)
+    d = TOKENS[1:]
+    power = _power_law(d) + rng.normal(0, 0.002, len(d))
+    loglin = 5.0 - 0.2 * np.log(d) + rng.normal(0, 0.002, len(d))
+    pl, ll = fit_loss_curve(d, power, bootstrap=20), fit_loss_curve(d, power, model="log-linear", bootstrap=20)
+    assert pl.aicc < ll.aicc and pl.aicc > pl.aic  # the small-sample penalty is added
+    assert holdout_error(d, power)["rmse"] < holdout_error(d, power, model="log-linear")["rmse"]
+    assert holdout_error(d, loglin, model="log-linear")["rmse"] < 0.01
+    assert not holdout_error(d[:4], power[:4])["ok"]  # 2 points left to fit a 3-parameter curve
+
+
+def test_mcnemar_counts_only_the_items_that_flipped():
+    # 10 items flipped to correct, 0 back: exact two-sided p = 2 · 0.5^10
+    assert mcnemar_exact(10, 0) == pytest.approx(2 * 0.5 ** 10)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(5, 5) == pytest.approx(1.0)
+    unchanged = paired_delta([0, 1, 1, 0], [0, 1, 1, 0])
+    assert unchanged["test"] == "McNemar exact" and unchanged["p"] == 1.0  # a z test would give NaN here
+    assert paired_delta([2.5, 3.0, 3.1], [2.4, 2.9, 3.0])["test"] == "paired z"
+
+
+def _checkpoint_evals(domain_means, tokens, scores, rng, n_seq=40, noise=0.3):
+    """Eval dicts with per-sequence losses that share per-sequence difficulty (as real held-out sets do)."""
+    difficulty = rng.normal(0, noise, n_seq)
+    out = {}
+    for mean, t, items in zip(domain_means, tokens, scores):
+        seq = list(mean + difficulty + rng.normal(0, 0.005, n_seq))
+        ev = _eval(seq, list(3 + difficulty), items)
+        ev["tokens"], ev["checkpoint"] = t, "base" if t == 0 else f"tokens-{t:012d}"
+        out[ev["checkpoint"]] = ev
+    return out
+
+
+def test_paper_finding_verdicts_on_constructed_runs():
+    rng = np.random.default_rng(5)
+    items = [[0, 1] * 20] * 3
+    tokens = [0, 40_000, 100_000]
+    reproduced = paper_finding(_checkpoint_evals([3.0, 2.6, 2.5], tokens, items, rng))
+    assert reproduced["verdict"] == "reproduced" and reproduced["mid_tokens"] == 40_000
+    assert reproduced["rate_ratio"] == pytest.approx((0.1 / 60_000) / (0.4 / 40_000), rel=0.1)
+    flat = _checkpoint_evals([3.0, 2.6, 2.6], tokens, items, rng)
+    mid, final = flat["tokens-000000040000"], flat["tokens-000000100000"]["perplexity"]["val_domain"]
+    final["per_sequence"] = [x + (0.01 if i % 2 else -0.01) for i, x in enumerate(mid["perplexity"]["val_domain"]["per_sequence"])]
+    final["loss"] = float(np.mean(final["per_sequence"]))  # the same as at 40k on average: no measurable gain
+    flat = paper_finding(flat)
+    assert flat["verdict"] == "not testable at this scale" and "within noise" in flat["reason"]
+    accelerating = paper_finding(_checkpoint_evals([3.0, 2.9, 2.5], tokens, items, rng))
+    assert accelerating["verdict"] == "not reproduced" and "did not diminish" in accelerating["reason"]
+    worse = paper_finding(_checkpoint_evals([3.0, 2.6, 2.7], tokens, items, rng))
+    assert worse["verdict"] == "not reproduced"
+    one = paper_finding(_checkpoint_evals([3.0, 2.6], tokens[:2], items[:2], rng))
+    assert one["verdict"] == "not testable at this scale" and "two evaluated checkpoints" in one["reason"]
+
+
+def test_score_trends_extrapolate_only_scores_that_moved():
+    rng = np.random.default_rng(6)
+    tokens = [0, 10_000, 20_000, 40_000, 80_000]
+    # accuracy grows linearly in ln D (by construction): 0.2 → 0.8 of 200 items, items flip only to correct
+    acc = [0.2, 0.35, 0.5, 0.65, 0.8]
+    items = [[1] * int(a * 200) + [0] * (200 - int(a * 200)) for a in acc]
+    evals = _checkpoint_evals([3.0, 2.8, 2.7, 2.65, 2.6], tokens, items, rng)
+    (row,) = score_trends(evals)
+    assert row["moved"] and row["p"] < 1e-6 and row["delta"] == pytest.approx(0.6)
+    # the fit over the checkpoints (0.15 per doubling) puts "one more SE" (the final stderr) at 80k·2^(SE/0.15)
+    se = evals["tokens-000000080000"]["tasks"]["mmlu_offline_domain"]["stderr"]
+    assert row["tokens_to_target"] == pytest.approx(80_000 * 2 ** (se / 0.15), rel=0.01)
+    still = _checkpoint_evals([3.0, 2.8, 2.7, 2.65, 2.6], tokens, [[0, 1] * 20] * 5, rng)
+    (flat,) = score_trends(still)
+    assert not flat["moved"] and "within noise" in flat["extrapolation"] and "tokens_to_target" not in flat
+
+
+def test_recommendation_caveat_uses_paired_differences_when_evals_are_given():
+    rng = np.random.default_rng(7)
+    difficulty = rng.normal(0, 0.5, 60)
+    base = _eval(list(3.0 + difficulty + rng.normal(0, 0.3, 60)), list(3.0 + difficulty), [0, 1] * 5)
+    # two trained runs that moved alike on every sequence (and unlike the base), 0.02 nats apart:
+    # their SEs against the base (≈ 0.04 each) cannot separate them, pairing them with each other can
+    moved = rng.normal(0, 0.3, 60)
+    runs = {name: _eval(list(shift + difficulty + moved + rng.normal(0, 0.002, 60)), list(2.99 + difficulty), [0, 1] * 5)
+            for name, shift in (("a", 2.70), ("b", 2.72))}
+    rows = stability_plasticity(base, runs)
+    assert "Caveat: b is within two standard errors" in recommend(rows)
+    paired = recommend(rows, evals=runs)
+    assert paired.startswith("**a**") and "Caveat" not in paired
