@@ -388,13 +388,12 @@ def load_params(path: str | Path, overrides: dict | None = None) -> ExperimentPa
 
 
 # ------------------------------------------------------------------------------------ step hashing
-#: Which top-level sections each pipeline step depends on; a change elsewhere does not invalidate it.
+#: Which top-level sections each data step depends on; a change elsewhere does not invalidate it.
+#: Training and evaluation go further and key on the prepared data's *content hash* (train.py,
+#: evaluate.py), so re-preparing identical data never invalidates a finished run.
 STEP_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "explore": ("model", "data", "seed"),
     "preprocess": ("model", "data", "preprocess", "seed"),
-    "train": ("model", "data", "preprocess", "train", "seed"),
-    "eval": ("model", "data", "preprocess", "train", "eval", "seed"),
-    "variants": ("model", "data", "preprocess", "train", "eval", "variants", "seed"),
 }
 
 
