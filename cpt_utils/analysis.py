@@ -129,6 +129,10 @@ def holdout_error(tokens, losses, model: str = "power law", holdout: int = 2) ->
     return {"ok": True, "model": model, "rmse": float(np.sqrt(np.mean(err ** 2))), "held_out_tokens": d[-holdout:].tolist()}
 
 
+#: Points beyond the parameter count before a fit may be extrapolated: with fewer, any smooth curve fits.
+MIN_RESIDUAL_DOF = 2
+
+
 def tokens_to_reach(fit: Fit, target: float, min_r2: float = 0.9, increasing: bool = False) -> dict:
     """Tokens needed to reach ``target`` (a loss; a score when ``increasing``), with a 95% interval — or
     the reason it is refused (poor fit, target beyond the asymptote or against the fitted trend)."""
@@ -136,6 +140,9 @@ def tokens_to_reach(fit: Fit, target: float, min_r2: float = 0.9, increasing: bo
         return {"ok": False, "reason": fit.reason}
     if fit.r2 < min_r2:
         return {"ok": False, "reason": f"fit R² {fit.r2:.3f} < {min_r2}: too poor to extrapolate"}
+    if fit.n_points - len(fit.params) < MIN_RESIDUAL_DOF:
+        return {"ok": False, "reason": f"{fit.n_points} points for {len(fit.params)} parameters: a near-perfect R² "
+                                        f"is guaranteed, not evidence (extrapolation needs ≥ {len(fit.params) + MIN_RESIDUAL_DOF} points)"}
 
     def solve(p) -> float:
         if fit.model == "power law":

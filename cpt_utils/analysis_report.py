@@ -54,7 +54,8 @@ def fit_table(fitted: dict[str, analysis.Fit], points=None):
             continue
         text = ", ".join(f"{k} = {v:.4g} [{f.intervals.get(k, (math.nan,))[0]:.3g}, {f.intervals.get(k, (0, math.nan))[1]:.3g}]"
                          for k, v in f.params.items())
-        rows.append({**row, "parameters (95% interval)": text, "R²": round(f.r2, 4), "AICc": round(f.aicc, 2)})
+        rows.append({**row, "parameters (95% interval)": text, "R²": round(f.r2, 4),
+                     "AICc": round(f.aicc, 2) if math.isfinite(f.aicc) else None})
     return pd.DataFrame(rows).set_index("model")[["parameters (95% interval)", "R²", "AICc",
                                                   "hold-out RMSE, last 2 points (nats)"]]
 
@@ -144,27 +145,33 @@ def efficiency_narrative(points, fitted, params: ExperimentParams, n_params: int
                      f"that of the first half: returns are {'diminishing' if dr['diminishing'] else 'not diminishing'}.")
     pl, ll = fitted["power law"], fitted["log-linear"]
     if pl.ok:
-        better = "power law" if not ll.ok or pl.aicc < ll.aicc else "log-linear"
         alpha_ci = pl.intervals.get("alpha", (math.nan, math.nan))
+        if ll.ok and math.isfinite(pl.aicc) and math.isfinite(ll.aicc):
+            better = "power law" if pl.aicc < ll.aicc else "log-linear"
+            verdict = f"by AICc (ΔAICc = {abs(pl.aicc - ll.aicc):.1f}) the {better} describes the points better"
+        else:
+            verdict = (f"with {pl.n_points} points AICc cannot compare it with the log-linear alternative "
+                       "(the power law's 3 parameters need at least 5)")
         lines.append(f"- Power-law fit: E = {pl.params['E']:.3f} (the loss this data would approach), α = "
-                     f"{pl.params['alpha']:.3f} [{alpha_ci[0]:.3f}, {alpha_ci[1]:.3f}], "
-                     f"R² = {pl.r2:.3f}; by AICc (ΔAICc = {abs(pl.aicc - ll.aicc) if ll.ok else math.nan:.1f}) "
-                     f"the {better} describes the points better.")
+                     f"{pl.params['alpha']:.3f} [{alpha_ci[0]:.3f}, {alpha_ci[1]:.3f}], R² = {pl.r2:.3f}; {verdict}.")
         held = {m: analysis.holdout_error(d, y, model=m) for m in ("power law", "log-linear")}
         if all(h["ok"] for h in held.values()):
             lines.append(f"- Predicting the last two evaluations from the earlier ones: RMSE "
                          f"{held['power law']['rmse']:.4f} (power law) vs {held['log-linear']['rmse']:.4f} (log-linear) nats.")
         else:
-            lines.append("- Hold-out check not possible: " + "; ".join(h["reason"] for h in held.values() if not h["ok"]) + ".")
-        target = params.analysis.target_domain_loss or float(y[-1] - 0.05)
+            lines.append("- Hold-out check (predict the last two evaluations from the earlier ones) not possible: "
+                         + "; ".join(f"{m}: {h['reason']}" for m, h in held.items() if not h["ok"]) + ".")
+        # default target: close half of the remaining gap between the last loss and the fitted asymptote
+        target = params.analysis.target_domain_loss or float(y[-1] - 0.5 * (y[-1] - pl.params["E"]))
+        how = "(analysis.target_domain_loss)" if params.analysis.target_domain_loss else "(half the remaining gap to E)"
         reach = analysis.tokens_to_reach(pl, target, params.analysis.min_fit_r2)
         if reach["ok"]:
             lo, hi = reach["interval"]
-            lines.append(f"- Extrapolation (stated with its error): a domain loss of {target:.3f} would take "
+            lines.append(f"- Extrapolation (stated with its error): a domain loss of {target:.3f} {how} would take "
                          f"≈ {_fmt_tokens(reach['tokens'])} tokens (95% interval {_fmt_tokens(lo)}–{_fmt_tokens(hi)}); "
                          "extrapolating a few points far beyond the data is fragile.")
         else:
-            lines.append(f"- No extrapolation to a loss of {target:.3f}: {reach['reason']}.")
+            lines.append(f"- No extrapolation to a loss of {target:.3f} {how}: {reach['reason']}.")
     else:
         lines.append(f"- The power-law fit is not available: {pl.reason}.")
     return "\n".join(lines)

@@ -50,6 +50,10 @@ def test_extrapolation_has_an_interval_and_is_refused_when_it_should_be():
     assert not refused["ok"] and ("R²" in refused["reason"] or "converge" in refused["reason"])
     few = fit_loss_curve([0, 1e4, 2e4], [3.0, 2.9, 2.85])
     assert not few.ok and "at least 4" in few.reason and not tokens_to_reach(few, 2.0)["ok"]
+    # 4 points, 3 parameters: the fit succeeds with R² ≈ 1, but extrapolating it is refused
+    snug = fit_loss_curve(TOKENS[1:5], _power_law(TOKENS[1:5]), bootstrap=20)
+    assert snug.ok and snug.r2 > 0.99
+    assert not tokens_to_reach(snug, 2.1)["ok"] and "needs ≥ 5 points" in tokens_to_reach(snug, 2.1)["reason"]
 
 
 def test_marginal_gains_and_diminishing_returns():
