@@ -1,7 +1,7 @@
 """Training throughput: cpt's loop vs the Hugging Face `run_clm_no_trainer.py` way vs a bare PyTorch loop.
 
-Same model (the packaged SmolLM2-135M on CPU; a SmolLM2-shaped model from config with --device cuda),
-same data (the quickstart's packed training sequences), same sequence length, micro-batch and precision
+Same model (the packaged SmolLM2-135M), same data (the quickstart's corpus packed at --seq-len), same
+sequence length, micro-batch and precision
 (bf16 autocast). Each runs in its own process (peak memory is per process) for a few warm-up steps and
 then N timed optimizer steps; the figure is the median step time.
 
@@ -12,6 +12,11 @@ then N timed optimizer steps; the figure is the median step time.
 - cpt:       `cpt_utils.train.train` (per-document attention on), per-step times from metrics.jsonl.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--device cpu|cuda] [--seq-len 256] [--batch 4]
+    .venv/bin/python benchmarks/train_throughput.py --gpu      # = --device cuda --seq-len 2048 --batch 8, MFU
+    add --compile to torch.compile the bare loop and cpt's (the reference script does not compile)
+
+MFU counts 6N + 12·L·d·T FLOPs per token (``cpt_utils.train.flops_per_token``) against the GPU's dense
+bf16 peak (989 TFLOP/s for H100 SXM/H200; see ``cpt_utils.train.GPU_PEAK_BF16_FLOPS``).
 """
 
 from __future__ import annotations
@@ -32,20 +37,15 @@ sys.path.insert(0, str(ROOT))
 
 
 
-def _model(device: str):
-    import torch
+def _data_dir(seq_len: int) -> Path:
+    return ROOT / "runs" / f"bench-train-{seq_len}" / "data"
 
+
+def _model(device: str):
+    """The packaged SmolLM2-135M (fp32 weights, SDPA) — the same model cpt's loop loads."""
     from cpt_utils.modeling import load_model
     from cpt_utils.params import load_params
 
-    if device == "cuda":  # SmolLM2-135M's shape, random weights: throughput does not depend on them
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        from cpt_utils.modeling import resolve_model_dir
-
-        config = AutoConfig.from_pretrained(resolve_model_dir(load_params(ROOT / "params/quickstart.yaml").model))
-        config._attn_implementation = "sdpa"
-        return AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(device)
     return load_model(load_params(ROOT / "params/quickstart.yaml").model).to(device)
 
 
@@ -53,10 +53,13 @@ def _blocks(seq_len: int, n: int):
     """Token blocks from the quickstart training split (prepared once by the parent process)."""
     from cpt_utils.packing import PackedSplit
 
-    split = PackedSplit(ROOT / "runs" / "bench-train" / "data" / "train")
+    split = PackedSplit(_data_dir(seq_len) / "train")
     import numpy as np
 
     stream = np.concatenate([split[i][0] for i in range(len(split))])
+    if len(stream) < n * seq_len:
+        raise SystemExit(f"the quickstart corpus holds {len(stream):,} tokens, fewer than {n} blocks of {seq_len}: "
+                         "use fewer --steps or a smaller --batch")
     blocks = [stream[i:i + seq_len] for i in range(0, len(stream) - seq_len, seq_len)][:n]
     return blocks
 
@@ -74,13 +77,14 @@ def run_bare(args) -> list[float]:
     model = _model(args.device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=args.device == "cuda")
+    step_model = torch.compile(model) if args.compile else model
     blocks = _blocks(args.seq_len, (args.steps + 2) * args.batch)
     times = []
     for step in range(args.steps + 2):
         batch = torch.tensor(blocks[step * args.batch:(step + 1) * args.batch], device=args.device)
         start = time.perf_counter()
         with torch.autocast(args.device, dtype=torch.bfloat16):
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = step_model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -129,9 +133,11 @@ def run_cpt(args) -> list[float]:
     params = load_params(ROOT / "params/quickstart.yaml")
     params = params.model_copy(update={"train": params.train.model_copy(update={
         "token_budget": (args.steps + 2) * args.batch * args.seq_len, "milestones": [], "eval_every_tokens": None,
-        "eval_max_sequences": 1, "micro_batch_size": args.batch, "resume": "never", "precision": "bf16"})})
+        "eval_max_sequences": 1, "micro_batch_size": args.batch, "resume": "never", "precision": "bf16",
+        "compile": args.compile})})
+    params = params.model_copy(update={"preprocess": params.preprocess.model_copy(update={"seq_len": args.seq_len})})
     with tempfile.TemporaryDirectory() as tmp:
-        train(params, tmp, data_dir=ROOT / "runs" / "bench-train" / "data", progress=False)
+        train(params, tmp, data_dir=_data_dir(args.seq_len), progress=False)
         rows = [json.loads(l) for l in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     return [r["time_s"] for r in rows if r["kind"] == "train"][2:]
 
@@ -147,41 +153,54 @@ def worker(args) -> None:
     result = {"median_step_s": statistics.median(times), "steps": len(times),
               "cpu_over_wall": (time.process_time() - cpu0) / (time.perf_counter() - wall0)}
     if args.device == "cuda":
+        from cpt_utils.train import _peak_flops, flops_per_token
+
+        model = _model("cpu")  # for the FLOP count only
+        n_params = sum(p.numel() for p in model.parameters())
+        tokens_per_s = args.batch * args.seq_len / result["median_step_s"]
+        result["mfu"] = flops_per_token(model.config, n_params, args.seq_len) * tokens_per_s / _peak_flops("cuda", "bf16")
         result["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
         result["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
 
-def prepare_data() -> None:
+def prepare_data(seq_len: int) -> None:
     from cpt_utils.params import load_params
     from cpt_utils.preprocess import prepare_data as prepare
 
-    prepare(load_params(ROOT / "params/quickstart.yaml"), ROOT / "runs" / "bench-train", progress=False)
+    params = load_params(ROOT / "params/quickstart.yaml")
+    params = params.model_copy(update={"preprocess": params.preprocess.model_copy(update={"seq_len": seq_len})})
+    prepare(params, _data_dir(seq_len).parent, progress=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--gpu", action="store_true", help="--device cuda, --seq-len 2048, --batch 8 unless given")
+    parser.add_argument("--seq-len", type=int, default=None, help="default 256 (2048 with --gpu)")
+    parser.add_argument("--batch", type=int, default=None, help="default 4 (8 with --gpu; the quickstart corpus holds ≈ 320k tokens)")
+    parser.add_argument("--compile", action="store_true")
     parser.add_argument("--worker", choices=["bare", "reference", "cpt"])
     args = parser.parse_args()
+    if args.gpu:
+        args.device = "cuda"
+    args.seq_len = args.seq_len or (2048 if args.gpu else 256)
+    args.batch = args.batch or (8 if args.gpu else 4)
     from cpt_utils.paths import configure_environment
 
     configure_environment(offline=True)
     if args.worker:
         return worker(args)
-    prepare_data()
+    prepare_data(args.seq_len)
     tokens = args.batch * args.seq_len
-    n_params = 134_515_008
     print(f"device {args.device}, seq {args.seq_len} × batch {args.batch} = {tokens} tokens/step, bf16 autocast, "
-          f"{args.steps} timed steps")
+          f"{args.steps} timed steps{', torch.compile' if args.compile else ''}")
     results = {}
     for kind in ("bare", "reference", "cpt"):
         cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(args.steps), "--device", args.device,
-               "--seq-len", str(args.seq_len), "--batch", str(args.batch)]
+               "--seq-len", str(args.seq_len), "--batch", str(args.batch)] + (["--compile"] if args.compile else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
@@ -189,12 +208,7 @@ def main() -> None:
         r = json.loads(line[7:])
         r["tokens_per_s"] = tokens / r["median_step_s"]
         results[kind] = r
-        extra = ""
-        if args.device == "cuda":
-            import torch
-
-            peak = 989e12 if "H100" in torch.cuda.get_device_name() or "H200" in torch.cuda.get_device_name() else 312e12
-            extra = f"  MFU {100 * 6 * n_params * r['tokens_per_s'] / peak:.1f}%"
+        extra = f"  MFU {100 * r['mfu']:.1f}%" if "mfu" in r else ""
         print(f"{kind:>10}: {r['tokens_per_s']:8.1f} tokens/s  (median step {r['median_step_s']:.3f} s, cpu/wall "
               f"{r['cpu_over_wall']:.2f}, peak memory {r['peak_mem_mb']:,.0f} MB){extra}")
     ours = results["cpt"]
