@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -78,7 +79,12 @@ def _nothing_left_error(which: str, filters: FilterReport, dedup: DedupReport, u
 
 def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: int, dedup: Deduplicator,
                     train: SequencePacker, val: SequencePacker, progress: bool) -> dict:
-    """Stream one corpus into its training (or replay) packer and its held-out packer."""
+    """Stream one corpus into its training (or replay) packer and its held-out packer.
+
+    Two stages overlap: while a worker thread tokenizes batch *i* (the fast tokenizer runs in Rust
+    without the GIL), the main thread reads, cleans and deduplicates batch *i + 1* and packs batch
+    *i − 1*'s tokens. Packing stays in stream order, so the output does not depend on the timing.
+    """
     pre = params.preprocess
     spec = getattr(params.data, which)
     base = Path(params.source_path).parent if params.source_path else None
@@ -86,37 +92,54 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
     filters, dd = FilterReport(), DedupReport()
     docs = dedup.stream(clean_stream(corpus, pre.quality, filters, normalise=pre.normalize), dd)
     val_cap = pre.val_max_docs if pre.val_max_docs is not None else float("inf")
+    held_out = 0  # documents assigned to the held-out split so far (decided before packing)
     tokens = 0
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(desc=f"{which}: packing", unit=" tok", unit_scale=True, mininterval=2.0)
-    for batch in _batched(docs, pre.tokenize_batch_size):
-        chosen: list[tuple[Document, SequencePacker]] = []
-        held_out = val.documents
+
+    def assign(batch: list[Document]) -> list[tuple[Document, SequencePacker]]:
+        nonlocal held_out
+        chosen = []
         for doc in batch:
             if held_out < val_cap and is_held_out(doc.id, params.seed, pre.val_fraction):
                 chosen.append((doc, val))
                 held_out += 1
             elif not train.full:
                 chosen.append((doc, train))
+        return chosen
+
+    def pack(chosen: list[tuple[Document, SequencePacker]], encoded: Future) -> int:
         added = 0
-        for (doc, packer), ids in zip(chosen, tokenize_batch(tokenizer, [d.text for d, _ in chosen])):
-            packer.add(ids, doc.id, doc.source)
-            added += len(ids) + 1
-        tokens += added
+        for (doc, packer), ids in zip(chosen, encoded.result()):
+            if not packer.full:
+                packer.add(ids, doc.id, doc.source)
+                added += len(ids) + 1
         if bar is not None:
             bar.update(added)
-        if train.full and val.documents >= val_cap:
-            break  # budget reached and held-out set complete: stop reading the source
+        return added
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool:
+        pending = None
+        for batch in _batched(docs, pre.tokenize_batch_size):
+            chosen = assign(batch)
+            encoded = pool.submit(tokenize_batch, tokenizer, [d.text for d, _ in chosen])
+            if pending is not None:
+                tokens += pack(*pending)
+            pending = (chosen, encoded)
+            if train.full and held_out >= val_cap:
+                break  # budget reached and held-out set complete: stop reading the source
+        if pending is not None:
+            tokens += pack(*pending)
     if bar is not None:
         bar.close()
     if filters.kept == 0 or (train.documents + val.documents) == 0:
         raise _nothing_left_error(which, filters, dd, corpus.problems.as_dict())
-    return {"description": corpus.describe(), "unreadable": corpus.problems.as_dict(),
-            "filters": filters.as_dict(), "dedup": dd.as_dict(), "tokens_tokenized": tokens,
-            "documents_read": corpus.documents_read}
+    return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
+            "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
+            "tokens_tokenized": tokens, "documents_read": corpus.documents_read}
 
 
 def _code_version() -> str:
@@ -137,11 +160,12 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
 
     data_dir = Path(run_dir) / "data"
     manifest_path = data_dir / "manifest.json"
-    fingerprint = step_fingerprint(params, "preprocess") + "-" + _code_version()
+    fingerprint, code = step_fingerprint(params, "preprocess"), _code_version()
     if manifest_path.is_file() and not force:
         manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") == fingerprint and _complete(data_dir):
-            print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters unchanged)")
+        if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
+            print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
+                  "preprocessing code unchanged; pass force=True to redo it)")
             return manifest
     manifest_path.unlink(missing_ok=True)  # a half-rewritten data folder must never look finished
 
@@ -175,7 +199,8 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     seconds = time.perf_counter() - started
     tokenized = sum(c["tokens_tokenized"] for c in corpora.values())
     manifest = {
-        "fingerprint": fingerprint, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": seconds,
+        "fingerprint": fingerprint, "code_version": code, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "seconds": seconds,
         "tokens_per_second": tokenized / max(seconds, 1e-9),
         "tokenizer": {"model": model_id(params.model), "fingerprint": tokenizer_fingerprint(tokenizer),
                       "vocab_size": vocab, "separator_id": separator,
