@@ -138,3 +138,28 @@ def test_token_budget_stops_the_training_split(tmp_path, tiny_params):
     manifest = prepare_data(params, tmp_path, progress=False)
     assert manifest["splits"]["train"]["num_tokens"] == 640
     assert manifest["splits"]["val_domain"]["num_sequences"] > 0  # the held-out set is still complete
+
+
+def test_tokenize_batch_matches_the_tokenizer_and_reassembles_cut_documents(tiny_params):
+    from cpt_utils.preprocess import MAX_CHARS_PER_PIECE, tokenize_batch
+
+    tok = load_tokenizer(tiny_params.model)
+    enormous = " ".join(f"word{i % 97}" for i in range(MAX_CHARS_PER_PIECE // 3))  # cut into several pieces
+    texts = ["Energy is conserved.", "", "Ünïcode — “quotes” and emoji 🙂", enormous, "last one"]
+    ids = tokenize_batch(tok, texts)
+    assert ids[:3] + ids[4:] == tok(texts[:3] + texts[4:], add_special_tokens=False)["input_ids"]
+    assert len(enormous) > 2 * MAX_CHARS_PER_PIECE and tok.decode(ids[3]) == enormous
+
+
+def test_manifest_fingerprint_is_the_step_fingerprint_and_a_changed_parameter_redoes_the_work(prepared, tmp_path, capsys):
+    from cpt_utils.params import step_fingerprint
+
+    params, _, manifest = prepared
+    assert manifest["fingerprint"] == step_fingerprint(params, "preprocess") and manifest["code_version"]
+    assert manifest["corpora"]["domain"]["source"]["topics"] == ["Mathematics"]
+    shorter = params.model_copy(update={"preprocess": params.preprocess.model_copy(update={"seq_len": 32})})
+    first = prepare_data(params, tmp_path, progress=False)
+    second = prepare_data(shorter, tmp_path, progress=False)
+    assert "reusing" not in capsys.readouterr().out
+    assert second["seq_len"] == 32 and second["fingerprint"] != first["fingerprint"]
+    assert open_split(tmp_path, "train").seq_len == 32

@@ -1,13 +1,10 @@
-"""Cleaning filters and duplicate removal, each on constructed documents with a known verdict."""
+"""Cleaning: normalisation and each quality filter, on constructed documents with a known verdict."""
 
 from __future__ import annotations
 
-import random
-
 from cpt_utils.clean import FilterReport, build_filters, clean_stream, normalize
 from cpt_utils.corpora import Document
-from cpt_utils.dedup import DedupReport, Deduplicator
-from cpt_utils.params import DedupParams, QualityParams
+from cpt_utils.params import QualityParams
 
 PROSE = ("The cell is the basic structural and functional unit of all forms of life. Every cell consists of "
          "cytoplasm enclosed within a membrane, and many cells contain organelles, each with a specific function. ")
@@ -48,20 +45,3 @@ def test_clean_stream_counts_and_keeps_examples():
     assert report.seen == 4 and report.kept == 2
     assert report.removed == {"word_count": 1, "empty": 1}
     assert report.examples["word_count"][0]["id"] == "1"
-
-
-def test_exact_and_near_duplicates_are_removed_first_occurrence_wins():
-    rng = random.Random(0)
-    words = [rng.choice(["alpha", "beta", "gamma", "delta", "omega", "sigma", "theta", "kappa"]) + str(rng.randint(0, 99))
-             for _ in range(300)]
-    original = " ".join(words)
-    near = " ".join(words[:150] + ["changed"] + words[151:])
-    docs = [Document("a", original, "t"), Document("b", original.upper().replace(" ", "  "), "t"),
-            Document("c", near, "t"), Document("d", PROSE * 3, "t")]
-    report = DedupReport()
-    kept = [d.id for d in Deduplicator(DedupParams()).stream(docs, report)]
-    assert kept == ["a", "d"]
-    assert report.exact_removed == 1 and report.near_removed == 1
-    assert report.as_dict()["clusters"][0] == {"kept": "a", "removed": [{"id": "c", "text": near[:200]}]}
-    only_exact = [d.id for d in Deduplicator(DedupParams(near=False)).stream(docs, DedupReport())]
-    assert only_exact == ["a", "c", "d"]
