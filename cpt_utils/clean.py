@@ -136,6 +136,8 @@ def clean_stream(docs: Iterable[Document], quality: QualityParams, report: Filte
                  normalise: bool = True) -> Iterator[Document]:
     """Normalise and filter a document stream lazily, counting every removal in ``report``."""
     filters = build_filters(quality)
+    for name, _ in filters:
+        report.removed[name] += 0  # every enabled filter is listed, even one that removed nothing
     for doc in docs:
         report.seen += 1
         text = normalize(doc.text) if normalise else doc.text

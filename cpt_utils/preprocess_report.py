@@ -53,6 +53,84 @@ def split_table(manifest: dict):
     return pd.DataFrame(rows).T.map(lambda v: f"{int(v):,}")
 
 
+def throughput_table(manifest: dict):
+    """How fast the whole step ran: documents read, tokens tokenized, seconds, rates (wall clock)."""
+    import pandas as pd
+
+    docs = sum(c["filters"]["seen"] + c["unreadable"]["total"] for c in manifest["corpora"].values())
+    tokens = sum(c["tokens_tokenized"] for c in manifest["corpora"].values())
+    seconds, load = manifest["seconds"], manifest.get("tokenizer_load_seconds", 0.0)
+    rows = {"records read": f"{docs:,}", "tokens tokenized (incl. held-out)": f"{tokens:,}",
+            "wall time": f"{seconds:.1f} s (of which loading the tokenizer {load:.1f} s)",
+            "throughput, end to end": f"{tokens / max(seconds, 1e-9):,.0f} tokens/s",
+            "throughput, streaming part": f"{tokens / max(seconds - load, 1e-9):,.0f} tokens/s",
+            "documents per second, end to end": f"{docs / max(seconds, 1e-9):,.0f}"}
+    return pd.DataFrame({"value": rows})
+
+
+def document_lengths(run_dir: Path, max_documents: int = 200_000) -> dict[str, np.ndarray]:
+    """Tokens per packed document (separator included) for each split, from ``documents.jsonl``;
+    at most ``max_documents`` per split are read (enough for a histogram, bounded memory)."""
+    import json
+    from itertools import islice
+
+    out = {}
+    for split in SPLITS:
+        path = Path(run_dir) / "data" / split / "documents.jsonl"
+        with open(path, encoding="utf-8") as fh:
+            out[split] = np.fromiter((json.loads(line)["tokens"] for line in islice(fh, max_documents)), np.int64)
+    return out
+
+
+def fig_document_lengths(lengths: dict[str, np.ndarray], seq_len: int):
+    """Document lengths per split on a log scale, with the sequence length marked."""
+    import matplotlib.pyplot as plt
+
+    from .plots import PALETTE, label
+
+    fig, ax = plt.subplots()
+    present = [v for v in lengths.values() if len(v)]
+    shortest = min((int(v.min()) for v in present), default=1)
+    longest = max((int(v.max()) for v in present), default=seq_len)
+    bins = np.logspace(np.log10(max(1, shortest) * 0.9), np.log10(max(longest, seq_len) * 1.1), 40)
+    colours = {"train": PALETTE["domain"], "val_domain": PALETTE["domain"], "replay": PALETTE["general"],
+               "val_general": PALETTE["general"]}
+    for split, values in lengths.items():
+        if len(values):
+            ax.hist(values, bins=bins, weights=np.full(len(values), 100 / len(values)), histtype="step",
+                    linewidth=1.6, color=colours[split],
+                    linestyle="--" if split.startswith("val") else "-", label=f"{split} ({len(values):,} docs)")
+    ax.axvline(seq_len, color="black", linewidth=1)
+    ax.annotate(f"sequence = {seq_len} tokens", (seq_len, 0.95), xycoords=("data", "axes fraction"),
+                xytext=(4, 0), textcoords="offset points", fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:,.0f}")
+    ax.xaxis.set_minor_formatter(lambda x, _: f"{x:,.0f}" if str(int(round(x)))[0] in "25" else "")
+    ax.legend(fontsize=8)
+    label(ax, "Document lengths after cleaning, per split", "tokens per document (log scale)",
+          "documents (% of the split per bin)")
+    return fig
+
+
+def fig_split_tokens(manifest: dict):
+    """Tokens written per split: what training, replay and the two held-out evaluations can use."""
+    import matplotlib.pyplot as plt
+
+    from .plots import PALETTE, label
+
+    fig, ax = plt.subplots(figsize=(7.5, 2.8))
+    names = list(manifest["splits"])
+    tokens = [manifest["splits"][n]["num_tokens"] for n in names]
+    colours = [PALETTE["general"] if n in ("replay", "val_general") else PALETTE["domain"] for n in names]
+    bars = ax.barh(names, tokens, color=colours)
+    ax.bar_label(bars, labels=[f"{t:,}" for t in tokens], padding=3, fontsize=8)
+    ax.invert_yaxis()
+    ax.margins(x=0.2)
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:,.0f}")
+    label(ax, "Tokens per split", "tokens (packed, full sequences only)", "split")
+    return fig
+
+
 def sequence_composition(run_dir: Path, split: str = "train", max_sequences: int = 5000) -> dict:
     """Documents per sequence and document-fragment lengths: what per-document attention sees."""
     data = open_split(run_dir, split)
@@ -72,16 +150,18 @@ def fig_filters(manifest: dict):
     from .plots import PALETTE, label
 
     fig, ax = plt.subplots()
-    steps = sorted({k for c in manifest["corpora"].values() for k in c["filters"]["removed"]})
-    labels = [f"filter: {s}" for s in steps] + ["exact duplicates", "near duplicates", "unreadable"]
+    # pipeline order, top to bottom: unreadable records, each filter in the order it runs, then dedup
+    steps = list(dict.fromkeys(k for c in manifest["corpora"].values() for k in c["filters"]["removed"]))
+    labels = ["unreadable"] + [f"filter: {s}" for s in steps] + ["exact duplicates", "near duplicates"]
     width = 0.4
     for j, (which, c) in enumerate(manifest["corpora"].items()):
         seen = max(1, c["filters"]["seen"])
-        counts = [c["filters"]["removed"].get(s, 0) for s in steps]
-        counts += [c["dedup"]["exact_removed"], c["dedup"]["near_removed"], c["unreadable"]["total"]]
+        counts = [c["unreadable"]["total"]] + [c["filters"]["removed"].get(s, 0) for s in steps]
+        counts += [c["dedup"]["exact_removed"], c["dedup"]["near_removed"]]
         y = np.arange(len(labels)) + (j - 0.5) * width
         ax.barh(y, [100 * n / seen for n in counts], height=width, color=PALETTE.get(which), label=which)
     ax.set_yticks(np.arange(len(labels)), labels)
+    ax.invert_yaxis()
     ax.legend()
     label(ax, "What cleaning removed", "documents removed (% of documents read)", "step")
     return fig

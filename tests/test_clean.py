@@ -43,5 +43,6 @@ def test_clean_stream_counts_and_keeps_examples():
     kept = list(clean_stream(docs, QualityParams(), report))
     assert [d.id for d in kept] == ["0", "3"]
     assert report.seen == 4 and report.kept == 2
-    assert report.removed == {"word_count": 1, "empty": 1}
+    assert +report.removed == {"word_count": 1, "empty": 1}  # the other filters are listed with 0
+    assert report.removed["boilerplate"] == 0 and "boilerplate" in report.as_dict()["removed"]
     assert report.examples["word_count"][0]["id"] == "1"

@@ -163,3 +163,20 @@ def test_manifest_fingerprint_is_the_step_fingerprint_and_a_changed_parameter_re
     assert "reusing" not in capsys.readouterr().out
     assert second["seq_len"] == 32 and second["fingerprint"] != first["fingerprint"]
     assert open_split(tmp_path, "train").seq_len == 32
+
+
+def test_report_figures_and_tables_read_the_prepared_data(prepared):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cpt_utils import preprocess_report as report
+    from cpt_utils.plots import unlabelled_axes
+
+    params, run, manifest = prepared
+    lengths = report.document_lengths(run)
+    assert {s: len(v) for s, v in lengths.items()} == {s: manifest["splits"][s]["documents"] for s in SPLITS}
+    for fig in (report.fig_document_lengths(lengths, params.preprocess.seq_len), report.fig_split_tokens(manifest)):
+        assert unlabelled_axes(fig) == [] and any(ax.has_data() for ax in fig.axes)
+    table = report.throughput_table(manifest)
+    read = sum(c["filters"]["seen"] + c["unreadable"]["total"] for c in manifest["corpora"].values())
+    assert table.loc["records read", "value"] == f"{read:,}" and read == 300  # tiny: 150 + 150 documents
