@@ -58,9 +58,13 @@ class ShardWriter:
         self.dtype = token_dtype(vocab_size)
         self.shard_sequences = max(1, shard_sequences)
         self.meta = meta or {}
-        self._ids: list[np.ndarray] = []
-        self._pos: list[np.ndarray] = []
-        self._doc: list[int] = []
+        self._pos_dtype = np.dtype(np.uint32 if seq_len > 65535 else np.uint16)
+        # one preallocated shard buffer, filled row by row: memory is bounded by the rows written so far
+        # in this shard (untouched pages of np.empty cost nothing), never by the corpus
+        self._ids: np.ndarray | None = None
+        self._pos: np.ndarray | None = None
+        self._doc: np.ndarray | None = None
+        self._rows = 0
         self.shards: list[dict] = []
         self.num_sequences = 0
         self._hash = hashlib.blake2b(digest_size=16)
@@ -68,27 +72,29 @@ class ShardWriter:
     def add(self, ids: np.ndarray, pos: np.ndarray, first_doc: int = -1) -> None:
         if ids.shape != (self.seq_len,) or pos.shape != (self.seq_len,):
             raise PackedDataError(f"sequence shape {ids.shape}/{pos.shape} != ({self.seq_len},)")
-        self._doc.append(first_doc)
-        self._ids.append(ids.astype(self.dtype, copy=False))
-        self._pos.append(pos.astype(np.uint32 if self.seq_len > 65535 else np.uint16, copy=False))
+        if self._ids is None:
+            self._ids = np.empty((self.shard_sequences, self.seq_len), self.dtype)
+            self._pos = np.empty((self.shard_sequences, self.seq_len), self._pos_dtype)
+            self._doc = np.empty(self.shard_sequences, np.int64)
+        row = self._rows
+        self._ids[row], self._pos[row], self._doc[row] = ids, pos, first_doc
+        self._rows += 1
         self.num_sequences += 1
-        if len(self._ids) >= self.shard_sequences:
+        if self._rows >= self.shard_sequences:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._ids:
+        if not self._rows:
             return
-        name = f"shard-{len(self.shards):05d}"
-        ids = np.stack(self._ids)
-        self._hash.update(ids.tobytes())
-        arrays = (("ids", ids), ("pos", np.stack(self._pos)), ("doc", np.asarray(self._doc, np.int64)))
-        for suffix, array in arrays:
+        name, n = f"shard-{len(self.shards):05d}", self._rows
+        self._hash.update(self._ids[:n])  # the rows' bytes, as one C-contiguous block (no copy)
+        for suffix, array in (("ids", self._ids[:n]), ("pos", self._pos[:n]), ("doc", self._doc[:n])):
             final = self.dir / f"{name}.{suffix}.npy"
             tmp = self.dir / f"{name}.{suffix}.tmp.npy"
             np.save(tmp, array)
             tmp.replace(final)
-        self.shards.append({"name": name, "num_sequences": len(self._ids)})
-        self._ids, self._pos, self._doc = [], [], []
+        self.shards.append({"name": name, "num_sequences": n})
+        self._rows = 0
 
     def close(self) -> dict:
         self._flush()
