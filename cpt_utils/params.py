@@ -162,7 +162,8 @@ class PreprocessParams(Section):
     val_max_docs: int | None = Field(200, ge=1)
     train_token_budget: int | None = Field(None, ge=1, description="stop writing domain train tokens here")
     replay_token_budget: int | None = Field(None, ge=1, description="general tokens packed for replay")
-    shard_tokens: int = Field(50_000_000, ge=1024, description="tokens per on-disk shard")
+    shard_tokens: int = Field(8_000_000, ge=1024, description="tokens per on-disk shard; also the writer's "
+                              "buffer, so it bounds memory: ≈ 4 bytes × shard_tokens per split")
     tokenize_batch_size: int = Field(256, ge=1, description="documents per fast-tokenizer call (Rust threads use every core)")
 
 
