@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARD_TOKENS = 1_000_000
 sys.path.insert(0, str(ROOT))
 
 
@@ -70,7 +71,10 @@ def run_ours(corpus: Path, out: Path, seq_len: int, full: bool) -> dict:
         "model": {"source": "packaged"},
         "data": {"domain": {"kind": "files", "paths": [str(corpus)]}, "general": {"topics": ["Arts"], "max_docs": 20}},
         "preprocess": {"seq_len": seq_len, "val_max_docs": 20, "val_fraction": 0.4, "quality": quality,
-                       "normalize": full, "dedup": {"exact": full, "near": full}},
+                       "normalize": full, "dedup": {"exact": full, "near": full},
+                       # the writer buffers one shard (≈ 4 bytes/token, bounded); small shards keep that
+                       # bounded buffer from blurring the 1× vs 10× memory comparison
+                       "shard_tokens": SHARD_TOKENS},
     })
     from cpt_utils.preprocess import load_tokenizer_once
 
@@ -133,13 +137,23 @@ def measure(kind: str, corpus: Path, seq_len: int) -> dict:
             raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
         result = json.loads(line[7:])
         result["tokens_per_s"] = result["tokens"] / result["seconds"]
+        result["tokens_per_cpu_s"] = result["tokens"] / result["cpu_seconds"]
         return result
+
+
+def best_of(kind: str, corpus: Path, seq_len: int, repeats: int) -> dict:
+    """The fastest of ``repeats`` runs (on a shared machine the slow ones measure the neighbours), with the
+    largest peak RSS seen (memory does not improve by luck)."""
+    runs = [measure(kind, corpus, seq_len) for _ in range(repeats)]
+    best = max(runs, key=lambda r: r["tokens_per_s"])
+    return {**best, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per row; the fastest is reported")
     parser.add_argument("--worker", choices=["ours", "ours-full", "reference"])
     parser.add_argument("--corpus")
     parser.add_argument("--out")
@@ -149,24 +163,24 @@ def main() -> None:
     from cpt_utils.paths import configure_environment
 
     configure_environment(offline=True)
-    header = f"{'corpus':>8} {'pipeline':>22} {'documents':>9} {'tokens':>11} {'s':>7} {'tok/s':>9} {'cpu/wall':>8} {'peak RSS MB':>11}"
-    print(header)
+    print(f"{'corpus':>8} {'pipeline':>22} {'documents':>9} {'tokens':>11} {'s':>6} {'tok/s':>9} "
+          f"{'tok/CPU-s':>9} {'cpu/wall':>8} {'peak RSS MB':>11}")
     names = {"reference": "run_clm (map+group)", "ours": "cpt (same work)", "ours-full": "cpt (full pipeline)"}
     with tempfile.TemporaryDirectory() as tmp:
         for scale in args.scales:
             corpus = Path(tmp) / f"corpus-{scale}x.jsonl"
             docs = make_corpus(corpus, scale)
-            rows = {kind: measure(kind, corpus, args.seq_len) for kind in names}
+            rows = {kind: best_of(kind, corpus, args.seq_len, args.repeats) for kind in names}
             for kind, r in rows.items():
-                kept = r.get("documents", docs)
-                print(f"{scale:>7}x {names[kind]:>22} {kept:>9,} {r['tokens']:>11,} {r['seconds']:>7.1f} "
-                      f"{r['tokens_per_s']:>9,.0f} {r['cpu_seconds'] / r['seconds']:>8.2f} {r['peak_rss_mb']:>11,.0f}")
+                print(f"{scale:>7}x {names[kind]:>22} {r.get('documents', docs):>9,} {r['tokens']:>11,} "
+                      f"{r['seconds']:>6.1f} {r['tokens_per_s']:>9,.0f} {r['tokens_per_cpu_s']:>9,.0f} "
+                      f"{r['cpu_seconds'] / r['seconds']:>8.2f} {r['peak_rss_mb']:>11,.0f}")
             ref = rows["reference"]
             for kind in ("ours", "ours-full"):
                 r = rows[kind]
                 print(f"{scale:>7}x ratio {names[kind]} / run_clm: tokens/s {r['tokens_per_s'] / ref['tokens_per_s']:.2f}×, "
-                      f"peak RSS {r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}× ({docs:,} documents in the file)")
-
+                      f"tokens/CPU-s {r['tokens_per_cpu_s'] / ref['tokens_per_cpu_s']:.2f}×, "
+                      f"peak RSS {r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}×")
 
 if __name__ == "__main__":
     main()

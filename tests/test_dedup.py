@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from cpt_utils.corpora import Document
-from cpt_utils.dedup import MINHASH_BATCH, DedupReport, Deduplicator
+from cpt_utils.dedup import BandIndex, DedupReport, Deduplicator
 from cpt_utils.params import DedupParams
 
 PROSE = ("The cell is the basic structural and functional unit of all forms of life. Every cell consists of "
@@ -33,9 +33,8 @@ def test_exact_and_near_duplicates_are_removed_first_occurrence_wins():
     assert only_exact == ["a", "c", "d"]
 
 
-def test_near_duplicates_are_found_within_and_across_batches_and_corpora():
-    """Hashing works a batch at a time; a copy must still be caught wherever it falls."""
-    originals = [" ".join(_random_text(seed, 120)) for seed in range(MINHASH_BATCH + 10)]
+def test_near_duplicates_are_found_near_and_far_and_across_corpora():
+    originals = [" ".join(_random_text(seed, 120)) for seed in range(300)]
     docs = [Document(f"o{i}", t, "t") for i, t in enumerate(originals)]
     docs.insert(5, Document("copy-same-batch", originals[2] + " extra", "t"))
     docs.append(Document("copy-next-batch", originals[0] + " extra", "t"))
@@ -56,3 +55,30 @@ def test_documents_that_share_only_a_tenth_of_their_words_differently_are_kept()
     kept = list(Deduplicator(DedupParams()).stream(
         [Document("a", " ".join(words), "t"), Document("b", " ".join(variant), "t")], DedupReport()))
     assert [d.id for d in kept] == ["a", "b"]  # estimated Jaccard ≈ 0.4, below the 0.8 threshold
+
+
+def test_band_index_finds_the_same_candidates_as_datasketch_minhashlsh():
+    """The lean index stores less than datasketch's MinHashLSH, but must answer the same question."""
+    from datasketch import MinHash, MinHashLSH
+
+    rng = random.Random(3)
+    base = [_random_text(seed, 200) for seed in range(40)]
+    texts = []
+    for i in range(400):  # variants around the threshold (0–10 of 200 words changed): some match, some don't
+        words = list(base[i % 40])
+        for j in rng.sample(range(200), rng.randint(0, 10)):
+            words[j] = f"changed{i}"
+        texts.append(" ".join(words))
+    dedup = Deduplicator(DedupParams())
+    ours = BandIndex(0.8, 128)
+    reference = MinHashLSH(threshold=0.8, num_perm=128)
+    agree = found = 0
+    for i, text in enumerate(texts):
+        sig = dedup.signature(text)
+        theirs = reference.query(MinHash(num_perm=128, hashvalues=sig, scheme="affine32"))
+        match = ours.first_match_or_insert(str(i), sig)
+        if match is None:
+            reference.insert(str(i), MinHash(num_perm=128, hashvalues=sig, scheme="affine32"))
+        agree += (match is None) == (not theirs) and (match is None or match in theirs)
+        found += match is not None
+    assert agree == len(texts) and 50 < found < 350
