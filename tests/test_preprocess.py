@@ -180,3 +180,16 @@ def test_report_figures_and_tables_read_the_prepared_data(prepared):
     table = report.throughput_table(manifest)
     read = sum(c["filters"]["seen"] + c["unreadable"]["total"] for c in manifest["corpora"].values())
     assert table.loc["records read", "value"] == f"{read:,}" and read == 300  # tiny: 150 + 150 documents
+
+
+def test_a_corpus_of_duplicates_or_of_nothing_is_a_clear_error(tmp_path):
+    science = "Energy is conserved in every closed system, and physicists measure it in joules."
+    lines = [json.dumps({"text": f"{science} Note {i}: " + science * 3}).encode() + b"\n" for i in range(30)]
+    params = _files_params(tmp_path, lines)
+    # the general corpus repeats the domain corpus: dedup (shared across corpora) leaves it empty
+    params.data.general.paths = params.data.domain.paths
+    with pytest.raises(PreprocessError, match=r"data\.general: every document .* was a duplicate \(30 exact"):
+        prepare_data(params, tmp_path / "run", progress=False)
+    (tmp_path / "domain.jsonl").write_bytes(b"")
+    with pytest.raises(PreprocessError, match=r"data\.domain: the corpus yielded no documents"):
+        prepare_data(params, tmp_path / "run", progress=False)
