@@ -1,8 +1,9 @@
 """Preprocessing, source to shards in one streaming pass: clean → filter → dedup → split → tokenize → pack.
 
-Nothing holds the corpus: documents flow through generators, are tokenized a batch at a time and
-packed straight into shards, so peak memory depends on the batch size and the dedup index, not on the
-corpus. The held-out split is decided per *document* (a hash of its id), before packing, so no
+Nothing holds the corpus: documents flow through generators, are tokenized a batch at a time (in a
+worker thread, overlapping the cleaning of the next batch) and packed straight into shards, so peak
+memory is the batch, one shard buffer per split (``preprocess.shard_tokens``) and the dedup index
+(≈ 0.7 KB per kept document, the only part that grows with the corpus). The held-out split is decided per *document* (a hash of its id), before packing, so no
 sequence can mix training and validation text. ``manifest.json`` is written last; its fingerprint lets
 training refuse mismatched data and lets a re-run skip the whole step.
 """
