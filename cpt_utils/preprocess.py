@@ -54,13 +54,32 @@ def tokenize_batch(tokenizer, texts: list[str]) -> list[list[int]]:
     return out
 
 
+_TEXT_ONLY: dict[int, tuple[object, object]] = {}
+
+
+def _text_only_backend(tokenizer):
+    """A copy of the Rust tokenizer that reads special-token strings as plain text: a document that
+    merely *mentions* ``<|endoftext|>`` must not inject a document separator (tested)."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    if id(tokenizer) not in _TEXT_ONLY:
+        copy = Tokenizer.from_str(backend.to_str())
+        copy.encode_special_tokens = True
+        _TEXT_ONLY[id(tokenizer)] = (tokenizer, copy)  # holds the tokenizer, so its id stays unique
+    return _TEXT_ONLY[id(tokenizer)][1]
+
+
 def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of each text, from the Rust tokenizer directly where there is one: the same ids as
-    ``tokenizer(texts)`` (tested), ~20% faster, because offsets and attention masks are not built."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "encode_batch_fast"):
+    ``tokenizer(texts, split_special_tokens=True)`` (tested), ~20% faster, because offsets and
+    attention masks are not built."""
+    backend = _text_only_backend(tokenizer)
+    if backend is not None:
         return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
 def is_held_out(doc_id: str, seed: int, fraction: float) -> bool:

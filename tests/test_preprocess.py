@@ -68,13 +68,16 @@ def test_packed_stream_decodes_back_to_the_cleaned_documents(prepared):
     params, run, _ = prepared
     tok = load_tokenizer(params.model)
     sep = document_separator_id(tok)
-    source = {d.id: normalize(d.text) for d in open_corpus(params.data.domain)}
-    split = open_split(run, "train")
-    packed_ids = [d["id"] for d in split.documents()]
-    decoded = _documents_of(split, sep)
-    assert len(decoded) >= len(packed_ids) - 2  # all but the tail dropped at the end
-    for doc_id, ids in zip(packed_ids, decoded):
-        assert tok.decode(ids) == source[doc_id]
+    for corpus, splits in (("domain", ("train", "val_domain")), ("general", ("replay", "val_general"))):
+        source = {d.id: normalize(d.text) for d in open_corpus(getattr(params.data, corpus))}
+        for name in splits:
+            split = open_split(run, name)
+            packed_ids = [d["id"] for d in split.documents()]
+            decoded = _documents_of(split, sep)
+            # every document is complete except those in the tail dropped at the end (< one sequence)
+            assert len(packed_ids) - 3 <= len(decoded) <= len(packed_ids), name
+            for doc_id, ids in zip(packed_ids, decoded):
+                assert tok.decode(ids) == source[doc_id], (name, doc_id)
 
 
 def test_positions_restart_at_every_document_and_every_sequence(prepared):
@@ -145,10 +148,16 @@ def test_tokenize_batch_matches_the_tokenizer_and_reassembles_cut_documents(tiny
 
     tok = load_tokenizer(tiny_params.model)
     enormous = " ".join(f"word{i % 97}" for i in range(MAX_CHARS_PER_PIECE // 3))  # cut into several pieces
-    texts = ["Energy is conserved.", "", "Ünïcode — “quotes” and emoji 🙂", enormous, "last one"]
+    texts = ["Energy is conserved.", "", "Ünïcode — “quotes” and emoji 🙂", enormous, "last one",
+             "A page about GPT-2 that quotes its <|endoftext|> token"]
     ids = tokenize_batch(tok, texts)
-    assert ids[:3] + ids[4:] == tok(texts[:3] + texts[4:], add_special_tokens=False)["input_ids"]
+    reference = tok(texts[:3] + texts[4:], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    assert ids[:3] + ids[4:] == reference
     assert len(enormous) > 2 * MAX_CHARS_PER_PIECE and tok.decode(ids[3]) == enormous
+    # a mentioned special token is text, not a document separator
+    sep = document_separator_id(tok)
+    assert sep not in ids[5] and tok.decode(ids[5]) == texts[5]
+    assert tok("<|endoftext|>", add_special_tokens=False)["input_ids"] == [sep]  # what we avoid
 
 
 def test_manifest_fingerprint_is_the_step_fingerprint_and_a_changed_parameter_redoes_the_work(prepared, tmp_path, capsys):
