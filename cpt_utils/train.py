@@ -124,6 +124,11 @@ def _trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def run_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
+    """Identity of a *finished* run: the same trajectory trained to the same token budget."""
+    return f"{_trajectory_fingerprint(params, data_dir)}-{params.train.token_budget}"
+
+
 def _append_jsonl(path: Path, row: dict) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
@@ -167,7 +172,7 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     if not (data_dir / "manifest.json").is_file():
         raise DataMismatch(f"{data_dir}: no manifest.json — run preprocessing first (notebook 02 or `cpt prepare`)")
     trajectory = _trajectory_fingerprint(params, data_dir)
-    fingerprint = f"{trajectory}-{tp.token_budget}"  # same trajectory, same budget: the same finished run
+    fingerprint = run_fingerprint(params, data_dir)
     if tp.resume == "never" and (run_dir / "checkpoints").is_dir():
         shutil.rmtree(run_dir / "checkpoints")  # a deliberate fresh start: no stale checkpoint may linger
     finished = [c for c in list_checkpoints(run_dir) if c.get("final") and c.get("params_fingerprint") == fingerprint]

@@ -28,12 +28,12 @@ def finished_variant(vparams: ExperimentParams, vdir: Path, data_dir: Path) -> d
     """
     from .checkpointing import list_checkpoints
     from .evaluate import eval_fingerprint
-    from .train import _trajectory_fingerprint
+    from .train import run_fingerprint
 
     final = [c for c in list_checkpoints(vdir) if c.get("final")]
     if not final or not (data_dir / "manifest.json").is_file():
         return None
-    expected = f"{_trajectory_fingerprint(vparams, data_dir)}-{vparams.train.token_budget}"
+    expected = run_fingerprint(vparams, data_dir)
     if final[-1].get("params_fingerprint") != expected:
         return None
     result = vdir / "evals" / f"{final[-1]['name']}.json"
