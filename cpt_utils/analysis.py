@@ -323,31 +323,109 @@ def _task_delta(b: dict, o: dict) -> dict:
     return unpaired_delta(b["value"], b["stderr"], o["value"], o["stderr"])
 
 
+def heldout_delta(b: dict, o: dict, measure: str = "loss") -> dict:
+    """Change of a held-out measure (``loss`` in nats/token or ``bits_per_byte``): paired document by
+    document and clustered by document when both results carry the same documents, else unpaired."""
+    from .perplexity import paired_cluster_delta
+
+    num, den = ("nats", "tokens") if measure == "loss" else ("bits", "bytes")
+    pb, po = b.get("per_document") or {}, o.get("per_document") or {}
+    if pb.get(num) and po.get(num) and pb.get(den) == po.get(den) and len(pb[den]) >= 2:
+        delta, se = paired_cluster_delta(pb[num], po[num], pb[den])
+        z, p = _z_test(delta, se)
+        return {"delta": delta, "se": se, "z": z, "p": p, "n": len(pb[den]), "paired": True,
+                "test": "paired z, clustered by document"}
+    key = "loss" if measure == "loss" else "bits_per_byte"
+    return unpaired_delta(b[key], b.get(f"{key}_se", float("nan")), o[key], o.get(f"{key}_se", float("nan")))
+
+
+def detectable_change(d: dict, b: dict | None = None, o: dict | None = None) -> float:
+    """The smallest change this comparison could detect: two paired SEs. When no item changed, the
+    observed paired SE is 0; then the conservative unpaired SE of the two proportions stands in."""
+    se = d.get("se", float("nan"))
+    if (not se or not math.isfinite(se)) and b is not None and o is not None and "value" in b:
+        n = max(1, b.get("n", 1))
+        se = math.sqrt((b["value"] * (1 - b["value"]) + o["value"] * (1 - o["value"])) / n)
+    return 2 * se
+
+
+def _gold_bpb_delta(b: dict, o: dict) -> dict | None:
+    bb, ob = b.get("per_item_gold_bpb"), o.get("per_item_gold_bpb")
+    if not bb or not ob or len(bb) != len(ob) or len(bb) < 2:
+        return None
+    keep = [i for i, (x, y) in enumerate(zip(bb, ob)) if math.isfinite(x) and math.isfinite(y)]
+    return paired_delta([bb[i] for i in keep], [ob[i] for i in keep])
+
+
 def compare_evals(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
-    """Per split and per task: other − base with SE and a significance flag (paired when possible)."""
+    """Per held-out split and per task: other − base with SE, p, n and the smallest detectable change
+    (two paired SEs). Held-out splits: loss and bits per byte, clustered by document. Tasks: the
+    headline accuracy (McNemar) and the gold answer's bits per byte (paired z), each its own row."""
     rows = []
-    for split in ("val_domain", "val_general"):
-        b, o = base["perplexity"].get(split), other["perplexity"].get(split)
-        if not b or not o:
+    for split, b in base["perplexity"].items():
+        o = other["perplexity"].get(split)
+        if not o:
             continue
-        if b.get("per_sequence") and len(b["per_sequence"]) == len(o.get("per_sequence", [])):
-            d = paired_delta(b["per_sequence"], o["per_sequence"])
-        else:
-            d = unpaired_delta(b["loss"], b["loss_se"], o["loss"], o["loss_se"])
+        d = heldout_delta(b, o, "loss")
         # perplexity is exp(loss): its relative change is exp(Δloss) − 1, SE by the delta method
         d["ppl_change_pct"] = 100 * math.expm1(d["delta"])
         d["ppl_change_pct_se"] = 100 * math.exp(d["delta"]) * d["se"]
-        rows.append({"measure": f"{split} loss", "base": b["loss"], "other": o["loss"], **d,
-                     "better_when": "lower"})
+        rows.append({"measure": f"{split} loss", "kind": "held-out loss", "subject": split, "base": b["loss"],
+                     "other": o["loss"], **d, "better_when": "lower"})
+        if "bits_per_byte" in b and "bits_per_byte" in o:
+            d = heldout_delta(b, o, "bits_per_byte")
+            rows.append({"measure": f"{split} bits/byte", "kind": "held-out bits/byte", "subject": split,
+                         "base": b["bits_per_byte"], "other": o["bits_per_byte"], **d, "better_when": "lower"})
     for task, b in base.get("tasks", {}).items():
         o = other.get("tasks", {}).get(task)
         if not o:
             continue
         d = _task_delta(b, o)
-        rows.append({"measure": f"{task} ({b['metric']})", "base": b["value"], "other": o["value"], **d,
-                     "better_when": "higher"})
+        rows.append({"measure": f"{task} ({b['metric']})", "kind": "accuracy", "subject": task, "base": b["value"],
+                     "other": o["value"], **d, "mde": detectable_change(d, b, o), "better_when": "higher"})
+        g = _gold_bpb_delta(b, o)
+        if g:
+            rows.append({"measure": f"{task} (gold bits/byte)", "kind": "gold bits/byte", "subject": task,
+                         "base": b["gold_bpb"], "other": o["gold_bpb"], **g, "better_when": "lower"})
     for r in rows:
+        r.setdefault("mde", detectable_change(r))
         r["significant"] = bool(r["p"] < alpha) if math.isfinite(r["p"]) else False
+    return rows
+
+
+def group_deltas(base: dict, other: dict, groups: dict[str, list[str]], alpha: float = 0.05) -> list[dict]:
+    """Per task group (e.g. domain / general, declared in ``eval.task_groups``): the macro-average over
+    its tasks of the base value, the other value and the paired change, for accuracy and for the gold
+    answer's bits per byte. Tasks are independent item sets, so SE = √(Σ SE²) / T."""
+    by_task: dict[tuple[str, str], dict] = {(r["kind"], r["subject"]): r for r in compare_evals(base, other, alpha)}
+    rows = []
+    for group, tasks in groups.items():
+        for kind in ("accuracy", "gold bits/byte"):
+            found = [by_task[(kind, t)] for t in tasks if (kind, t) in by_task]
+            if not found:
+                continue
+            delta = float(np.mean([r["delta"] for r in found]))
+            se = math.sqrt(sum(r["se"] ** 2 for r in found)) / len(found)
+            z, p = _z_test(delta, se)
+            rows.append({"group": group, "kind": kind, "tasks": len(found), "missing": [t for t in tasks if (kind, t) not in by_task],
+                         "n": int(sum(r["n"] for r in found)), "base": float(np.mean([r["base"] for r in found])),
+                         "other": float(np.mean([r["other"] for r in found])), "delta": delta, "se": se, "z": z, "p": p,
+                         "mde": 2 * se, "significant": bool(p < alpha) if math.isfinite(p) else False,
+                         "better_when": "higher" if kind == "accuracy" else "lower"})
+    return rows
+
+
+def position_bias(evals: dict) -> list[dict]:
+    """Per task of one evaluation: the share of the most frequent predicted choice against the majority-
+    class baseline; letter formats answered mostly with one letter are flagged as at chance."""
+    rows = []
+    for task, t in evals.get("tasks", {}).items():
+        if "most_frequent_pred_share" not in t:
+            continue
+        rows.append({"task": task, "n": t["n"], "letter format": t.get("letter_format", False),
+                     "most frequent prediction share": t["most_frequent_pred_share"],
+                     "majority-class baseline": t.get("majority_baseline"), "chance": t.get("chance"),
+                     "at chance (position bias)": t.get("at_chance_by_position", False)})
     return rows
 
 
@@ -399,16 +477,16 @@ def _score(r: dict) -> float:
 
 
 def _score_difference_se(a: dict, b: dict, evals: dict[str, dict] | None) -> tuple[float, bool]:
-    """SE of ``_score(a) − _score(b)``: paired over the shared held-out sequences when both runs' evals
-    carry per-sequence losses (much tighter: the sequence difficulty cancels), else unpaired."""
+    """SE of ``_score(a) − _score(b)``: paired over the shared held-out documents when both runs' evals
+    carry per-document sums (much tighter: the documents' difficulty cancels), else unpaired."""
     parts, paired = [], True
     splits = ["val_domain"] + (["val_general"] if max(a["general_change"], b["general_change"]) > 0 else [])
     for split in splits:
-        pa = (evals or {}).get(a["run"], {}).get("perplexity", {}).get(split, {})
-        pb = (evals or {}).get(b["run"], {}).get("perplexity", {}).get(split, {})
-        sa, sb = pa.get("per_sequence"), pb.get("per_sequence")
-        if sa and sb and len(sa) == len(sb) >= 2:
-            parts.append(paired_delta(sa, sb)["se"])
+        pa = (evals or {}).get(a["run"], {}).get("perplexity", {}).get(split)
+        pb = (evals or {}).get(b["run"], {}).get("perplexity", {}).get(split)
+        d = heldout_delta(pb, pa) if pa and pb else None
+        if d is not None and d["paired"]:
+            parts.append(d["se"])
         else:
             key = "domain_gain_se" if split == "val_domain" else "general_change_se"
             parts.append(math.hypot(a[key], b[key]))
@@ -435,8 +513,8 @@ def recommend(rows: list[dict], reference: str | None = None, evals: dict[str, d
         if abs(_score(r) - _score(best)) < 2 * se:
             close.append(r["run"])
     if close:
-        how = ("paired over the shared held-out sequences" if all_paired else
-               "unpaired SEs across runs, conservative since the held-out sequences are shared")
+        how = ("paired over the shared held-out documents" if all_paired else
+               "unpaired SEs across runs, conservative since the held-out documents are shared")
         text += (f" Caveat: {', '.join(close)} {'is' if len(close) == 1 else 'are'} within two standard errors "
                  f"of it ({how}) — the data do not separate them.")
     if best["general_change"] < 0:

@@ -209,6 +209,19 @@ class EvalParams(Section):
     perplexity_max_sequences: int | None = Field(None, ge=1)
     domain_subjects: list[str] | None = None
     general_subjects: list[str] | None = None
+    task_groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="named groups of tasks (e.g. domain: [sciq_offline, …], general: "
+        "[hellaswag_offline, …]) aggregated with paired SEs in notebooks 04/05 and on the index")
+
+    @model_validator(mode="after")
+    def _groups_name_evaluated_tasks(self) -> "EvalParams":
+        evaluated = set(self.offline_tasks) | set(self.hub_tasks)
+        stray = {g: [t for t in tasks if t not in evaluated] for g, tasks in self.task_groups.items()}
+        stray = {g: ts for g, ts in stray.items() if ts}
+        if stray:
+            raise ValueError("task_groups: " + "; ".join(f"{g}: {ts} not in offline_tasks or hub_tasks" for g, ts in stray.items())
+                             + f"; evaluated tasks: {sorted(evaluated)}")
+        return self
 
 
 # ------------------------------------------------------------------------------------------ analysis

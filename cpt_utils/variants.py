@@ -27,7 +27,8 @@ def finished_variant(vparams: ExperimentParams, vdir: Path, data_dir: Path) -> d
     (the variant's parameters changed in the file) is not reused.
     """
     from .checkpointing import list_checkpoints
-    from .evaluate import eval_fingerprint
+    from .eval_store import eval_fingerprint, weights_identity
+    from .modeling import model_id
     from .train import run_fingerprint
 
     final = [c for c in list_checkpoints(vdir) if c.get("final")]
@@ -40,7 +41,8 @@ def finished_variant(vparams: ExperimentParams, vdir: Path, data_dir: Path) -> d
     if not result.is_file():
         return None
     ev = json.loads(result.read_text())
-    return ev if ev.get("eval_fingerprint") == eval_fingerprint(vparams, data_dir) else None
+    weights = weights_identity(final[-1], model_id(vparams.model))
+    return ev if ev.get("eval_fingerprint") == eval_fingerprint(vparams, data_dir, weights) else None
 
 
 def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool = True):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cpt_utils import tasks as task_module
-from cpt_utils.evaluate import evaluate_model, evaluate_run, perplexity, token_byte_lengths
+from cpt_utils.evaluate import evaluate_model, evaluate_run, perplexity
 from cpt_utils.modeling import load_model, load_tokenizer
 from cpt_utils.packing import open_split
 from cpt_utils.preprocess import prepare_data
@@ -31,24 +31,54 @@ def prepared(tmp_path_factory):
 
 
 def test_perplexity_and_bits_per_byte_match_a_direct_computation(prepared):
+    """Loss, document-clustered SE and bits per byte against a direct computation: plain forward
+    passes in fp32, tokens grouped by their document, bytes counted from each document's decoded text
+    with the separator targets left out of bits per byte (but kept in the loss)."""
+    from cpt_utils.modeling import document_separator_id
+
     params, run = prepared
     model, tok = load_model(params.model), load_tokenizer(params.model)
     split = open_split(run, "val_domain")
-    lengths = token_byte_lengths(tok)
-    result = perplexity(model, split, max_sequences=4, batch_size=3, precision="fp32", bytes_per_token=lengths)
-    nats, nbytes, per_seq = 0.0, 0, []
+    sep = document_separator_id(tok)
+    result = perplexity(model, split, max_sequences=5, batch_size=2, precision="fp32", tokenizer=tok)
+    docs: dict[int, dict] = {}
     with torch.no_grad():
-        for i in range(4):
+        for i in range(5):
             ids, pos = (torch.from_numpy(a).unsqueeze(0) for a in split[i])
             logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0, :-1]
-            loss = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
-            per_seq.append(loss.mean().item())
-            nats += loss.sum().item()
-            nbytes += int(lengths[ids[0, 1:].numpy()].sum())
-    assert result["loss"] == pytest.approx(np.mean(per_seq), rel=1e-5)
-    assert result["loss_se"] == pytest.approx(np.std(per_seq, ddof=1) / 2, rel=1e-4)
-    assert result["bits_per_byte"] == pytest.approx(nats / math.log(2) / nbytes, rel=1e-5)
+            loss = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none").numpy()
+            owner = split.document_indices(i)[1:]
+            for t, d in enumerate(owner):
+                e = docs.setdefault(int(d), {"nats": 0.0, "n": 0, "text": 0.0, "ids": []})
+                e["nats"] += loss[t]
+                e["n"] += 1
+                if int(ids[0, t + 1]) != sep:
+                    e["text"] += loss[t]
+                    e["ids"].append(int(ids[0, t + 1]))
+    nats = np.array([e["nats"] for e in docs.values()])
+    n = np.array([e["n"] for e in docs.values()], dtype=float)
+    mean = nats.sum() / n.sum()
+    d = len(nats)
+    se = math.sqrt(d / (d - 1) * ((nats - mean * n) ** 2).sum()) / n.sum()
+    nbytes = sum(len(tok.decode(e["ids"]).encode("utf-8")) for e in docs.values())
+    bits = sum(e["text"] for e in docs.values()) / math.log(2)
+    assert result["documents"] == d > 1
+    assert result["loss"] == pytest.approx(mean, rel=1e-5)
+    assert result["loss_se"] == pytest.approx(se, rel=2e-3)  # residuals of a near-uniform tiny model amplify fp32 noise
+    assert result["bits_per_byte"] == pytest.approx(bits / nbytes, rel=1e-5)
     assert result["ppl"] == pytest.approx(math.exp(result["loss"]))
+    # a document cut across sequences is one cluster: the SE is not that of independent sequences
+    assert sum(result["per_document"]["tokens"]) == 5 * (split.seq_len - 1)
+
+
+def test_bf16_body_keeps_log_probabilities_close_to_fp32(prepared):
+    params, run = prepared
+    model, tok = load_model(params.model), load_tokenizer(params.model)
+    split = open_split(run, "val_domain")
+    exact = perplexity(model, split, max_sequences=4, precision="fp32", tokenizer=tok)
+    fast = perplexity(model, split, max_sequences=4, precision="bf16", tokenizer=tok)
+    assert fast["loss"] == pytest.approx(exact["loss"], abs=0.02)
+    assert fast["per_document"]["tokens"] == exact["per_document"]["tokens"]
 
 
 def test_offline_suite_scores_a_tiny_model_and_writes_the_eval_file(prepared):
@@ -64,6 +94,27 @@ def test_offline_suite_scores_a_tiny_model_and_writes_the_eval_file(prepared):
     assert result["tasks"]["mmlu_offline_domain"]["n"] == params.eval.limit
     saved = json.loads((run / "evals" / "base.json").read_text())
     assert saved["perplexity"]["val_domain"]["bits_per_byte"] > 0 and saved["eval_fingerprint"]
+
+
+def test_per_item_continuous_metrics_agree_with_lm_evals_accuracy(prepared):
+    """Our gold index and log-likelihoods must be lm-eval's: an item is correct by lm-eval's ``acc``
+    exactly when the gold answer's margin over the best wrong choice is positive; bits per byte is
+    −log₂ p(gold) over the gold continuation's bytes, so it falls as the gold log-likelihood rises."""
+    params, run = prepared
+    model, tok = load_model(params.model), load_tokenizer(params.model)
+    result = evaluate_model(params, model, tok, run, "items", 0)
+    for name, t in result["tasks"].items():
+        acc, margin = np.array(t["per_item_acc"]), np.array(t["per_item_margin"])
+        assert len(acc) == t["n"], name
+        # a tie (margin 0, e.g. two identical choices) goes to the first choice, as in lm-eval's argmax
+        assert ((margin > 0) <= (acc == 1)).all() and ((acc == 1) <= (margin >= 0)).all(), name
+        ll, bpb = np.array(t["per_item_gold_ll"]), np.array(t["per_item_gold_bpb"])
+        assert (bpb > 0).all() and (ll < 0).all()
+        if t["letter_format"]:  # every gold continuation is " A".." D": 2 bytes
+            assert bpb == pytest.approx(-ll / math.log(2) / 2, abs=1e-4)
+        assert t["gold_bpb"] == pytest.approx(bpb.mean(), abs=1e-4)
+        assert 0 < t["majority_baseline"] <= 1 and 0 < t["most_frequent_pred_share"] <= 1
+        assert t["letter_format"] == (name.startswith("mmlu_offline_") and not name.endswith("_cloze"))
 
 
 def test_items_are_a_fixed_seeded_sample_in_the_right_subject_group(prepared):
