@@ -556,6 +556,8 @@ def curve_table(run_dir: str | Path):
             row[f"{split}_bpb"] = p.get("bits_per_byte")
         for task, t in r["tasks"].items():
             row[task], row[f"{task}_se"] = t["value"], t["stderr"]
+            if "gold_bpb" in t:
+                row[f"{task}_gold_bpb"], row[f"{task}_gold_bpb_se"] = t["gold_bpb"], t["gold_bpb_se"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -586,9 +588,24 @@ def variants_table(run_dir: str | Path):
     return pd.DataFrame(rows, columns=["run", "checkpoint", "tokens", "measure", "value", "stderr"])
 
 
-def headline_table(run_dir: str | Path):
-    """Base vs continued (final checkpoint) vs the best variant, for the index page: perplexities and
-    task scores, each ± one standard error (perplexity SE by the delta method: ppl · loss SE). Empty
+def _task_sections(tasks: list[str], groups: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """Tasks by declared group (in the file's order), then the ungrouped ones."""
+    sections, seen = [], set()
+    for group, members in groups.items():
+        found = [t for t in members if t in tasks]
+        if found:
+            sections.append((f"{group} tasks", found))
+            seen |= set(found)
+    rest = [t for t in tasks if t not in seen]
+    if rest:
+        sections.append(("other tasks" if sections else "tasks", rest))
+    return sections
+
+
+def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = None):
+    """The paper's table, computed from the run: benchmark × (n, base, continued, change ± SE, p, smallest
+    detectable change), tasks grouped as declared in ``eval.task_groups`` with each group's paired
+    aggregate, then held-out text by register (loss and bits per byte), then tokens and time. Empty
     until the run has the base and at least one checkpoint evaluated."""
     import pandas as pd
 
@@ -596,19 +613,40 @@ def headline_table(run_dir: str | Path):
     evals = load_evals(run_dir)
     if "base" not in evals or len(evals) < 2:
         return pd.DataFrame()
-    columns = {"base": evals["base"], f"continued ({list(evals)[-1]})": list(evals.values())[-1]}
-    variants = load_variant_evals(run_dir)
-    rows = stability_plasticity(evals["base"], variants) if variants else []
-    if rows:
-        best = recommend_best(rows)
-        columns[f"best variant ({best})"] = variants[best]
-    table = {}
-    for label, r in columns.items():
-        col = {f"{s} perplexity": f"{p['ppl']:.2f} ± {p['ppl'] * p['loss_se']:.2f}" for s, p in r["perplexity"].items()}
-        col.update({f"{t} ({v['metric']})": f"{v['value']:.3f} ± {v['stderr']:.3f}" for t, v in r["tasks"].items()})
-        col["tokens seen"] = r["tokens"]
-        table[label] = col
-    return pd.DataFrame(table)
+    base, final = evals["base"], list(evals.values())[-1]
+    groups = groups or {}
+    cmp = {(r["kind"], r["subject"]): r for r in compare_evals(base, final)}
+
+    def row(section: str, measure: str, r: dict, digits: int = 3) -> dict:
+        return {"section": section, "measure": measure, "n": r.get("n"), "base": round(r["base"], digits),
+                "continued": round(r["other"], digits), "change ± SE": f"{r['delta']:+.{digits}f} ± {r['se']:.{digits}f}",
+                "p": r["p"], "detectable (2 SE)": round(r["mde"], digits), "better": r["better_when"]}
+
+    rows = []
+    group_rows = {(g["group"], g["kind"]): g for g in group_deltas(base, final, groups)}
+    for section, tasks in _task_sections(list(base.get("tasks", {})), groups):
+        for task in tasks:
+            t = base["tasks"][task]
+            if ("accuracy", task) in cmp:
+                flag = " — at chance (position bias)" if t.get("at_chance_by_position") else ""
+                rows.append(row(section, f"{task} ({t['metric']}){flag}", cmp[("accuracy", task)]))
+            if ("gold bits/byte", task) in cmp:
+                rows.append(row(section, f"{task} (gold bits/byte)", cmp[("gold bits/byte", task)], 4))
+        group = section.removesuffix(" tasks")
+        for kind, unit in (("accuracy", "mean accuracy"), ("gold bits/byte", "mean gold bits/byte")):
+            g = group_rows.get((group, kind))
+            if g:
+                rows.append(row(section, f"{group} group: {unit} over {g['tasks']} tasks",
+                                {**g, "better_when": g["better_when"]}, 4 if kind != "accuracy" else 3))
+    for split in base["perplexity"]:
+        for kind, unit in (("held-out loss", "loss (nats/token)"), ("held-out bits/byte", "bits/byte")):
+            if (kind, split) in cmp:
+                r = cmp[(kind, split)]
+                rows.append(row("held-out text", f"{split} {unit}", r, 4) | {"n": f"{r['n']} documents"})
+    rows.append({"section": "run", "measure": "tokens seen", "continued": final["tokens"]})
+    rows.append({"section": "run", "measure": f"evaluation time per checkpoint (s)", "base": round(base.get("time_s", math.nan), 1),
+                 "continued": round(final.get("time_s", math.nan), 1)})
+    return pd.DataFrame(rows)
 
 
 def recommend_best(rows: list[dict]) -> str:

@@ -83,22 +83,52 @@ def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[in
     return fig
 
 
-def fig_task_curves(curve, milestones: list[int] = ()):
+def fig_task_curves(evals: dict[str, dict], milestones: list[int] = ()):
+    """Accuracy (each task's own chance level dashed in its colour) and the gold answer's bits per byte
+    at each checkpoint, ±1 SE."""
     import matplotlib.pyplot as plt
 
     from .plots import label
 
-    tasks = [c for c in curve.columns if c.endswith("_se") is False and c not in ("checkpoint", "tokens")
-             and not c.startswith("val_")]
-    fig, ax = plt.subplots()
-    for task in tasks:
-        ax.errorbar(curve.tokens, curve[task], yerr=curve[f"{task}_se"], marker="o", capsize=3, label=task)
-    ax.axhline(0.25, color="grey", ls="--", lw=1, label="chance (4 choices)")
-    for i, m in enumerate(milestones):
-        ax.axvline(m, color="grey", ls=":", lw=1, label="checkpoint milestones" if i == 0 else None)
-    ax.legend(fontsize=7, ncol=2)
-    label(ax, "Task scores at each checkpoint (±1 SE)", "tokens seen", "accuracy (fraction correct)")
+    fig, (acc_ax, bpb_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ordered = sorted(evals.values(), key=lambda e: e["tokens"])
+    tasks = list(ordered[0].get("tasks", {})) if ordered else []
+    for i, task in enumerate(tasks):
+        color = f"C{i % 10}"
+        pts = [(e["tokens"], e["tasks"][task]) for e in ordered if task in e.get("tasks", {})]
+        x = [t for t, _ in pts]
+        acc_ax.errorbar(x, [r["value"] for _, r in pts], yerr=[r["stderr"] for _, r in pts], marker="o", capsize=3,
+                        color=color, label=f"{task} ({pts[0][1]['metric']})")
+        if "chance" in pts[0][1]:
+            acc_ax.axhline(pts[0][1]["chance"], color=color, ls="--", lw=0.8)
+        if "gold_bpb" in pts[0][1]:
+            bpb_ax.errorbar(x, [r["gold_bpb"] for _, r in pts], yerr=[r["gold_bpb_se"] for _, r in pts], marker="o",
+                            capsize=3, color=color, label=task)
+    for ax in (acc_ax, bpb_ax):
+        for i, m in enumerate(milestones):
+            ax.axvline(m, color="grey", ls=":", lw=1, label="checkpoint milestones" if i == 0 and ax is acc_ax else None)
+    acc_ax.plot([], [], color="grey", ls="--", lw=0.8, label="each task's chance level")
+    acc_ax.legend(fontsize=6, ncol=2)
+    label(acc_ax, "Task accuracy at each checkpoint (±1 SE)", "tokens seen", "accuracy (fraction correct)")
+    label(bpb_ax, "Gold answer's bits per byte (±1 SE; lower is better)", "tokens seen", "bits per UTF-8 byte")
     return fig
+
+
+def group_curve_table(evals: dict[str, dict], groups: dict[str, list[str]]):
+    """Each declared task group at each checkpoint against the base: mean accuracy and mean gold bits per
+    byte, their paired change ± SE and p (macro-average over the group's tasks)."""
+    import pandas as pd
+
+    base = evals.get("base")
+    rows = []
+    for name, ev in evals.items():
+        if base is None or name == "base":
+            continue
+        for g in analysis.group_deltas(base, ev, groups):
+            rows.append({"checkpoint": name, "tokens": ev["tokens"], "group": g["group"], "measure": g["kind"],
+                         "tasks": g["tasks"], "n": g["n"], "base": g["base"], "checkpoint value": g["other"],
+                         "change": g["delta"], "SE": g["se"], "p": g["p"], "detectable (2 SE)": g["mde"]})
+    return pd.DataFrame(rows).round(4)
 
 
 def fig_fit_residuals(points, fitted: dict[str, analysis.Fit]):
@@ -201,39 +231,87 @@ def score_trend_table(evals: dict[str, dict], params: ExperimentParams):
 
 # ------------------------------------------------------------------------------- 05: forgetting
 def comparison_table(base: dict, other: dict):
+    """Every held-out split and task, base vs other: n, values, paired change ± SE, p and the smallest
+    change this comparison could detect (two paired SEs)."""
     import pandas as pd
 
-    rows = analysis.compare_evals(base, other)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(analysis.compare_evals(base, other))
     if "ppl_change_pct" not in frame:
         frame["ppl_change_pct"] = frame["ppl_change_pct_se"] = math.nan
-    frame = frame[["measure", "base", "other", "delta", "se", "ppl_change_pct", "ppl_change_pct_se", "p", "test",
-                   "significant", "better_when"]]
+    frame = frame[["measure", "n", "base", "other", "delta", "se", "mde", "p", "test", "significant", "better_when",
+                   "ppl_change_pct", "ppl_change_pct_se"]]
     return frame.rename(columns={"other": "continued", "delta": "continued − base", "se": "SE",
-                                 "ppl_change_pct": "perplexity change %", "ppl_change_pct_se": "SE (%)"}).round(4)
+                                 "mde": "detectable (2 SE)", "ppl_change_pct": "perplexity change %",
+                                 "ppl_change_pct_se": "SE (%)"}).round(4)
 
 
-def forgetting_narrative(base: dict, other: dict) -> str:
-    """What changed base → continued, in words built from ``compare_evals``."""
-    rows = {r["measure"]: r for r in analysis.compare_evals(base, other)}
+def group_table(base: dict, other: dict, params: ExperimentParams):
+    """The declared task groups (``eval.task_groups``), base vs other, paired."""
+    import pandas as pd
+
+    rows = analysis.group_deltas(base, other, params.eval.task_groups)
+    cols = ["group", "kind", "tasks", "n", "base", "other", "delta", "se", "p", "mde", "significant"]
+    return pd.DataFrame(rows, columns=cols).rename(columns={
+        "kind": "measure", "other": "continued", "delta": "change", "se": "SE", "mde": "detectable (2 SE)"}).round(4)
+
+
+def task_info_table(ev: dict, run_dir: Path):
+    """What each task's score can mean: items, chance, majority-class baseline, position bias (share of
+    the most frequent predicted choice; a letter format answered mostly with one letter is at chance),
+    and contamination (items whose 13-token windows occur in the training data)."""
+    import json
+
+    import pandas as pd
+
+    contamination = {}
+    path = Path(run_dir) / "contamination.json"
+    if path.is_file():
+        contamination = json.loads(path.read_text()).get("tasks", {})
+    rows = []
+    for task, t in ev.get("tasks", {}).items():
+        c = contamination.get(task, {})
+        meta = t.get("meta", {})
+        rows.append({"task": task, "n": t["n"], "metric": t["metric"], "formulation": meta.get("formulation", "—"),
+                     "split": meta.get("split", "—"), "chance": t.get("chance"),
+                     "majority-class baseline": t.get("majority_baseline"),
+                     "most frequent prediction": t.get("most_frequent_pred_share"),
+                     "at chance (position bias)": t.get("at_chance_by_position"),
+                     "contaminated items": f"{c['contaminated']} of {c['items']}" if c else "not checked"})
+    return pd.DataFrame(rows).round(3)
+
+
+def forgetting_narrative(base: dict, other: dict, params: ExperimentParams | None = None) -> str:
+    """What changed base → continued, in words built from ``compare_evals`` and ``group_deltas``."""
+    rows = analysis.compare_evals(base, other)
     lines = []
-    for split, what in (("val_domain", "domain"), ("val_general", "general")):
-        r = rows.get(f"{split} loss")
-        if r:
-            verdict = ("significant" if r["significant"] else "within noise") + f", p = {r['p']:.2g}"
-            lines.append(f"- {what.capitalize()} held-out perplexity changed by {r['ppl_change_pct']:+.1f}% ± "
-                         f"{r['ppl_change_pct_se']:.1f}% (loss {r['delta']:+.3f} ± {r['se']:.3f} nats; {verdict}).")
-    tasks = [r for m, r in rows.items() if not m.endswith(" loss")]
-    moved = [r for r in tasks if r["significant"]]
-    detectable = [2 * r["se"] for r in tasks if r["se"] > 0]
-    lines.append(f"- {len(moved)} of {len(tasks)} task scores moved beyond noise (p < 0.05)"
-                 + (": " + ", ".join(f"{r['measure']} {r['delta']:+.3f}" for r in moved) if moved else "")
-                 + (f"; with these item counts only changes of about {min(detectable):.2f}–{max(detectable):.2f} "
-                    "(two paired SEs) are detectable." if detectable else "."))
+    for r in rows:
+        if r["kind"] != "held-out loss":
+            continue
+        verdict = ("significant" if r["significant"] else "within noise") + f", p = {r['p']:.2g}"
+        lines.append(f"- `{r['subject']}` held-out perplexity changed by {r['ppl_change_pct']:+.1f}% ± "
+                     f"{r['ppl_change_pct_se']:.1f}% (loss {r['delta']:+.3f} ± {r['se']:.3f} nats over {r['n']} "
+                     f"documents; {verdict}).")
+    for kind, what in (("accuracy", "accuracies"), ("gold bits/byte", "gold-answer bits per byte")):
+        tasks = [r for r in rows if r["kind"] == kind]
+        if not tasks:
+            continue
+        moved = [r for r in tasks if r["significant"]]
+        mde = [r["mde"] for r in tasks if math.isfinite(r["mde"]) and r["mde"] > 0]
+        lines.append(f"- {len(moved)} of {len(tasks)} task {what} moved beyond noise (p < 0.05)"
+                     + (": " + ", ".join(f"{r['subject']} {r['delta']:+.3f}" for r in moved) if moved else "")
+                     + (f"; these item counts detect changes of about {min(mde):.3f}–{max(mde):.3f} "
+                        "(two paired SEs)." if mde else "."))
+    if params is not None and params.eval.task_groups:
+        for g in analysis.group_deltas(base, other, params.eval.task_groups):
+            lines.append(f"- Group **{g['group']}** ({g['tasks']} tasks, {g['n']} items), {g['kind']}: "
+                         f"{g['base']:.3f} → {g['other']:.3f}, change {g['delta']:+.4f} ± {g['se']:.4f} (p = {g['p']:.2g}; "
+                         f"detectable ≈ {g['mde']:.4f}).")
     return "\n".join(lines)
 
 
 def subject_table(base: dict, other: dict):
+    """Accuracy change per subject, per task (each MMLU formulation separately: the letter and cloze
+    versions share items, so pooling them would double n)."""
     import pandas as pd
 
     from .tasks import DOMAIN_SUBJECTS
@@ -250,18 +328,20 @@ def fig_subjects(table):
 
     from .plots import PALETTE, label
 
-    fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.18 * len(table) + 1)))
+    tasks = list(dict.fromkeys(table.task)) if not table.empty else []
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.5 * max(1, len(tasks)), max(3.0, 0.09 * len(table) + 1)),
+                             squeeze=False)
     if table.empty:
-        ax.text(0.5, 0.5, "no per-subject results", ha="center", transform=ax.transAxes)
-        label(ax, "Per-subject MMLU change", "accuracy change (continued − base)", "subject")
+        axes[0][0].text(0.5, 0.5, "no per-subject results", ha="center", transform=axes[0][0].transAxes)
+        label(axes[0][0], "Per-subject MMLU change", "accuracy change (continued − base)", "subject")
         return fig
-    agg = table.groupby(["subject", "group"]).apply(
-        lambda g: np.average(g["delta"], weights=g["n"]), include_groups=False).reset_index(name="delta")
-    agg = agg.sort_values(["group", "delta"])
-    ax.barh(agg.subject, agg.delta, color=[PALETTE[g] for g in agg.group])
-    ax.axvline(0, color="grey", lw=1)
-    label(ax, "Per-subject MMLU change (blue: domain subjects, orange: general)", "accuracy change (continued − base, fraction)",
-          "subject")
+    for ax, task in zip(axes[0], tasks):
+        part = table[table.task == task].sort_values(["group", "delta"])
+        ax.barh(part.subject, part.delta, color=[PALETTE[g] for g in part.group])
+        ax.axvline(0, color="grey", lw=1)
+        ax.tick_params(axis="y", labelsize=6)
+        label(ax, f"{task}: per-subject change\n(blue: domain subjects, orange: general)",
+              "accuracy change (continued − base, fraction)", "subject")
     return fig
 
 
@@ -330,10 +410,10 @@ def model_parameters(run_dir: Path) -> int:
 
 
 def subject_summary(subjects):
-    """Mean accuracy change of the domain and the general subject groups (item-weighted)."""
+    """Mean accuracy change of the domain and the general subjects, per task (item-weighted)."""
     if subjects.empty:
         return subjects
-    grouped = subjects.groupby("group")
+    grouped = subjects.groupby(["task", "group"])
     return grouped[["n"]].sum().join(grouped.apply(lambda g: (g.delta * g.n).sum() / g.n.sum(),
                                                    include_groups=False).rename("mean accuracy change"))
 

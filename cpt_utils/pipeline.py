@@ -293,15 +293,19 @@ def render_run(run_name: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------- index
-def _headline_html(run: Path) -> str:
-    """Base vs continued vs best variant, when analysis has produced it; otherwise the corpus summary."""
+def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
+    """The paper's table (base vs continued by task group, held-out text, tokens), when analysis has
+    produced it; the corpus summary in any case."""
     parts = []
     try:
         from .analysis import headline_table
 
-        table = headline_table(run)
+        table = headline_table(run, params.eval.task_groups if params else None)
         if table is not None and len(table):
-            parts.append("<h2>Headline</h2>" + table.to_html(classes="table", float_format=lambda x: f"{x:.4g}"))
+            parts.append("<h2>Headline: base vs continued</h2><p>Paired over the same items and documents; "
+                         "<i>detectable</i> is the smallest change this comparison could have seen (two paired "
+                         "SEs). Gold bits/byte: the correct answer's −log₂ p per UTF-8 byte (lower is better).</p>"
+                         + table.fillna("").to_html(classes="table", index=False, float_format=lambda x: f"{x:.4g}"))
     except ImportError:
         pass
     except Exception as err:  # noqa: BLE001 - a missing result must not hide the rest of the index
@@ -339,7 +343,7 @@ table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #cc
 <h2>Notebooks</h2>
 <table><tr><th>report</th><th>status</th><th>wall time (s)</th><th>error</th></tr>{''.join(rows)}
 <tr><td><b>total</b></td><td></td><td><b>{total:.0f}</b></td><td></td></tr></table>
-{_headline_html(run)}
+{_headline_html(run, params)}
 <h2>Provenance</h2>
 <p>Generated {html.escape(prov['time'])} from <code>{html.escape(str(prov['params_file']))}</code>;
 git commit <code>{html.escape(git['commit'])}</code>{' <span class="warn">(with uncommitted changes)</span>' if git['dirty'] else ''};

@@ -76,13 +76,20 @@ def test_paired_delta_standard_error_and_significance():
     assert same["delta"] == pytest.approx(0) and same["p"] > 0.5
 
 
-def _eval(domain_seq, general_seq, items, subjects=None):
-    task = {"metric": "acc", "value": float(np.mean(items)), "stderr": 0.05, "n": len(items), "per_item": items}
+def _heldout(per_doc_loss, tokens=100):
+    """A held-out result whose documents have ``tokens`` tokens each and the given mean losses."""
+    return {"loss": float(np.mean(per_doc_loss)), "loss_se": 0.01,
+            "per_document": {"nats": [x * tokens for x in per_doc_loss], "tokens": [tokens] * len(per_doc_loss)}}
+
+
+def _eval(domain_seq, general_seq, items, subjects=None, gold_bpb=None, task="mmlu_offline_domain"):
+    t = {"metric": "acc", "value": float(np.mean(items)), "stderr": 0.05, "n": len(items), "per_item": items}
     if subjects:
-        task["item_subjects"] = subjects
-    return {"perplexity": {"val_domain": {"loss": float(np.mean(domain_seq)), "loss_se": 0.01, "per_sequence": domain_seq},
-                           "val_general": {"loss": float(np.mean(general_seq)), "loss_se": 0.01, "per_sequence": general_seq}},
-            "tasks": {"mmlu_offline_domain": task}}
+        t["item_subjects"] = subjects
+    if gold_bpb is not None:
+        t.update(per_item_gold_bpb=gold_bpb, gold_bpb=float(np.mean(gold_bpb)), gold_bpb_se=0.01)
+    return {"perplexity": {"val_domain": _heldout(domain_seq), "val_general": _heldout(general_seq)},
+            "tasks": {task: t}}
 
 
 def test_compare_evals_flags_what_moved_beyond_noise():
@@ -167,8 +174,9 @@ def test_paper_finding_verdicts_on_constructed_runs():
     assert reproduced["rate_ratio"] == pytest.approx((0.1 / 60_000) / (0.4 / 40_000), rel=0.1)
     flat = _checkpoint_evals([3.0, 2.6, 2.6], tokens, items, rng)
     mid, final = flat["tokens-000000040000"], flat["tokens-000000100000"]["perplexity"]["val_domain"]
-    final["per_sequence"] = [x + (0.01 if i % 2 else -0.01) for i, x in enumerate(mid["perplexity"]["val_domain"]["per_sequence"])]
-    final["loss"] = float(np.mean(final["per_sequence"]))  # the same as at 40k on average: no measurable gain
+    mid_nats = mid["perplexity"]["val_domain"]["per_document"]["nats"]
+    final["per_document"]["nats"] = [x + (1.0 if i % 2 else -1.0) for i, x in enumerate(mid_nats)]
+    final["loss"] = sum(final["per_document"]["nats"]) / sum(final["per_document"]["tokens"])  # no measurable gain
     flat = paper_finding(flat)
     assert flat["verdict"] == "not testable at this scale" and "within noise" in flat["reason"]
     accelerating = paper_finding(_checkpoint_evals([3.0, 2.9, 2.5], tokens, items, rng))
@@ -209,3 +217,75 @@ def test_recommendation_caveat_uses_paired_differences_when_evals_are_given():
     assert "Caveat: b is within two standard errors" in recommend(rows)
     paired = recommend(rows, evals=runs)
     assert paired.startswith("**a**") and "Caveat" not in paired
+
+
+def test_heldout_change_is_clustered_by_document():
+    """Two documents of very different length: the ratio estimator weights them by tokens, and the
+    paired SE comes from document-level differences, not from independent tokens or sequences."""
+    from cpt_utils.analysis import heldout_delta
+    from cpt_utils.perplexity import cluster_ratio
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(50, 2000, 40)
+    base_nats = tokens * rng.normal(3.0, 0.3, 40)
+    other_nats = base_nats - tokens * (0.1 + rng.normal(0, 0.05, 40))
+    b = {"loss": 0, "per_document": {"nats": list(base_nats), "tokens": list(tokens)}}
+    o = {"loss": 0, "per_document": {"nats": list(other_nats), "tokens": list(tokens)}}
+    d = heldout_delta(b, o)
+    assert d["paired"] and d["n"] == 40
+    assert d["delta"] == pytest.approx((other_nats.sum() - base_nats.sum()) / tokens.sum())
+    ratio, se = cluster_ratio(other_nats - base_nats, tokens)
+    assert d["se"] == pytest.approx(se) and 0.005 < se < 0.05 and d["p"] < 1e-6
+
+
+def test_task_rows_carry_the_gold_bits_per_byte_and_the_smallest_detectable_change():
+    rng = np.random.default_rng(1)
+    bpb = list(rng.normal(1.5, 0.3, 200))
+    items = [int(x) for x in rng.integers(0, 2, 200)]
+    base = _eval([3.0] * 5, [3.0] * 5, items, gold_bpb=bpb)
+    other = _eval([3.0] * 5, [3.0] * 5, items, gold_bpb=[x - 0.05 + rng.normal(0, 0.02) for x in bpb])
+    rows = {r["measure"]: r for r in compare_evals(base, other)}
+    acc, cont = rows["mmlu_offline_domain (acc)"], rows["mmlu_offline_domain (gold bits/byte)"]
+    assert acc["delta"] == 0 and acc["mde"] == pytest.approx(2 * math.sqrt(2 * 0.25 * 200 / 200 / 200), rel=0.1)
+    assert cont["delta"] == pytest.approx(-0.05, abs=0.005) and cont["significant"] and cont["mde"] < 0.01
+
+
+def test_group_aggregates_are_macro_means_with_combined_paired_ses():
+    from cpt_utils.analysis import group_deltas
+
+    rng = np.random.default_rng(2)
+    base, other = {"perplexity": {}, "tasks": {}}, {"perplexity": {}, "tasks": {}}
+    for task, shift in (("sci_a", -0.10), ("sci_b", -0.06), ("gen_a", 0.02)):
+        bpb = list(rng.normal(1.5, 0.3, 100))
+        items = [int(x) for x in rng.integers(0, 2, 100)]
+        base["tasks"].update(_eval([3.0], [3.0], items, gold_bpb=bpb, task=task)["tasks"])
+        other["tasks"].update(_eval([3.0], [3.0], items, gold_bpb=[x + shift + rng.normal(0, 0.02) for x in bpb],
+                                    task=task)["tasks"])
+    rows = {(r["group"], r["kind"]): r for r in group_deltas(base, other, {"domain": ["sci_a", "sci_b"], "general": ["gen_a"]})}
+    dom = rows[("domain", "gold bits/byte")]
+    per_task = {r["measure"]: r for r in compare_evals(base, other)}
+    a, b = per_task["sci_a (gold bits/byte)"], per_task["sci_b (gold bits/byte)"]
+    assert dom["tasks"] == 2 and dom["n"] == 200
+    assert dom["delta"] == pytest.approx((a["delta"] + b["delta"]) / 2)
+    assert dom["se"] == pytest.approx(math.hypot(a["se"], b["se"]) / 2) and dom["significant"]
+    assert rows[("general", "gold bits/byte")]["delta"] == pytest.approx(0.02, abs=0.01)
+
+
+def test_headline_table_has_the_papers_shape(tmp_path):
+    import json
+
+    from cpt_utils.analysis import headline_table
+
+    rng = np.random.default_rng(5)
+    bpb = list(rng.normal(1.5, 0.3, 50))
+    items = [int(x) for x in rng.integers(0, 2, 50)]
+    (tmp_path / "evals").mkdir()
+    for name, tokens, shift in (("base", 0, 0.0), ("tokens-000000001000", 1000, -0.1)):
+        ev = _eval([3.0 + shift] * 10, [3.0] * 10, items, gold_bpb=[x + shift for x in bpb], task="sciq_offline")
+        ev.update(checkpoint=name, tokens=tokens, time_s=1.0)
+        (tmp_path / "evals" / f"{name}.json").write_text(json.dumps(ev))
+    table = headline_table(tmp_path, {"domain": ["sciq_offline"]})
+    assert list(table.columns[:7]) == ["section", "measure", "n", "base", "continued", "change ± SE", "p"]
+    sections = list(dict.fromkeys(table.section))
+    assert sections == ["domain tasks", "held-out text", "run"]
+    assert table.measure.str.contains("domain group: mean gold bits/byte over 1 tasks").any()

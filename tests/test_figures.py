@@ -48,7 +48,7 @@ def test_every_figure_is_labelled(tiny_run):
         "validation": training_report.fig_validation(eval_rows), "throughput": training_report.fig_throughput(train_rows),
         "loss curves": analysis_report.fig_loss_curves(points, fitted, params.train.milestones),
         "residuals": analysis_report.fig_fit_residuals(points, fitted),
-        "tasks": analysis_report.fig_task_curves(analysis.curve_table(run)),
+        "tasks": analysis_report.fig_task_curves(evals, params.train.milestones),
         "subjects": analysis_report.fig_subjects(analysis_report.subject_table(base, final)),
         "stability": analysis_report.fig_stability_plasticity(analysis_report.variant_rows(base, final, variants, params)),
     }
