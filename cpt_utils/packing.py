@@ -29,11 +29,13 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import CptError
+
 SPLITS = ("train", "replay", "val_domain", "val_general")
 FORMAT_VERSION = 1
 
 
-class PackedDataError(RuntimeError):
+class PackedDataError(CptError, RuntimeError):
     pass
 
 

@@ -131,7 +131,8 @@ def test_bad_input_is_counted_and_enormous_documents_span_many_sequences(tmp_pat
 
 def test_corpus_filtered_to_nothing_names_the_filter(tmp_path):
     lines = [json.dumps({"text": f"tiny doc {i}"}).encode() + b"\n" for i in range(20)]
-    with pytest.raises(PreprocessError, match=r"data\.domain: all 20 documents were removed.*filter 'word_count' removed 20"):
+    with pytest.raises(PreprocessError, match=r"data\.domain: all 20 documents were removed by filter 'word_count' "
+                                              r"\(preprocess\.quality\.min_words/max_words\), e\.g\. 3 words"):
         prepare_data(_files_params(tmp_path, lines), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "data" / "manifest.json").exists()
 
@@ -197,7 +198,8 @@ def test_a_corpus_of_duplicates_or_of_nothing_is_a_clear_error(tmp_path):
     params = _files_params(tmp_path, lines)
     # the general corpus repeats the domain corpus: dedup (shared across corpora) leaves it empty
     params.data.general.paths = params.data.domain.paths
-    with pytest.raises(PreprocessError, match=r"data\.general: every document .* was a duplicate \(30 exact"):
+    with pytest.raises(PreprocessError, match=r"data\.general: all 30 documents were removed by exact-duplicate "
+                                              r"removal \(preprocess\.dedup\.exact\) \(duplicates are found across both"):
         prepare_data(params, tmp_path / "run", progress=False)
     (tmp_path / "domain.jsonl").write_bytes(b"")
     with pytest.raises(PreprocessError, match=r"data\.domain: the corpus yielded no documents"):
