@@ -22,7 +22,7 @@ from .clean import FilterReport, clean_stream
 from .corpora import Document, open_corpus
 from .dedup import DedupReport, Deduplicator
 from .errors import DataError
-from .packing import SPLITS, SequencePacker, ShardWriter
+from .packing import SPLITS, SequencePacker, ShardWriter, verify_split
 from .params import ExperimentParams, ModelParams, load_params, step_fingerprint
 from .preprocess_report import drop_summary, removals, stage_label
 
@@ -227,9 +227,12 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     if manifest_path.is_file() and not force:
         manifest = json.loads(manifest_path.read_text())
         if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
-            print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
-                  "preprocessing code unchanged; pass force=True to redo it)")
-            return manifest
+            damaged = [p for split in SPLITS for p in verify_split(data_dir / split)]
+            if not damaged:
+                print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
+                      "preprocessing code unchanged, shard hashes verified; pass force=True to redo it)")
+                return manifest
+            print(f"not reusing {data_dir}: {len(damaged)} damaged shard file(s), e.g. {damaged[0]}; preparing it again")
     manifest_path.unlink(missing_ok=True)  # a half-rewritten data folder must never look finished
 
     pre = params.preprocess
