@@ -44,7 +44,7 @@ def corpus_problems(params: ExperimentParams) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- checkpoint
 def resume_problems(params: ExperimentParams) -> list[str]:
-    """``train.resume`` as a path must be a complete checkpoint that still holds its training state."""
+    """``train.resume`` as a path must be a complete checkpoint folder."""
     resume = params.train.resume
     if resume in ("auto", "never"):
         return []
@@ -54,9 +54,7 @@ def resume_problems(params: ExperimentParams) -> list[str]:
         return [f"train.resume: {resume} does not exist ({hint}; relative paths start from {Path.cwd()})"]
     if not (folder / "checkpoint.json").is_file():
         return [f"train.resume: {resume} is not a checkpoint folder (no checkpoint.json; {hint})"]
-    if not (folder / "state").is_dir():
-        return [f"train.resume: {resume} holds no training state (state/ was pruned: only the newest "
-                "checkpoint keeps it); resume from the newest checkpoint or use 'auto'"]
+    # state/ is not required: once training has finished from it, it is pruned, and the file stays valid
     return []
 
 
