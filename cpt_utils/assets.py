@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .errors import CptError
 from .paths import cache_dir
 
 
-class AssetError(RuntimeError):
+class AssetError(CptError, RuntimeError):
     """An asset could not be fetched or failed verification; the message says what to do."""
 
 

@@ -7,13 +7,17 @@
     cpt train PARAMS          training only (also: accelerate launch -m cpt_utils.train PARAMS)
     cpt eval PARAMS [--checkpoint NAME]   evaluate the base model or a checkpoint
     cpt report RUN            re-render reports/<run>/ from the executed notebooks in runs/<run>/
+
+Every command checks its parameter file before any work. A problem is printed as one `error:` line
+each (key, file or cause) with a non-zero exit; `--debug` (or CPT_DEBUG=1) adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
+import traceback
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -72,42 +76,52 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: CPT_DEBUG=1)")
+    # accepted after the command too (`cpt prepare p.yaml --debug`); SUPPRESS keeps the main flag's value
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="execute the notebooks with PARAMS and render reports/<run>/")
+    p = sub.add_parser("run", parents=[debug], help="execute the notebooks with PARAMS and render reports/<run>/")
     p.add_argument("params")
     p.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
     p.add_argument("--force", action="store_true", help="re-execute notebooks even if their outputs are current")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("validate", help="validate PARAMS and print the resolved configuration")
+    p = sub.add_parser("validate", parents=[debug], help="validate PARAMS and print the resolved configuration")
     p.add_argument("params")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("assets", help="fetch and verify the offline assets")
+    p = sub.add_parser("assets", parents=[debug], help="fetch and verify the offline assets")
     p.set_defaults(func=_cmd_assets)
 
-    p = sub.add_parser("prepare", help="preprocess the corpora of PARAMS into runs/<run>/data")
+    p = sub.add_parser("prepare", parents=[debug], help="preprocess the corpora of PARAMS into runs/<run>/data")
     p.add_argument("params")
     p.set_defaults(func=_cmd_prepare)
 
-    p = sub.add_parser("train", help="continued pre-training with PARAMS")
+    p = sub.add_parser("train", parents=[debug], help="continued pre-training with PARAMS")
     p.add_argument("params")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate the base model (default) or a checkpoint")
+    p = sub.add_parser("eval", parents=[debug], help="evaluate the base model (default) or a checkpoint")
     p.add_argument("params")
     p.add_argument("--checkpoint", default="base", help="'base', 'all', or a checkpoint name under runs/<run>/checkpoints")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("report", help="render reports/<run>/ from runs/<run>/notebooks")
+    p = sub.add_parser("report", parents=[debug], help="render reports/<run>/ from runs/<run>/notebooks")
     p.add_argument("run")
     p.set_defaults(func=_cmd_report)
     return parser
 
 
+def _debug_requested(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("CPT_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .params import ParamsError
+    """Run one command; expected failures (``CptError``) are one ``error:`` line per problem, exit 2;
+    anything else is one line too (exit 1), with the traceback only under ``--debug``/``CPT_DEBUG``."""
+    from .errors import CptError, error_lines
     from .paths import configure_environment
 
     args = build_parser().parse_args(argv)
@@ -115,9 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     configure_environment(offline=False)
     try:
         return int(args.func(args) or 0)
-    except ParamsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place that turns any failure into a message
+        if _debug_requested(args):
+            traceback.print_exc()
+        sys.stdout.flush()
+        for line in error_lines(err):
+            print(f"error: {line}", file=sys.stderr)
+        return 2 if isinstance(err, CptError) else 1
 
 
 if __name__ == "__main__":

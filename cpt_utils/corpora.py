@@ -15,9 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import DataError
 from .params import Corpus, FilesCorpus, HubCorpus, PackagedWikiCorpus
 
 MAX_EXAMPLES = 5
+MAX_EXAMPLES_PER_REASON = 3
+
+
+class CorpusError(DataError):
+    """A corpus cannot be read at all (a path or glob matching nothing); the message names it."""
 
 
 @dataclass
@@ -34,11 +40,15 @@ class ProblemReport:
 
     counts: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    where_by_reason: dict[str, list[str]] = field(default_factory=dict)  # reason -> first few file:line
 
     def add(self, reason: str, where: str) -> None:
         self.counts[reason] += 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(f"{where}: {reason}")
+        bucket = self.where_by_reason.setdefault(reason, [])
+        if len(bucket) < MAX_EXAMPLES_PER_REASON:
+            bucket.append(where)
 
     @property
     def total(self) -> int:
@@ -51,7 +61,8 @@ class ProblemReport:
         return f"{self.total} unreadable record(s) skipped ({parts}); e.g. " + "; ".join(self.examples[:3])
 
     def as_dict(self) -> dict:
-        return {"total": self.total, "by_reason": dict(self.counts), "examples": list(self.examples)}
+        return {"total": self.total, "by_reason": dict(self.counts), "examples": list(self.examples),
+                "where_by_reason": {k: list(v) for k, v in self.where_by_reason.items()}}
 
 
 class CorpusStream:
@@ -78,7 +89,11 @@ class CorpusStream:
         if isinstance(self.spec, PackagedWikiCorpus):
             yield from iter_packaged_wiki(self.spec.topics)
         elif isinstance(self.spec, FilesCorpus):
-            yield from iter_files(self.spec, self.base_dir, self.problems)
+            try:
+                files = _expand(self.spec.paths, self.base_dir)
+            except CorpusError as err:
+                raise CorpusError(f"data.{self.name}.{err}") from None
+            yield from iter_files(self.spec, self.base_dir, self.problems, files)
         elif isinstance(self.spec, HubCorpus):
             yield from iter_hub(self.spec, self.problems)
         else:  # pragma: no cover - the schema admits no other kind
@@ -114,14 +129,26 @@ def iter_packaged_wiki(topics: list[str] | None) -> Iterator[Document]:
         yield Document(id=key, text=text, source="wiki-vital", meta={"topic": topic, "title": article.get("title")})
 
 
+def match_files(pattern: str, base_dir: Path) -> tuple[list[Path], str | None]:
+    """The files a path or glob names (relative ones start at ``base_dir``), or why there are none."""
+    full = pattern if Path(pattern).is_absolute() else str(Path(base_dir) / pattern)
+    matches = sorted(glob.glob(full, recursive=True))
+    files = [Path(m) for m in matches if Path(m).is_file()]
+    if files:
+        return files, None
+    if matches:
+        return [], f"'{pattern}' matches only folders ({matches[0]}); name the files, e.g. '{pattern.rstrip('/')}/*.jsonl'"
+    what = "no file matches" if glob.has_magic(pattern) else "file not found:"
+    return [], f"{what} '{pattern}' (looked in {Path(base_dir).resolve()})"
+
+
 def _expand(paths: list[str], base_dir: Path) -> list[Path]:
     files: list[Path] = []
-    for pattern in paths:
-        full = pattern if Path(pattern).is_absolute() else str(base_dir / pattern)
-        matches = sorted(glob.glob(full, recursive=True))
-        if not matches:
-            raise FileNotFoundError(f"data: no file matches '{pattern}' (looked in {base_dir})")
-        files.extend(Path(m) for m in matches if Path(m).is_file())
+    for i, pattern in enumerate(paths):
+        matched, problem = match_files(pattern, base_dir)
+        if problem:
+            raise CorpusError(f"paths[{i}]: {problem}")
+        files.extend(matched)
     return files
 
 
@@ -134,8 +161,9 @@ def _kind_of(path: Path) -> str:
     return suffixes[-1].lstrip(".") if suffixes else "txt"
 
 
-def iter_files(spec: FilesCorpus, base_dir: Path, problems: ProblemReport) -> Iterator[Document]:
-    for path in _expand(spec.paths, base_dir):
+def iter_files(spec: FilesCorpus, base_dir: Path, problems: ProblemReport,
+               files: list[Path] | None = None) -> Iterator[Document]:
+    for path in files if files is not None else _expand(spec.paths, base_dir):
         kind = _kind_of(path)
         if kind in ("jsonl", "json", "ndjson"):
             yield from _iter_jsonl(path, spec.text_field, problems)

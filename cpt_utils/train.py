@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
+from .errors import CptError
 from .packing import MixedSampler, PackedSplit
 from .params import ExperimentParams, load_params
 from .schedules import Segment, lr_at
@@ -33,11 +34,11 @@ __all__ = ["train", "main", "list_checkpoints", "load_checkpoint_model", "Traini
 GPU_PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(CptError, RuntimeError):
     pass
 
 
-class DataMismatch(RuntimeError):
+class DataMismatch(CptError, RuntimeError):
     pass
 
 

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cpt_utils.corpora import open_corpus
+from cpt_utils.corpora import CorpusError, open_corpus
+from cpt_utils.errors import CptError
 from cpt_utils.params import WIKI_TOPICS, FilesCorpus, PackagedWikiCorpus
 
 
@@ -55,8 +56,11 @@ def test_parquet_and_txt_modes_and_globs(tmp_path):
 
 
 def test_missing_files_fail_with_the_pattern(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no file matches 'nothing-\\*.jsonl'"):
-        list(open_corpus(FilesCorpus(paths=["nothing-*.jsonl"]), base_dir=tmp_path))
+    with pytest.raises(CorpusError, match=r"data\.domain\.paths\[0\]: no file matches 'nothing-\*\.jsonl'"):
+        list(open_corpus(FilesCorpus(paths=["nothing-*.jsonl"]), base_dir=tmp_path, name="domain"))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(CptError, match=r"'folder' matches only folders"):
+        list(open_corpus(FilesCorpus(paths=["folder"]), base_dir=tmp_path, name="domain"))
 
 
 def test_max_docs_limits_and_stream_is_reiterable(tmp_path):

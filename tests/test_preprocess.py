@@ -131,7 +131,8 @@ def test_bad_input_is_counted_and_enormous_documents_span_many_sequences(tmp_pat
 
 def test_corpus_filtered_to_nothing_names_the_filter(tmp_path):
     lines = [json.dumps({"text": f"tiny doc {i}"}).encode() + b"\n" for i in range(20)]
-    with pytest.raises(PreprocessError, match=r"data\.domain: all 20 documents were removed.*filter 'word_count' removed 20"):
+    with pytest.raises(PreprocessError, match=r"data\.domain: all 20 documents were removed by filter 'word_count' "
+                                              r"\(preprocess\.quality\.min_words/max_words\), e\.g\. 3 words"):
         prepare_data(_files_params(tmp_path, lines), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "data" / "manifest.json").exists()
 
@@ -197,8 +198,33 @@ def test_a_corpus_of_duplicates_or_of_nothing_is_a_clear_error(tmp_path):
     params = _files_params(tmp_path, lines)
     # the general corpus repeats the domain corpus: dedup (shared across corpora) leaves it empty
     params.data.general.paths = params.data.domain.paths
-    with pytest.raises(PreprocessError, match=r"data\.general: every document .* was a duplicate \(30 exact"):
+    with pytest.raises(PreprocessError, match=r"data\.general: all 30 documents were removed by exact-duplicate "
+                                              r"removal \(preprocess\.dedup\.exact\) \(duplicates are found across both"):
         prepare_data(params, tmp_path / "run", progress=False)
     (tmp_path / "domain.jsonl").write_bytes(b"")
     with pytest.raises(PreprocessError, match=r"data\.domain: the corpus yielded no documents"):
         prepare_data(params, tmp_path / "run", progress=False)
+
+
+def test_a_damaged_shard_is_detected_by_its_content_hash_and_never_reused_or_read(tmp_path, capsys):
+    from cpt_utils.packing import PackedDataError, PackedSplit, verify_split
+
+    science = "Energy is conserved in every closed system, and physicists measure it in joules."
+    params = _files_params(tmp_path, [json.dumps({"text": f"{science} Note {i}: " + science * 3}).encode() + b"\n"
+                                      for i in range(30)])
+    run = tmp_path / "run"
+    prepare_data(params, run, progress=False)
+    train_dir = run / "data" / "train"
+    ids = train_dir / "shard-00000.ids.npy"
+    good = ids.read_bytes()
+    flipped = bytearray(good)
+    flipped[-1] ^= 0xFF  # one token changed: same size, same header
+    ids.write_bytes(bytes(flipped))
+    assert len(verify_split(train_dir)) == 1 and "shard-00000.ids.npy: content hash differs" in verify_split(train_dir)[0]
+    capsys.readouterr()
+    prepare_data(params, run, progress=False)  # refuses to reuse it: prepares again
+    assert "not reusing" in capsys.readouterr().out and verify_split(train_dir) == []
+    assert ids.read_bytes() == good  # deterministic: the same bytes come back
+    ids.write_bytes(good[:-10])  # a partly written shard
+    with pytest.raises(PackedDataError, match=r"shard-00000\.ids\.npy: unreadable shard"):
+        PackedSplit(train_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..errors import CptError
 from ..params import ExperimentParams
 from ..paths import cache_dir
 
@@ -33,7 +34,7 @@ DOMAIN_SUBJECTS = [
 LETTERS = "ABCD"
 
 
-class TaskError(ValueError):
+class TaskError(CptError, ValueError):
     pass
 
 
