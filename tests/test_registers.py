@@ -196,3 +196,28 @@ def _chitchat_path():
     from cpt_utils.assets import fetch
 
     return fetch("chitchat")
+
+
+def test_chat_template_tokens_are_encoded_as_special_tokens_in_the_split(tiny_params, tmp_path):
+    """The rendered template's <|im_start|> must become its one special id; the same string would be
+    split into pieces by the text-only encoding every other document gets."""
+    from cpt_utils.modeling import load_tokenizer
+    from cpt_utils.packing import SequencePacker, ShardWriter
+    from cpt_utils.preprocess import _process_register
+    from cpt_utils.dedup import Deduplicator
+
+    tok = load_tokenizer(tiny_params.model)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + "
+                         "'<|im_end|>\n' }}{% endfor %}")
+    start = tok.convert_tokens_to_ids("<|im_start|>")
+    data = tiny_params.model_dump()
+    data["data"]["registers"] = {"instructions": {"kind": "packaged_register", "register": "instructions",
+                                                  "max_docs": 50}}
+    params = validate_params(data)
+    packer = SequencePacker(ShardWriter(tmp_path / "val_instructions", 64, len(tok), 1000), 0)
+    info = _process_register("instructions", params, tok, Deduplicator(params.preprocess.dedup), packer)
+    packer.close()
+    ids = PackedSplit(tmp_path / "val_instructions")[0][0].tolist()
+    assert info["chat_template"] and ids[0] == start
+    assert ids.count(start) >= 2  # the user and the assistant turn
