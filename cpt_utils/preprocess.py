@@ -255,10 +255,11 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     data_dir = Path(run_dir) / "data"
     manifest_path = data_dir / "manifest.json"
     fingerprint, code = step_fingerprint(params, "preprocess"), _code_version()
+    if not all((data_dir / f"val_{r}" / "split.json").is_file() for r in params.data.registers):
+        force = True  # a register's held-out split is missing: the folder is incomplete
     if manifest_path.is_file() and not force:
         manifest = json.loads(manifest_path.read_text())
-        if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir) \
-                and all((data_dir / f"val_{r}" / "split.json").is_file() for r in params.data.registers):
+        if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
             print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
                   "preprocessing code unchanged; pass force=True to redo it)")
             return manifest
