@@ -279,7 +279,7 @@ def render_run(run_name: str) -> int:
     if not (run / "params.yaml").is_file():
         print(f"error: {run} has no params.yaml; run `cpt run PARAMS` first", file=sys.stderr)
         return 2
-    params = load_params(run / "params.yaml")
+    params = load_params(run / "params.yaml", check=False)  # re-rendering only: the run was checked when it ran
     prov = provenance(params)
     records = []
     for executed in sorted((run / "notebooks").glob("[0-9][0-9]_*.ipynb")):
