@@ -198,17 +198,24 @@ def _meta(name: str, entry: dict, items: list[dict], partial: dict) -> dict:
     """What a report needs beside the score: provenance, n, chance and the majority-class baseline."""
     golds, sizes = zip(*(_gold_and_choices(entry, i) for i in items))
     counts = np.bincount(np.asarray(golds))
+    chance = float(np.mean([1 / k for k in sizes]))
+    # Answering one fixed choice is a strategy only where every item offers the same choices (letters,
+    # yes/no); in a cloze task with per-item answer texts the model never sees a position (SciQ's gold is
+    # always last), so there the baseline is chance.
+    fixed = entry["formulation"] == "mc" or bool(entry.get("fixed_choices"))
+    majority = float(counts.max() / len(items))
     return {"task": name, **partial, "split": partial["source"]["split"], "licence": partial["source"]["licence"],
-            "n_sampled": len(items), "formulation": entry["formulation"],
-            "group_hint": entry["group_hint"], "hub_task": entry.get("hub_task"),
-            "chance": float(np.mean([1 / k for k in sizes])),
-            "majority_baseline": float(counts.max() / len(items)), "majority_index": int(counts.argmax()),
-            "gold_counts": [int(c) for c in counts]}
+            "n_sampled": len(items), "formulation": entry["formulation"], "fixed_choices": fixed,
+            "group_hint": entry["group_hint"], "hub_task": entry.get("hub_task"), "chance": chance,
+            "majority_baseline": majority if fixed else chance, "majority_index": int(counts.argmax()),
+            "gold_index_majority": majority, "gold_counts": [int(c) for c in counts]}
 
 
 def task_meta(task_dir: Path, task: str) -> dict:
-    """The metadata of one built task (see _meta): benchmark, source package/variant/split, n available and
-    sampled, formulation, chance level, majority-class baseline, licence, group hint."""
+    """The metadata of one built task: benchmark, source (package, variant, split, licence), n available
+    and sampled, formulation (rc/mc), chance (mean of 1/choices), majority_baseline (share of the most
+    common gold answer where every item has the same choices — BoolQ's "yes", a letter — else chance),
+    gold_counts, group_hint, the lm-eval hub_task it reproduces, and how the sample was drawn."""
     path = Path(task_dir) / "meta.json"
     try:
         table = json.loads(path.read_text())
