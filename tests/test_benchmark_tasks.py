@@ -334,3 +334,15 @@ def test_tiny_model_scores_every_benchmark_through_lm_eval(suite):
         assert r["chance"] == pytest.approx(task_meta(folder, task)["chance"])
     assert results["medmcqa_offline"].get("item_subjects") and results["arc_easy_offline"]["metric"] == "acc_norm"
     assert results["boolq_offline"]["metric"] == "acc" and results["winogrande_offline"]["metric"] == "acc"
+
+
+def test_contamination_check_reads_every_benchmark_row(suite):
+    from cpt_utils.contamination import item_texts
+
+    _, folder, _ = suite
+    for task in OLMES_TASKS:
+        rows = [json.loads(line) for line in (folder / f"{task}.jsonl").read_text().splitlines()]
+        texts = item_texts(folder / f"{task}.jsonl")
+        assert len(texts) == len(rows) and all(len(t) > 20 for t in texts), task
+    arc = json.loads((folder / "arc_easy_offline.jsonl").read_text().splitlines()[0])
+    assert item_texts(folder / "arc_easy_offline.jsonl")[0].startswith(arc["question"].strip())

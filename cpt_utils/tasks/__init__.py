@@ -211,6 +211,27 @@ def _meta(name: str, entry: dict, items: list[dict], partial: dict) -> dict:
             "gold_index_majority": majority, "gold_counts": [int(c) for c in counts]}
 
 
+def item_texts(task_dir: Path, task: str) -> list[str]:
+    """Each item's text (question and answers), in item order, for the contamination check: benchmark
+    records by their benchmark (from meta.json), MMLU-style rows as question + choices, continuation rows
+    as context + true continuation."""
+    from .benchmarks import BENCHMARKS
+
+    task_dir = Path(task_dir)
+    meta_file = task_dir / "meta.json"
+    benchmark = json.loads(meta_file.read_text()).get(task, {}).get("benchmark") if meta_file.is_file() else None
+    texts = []
+    for line in (task_dir / f"{task}.jsonl").read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        if benchmark in BENCHMARKS:
+            texts.append(BENCHMARKS[benchmark].text(item))
+        elif "question" in item:
+            texts.append(item["question"] + " " + " ".join(item["choices"]))
+        else:
+            texts.append(item["context"] + item["choices"][item["answer"]])
+    return texts
+
+
 def task_meta(task_dir: Path, task: str) -> dict:
     """The metadata of one built task: benchmark, source (package, variant, split, licence), n available
     and sampled, formulation (rc/mc), chance (mean of 1/choices), majority_baseline (share of the most

