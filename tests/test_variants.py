@@ -10,7 +10,7 @@ from cpt_utils.variants import finished_variant, run_variants, variant_dir
 
 
 def test_variants_share_the_data_and_are_reused(tiny_params, tmp_path, capsys):
-    params = tiny_params.model_copy(update={"eval": tiny_params.eval.model_copy(update={"offline_tasks": ["mmlu_offline_domain"], "limit": 6})})
+    params = tiny_params.model_copy(update={"eval": tiny_params.eval.model_copy(update={"offline_tasks": ["mmlu_offline_domain"], "task_groups": {}, "limit": 6})})
     prepare_data(params, tmp_path, progress=False)
     table = run_variants(params, tmp_path, progress=False)
     assert list(table.variant) == ["no_mitigation", "replay_25"] and set(table.status) == {"computed"}
