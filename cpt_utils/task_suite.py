@@ -37,8 +37,7 @@ def run_tasks(params, model, tokenizer, data_dir: Path, precision: str = "fp32")
     import lm_eval
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from . import tasks as task_module
-    from .tasks import build_task_dir
+    from .tasks import build_task_dir, task_meta
 
     names, include = [], None
     if params.eval.offline_tasks:
@@ -67,7 +66,7 @@ def run_tasks(params, model, tokenizer, data_dir: Path, precision: str = "fp32")
         raise
     out = {}
     for task, samples in results["samples"].items():
-        meta = task_module.task_meta(include, task) if include and hasattr(task_module, "task_meta") else {}
+        meta = task_meta(include, task) if include and task in params.eval.offline_tasks else {}
         out[task] = summarise_task(task_objects[task], sorted(samples, key=lambda s: s["doc_id"]),
                                    results["results"][task], meta)
         subjects = [s["doc"].get("subject") for s in sorted(samples, key=lambda s: s["doc_id"])]
@@ -131,7 +130,9 @@ def summarise_task(task, samples: list[dict], metrics: dict, meta: dict | None =
         "gold_bpb": float(np.nanmean(bpb)) if n else float("nan"),
         "gold_bpb_se": float(np.nanstd(bpb, ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
         "chance": float(np.mean([1 / c for c in per["n_choices"]])) if n else float("nan"),
-        "majority_baseline": gold_share,
+        # the most common gold answer is a baseline only where every item offers the same choices (BoolQ's
+        # "yes", a letter); the task builder knows that, the sample alone does not (SciQ's gold is always last)
+        "majority_baseline": (meta or {}).get("majority_baseline", gold_share),
         "most_frequent_pred_share": pred_share,
         "letter_format": letter_format,
         "at_chance_by_position": bool(letter_format and pred_share > POSITION_BIAS_LIMIT),
