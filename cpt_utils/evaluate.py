@@ -94,9 +94,9 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
 def run_tasks(params, model, tokenizer, data_dir: Path) -> dict:
     """Offline (and, online, hub) tasks through lm-eval on the in-memory model; per-item results kept."""
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from .scoring import FastMCLM
     from .tasks import build_task_dir
 
     tasks, counts, include = [], {}, None
@@ -108,8 +108,9 @@ def run_tasks(params, model, tokenizer, data_dir: Path) -> dict:
     if not tasks:
         return {}
     device = str(next(model.parameters()).device)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.eval.batch_size, device=device,
-              mixed_precision_dtype="bfloat16" if _wants_bf16(params, device) else None)
+    # HFLM's log-likelihoods with each item's context run once (cpt_utils.scoring)
+    lm = FastMCLM(pretrained=model, tokenizer=tokenizer, batch_size=params.eval.batch_size, device=device,
+                  precision="bf16" if _wants_bf16(params, device) else "fp32")
     seed = params.eval.seed
     # lm-eval draws a progress bar per stage; the per-checkpoint line we print is progress enough
     captured = io.StringIO()
