@@ -1,16 +1,20 @@
-"""Evaluation throughput: cpt's in-memory lm-eval run vs the `lm_eval` command line on the same saved
-checkpoint, the same generated offline tasks (same items), batch size and precision.
+"""Evaluation throughput: the quickstart's multiple-choice suite scored by lm-eval's ``HFLM`` (what
+``run_tasks`` used) vs cpt's ``FastMCLM`` (``cpt_utils.scoring``), side by side in one process, on the
+packaged model, the same generated offline tasks (same items), batch size and precision; then held-out
+perplexity (``evaluate.perplexity``) at a few batch sizes.
 
-The user-reported pain is that evaluating inside a training process is much slower than the CLI; here
-both start from the checkpoint folder on disk, and each timing includes loading the model (the CLI's
-also includes starting Python and importing lm-eval, which is what a user pays).
+Both task runs go through ``lm_eval.simple_evaluate`` with the same task folder; the model is loaded once,
+outside the timed windows. The per-request log-likelihoods of the two are compared (max |Δ| in nats) and
+so are the per-item scores. ``--cli`` adds the ``lm_eval`` command line on a saved copy of the model.
 
-    .venv/bin/python benchmarks/eval_throughput.py [--run runs/quickstart] [--limit 40]
+    .venv/bin/python benchmarks/eval_throughput.py [--limit 40] [--precision bf16] [--ppl-batches 4 8 16 32]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -23,63 +27,138 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def _timed(fn):
+    """(result, wall seconds, CPU seconds ÷ wall seconds) of ``fn()`` in this process."""
+    cpu0, start = time.process_time(), time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - start
+    return out, wall, (time.process_time() - cpu0) / wall
+
+
+def _evaluate(lm, tasks: list[str], task_dir: Path, seed: int) -> dict:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        return lm_eval.simple_evaluate(
+            model=lm, tasks=tasks, task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
+            num_fewshot=0, log_samples=True, bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed,
+            torch_random_seed=seed, fewshot_random_seed=seed)
+
+
+def _per_request(results: dict) -> dict:
+    """(task, doc_id, choice) → log-likelihood, from the logged samples."""
+    return {(task, s["doc_id"], j): float(r[0][0])
+            for task, samples in results["samples"].items() for s in samples for j, r in enumerate(s["resps"])}
+
+
+def _data_dir(params, tmp: Path) -> Path:
+    """The quickstart run's prepared data if it exists, otherwise prepared now into ``tmp``."""
+    from cpt_utils.paths import run_dir
+    from cpt_utils.preprocess import prepare_data
+
+    data = run_dir(params.run_name) / "data"
+    if (data / "manifest.json").is_file():
+        return data
+    print("no prepared quickstart data: preparing it in a temporary folder (not timed) …", flush=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        prepare_data(params, tmp, progress=False)
+    return tmp / "data"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params" / "quickstart.yaml"))
     parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--batch-tokens", type=int, default=4096, help="FastMCLM token budget per forward pass")
+    parser.add_argument("--ppl-batches", type=int, nargs="*", default=[4, 8, 16, 32])
+    parser.add_argument("--ppl-sequences", type=int, default=64)
+    parser.add_argument("--cli", action="store_true", help="also time the lm_eval command line (HFLM, saved model)")
     args = parser.parse_args()
 
-    from cpt_utils.checkpointing import list_checkpoints, load_checkpoint_model
-    from cpt_utils.evaluate import run_tasks
-    from cpt_utils.modeling import load_tokenizer
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from cpt_utils.perplexity import perplexity
+    from cpt_utils.modeling import load_model, load_tokenizer
+    from cpt_utils.packing import PackedSplit
     from cpt_utils.params import load_params
-    from cpt_utils.paths import configure_environment, run_dir
+    from cpt_utils.paths import configure_environment
+    from cpt_utils.scoring import FastMCLM
     from cpt_utils.tasks import build_task_dir
 
     params = load_params(args.params)
     params = params.model_copy(update={"eval": params.eval.model_copy(update={"limit": args.limit})})
     configure_environment(offline=True)
-    run = run_dir(params.run_name)
-    checkpoints = list_checkpoints(run)
-    if not checkpoints:
-        raise SystemExit(f"{run} has no checkpoint: run `make report` (or `cpt train {args.params}`) first")
-    ckpt = Path(checkpoints[-1]["path"]) / "model"
+    tmp = Path(tempfile.mkdtemp(prefix="cpt-eval-bench-"))
+    data_dir = _data_dir(params, tmp)
     tokenizer = load_tokenizer(params.model)
-    task_dir, counts = build_task_dir(params, run / "data", tokenizer)
-    items = sum(counts.values())
-    print(f"checkpoint {ckpt.parent.name}; tasks {', '.join(counts)}; {items} items; batch {params.eval.batch_size}; "
-          "bf16 autocast, fp32 weights, CPU")
+    model = load_model(params.model).eval()
+    task_dir, counts = build_task_dir(params, data_dir, tokenizer)
+    tasks, items, bs, seed = list(counts), sum(counts.values()), params.eval.batch_size, params.eval.seed
+    print(f"model {params.model.name}; tasks {', '.join(tasks)}; {items} items; batch {bs}; {args.precision}; "
+          f"torch threads {torch.get_num_threads()}; CPU")
 
-    cpu0, start = time.process_time(), time.perf_counter()
-    model = load_checkpoint_model(ckpt.parent)
-    ours = run_tasks(params, model, tokenizer, run / "data")
-    ours_s = time.perf_counter() - start
-    ours_cpu = (time.process_time() - cpu0) / ours_s
-    del model
+    hflm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=bs, device="cpu",
+                mixed_precision_dtype="bfloat16" if args.precision == "bf16" else None)
+    fast = FastMCLM(pretrained=model, tokenizer=tokenizer, batch_size=bs, device="cpu", precision=args.precision,
+                    batch_tokens=args.batch_tokens)
+    _evaluate(fast, tasks[:1], task_dir, seed)  # warm-up: first-call allocations and lazy imports, not timed
+    ref, ref_s, ref_cpu = _timed(lambda: _evaluate(hflm, tasks, task_dir, seed))
+    ours, ours_s, ours_cpu = _timed(lambda: _evaluate(fast, tasks, task_dir, seed))
+    a, b = _per_request(ref), _per_request(ours)
+    delta = max(abs(a[k] - b[k]) for k in a)
+    requests = len(a)
 
+    print(f"\n{'multiple choice':>16} {'seconds':>8} {'items/s':>8} {'cpu/wall':>8}")
+    print(f"{'HFLM':>16} {ref_s:8.1f} {items / ref_s:8.2f} {ref_cpu:8.2f}")
+    print(f"{'FastMCLM':>16} {ours_s:8.1f} {items / ours_s:8.2f} {ours_cpu:8.2f}")
+    print(f"ratio FastMCLM/HFLM items/s: {ref_s / ours_s:.2f}×  ({requests} requests; max |Δ log-likelihood| "
+          f"{delta:.2e} nats, HFLM {args.precision} logits vs FastMCLM {args.precision} body + fp32 head)")
+    for task in tasks:
+        metrics = ref["results"][task]
+        metric = "acc_norm,none" if "acc_norm,none" in metrics else "acc,none"
+        same = sum(x[metric] == y[metric] for x, y in zip(sorted(ref["samples"][task], key=lambda s: s["doc_id"]),
+                                                          sorted(ours["samples"][task], key=lambda s: s["doc_id"])))
+        print(f"  {task:28s} {metric[:-5]:8s} HFLM {metrics[metric]:.3f}  FastMCLM {ours['results'][task][metric]:.3f}"
+              f"  same item scores {same}/{counts[task]}")
+
+    if args.cli:
+        _cli(model, tokenizer, tasks, task_dir, bs, seed, items, args.precision, ours_s)
+
+    if args.ppl_batches:
+        split = PackedSplit(data_dir / "val_domain")
+        n = min(args.ppl_sequences, len(split))
+        perplexity(model, split, 2, 2, params.train.per_document_attention, args.precision, tokenizer)  # warm-up
+        print(f"\n{'perplexity':>16} {'seconds':>8} {'tokens/s':>9} {'cpu/wall':>8}   ({n} sequences × {split.seq_len})")
+        for batch in args.ppl_batches:
+            _, s, cpu = _timed(lambda: perplexity(model, split, n, batch, params.train.per_document_attention,
+                                                  args.precision, tokenizer))
+            print(f"{'batch ' + str(batch):>16} {s:8.1f} {n * (split.seq_len - 1) / s:9.0f} {cpu:8.2f}")
+
+
+def _cli(model, tokenizer, tasks, task_dir, bs, seed, items, precision, ours_s) -> None:
+    """The ``lm_eval`` CLI on a saved copy of the same model (includes starting Python and loading)."""
     with tempfile.TemporaryDirectory() as out:
+        model.save_pretrained(Path(out) / "model")
+        tokenizer.save_pretrained(Path(out) / "model")
+        mixed = ",mixed_precision_dtype=bfloat16" if precision == "bf16" else ""
         cmd = [str(Path(sys.executable).parent / "lm_eval"), "--model", "hf",
-               "--model_args", f"pretrained={ckpt},dtype=float32,mixed_precision_dtype=bfloat16",
-               "--tasks", ",".join(counts), "--include_path", str(task_dir), "--batch_size", str(params.eval.batch_size),
-               "--device", "cpu", "--num_fewshot", "0", "--output_path", out, "--log_samples", "--seed", str(params.eval.seed)]
-        start = time.perf_counter()
-        usage0 = os.times()
+               "--model_args", f"pretrained={Path(out) / 'model'},dtype=float32{mixed}",
+               "--tasks", ",".join(tasks), "--include_path", str(task_dir), "--batch_size", str(bs),
+               "--device", "cpu", "--num_fewshot", "0", "--output_path", str(Path(out) / "results"), "--seed", str(seed)]
+        usage0, start = os.times(), time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        cli_s = time.perf_counter() - start
-        usage1 = os.times()
+        cli_s, usage1 = time.perf_counter() - start, os.times()
         if proc.returncode != 0:
             raise SystemExit(f"lm_eval CLI failed:\n{proc.stderr[-3000:]}")
-        cli_cpu = ((usage1.children_user - usage0.children_user) + (usage1.children_system - usage0.children_system)) / cli_s
-        result_files = list(Path(out).rglob("results_*.json"))
-        cli = json.loads(result_files[0].read_text())["results"] if result_files else {}
-
-    print(f"{'':>14} {'seconds':>8} {'items/s':>8} {'cpu/wall':>8}")
-    print(f"{'cpt in-memory':>14} {ours_s:8.1f} {items / ours_s:8.2f} {ours_cpu:8.2f}")
-    print(f"{'lm_eval CLI':>14} {cli_s:8.1f} {items / cli_s:8.2f} {cli_cpu:8.2f}")
-    print(f"ratio cpt/CLI items/s: {cli_s / ours_s:.2f}×")
-    for task, r in ours.items():
-        theirs = cli.get(task, {}).get(f"{r['metric']},none")
-        print(f"  {task:28s} ours {r['value']:.3f}  CLI {theirs if theirs is None else f'{theirs:.3f}'}")
+        cpu = ((usage1.children_user - usage0.children_user) + (usage1.children_system - usage0.children_system)) / cli_s
+        print(f"{'lm_eval CLI':>16} {cli_s:8.1f} {items / cli_s:8.2f} {cpu:8.2f}   (FastMCLM/CLI {cli_s / ours_s:.2f}×)")
+        result_files = list((Path(out) / "results").rglob("results_*.json"))
+        if result_files:
+            print("  CLI results:", json.dumps({t: r.get("acc,none") for t, r in
+                                                json.loads(result_files[0].read_text())["results"].items()}))
 
 
 if __name__ == "__main__":

@@ -24,12 +24,13 @@ POSITION_BIAS_LIMIT = 0.5
 
 
 def make_lm(params, model, tokenizer, precision: str):
-    """The lm-eval model wrapper for an in-memory model."""
-    from lm_eval.models.huggingface import HFLM
+    """The lm-eval model wrapper for an in-memory model: HFLM's log-likelihoods with each item's shared
+    context run once, the output head and log-softmax in fp32 (``scoring.FastMCLM``)."""
+    from .scoring import FastMCLM
 
     device = str(next(model.parameters()).device)
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.eval.batch_size, device=device,
-                mixed_precision_dtype="bfloat16" if precision == "bf16" else None)
+    return FastMCLM(pretrained=model, tokenizer=tokenizer, batch_size=params.eval.batch_size, device=device,
+                    precision=precision)
 
 
 def run_tasks(params, model, tokenizer, data_dir: Path, precision: str = "fp32") -> dict:
