@@ -96,13 +96,13 @@ def test_offline_suite_scores_a_tiny_model_and_writes_the_eval_file(prepared):
     assert saved["perplexity"]["val_domain"]["bits_per_byte"] > 0 and saved["eval_fingerprint"]
 
 
-def test_per_item_continuous_metrics_agree_with_lm_evals_accuracy(prepared):
+def test_per_item_continuous_metrics_agree_with_lm_evals_accuracy(prepared, tmp_path):
     """Our gold index and log-likelihoods must be lm-eval's: an item is correct by lm-eval's ``acc``
     exactly when the gold answer's margin over the best wrong choice is positive; bits per byte is
     −log₂ p(gold) over the gold continuation's bytes, so it falls as the gold log-likelihood rises."""
     params, run = prepared
     model, tok = load_model(params.model), load_tokenizer(params.model)
-    result = evaluate_model(params, model, tok, run, "items", 0)
+    result = evaluate_model(params, model, tok, tmp_path, "items", 0, data_dir=run / "data")
     for name, t in result["tasks"].items():
         acc, margin = np.array(t["per_item_acc"]), np.array(t["per_item_margin"])
         assert len(acc) == t["n"], name
