@@ -178,6 +178,13 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
         print(f"reusing finished training in {run_dir} ({finished[-1]['name']}, parameters unchanged)")
         return {"reused": True, **finished[-1]}
 
+    if (params.model.attn_implementation == "flash_attention_2" and tp.per_document_attention
+            and tp.micro_batch_size > 1):
+        # transformers runs FlashAttention-2 varlen from position_ids only for a batch of 1 row
+        # (modeling_flash_attention_utils._is_packed_sequence); with more rows documents would attend
+        # to each other silently
+        raise ValueError("model.attn_implementation: flash_attention_2 isolates packed documents only with "
+                         "train.micro_batch_size: 1 (raise grad_accum_steps instead), or use sdpa")
     device_probe = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(tp.precision, device_probe)  # bf16 on CPU only with AMX/AVX-512 BF16
     # cpu=True on a CPU machine: Accelerate only sets up multi-process (gloo) CPU training when told so
