@@ -239,8 +239,11 @@ def main() -> None:
         print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  ({r['precision']}, median of "
               f"{r['steps']} steps {r['median_step_s']:.2f} s, cpu/wall {r['cpu_over_wall']:.2f}, peak memory "
               f"{r['peak_mem_mb']:,.0f} MB{compile_text})", flush=True)
-    base = results.get("cpt-old") or results.get("reference")
+    base_kind = "cpt-old" if "cpt-old" in results else "reference"
+    base = results.get(base_kind)
     for kind, r in results.items():
+        if base is None or kind == base_kind:
+            continue
         print(f"ratio {kind} / {'cpt-old' if 'cpt-old' in results else 'reference'}: "
               f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}×"
               + (f"; / reference {r['tokens_per_s'] / results['reference']['tokens_per_s']:.2f}×"

@@ -44,13 +44,18 @@ class DataMismatch(RuntimeError):
 def compile_cache_dir() -> Path:
     """Inductor's FX-graph/kernel cache inside the project cache, so variants and reruns reuse it.
 
-    Set before the first compilation (inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first needs
-    the folder); an explicit environment setting wins."""
+    Set before the first compilation (inductor reads ``TORCHINDUCTOR_CACHE_DIR`` whenever it needs the
+    folder). A user's own setting wins; torch's default (``/tmp/torchinductor_<user>``, which torch writes
+    into the environment the first time it asks) does not."""
     import os
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     from .paths import cache_dir
 
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torch_compile"))
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "torch_compile")
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
