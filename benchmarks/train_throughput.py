@@ -1,22 +1,24 @@
-"""Training throughput: cpt's loop vs the Hugging Face `run_clm_no_trainer.py` way vs a bare PyTorch loop.
+"""Training throughput: cpt's new default loop vs its old settings vs the `run_clm_no_trainer.py` way.
 
 Same model (the packaged SmolLM2-135M), same data (the quickstart's corpus packed at --seq-len), same
-sequence length, micro-batch and precision
-(bf16 autocast). Each runs in its own process (peak memory is per process) for a few warm-up steps and
-then N timed optimizer steps; the figure is the median step time.
+sequence length and micro-batch. Each loop runs in its own process (peak memory is per process) for
+--warmup steps and then --steps timed optimizer steps; the figure is the median step time.
 
-- bare:      model(input_ids, labels) under autocast, AdamW, backward, step — the floor any loop pays.
-- reference: `run_clm_no_trainer.py`'s structure: `group_texts` blocks in a DataLoader with
-             `default_data_collator`, `accelerator.prepare(model, optimizer, dataloader, scheduler)`,
-             `accelerator.accumulate`, `accelerator.backward`, a transformers LR scheduler.
-- cpt:       `cpt_utils.train.train` (per-document attention on), per-step times from metrics.jsonl.
+- reference:   `run_clm_no_trainer.py`'s structure: `group_texts` blocks in a DataLoader with
+               `default_data_collator`, `accelerator.prepare(model, optimizer, dataloader, scheduler)`,
+               `accelerator.accumulate`, `accelerator.backward`, a transformers LR scheduler, foreach
+               AdamW, in the precision cpt's policy picks for this machine (fp32 or bf16 autocast).
+- cpt-old:     `cpt_utils.train.train` with the settings before issue 11: bf16 autocast on any CPU,
+               foreach AdamW, eager (per-document attention on, as in every cpt row).
+- cpt-eager:   the new precision policy (``cpt_utils.precision``) and fused AdamW, eager.
+- cpt-compiled: the same with `torch.compile` (compile time reported apart: `compile_s`).
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--device cpu|cuda] [--seq-len 256] [--batch 4]
-    .venv/bin/python benchmarks/train_throughput.py --gpu      # = --device cuda --seq-len 2048 --batch 8, MFU
-    add --compile to torch.compile the bare loop and cpt's (the reference script does not compile)
+    .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--warmup 1] [--old-steps 1] [--batch 4]
+    .venv/bin/python benchmarks/train_throughput.py --gpu   # = --device cuda --seq-len 2048 --batch 8
 
-MFU counts 6N + 12·L·d·T FLOPs per token (``cpt_utils.train.flops_per_token``) against the GPU's dense
-bf16 peak (989 TFLOP/s for H100 SXM/H200; see ``cpt_utils.train.GPU_PEAK_BF16_FLOPS``).
+MFU = tokens/s × (6N + 12·L·d·T) FLOPs per token (``cpt_utils.train.flops_per_token``) ÷ the device's
+peak from ``cpt_utils.hardware`` (CPU: the faster of its measured bf16/fp32 matmul peaks, cached once
+per machine; GPU: the exact-name bf16 table, unknown → MFU "unknown").
 """
 
 from __future__ import annotations
@@ -64,6 +66,20 @@ def _blocks(seq_len: int, n: int):
     return blocks
 
 
+def _config_and_size():
+    """The model's config and parameter count, from a weightless (meta-device) copy."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from cpt_utils.modeling import resolve_model_dir
+    from cpt_utils.params import load_params
+
+    config = AutoConfig.from_pretrained(resolve_model_dir(load_params(ROOT / "params/quickstart.yaml").model))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return config, sum(p.numel() for p in model.parameters())
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -71,27 +87,10 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_bare(args) -> list[float]:
-    import torch
+def _new_precision(device: str) -> str:
+    from cpt_utils.precision import resolve_precision
 
-    model = _model(args.device)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=args.device == "cuda")
-    step_model = torch.compile(model) if args.compile else model
-    blocks = _blocks(args.seq_len, (args.steps + 2) * args.batch)
-    times = []
-    for step in range(args.steps + 2):
-        batch = torch.tensor(blocks[step * args.batch:(step + 1) * args.batch], device=args.device)
-        start = time.perf_counter()
-        with torch.autocast(args.device, dtype=torch.bfloat16):
-            loss = step_model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        _sync(args.device)
-        times.append(time.perf_counter() - start)
-    return times[2:]
+    return resolve_precision("auto", device)
 
 
 def run_reference(args) -> list[float]:
@@ -100,13 +99,16 @@ def run_reference(args) -> list[float]:
     from torch.utils.data import DataLoader
     from transformers import default_data_collator, get_scheduler
 
-    accelerator = Accelerator(mixed_precision="bf16", cpu=args.device == "cpu")
+    from cpt_utils.precision import accelerate_mixed_precision
+
+    precision = accelerate_mixed_precision(_new_precision(args.device))
+    accelerator = Accelerator(mixed_precision=precision, cpu=args.device == "cpu")
     model = _model(args.device)
-    blocks = _blocks(args.seq_len, (args.steps + 2) * args.batch)
+    blocks = _blocks(args.seq_len, (args.steps + args.warmup) * args.batch)
     dataset = [{"input_ids": b.tolist(), "attention_mask": [1] * len(b), "labels": b.tolist()} for b in blocks]
     loader = DataLoader(dataset, shuffle=False, collate_fn=default_data_collator, batch_size=args.batch)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    sched = get_scheduler("linear", optimizer=opt, num_warmup_steps=0, num_training_steps=args.steps + 2)
+    sched = get_scheduler("linear", optimizer=opt, num_warmup_steps=0, num_training_steps=args.steps + args.warmup)
     model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
     model.train()
     times = []
@@ -123,42 +125,54 @@ def run_reference(args) -> list[float]:
         now = time.perf_counter()
         times.append(now - start)
         start = now
-    return times[2:]
+    return times[args.warmup:]
 
 
-def run_cpt(args) -> list[float]:
+#: train.* overrides of each cpt loop (micro-batch, budget and logging are set by run_cpt)
+CPT_LOOPS = {
+    "cpt-old": {"precision": "bf16", "fused_adamw": "off", "compile": False},
+    "cpt-eager": {"precision": "auto", "fused_adamw": "auto", "compile": False},
+    "cpt-compiled": {"precision": "auto", "fused_adamw": "auto", "compile": True},
+}
+
+
+def run_cpt(args) -> tuple[list[float], dict]:
     from cpt_utils.params import load_params
     from cpt_utils.train import train
 
+    steps, warmup = (args.old_steps, args.old_warmup) if args.worker == "cpt-old" else (args.steps, args.warmup)
     params = load_params(ROOT / "params/quickstart.yaml")
     params = params.model_copy(update={"train": params.train.model_copy(update={
-        "token_budget": (args.steps + 2) * args.batch * args.seq_len, "milestones": [], "eval_every_tokens": None,
-        "eval_max_sequences": 1, "micro_batch_size": args.batch, "resume": "never", "precision": "bf16",
-        "compile": args.compile})})
+        "token_budget": (steps + warmup) * args.batch * args.seq_len, "milestones": [], "eval_every_tokens": None,
+        "eval_max_sequences": 1, "micro_batch_size": args.batch, "resume": "never", **CPT_LOOPS[args.worker]})})
     params = params.model_copy(update={"preprocess": params.preprocess.model_copy(update={"seq_len": args.seq_len})})
     with tempfile.TemporaryDirectory() as tmp:
-        train(params, tmp, data_dir=_data_dir(args.seq_len), progress=False)
+        summary = train(params, tmp, data_dir=_data_dir(args.seq_len), progress=False)
         rows = [json.loads(l) for l in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-    return [r["time_s"] for r in rows if r["kind"] == "train"][2:]
+    return [r["time_s"] for r in rows if r["kind"] == "train"][warmup:], {
+        "precision": summary["precision"], "compile_s": summary["compile_s"]}
 
 
 def worker(args) -> None:
     import torch
 
+    from cpt_utils.hardware import mfu, peak_flops
+    from cpt_utils.train import flops_per_token
+
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count())
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
-    times = {"bare": run_bare, "reference": run_reference, "cpt": run_cpt}[args.worker](args)
-    result = {"median_step_s": statistics.median(times), "steps": len(times),
+    if args.worker == "reference":
+        times, extra = run_reference(args), {"precision": _new_precision(args.device), "compile_s": None}
+    else:
+        times, extra = run_cpt(args)
+    result = {"median_step_s": statistics.median(times), "steps": len(times), **extra,
               "cpu_over_wall": (time.process_time() - cpu0) / (time.perf_counter() - wall0)}
+    config, n_params = _config_and_size()
+    tokens_per_s = args.batch * args.seq_len / result["median_step_s"]
+    result["mfu"] = mfu(tokens_per_s, flops_per_token(config, n_params, args.seq_len), peak_flops(args.device))
     if args.device == "cuda":
-        from cpt_utils.train import _peak_flops, flops_per_token
-
-        model = _model("cpu")  # for the FLOP count only
-        n_params = sum(p.numel() for p in model.parameters())
-        tokens_per_s = args.batch * args.seq_len / result["median_step_s"]
-        result["mfu"] = flops_per_token(model.config, n_params, args.seq_len) * tokens_per_s / _peak_flops("cuda", "bf16")
         result["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
         result["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -176,18 +190,24 @@ def prepare_data(seq_len: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per loop")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (the compiled loop compiles here)")
+    parser.add_argument("--old-steps", type=int, default=None, help="timed steps of cpt-old (default --steps): "
+                        "bf16 autocast on a CPU without native bf16 is so slow that 1 step may be all there is time for")
+    parser.add_argument("--old-warmup", type=int, default=None, help="default --warmup (eager: 0 is fair)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--gpu", action="store_true", help="--device cuda, --seq-len 2048, --batch 8 unless given")
     parser.add_argument("--seq-len", type=int, default=None, help="default 256 (2048 with --gpu)")
     parser.add_argument("--batch", type=int, default=None, help="default 4 (8 with --gpu; the quickstart corpus holds ≈ 320k tokens)")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--worker", choices=["bare", "reference", "cpt"])
+    parser.add_argument("--loops", nargs="+", default=["reference", *CPT_LOOPS], choices=["reference", *CPT_LOOPS])
+    parser.add_argument("--worker", choices=["reference", *CPT_LOOPS])
     args = parser.parse_args()
     if args.gpu:
         args.device = "cuda"
     args.seq_len = args.seq_len or (2048 if args.gpu else 256)
     args.batch = args.batch or (8 if args.gpu else 4)
+    args.old_steps = args.steps if args.old_steps is None else args.old_steps
+    args.old_warmup = args.warmup if args.old_warmup is None else args.old_warmup
     from cpt_utils.paths import configure_environment
 
     configure_environment(offline=True)
@@ -195,12 +215,18 @@ def main() -> None:
         return worker(args)
     prepare_data(args.seq_len)
     tokens = args.batch * args.seq_len
-    print(f"device {args.device}, seq {args.seq_len} × batch {args.batch} = {tokens} tokens/step, bf16 autocast, "
-          f"{args.steps} timed steps{', torch.compile' if args.compile else ''}")
+    from cpt_utils.hardware import cpu_model, peak_flops
+
+    peak = peak_flops(args.device)
+    print(f"device {args.device} ({cpu_model() if args.device == 'cpu' else 'cuda'}), peak "
+          f"{'unknown' if peak is None else f'{peak / 1e9:,.0f} GFLOP/s'}; seq {args.seq_len} × batch {args.batch} = "
+          f"{tokens} tokens/step; {args.warmup} warm-up + {args.steps} timed steps (cpt-old: "
+          f"{args.old_warmup} + {args.old_steps})", flush=True)
     results = {}
-    for kind in ("bare", "reference", "cpt"):
-        cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(args.steps), "--device", args.device,
-               "--seq-len", str(args.seq_len), "--batch", str(args.batch)] + (["--compile"] if args.compile else [])
+    for kind in args.loops:
+        cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--old-steps", str(args.old_steps), "--old-warmup", str(args.old_warmup), "--device", args.device,
+               "--seq-len", str(args.seq_len), "--batch", str(args.batch)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
@@ -208,13 +234,20 @@ def main() -> None:
         r = json.loads(line[7:])
         r["tokens_per_s"] = tokens / r["median_step_s"]
         results[kind] = r
-        extra = f"  MFU {100 * r['mfu']:.1f}%" if "mfu" in r else ""
-        print(f"{kind:>10}: {r['tokens_per_s']:8.1f} tokens/s  (median step {r['median_step_s']:.3f} s, cpu/wall "
-              f"{r['cpu_over_wall']:.2f}, peak memory {r['peak_mem_mb']:,.0f} MB){extra}")
-    ours = results["cpt"]
-    print(f"ratios: cpt/bare tokens/s {ours['tokens_per_s'] / results['bare']['tokens_per_s']:.3f}×, "
-          f"cpt/reference tokens/s {ours['tokens_per_s'] / results['reference']['tokens_per_s']:.3f}×; "
-          f"peak memory cpt/reference {ours['peak_mem_mb'] / results['reference']['peak_mem_mb']:.2f}×")
+        mfu_text = "unknown" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+        compile_text = f", compile {r['compile_s']:.0f} s" if r.get("compile_s") is not None else ""
+        print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  ({r['precision']}, median of "
+              f"{r['steps']} steps {r['median_step_s']:.2f} s, cpu/wall {r['cpu_over_wall']:.2f}, peak memory "
+              f"{r['peak_mem_mb']:,.0f} MB{compile_text})", flush=True)
+    base_kind = "cpt-old" if "cpt-old" in results else "reference"
+    base = results.get(base_kind)
+    for kind, r in results.items():
+        if base is None or kind == base_kind:
+            continue
+        print(f"ratio {kind} / {'cpt-old' if 'cpt-old' in results else 'reference'}: "
+              f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}×"
+              + (f"; / reference {r['tokens_per_s'] / results['reference']['tokens_per_s']:.2f}×"
+                 if "reference" in results and "cpt-old" in results else ""))
 
 
 if __name__ == "__main__":

@@ -214,10 +214,13 @@ class TrainParams(Section):
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast on GPUs and on CPUs with AMX/AVX-512 BF16, else fp32 "
+        "(cpt_utils.precision); weights stay fp32 either way")
     gradient_checkpointing: bool = False
-    compile: bool = False
-    fused_adamw: Literal["auto", "on", "off"] = "auto"
+    compile: bool = Field(False, description="torch.compile the training forward/backward (one graph per "
+                          "run, cached under cache_dir()/torch_compile; the first step pays the compile)")
+    fused_adamw: Literal["auto", "on", "off"] = Field("auto", description="auto: fused AdamW (CPU and GPU)")
     per_document_attention: bool = True
     replay_fraction: float = Field(0.0, ge=0, le=1)
     l2_init_weight: float = Field(0.0, ge=0, description="pull toward the initial weights")

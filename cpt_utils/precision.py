@@ -1,51 +1,84 @@
 """One precision policy for training and evaluation.
 
-Why one place: bf16 autocast is ≈ 6× faster than fp32 for matmuls on this AMX CPU and the natural choice
-on GPUs, but *log-probabilities* compared between checkpoints must not carry bf16 rounding (a logit of
-10 in bf16 is off by up to 0.04, the size of the effects we look for). So: the body of the network runs
-in the resolved precision, the output head and log-softmax always in fp32 (``fp32_logits``).
+    precision = resolve_precision(params.train.precision, device.type)   # "bf16" | "fp16" | "fp32"
+    with autocast(precision, device.type):
+        loss = model(...).loss
+
+Weights stay fp32 (they are the master weights the optimizer updates); ``bf16``/``fp16`` mean autocast
+runs the matmuls in half precision. ``auto`` is the fast choice *for this hardware*, not a guess:
+
+- CUDA: bf16 where the GPU supports it, else fp16.
+- CPU: bf16 only when the CPU multiplies bf16 natively (AMX or AVX-512 BF16). Elsewhere — an AVX2 CPU
+  such as AMD EPYC Milan — PyTorch emulates bf16 matmuls and autocast is 10–200× *slower* than fp32
+  (measured: a 2048² bf16 matmul ≈ 0.2 GFLOP/s vs fp32 ≈ 45 GFLOP/s on 2 AVX2 cores; one SmolLM2-135M
+  training step 10× slower), so ``auto`` stays in fp32 there.
+
+An explicit ``bf16`` on such a CPU is honoured (results must be reproducible across machines when
+asked for), with a one-line warning that it is slow.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+import warnings
+from typing import Iterator, Literal
 
 Precision = Literal["bf16", "fp16", "fp32"]
+REQUESTS = ("auto", "bf16", "fp16", "fp32")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 matmul instructions (AMX tiles or AVX-512 BF16) that oneDNN uses."""
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def resolve_precision(requested: str, device_type: str) -> Precision:
-    """``auto`` → bf16 wherever it is fast and supported (CPU autocast included), fp16 on older GPUs,
-    otherwise what was asked for."""
-    if requested != "auto":
-        if requested not in ("bf16", "fp16", "fp32"):
-            raise ValueError(f"precision: {requested!r} is not one of auto, bf16, fp16, fp32")
-        return requested  # type: ignore[return-value]
-    if device_type == "cuda":
-        import torch
+    """The precision a run uses: ``requested`` is one of ``auto|bf16|fp16|fp32`` (``train.precision``)."""
+    if requested not in REQUESTS:
+        raise ValueError(f"precision: '{requested}' is not one of {REQUESTS}")
+    if requested == "auto":
+        if device_type == "cuda":
+            import torch
 
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16"
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if device_type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if requested == "bf16" and device_type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("precision bf16 on a CPU without AMX/AVX-512 BF16: matmuls are emulated and 10× or more "
+                      "slower than fp32 (precision: auto picks fp32 here)", stacklevel=2)
+    if requested == "fp16" and device_type == "cpu":
+        raise ValueError("precision: fp16 autocast is for GPUs; use auto, bf16 or fp32 on a CPU")
+    return requested  # type: ignore[return-value]
+
+
+def autocast_dtype(precision: Precision):
+    """The torch dtype autocast runs matmuls in, or None for fp32 (autocast off)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
 def accelerate_mixed_precision(precision: Precision) -> str:
-    """Accelerate's name for the same choice (``no`` for fp32)."""
+    """The name ``accelerate.Accelerator(mixed_precision=...)`` uses for ``precision``."""
     return {"fp32": "no"}.get(precision, precision)
 
 
-def autocast(precision: Precision, device_type: str):
-    """The autocast context for ``precision`` (a no-op for fp32)."""
+@contextlib.contextmanager
+def autocast(precision: Precision, device_type: str) -> Iterator[None]:
+    """``torch.autocast`` for ``precision`` on ``device_type`` (a no-op for fp32)."""
     import torch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device_type, dtype=dtype)
+    dtype = autocast_dtype(precision)
+    with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+        yield
 
 
 def fp32_logits(model, hidden):
     """Logits from the output head computed in fp32 outside autocast, whatever precision the body ran
-    in: the head's rounding would otherwise dominate the small log-likelihood deltas between checkpoints."""
+    in: the head's rounding would otherwise dominate the small log-likelihood deltas between checkpoints
+    (a logit of 10 in bf16 is off by up to 0.04, the size of the effects evaluation looks for)."""
     import torch
 
     head = model.get_output_embeddings()

@@ -26,13 +26,12 @@ import numpy as np
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .errors import CptError
 from .packing import MixedSampler, PackedSplit
+from .hardware import mfu, peak_flops
 from .params import ExperimentParams, load_params
+from .precision import accelerate_mixed_precision, autocast, resolve_precision
 from .schedules import Segment, lr_at
 
 __all__ = ["train", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
-
-GPU_PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
-
 
 class TrainingDiverged(CptError, RuntimeError):
     pass
@@ -43,31 +42,35 @@ class DataMismatch(CptError, RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _precision(requested: str, device_type: str) -> str:
-    """``auto`` → bf16 wherever it is supported (CPU autocast included: ≈1.7× faster here), else fp32."""
+def compile_cache_dir() -> Path:
+    """Inductor's FX-graph/kernel cache inside the project cache, so variants and reruns reuse it.
+
+    Set before the first compilation (inductor reads ``TORCHINDUCTOR_CACHE_DIR`` whenever it needs the
+    folder). A user's own setting wins; torch's default (``/tmp/torchinductor_<user>``, which torch writes
+    into the environment the first time it asks) does not."""
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from .paths import cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "torch_compile")
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
+def compiled_for_training(model):
+    """``torch.compile`` of the training forward only; evaluation and checkpoints keep the eager module.
+
+    Shapes are fixed (micro-batch × seq_len), so one graph serves the whole run; the per-document mask
+    survives compilation because transformers' ``find_packed_sequence_indices`` always builds the packed
+    mask while tracing (it only skips it eagerly when a batch holds one document per row, which gives
+    the same mask)."""
     import torch
 
-    if requested == "auto":
-        if device_type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16"
-    return {"fp32": "no"}.get(requested, requested)
-
-
-def _peak_flops(device_type: str, precision: str) -> float:
-    """Peak FLOP/s for the MFU estimate: a table for GPUs, a quick matmul measurement on CPU."""
-    import torch
-
-    if device_type == "cuda":
-        name = torch.cuda.get_device_name()
-        return next((v for k, v in GPU_PEAK_BF16_FLOPS.items() if k in name), 312e12)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(5):
-        a @ b
-    return 5 * 2 * 1024**3 / (time.perf_counter() - start)
+    compile_cache_dir()
+    return torch.compile(model)
 
 
 def flops_per_token(config, n_params: int, seq_len: int) -> float:
@@ -142,15 +145,19 @@ def _truncate_metrics(path: Path, step: int) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
 
 
-def _evaluate(model, splits: dict[str, PackedSplit], params: ExperimentParams, precision: str) -> dict:
-    from .evaluate import perplexity
+def _evaluate(model, splits: dict[str, PackedSplit], params: ExperimentParams, precision: str, tokenizer=None) -> dict:
+    """The in-loop point of every held-out split: loss with its document-clustered SE, perplexity, and
+    bits per byte (from the decoded text) when the tokenizer is given."""
+    from .perplexity import perplexity
 
     row = {}
     for name, split in splits.items():
         result = perplexity(model, split, max_sequences=params.train.eval_max_sequences,
                             batch_size=params.train.micro_batch_size,
-                            per_document=params.train.per_document_attention, precision=precision)
+                            per_document=params.train.per_document_attention, precision=precision, tokenizer=tokenizer)
         row.update({f"{name}_loss": result["loss"], f"{name}_loss_se": result["loss_se"], f"{name}_ppl": result["ppl"]})
+        if "bits_per_byte" in result:
+            row.update({f"{name}_bpb": result["bits_per_byte"], f"{name}_bpb_se": result["bits_per_byte_se"]})
     return row
 
 
@@ -181,10 +188,17 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
         print(f"reusing finished training in {run_dir} ({finished[-1]['name']}, parameters unchanged)")
         return {"reused": True, **finished[-1]}
 
+    if (params.model.attn_implementation == "flash_attention_2" and tp.per_document_attention
+            and tp.micro_batch_size > 1):
+        # transformers runs FlashAttention-2 varlen from position_ids only for a batch of 1 row
+        # (modeling_flash_attention_utils._is_packed_sequence); with more rows documents would attend
+        # to each other silently
+        raise ValueError("model.attn_implementation: flash_attention_2 isolates packed documents only with "
+                         "train.micro_batch_size: 1 (raise grad_accum_steps instead), or use sdpa")
     device_probe = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = _precision(tp.precision, device_probe)
+    precision = resolve_precision(tp.precision, device_probe)  # bf16 on CPU only with AMX/AVX-512 BF16
     # cpu=True on a CPU machine: Accelerate only sets up multi-process (gloo) CPU training when told so
-    accelerator = Accelerator(cpu=device_probe == "cpu", mixed_precision=precision, gradient_accumulation_steps=1,
+    accelerator = Accelerator(cpu=device_probe == "cpu", mixed_precision=accelerate_mixed_precision(precision), gradient_accumulation_steps=1,
                               log_with=tp.trackers or None, project_dir=str(run_dir))
     if tp.num_threads and accelerator.device.type == "cpu":
         torch.set_num_threads(tp.num_threads)
@@ -195,7 +209,9 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     _check_data(params, data_dir, tokenizer)
     train_split = PackedSplit(data_dir / "train")
     replay_split = PackedSplit(data_dir / "replay")
-    val = {"val_domain": PackedSplit(data_dir / "val_domain"), "val_general": PackedSplit(data_dir / "val_general")}
+    from .evaluate import heldout_splits
+
+    val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir)}  # domain, general, registers
     sampler = MixedSampler(len(train_split), len(replay_split), tp.micro_batch_size, tp.replay_fraction,
                            seed=params.seed, rank=accelerator.process_index, world_size=accelerator.num_processes)
 
@@ -205,13 +221,13 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     if tp.gradient_checkpointing:
         model.activation_checkpointing_enable()
     initial = [p.detach().clone() for p in model.parameters()] if tp.l2_init_weight > 0 else None
-    fused = {"on": True, "off": False}.get(tp.fused_adamw, accelerator.device.type == "cuda")
+    # fused AdamW: one kernel per step instead of a dozen foreach passes (CPU too since torch 2.4)
+    fused = {"on": True, "off": False}.get(tp.fused_adamw, True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tp.lr, betas=(tp.beta1, tp.beta2),
                                   weight_decay=tp.weight_decay, fused=fused)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(sampler)
-    if tp.compile:
-        model = torch.compile(model)
+    step_model = compiled_for_training(model) if tp.compile else model  # the rest uses the eager module
 
     # token arithmetic: tokens per optimizer step = micro-batch × seq_len × accumulation × processes
     seq_len = train_split.seq_len
@@ -250,8 +266,8 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
 
     n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
     flops_token = flops_per_token(accelerator.unwrap_model(model).config, n_params, seq_len)
-    peak_flops = _peak_flops(accelerator.device.type, precision)
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    peak = peak_flops(accelerator.device.type)  # per device; None for an unknown GPU
+    compile_s, first_step_s = None, None
     splits = {"train": train_split, "replay": replay_split}
     bar = None
     if progress and accelerator.is_main_process:
@@ -269,7 +285,7 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
 
     def log_eval() -> None:
         if accelerator.is_main_process:
-            row = _evaluate(accelerator.unwrap_model(model), val, params, precision)
+            row = _evaluate(accelerator.unwrap_model(model), val, params, precision, tokenizer)
             _append_jsonl(metrics_path, {"kind": "eval", "step": step, "tokens": step * tokens_per_step, **row})
             if tp.trackers:
                 accelerator.log(row, step=step)
@@ -299,8 +315,8 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
             sync = micro == tp.grad_accum_steps - 1
             context = accelerator.no_sync(model) if not sync and accelerator.num_processes > 1 else _null()
             with context:
-                with torch.autocast(accelerator.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    loss = model(input_ids=input_ids, labels=input_ids, use_cache=False, **kwargs).loss
+                with autocast(precision, accelerator.device.type):
+                    loss = step_model(input_ids=input_ids, labels=input_ids, use_cache=False, **kwargs).loss
                 total = loss / tp.grad_accum_steps
                 if initial is not None:
                     total = total + tp.l2_init_weight * _l2_to_initial(accelerator.unwrap_model(model), initial) / tp.grad_accum_steps
@@ -320,12 +336,20 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
         # 5. log
         elapsed = time.perf_counter() - started
         tokens_per_s = tokens_per_step / elapsed
+        # compilation happens in the first step of this process: its excess over the next step is the cost
+        new_compile_s = None
+        if tp.compile and first_step_s is None:
+            first_step_s = elapsed
+        elif tp.compile and compile_s is None:
+            compile_s = new_compile_s = max(0.0, first_step_s - elapsed)
         if accelerator.is_main_process and (step % tp.log_every_steps == 0 or step == total_steps):
             _append_jsonl(metrics_path, {
                 "kind": "train", "step": step, "tokens": step * tokens_per_step, "loss": loss_value, "lr": lr,
                 "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_s,
-                "mfu": flops_token * tokens_per_s / peak_flops, "mem_mb": _memory_mb(accelerator.device.type),
-                "time_s": elapsed, "replay_rows": sum(1 for s, _ in picks if s == "replay")})
+                "mfu": mfu(tokens_per_s / accelerator.num_processes, flops_token, peak),
+                "mem_mb": _memory_mb(accelerator.device.type), "time_s": elapsed,
+                "replay_rows": sum(1 for s, _ in picks if s == "replay"),
+                **({"compile_s": new_compile_s} if new_compile_s is not None else {})})
         if bar is not None:
             bar.update(tokens_per_step)
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
@@ -348,7 +372,8 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     if tp.trackers:
         accelerator.end_training()
     return {"reused": False, "steps": step, "tokens": step * tokens_per_step, "tokens_per_step": tokens_per_step,
-            "processes": accelerator.num_processes, "precision": precision, "ranks_consistent": consistent}
+            "processes": accelerator.num_processes, "precision": precision, "compile_s": compile_s,
+            "ranks_consistent": consistent}
 
 
 class _null:

@@ -1,0 +1,135 @@
+"""What this machine's matmuls can do: the denominator of MFU.
+
+CPU: the bf16 and fp32 matmul peaks are *measured* once per machine (a few seconds) and cached as JSON
+in ``cache_dir()/hardware/``, keyed by CPU model, core count and torch thread count — DESIGN §8 shows
+why a table cannot work: an AMX Xeon multiplies bf16 6× faster than fp32, an AVX2 EPYC 200× slower.
+GPU: dense bf16 peaks from the vendors' data sheets, matched on the *exact* device name; an unknown
+GPU has peak ``None`` and its MFU is shown as unknown rather than guessed (issue 13 item 5).
+
+MFU = tokens/s per device × FLOPs per token ÷ ``peak_flops(...)``, where the peak is the faster of the
+machine's bf16 and fp32 matmul: a run that leaves a faster precision unused shows it as low MFU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+from .paths import cache_dir
+
+#: Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, keyed by ``torch.cuda.get_device_name()``.
+GPU_PEAK_BF16_FLOPS: dict[str, float] = {
+    "NVIDIA H100 80GB HBM3": 989e12,          # H100 SXM
+    "NVIDIA H100 PCIe": 756e12,
+    "NVIDIA H100 NVL": 835e12,
+    "NVIDIA H200": 989e12,
+    "NVIDIA GH200 480GB": 989e12,
+    "NVIDIA A100-SXM4-80GB": 312e12,
+    "NVIDIA A100-SXM4-40GB": 312e12,
+    "NVIDIA A100 80GB PCIe": 312e12,
+    "NVIDIA A100-PCIE-40GB": 312e12,
+    "NVIDIA L4": 121e12,
+    "NVIDIA L40S": 362e12,
+    "NVIDIA L40": 181e12,
+    "NVIDIA A10": 125e12,
+    "NVIDIA A10G": 70e12,
+    "NVIDIA GeForce RTX 4090": 165e12,
+    "NVIDIA GeForce RTX 3090": 71e12,
+}
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), or ``platform.processor()`` elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        if match:
+            return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_key(threads: int) -> str:
+    raw = f"{cpu_model()}-{os.cpu_count()}cores-{threads}threads"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
+
+
+def measure_matmul_flops(dtype: str, budget_s: float = 1.0) -> float:
+    """Peak FLOP/s of square matmuls in ``dtype`` (``bf16``/``fp32``) on the CPU, in ~``budget_s``.
+
+    The size grows 256 → 2048 while one product stays fast, so a CPU that emulates bf16 (≈ 0.2 GFLOP/s)
+    costs about a second instead of minutes. Each product is timed both by the wall clock and by the
+    CPU time of torch's threads (FLOPs × threads ÷ CPU-seconds: a descheduled thread does not count on
+    a shared machine). Both are lower bounds of the true peak, so the best of them over several repeats
+    at the largest size is kept. On a heavily shared machine it still reads low (OpenMP threads spin
+    while waiting for a descheduled sibling): refresh the cache on a quiet machine for MFU you report.
+    """
+    import torch
+
+    torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    threads = torch.get_num_threads()
+    n = 256
+    while True:
+        a = torch.randn(n, n, dtype=torch_dtype)
+        b = torch.randn(n, n, dtype=torch_dtype)
+        start = time.perf_counter()
+        a @ b  # warm-up (oneDNN/MKL kernel selection)
+        first = time.perf_counter() - start
+        if n < 2048 and first * 8 <= budget_s / 2:
+            n *= 2
+            continue
+        best, deadline = 0.0, time.perf_counter() + budget_s / 2
+        while True:
+            wall, cpu = time.perf_counter(), time.process_time()
+            a @ b
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best = max(best, 2 * n**3 / wall, 2 * n**3 * threads / cpu if cpu > 0 else 0.0)
+            if time.perf_counter() > deadline:
+                return best
+
+
+def cpu_peak_flops(refresh: bool = False) -> dict[str, float]:
+    """``{"bf16": FLOP/s, "fp32": FLOP/s, ...}`` for this CPU at torch's current thread count, measured
+    once and cached (delete the JSON or pass ``refresh`` to measure again)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    path = cache_dir() / "hardware" / f"{_cpu_key(threads)}.json"
+    if path.is_file() and not refresh:
+        return json.loads(path.read_text())
+    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads,
+              "bf16": measure_matmul_flops("bf16"), "fp32": measure_matmul_flops("fp32"),
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "load_average_1min": os.getloadavg()[0]}  # > cores: the machine was shared, the peak reads low
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+    return result
+
+
+def gpu_peak_flops(name: str) -> float | None:
+    """The dense bf16 peak of the GPU called exactly ``name``; None when it is not in the table."""
+    return GPU_PEAK_BF16_FLOPS.get(name.strip())
+
+
+def peak_flops(device_type: str) -> float | None:
+    """The device's best dense matmul FLOP/s (per device), or None when unknown."""
+    if device_type == "cuda":
+        import torch
+
+        return gpu_peak_flops(torch.cuda.get_device_name())
+    if device_type == "cpu":
+        peaks = cpu_peak_flops()
+        return max(peaks["bf16"], peaks["fp32"])
+    return None
+
+
+def mfu(tokens_per_s_per_device: float, flops_per_token: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation, or None when the peak is unknown."""
+    return None if not peak else tokens_per_s_per_device * flops_per_token / peak
