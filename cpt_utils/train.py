@@ -128,6 +128,9 @@ def _trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+trajectory_fingerprint = _trajectory_fingerprint
+
+
 def run_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
     """Identity of a *finished* run: the same trajectory trained to the same token budget."""
     return f"{_trajectory_fingerprint(params, data_dir)}-{params.train.token_budget}"
@@ -181,10 +184,8 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
         raise DataMismatch(f"{data_dir}: no manifest.json — run preprocessing first (notebook 02 or `cpt prepare`)")
     trajectory = _trajectory_fingerprint(params, data_dir)
     fingerprint = run_fingerprint(params, data_dir)
-    if tp.resume == "never" and (run_dir / "checkpoints").is_dir():
-        shutil.rmtree(run_dir / "checkpoints")  # a deliberate fresh start: no stale checkpoint may linger
     finished = [c for c in list_checkpoints(run_dir) if c.get("final") and c.get("params_fingerprint") == fingerprint]
-    if finished:
+    if finished and tp.resume != "never":
         print(f"reusing finished training in {run_dir} ({finished[-1]['name']}, parameters unchanged)")
         return {"reused": True, **finished[-1]}
 
@@ -200,6 +201,12 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     # cpu=True on a CPU machine: Accelerate only sets up multi-process (gloo) CPU training when told so
     accelerator = Accelerator(cpu=device_probe == "cpu", mixed_precision=accelerate_mixed_precision(precision), gradient_accumulation_steps=1,
                               log_with=tp.trackers or None, project_dir=str(run_dir))
+    if tp.resume == "never" and (run_dir / "checkpoints").is_dir():
+        # a deliberate fresh start: no stale checkpoint may linger. One process deletes, after every
+        # process exists, and the others wait (deleting on every rank before that raced)
+        if accelerator.is_main_process:
+            shutil.rmtree(run_dir / "checkpoints")
+        accelerator.wait_for_everyone()
     if tp.num_threads and accelerator.device.type == "cpu":
         torch.set_num_threads(tp.num_threads)
     set_seed(params.seed)
@@ -323,13 +330,20 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
                 accelerator.backward(total)
             loss_sum += loss.detach().float().item()
         loss_value = loss_sum / tp.grad_accum_steps
-        # 3. NaN/inf guard: never step on a bad gradient; the last good checkpoint stays untouched
-        if not math.isfinite(loss_value):
+        # 3. clip, then the NaN/inf guard on the loss *and* the gradients, agreed across processes (one
+        #    rank raising alone would leave the others hanging in the next collective): never step on a
+        #    bad gradient, so no checkpoint ever holds weights a bad step produced
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), tp.grad_clip if tp.grad_clip else float("inf"))
+        bad = torch.tensor([0.0 if math.isfinite(loss_value) and math.isfinite(float(grad_norm)) else 1.0],
+                           device=accelerator.device)
+        if accelerator.num_processes > 1:
+            bad = accelerator.reduce(bad, reduction="sum")
+        if float(bad.sum()) > 0:
             raise TrainingDiverged(
-                f"loss became {loss_value} at step {step + 1} ({(step + 1) * tokens_per_step:,} tokens); "
-                f"last good checkpoint: {(list_checkpoints(run_dir) or [{'name': 'none'}])[-1]['name']}")
-        # 4. clip and step
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), tp.grad_clip) if tp.grad_clip else float("nan")
+                f"loss {loss_value:.4g}, gradient norm {float(grad_norm):.4g} at step {step + 1} "
+                f"({(step + 1) * tokens_per_step:,} tokens; non-finite on {int(bad.sum())} process(es)): the step was "
+                f"not taken; last good checkpoint: {(list_checkpoints(run_dir) or [{'name': 'none'}])[-1]['name']}")
+        # 4. step
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1

@@ -45,6 +45,20 @@ def finished_variant(vparams: ExperimentParams, vdir: Path, data_dir: Path) -> d
     return ev if ev.get("eval_fingerprint") == eval_fingerprint(vparams, data_dir, weights) else None
 
 
+def _fresh_if_changed(vparams: ExperimentParams, vdir: Path, data_dir: Path, name: str, progress: bool) -> ExperimentParams:
+    """A variant whose hyperparameters were edited in the file is retrained from the base model: its old
+    checkpoints belong to another trajectory (resuming them would be refused as a data mismatch)."""
+    from .checkpointing import latest_resumable, list_checkpoints
+    from .train import trajectory_fingerprint
+
+    old = latest_resumable(vdir) or (list_checkpoints(vdir) or [None])[-1]
+    if old is None or old.get("trajectory_fingerprint") == trajectory_fingerprint(vparams, data_dir):
+        return vparams
+    if progress:
+        print(f"variant {name}: its parameters changed since {old['name']} was trained; retraining from the base model")
+    return vparams.model_copy(update={"train": vparams.train.model_copy(update={"resume": "never"})})
+
+
 def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool = True):
     """Train and evaluate every variant in ``params.variants`` (skipping finished ones); return one row
     per variant: name, description, status ("reused", or "computed" when training or evaluation ran),
@@ -67,6 +81,7 @@ def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool =
         if progress:
             print(f"variant {name} ({status if ev else 'training'}): {spec.description or spec.train}", flush=True)
         if ev is None:
+            vparams = _fresh_if_changed(vparams, vdir, data_dir, name, progress)
             train(vparams, vdir, data_dir=data_dir, progress=progress)
             evaluate_run(vparams, vdir, data_dir=data_dir, progress=progress, include_base=False)
             ev = final_eval(vdir)

@@ -225,3 +225,23 @@ def test_real_smollm2_mmlu_cloze_matches_the_recorded_measurement(tmp_path):
     agree = sum(
         (i in RECORDED_CORRECT[task]) == bool(x) for task, r in results.items() for i, x in enumerate(r["per_item"]))
     assert agree >= 180, f"only {agree}/200 items agree with the recorded run"
+
+
+def test_a_retrained_checkpoint_is_evaluated_again(prepared, tmp_path, capsys):
+    """Stored results are keyed on the scored weights' identity: retraining (resume: never) writes a
+    checkpoint of the same name, and its old scores must not be shown for it."""
+    from cpt_utils.train import train
+
+    params, run = prepared
+    p = params.model_copy(update={
+        "eval": params.eval.model_copy(update={"offline_tasks": [], "task_groups": {}}),
+        "train": params.train.model_copy(update={"token_budget": 512, "milestones": [], "eval_every_tokens": None})})
+    train(p, tmp_path, data_dir=run / "data", progress=False)
+    evaluate_run(p, tmp_path, data_dir=run / "data", include_base=False)
+    capsys.readouterr()
+    evaluate_run(p, tmp_path, data_dir=run / "data", include_base=False)
+    assert "evaluating" not in capsys.readouterr().out  # unchanged: reused
+    again = p.model_copy(update={"train": p.train.model_copy(update={"resume": "never"})})
+    train(again, tmp_path, data_dir=run / "data", progress=False)
+    evaluate_run(again, tmp_path, data_dir=run / "data", include_base=False)
+    assert "evaluating tokens-" in capsys.readouterr().out

@@ -130,6 +130,30 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_params, data_di
     assert [c["step"] for c in list_checkpoints(tmp_path)] == [4]
 
 
+def test_nan_gradients_with_a_finite_loss_never_step_and_never_reach_a_checkpoint(tiny_params, data_dir, tmp_path,
+                                                                                  monkeypatch):
+    """A finite loss can still carry NaN gradients (e.g. an overflow in backward): the guard checks the
+    gradient norm too, so the step is not taken and the saved weights stay finite."""
+    from transformers import LlamaForCausalLM
+
+    real_forward, calls = LlamaForCausalLM.forward, {"n": 0}
+
+    def poisoned(self, *args, **kwargs):  # at the 7th training step the loss is finite, its gradient NaN
+        out = real_forward(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 7:
+                out.loss.register_hook(lambda g: g * float("nan"))  # the value stays finite
+        return out
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"gradient norm nan at step 7 .*the step was not taken"):
+        train(_with(tiny_params, checkpoint_every_tokens=1024), tmp_path, data_dir=data_dir, progress=False)
+    (checkpoint,) = list_checkpoints(tmp_path)
+    model = load_checkpoint_model(checkpoint["path"])
+    assert checkpoint["step"] == 4 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_data_from_another_tokenizer_is_refused(tiny_params, data_dir, tmp_path):
     other = tiny_params.model_copy(update={"model": tiny_params.model.model_copy(
         update={"tiny": tiny_params.model.tiny.model_copy(update={"vocab_size": 256})})})

@@ -33,3 +33,15 @@ def test_variants_share_the_data_and_are_reused(tiny_params, tmp_path, capsys):
     assert finished_variant(changed.variant("replay_25"), variant_dir(tmp_path, "replay_25"), tmp_path / "data") is None
     assert finished_variant(changed.variant("no_mitigation"), variant_dir(tmp_path, "no_mitigation"), tmp_path / "data")
     capsys.readouterr()
+
+
+def test_a_variant_whose_parameters_changed_is_retrained_not_refused(tiny_params, tmp_path, capsys):
+    params = tiny_params.model_copy(update={"eval": tiny_params.eval.model_copy(update={"offline_tasks": [], "task_groups": {}}),
+                                            "variants": {"low": tiny_params.variants["no_mitigation"]}})
+    prepare_data(params, tmp_path, progress=False)
+    first = run_variants(params, tmp_path, progress=False)
+    edited = params.model_copy(update={"variants": {"low": params.variants["low"].model_copy(
+        update={"train": {**params.variants["low"].train, "lr": 1e-5}})}})
+    again = run_variants(edited, tmp_path, progress=True)
+    assert "parameters changed" in capsys.readouterr().out
+    assert list(again.status) == ["computed"] and list(again.val_domain_loss) != list(first.val_domain_loss)
