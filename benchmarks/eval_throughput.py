@@ -142,7 +142,8 @@ def _run(args, params, data_dir: Path) -> None:
     for task in tasks:
         metrics = ref["results"][task]
         metric = "acc_norm,none" if "acc_norm,none" in metrics else "acc,none"
-        same = sum(x[metric] == y[metric] for x, y in zip(sorted(ref["samples"][task], key=lambda s: s["doc_id"]),
+        key = metric.split(",")[0]
+        same = sum(x[key] == y[key] for x, y in zip(sorted(ref["samples"][task], key=lambda s: s["doc_id"]),
                                                           sorted(ours["samples"][task], key=lambda s: s["doc_id"])))
         print(f"  {task:28s} {metric[:-5]:8s} HFLM {metrics[metric]:.3f}  FastMCLM {ours['results'][task][metric]:.3f}"
               f"  same item scores {same}/{counts[task]}  seconds {per_task[task]['HFLM']:.1f} vs "
