@@ -52,12 +52,12 @@ def _per_request(results: dict) -> dict:
             for task, samples in results["samples"].items() for s in samples for j, r in enumerate(s["resps"])}
 
 
-def _data_dir(params, tmp: Path) -> Path:
-    """The quickstart run's prepared data if it exists, otherwise prepared now into ``tmp``."""
+def _data_dir(params, tmp: Path, given: str | None) -> Path:
+    """``--data``, else the quickstart run's prepared data if it exists, else prepared now into ``tmp``."""
     from cpt_utils.paths import run_dir
     from cpt_utils.preprocess import prepare_data
 
-    data = run_dir(params.run_name) / "data"
+    data = Path(given) if given else run_dir(params.run_name) / "data"
     if (data / "manifest.json").is_file():
         return data
     print("no prepared quickstart data: preparing it in a temporary folder (not timed) …", flush=True)
@@ -74,25 +74,35 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=4096, help="FastMCLM token budget per forward pass")
     parser.add_argument("--ppl-batches", type=int, nargs="*", default=[4, 8, 16, 32])
     parser.add_argument("--ppl-sequences", type=int, default=64)
+    parser.add_argument("--data", help="a prepared data folder (default: the run's, else prepared in a temp folder)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--cli", action="store_true", help="also time the lm_eval command line (HFLM, saved model)")
     args = parser.parse_args()
 
+    import torch
+
+    from cpt_utils.params import load_params
+    from cpt_utils.paths import configure_environment
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    params = load_params(args.params)
+    params = params.model_copy(update={"eval": params.eval.model_copy(update={"limit": args.limit})})
+    configure_environment(offline=True)
+    with tempfile.TemporaryDirectory(prefix="cpt-eval-bench-") as tmp:
+        _run(args, params, _data_dir(params, Path(tmp), args.data))
+
+
+def _run(args, params, data_dir: Path) -> None:
     import torch
     from lm_eval.models.huggingface import HFLM
 
     from cpt_utils.perplexity import perplexity
     from cpt_utils.modeling import load_model, load_tokenizer
     from cpt_utils.packing import PackedSplit
-    from cpt_utils.params import load_params
-    from cpt_utils.paths import configure_environment
     from cpt_utils.scoring import FastMCLM
     from cpt_utils.tasks import build_task_dir
 
-    params = load_params(args.params)
-    params = params.model_copy(update={"eval": params.eval.model_copy(update={"limit": args.limit})})
-    configure_environment(offline=True)
-    tmp = Path(tempfile.mkdtemp(prefix="cpt-eval-bench-"))
-    data_dir = _data_dir(params, tmp)
     tokenizer = load_tokenizer(params.model)
     model = load_model(params.model).eval()
     task_dir, counts = build_task_dir(params, data_dir, tokenizer)
@@ -105,8 +115,21 @@ def main() -> None:
     fast = FastMCLM(pretrained=model, tokenizer=tokenizer, batch_size=bs, device="cpu", precision=args.precision,
                     batch_tokens=args.batch_tokens)
     _evaluate(fast, tasks[:1], task_dir, seed)  # warm-up: first-call allocations and lazy imports, not timed
-    ref, ref_s, ref_cpu = _timed(lambda: _evaluate(hflm, tasks, task_dir, seed))
-    ours, ours_s, ours_cpu = _timed(lambda: _evaluate(fast, tasks, task_dir, seed))
+    # task by task, alternating which goes first, so both see the same machine load (it is shared)
+    ref, ours = {"results": {}, "samples": {}}, {"results": {}, "samples": {}}
+    ref_s = ref_cpu = ours_s = ours_cpu = 0.0
+    per_task: dict[str, dict[str, float]] = {}
+    for k, task in enumerate(tasks):
+        for lm, out in ([(hflm, ref), (fast, ours)] if k % 2 == 0 else [(fast, ours), (hflm, ref)]):
+            result, s, cpu = _timed(lambda: _evaluate(lm, [task], task_dir, seed))
+            for key in ("results", "samples"):
+                out[key].update(result[key])
+            per_task.setdefault(task, {})["HFLM" if lm is hflm else "FastMCLM"] = s
+            if lm is hflm:
+                ref_s, ref_cpu = ref_s + s, ref_cpu + cpu * s
+            else:
+                ours_s, ours_cpu = ours_s + s, ours_cpu + cpu * s
+    ref_cpu, ours_cpu = ref_cpu / ref_s, ours_cpu / ours_s
     a, b = _per_request(ref), _per_request(ours)
     delta = max(abs(a[k] - b[k]) for k in a)
     requests = len(a)
@@ -119,10 +142,12 @@ def main() -> None:
     for task in tasks:
         metrics = ref["results"][task]
         metric = "acc_norm,none" if "acc_norm,none" in metrics else "acc,none"
-        same = sum(x[metric] == y[metric] for x, y in zip(sorted(ref["samples"][task], key=lambda s: s["doc_id"]),
+        key = metric.split(",")[0]
+        same = sum(x[key] == y[key] for x, y in zip(sorted(ref["samples"][task], key=lambda s: s["doc_id"]),
                                                           sorted(ours["samples"][task], key=lambda s: s["doc_id"])))
         print(f"  {task:28s} {metric[:-5]:8s} HFLM {metrics[metric]:.3f}  FastMCLM {ours['results'][task][metric]:.3f}"
-              f"  same item scores {same}/{counts[task]}")
+              f"  same item scores {same}/{counts[task]}  seconds {per_task[task]['HFLM']:.1f} vs "
+              f"{per_task[task]['FastMCLM']:.1f}")
 
     if args.cli:
         _cli(model, tokenizer, tasks, task_dir, bs, seed, items, args.precision, ours_s)
