@@ -248,15 +248,6 @@ class EvalParams(Section):
         default_factory=dict, description="named groups of tasks (e.g. domain: [sciq_offline, …], general: "
         "[hellaswag_offline, …]) aggregated with paired SEs in notebooks 04/05 and on the index")
 
-    @model_validator(mode="after")
-    def _groups_name_evaluated_tasks(self) -> "EvalParams":
-        evaluated = set(self.offline_tasks) | set(self.hub_tasks)
-        stray = {g: [t for t in tasks if t not in evaluated] for g, tasks in self.task_groups.items()}
-        stray = {g: ts for g, ts in stray.items() if ts}
-        if stray:
-            raise ValueError("task_groups: " + "; ".join(f"{g}: {ts} not in offline_tasks or hub_tasks" for g, ts in stray.items())
-                             + f"; evaluated tasks: {sorted(evaluated)}")
-        return self
 
 
 # ------------------------------------------------------------------------------------------ analysis
@@ -327,8 +318,8 @@ class ExperimentParams(Section):
 
 
 # ------------------------------------------------------------------------------------------- loading
-#: Keys whose mapping an overriding file replaces as a whole (a child's variants are its own list).
-REPLACED_WHOLE = {"variants"}
+#: Keys whose mapping an overriding file replaces as a whole (a child's variants and task groups are its own).
+REPLACED_WHOLE = {"variants", "task_groups"}
 #: The corpus kind a mapping without ``kind`` has (``DataParams._default_kind``).
 DEFAULT_CORPUS_KIND = "packaged_wiki"
 
@@ -469,7 +460,16 @@ def consistency_problems(params: ExperimentParams) -> list[str]:
         except ValidationError:
             continue  # already reported by the schema (_variants_valid)
         problems += _train_problems(tp, f"variants.{name}.train", set(resolved) - set(variant.train))
-    return problems + _model_shape_problems(params)
+    return problems + _model_shape_problems(params) + _task_group_problems(params.eval)
+
+
+def _task_group_problems(ev: EvalParams) -> list[str]:
+    """A group may only name evaluated tasks (a child file that narrows ``offline_tasks`` must narrow
+    its parent's ``task_groups`` too)."""
+    evaluated = set(ev.offline_tasks) | set(ev.hub_tasks)
+    return [f"eval.task_groups.{group}: {[t for t in tasks if t not in evaluated]} not in eval.offline_tasks or "
+            f"eval.hub_tasks (evaluated: {sorted(evaluated)})"
+            for group, tasks in ev.task_groups.items() if any(t not in evaluated for t in tasks)]
 
 
 def _schema(data: dict, origin: str) -> ExperimentParams:

@@ -69,7 +69,7 @@ def test_validate_reports_every_problem_the_file_implies_one_line_each(tmp_path)
         "extends": str(TINY),
         "model": {"tiny": {"hidden_size": 66, "num_key_value_heads": 3, "max_position_embeddings": 32}},
         "train": {"token_budget": 1000, "milestones": [500, 2048], "warmup_tokens": 1000, "resume": str(tmp_path / "nope")},
-        "eval": {"offline_tasks": ["mmlu_offline_domian"]},
+        "eval": {"offline_tasks": ["mmlu_offline_domian"], "task_groups": {"domain": ["mmlu_offline_domain"]}},
         "data": {"domain": {"kind": "files", "paths": ["corpus/*.jsonl"]}},
         "variants": {"short": {"train": {"token_budget": 256}}},
     }))
@@ -83,7 +83,8 @@ def test_validate_reports_every_problem_the_file_implies_one_line_each(tmp_path)
                 "preprocess.seq_len: 64 exceeds the model's maximum positions",
                 "data.domain.paths[0]: no file matches 'corpus/*.jsonl'",
                 f"train.resume: {tmp_path / 'nope'} does not exist",
-                "eval.offline_tasks: unknown task 'mmlu_offline_domian' (did you mean 'mmlu_offline_domain'?)"]
+                "eval.offline_tasks: unknown task 'mmlu_offline_domian' (did you mean 'mmlu_offline_domain'?)",
+                "eval.task_groups.domain: ['mmlu_offline_domain'] not in eval.offline_tasks"]
     for fragment in expected:
         assert sum(fragment in ln for ln in lines) == 1, f"{fragment!r} not on exactly one line of:\n{text}"
     assert all(ln.startswith("error: ") and "p.yaml: " in ln for ln in lines) and len(lines) == len(expected)
