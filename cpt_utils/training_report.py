@@ -114,6 +114,8 @@ def narrative(train_rows, eval_rows) -> str:
                      f"{last[f'val_{which}_loss']:.3f} nats/token (Δ {d:+.3f}, ±{se:.3f} unpaired SE; perplexity "
                      f"{first[f'val_{which}_ppl']:.1f} → {last[f'val_{which}_ppl']:.1f}).")
     steady = train_rows.iloc[min(len(train_rows) - 1, 2):]
-    lines.append(f"- Throughput {steady.tokens_per_s.median():,.0f} tokens/s (median after warm-up), MFU estimate "
-                 f"{100 * steady.mfu.median():.1f}%, peak memory {train_rows.mem_mb.max() / 1024:.2f} GiB.")
+    mfu = steady.mfu.astype(float).median()  # None (an unknown GPU's peak) reads as NaN
+    mfu_text = f"{100 * mfu:.1f}% of the device's measured peak" if np.isfinite(mfu) else "unknown (no peak known for this device)"
+    lines.append(f"- Throughput {steady.tokens_per_s.median():,.0f} tokens/s (median after warm-up), MFU "
+                 f"{mfu_text}, peak memory {train_rows.mem_mb.max() / 1024:.2f} GiB.")
     return "\n".join(lines)
