@@ -104,7 +104,7 @@ class CorpusStream:
             if "hub" not in resume:
                 for _ in islice(docs, resume["documents_read"]):
                     pass  # files and packaged corpora: skip what the saved run already processed
-            self.problems = copy.deepcopy(resume["problems"])
+            vars(self.problems).update(copy.deepcopy(vars(resume["problems"])))  # in place: the source holds it
             self.documents_read = resume["documents_read"]
         limit = self.spec.max_docs
         for doc in docs:
