@@ -73,7 +73,9 @@ class ShardWriter:
     """Accumulates full sequences and writes them as shards; ``close`` publishes ``split.json``.
 
     Each shard is written under a temporary name and renamed, so a crash never leaves a shard that
-    looks complete; a split is only readable once ``close`` has written its ``split.json``.
+    looks complete; a split is only readable once ``close`` has written its ``split.json``. Given a
+    ``state`` (``state_dict`` of an interrupted writer) it keeps and re-verifies the shards listed there
+    and deletes only the rest.
     """
 
     def __init__(self, split_dir: str | Path, seq_len: int, vocab_size: int, shard_sequences: int,

@@ -6,6 +6,16 @@ memory is the batch, one shard buffer per split (``preprocess.shard_tokens``) an
 (≈ 0.7 KB per kept document, the only part that grows with the corpus). The held-out split is decided per *document* (a hash of its id), before packing, so no
 sequence can mix training and validation text. ``manifest.json`` is written last; its fingerprint lets
 training refuse mismatched data and lets a re-run skip the whole step.
+
+An interrupted run resumes: after each train (or replay) shard the pipeline is drained and a snapshot
+(``data/resume.pkl``, written atomically) records the stream position, the filter/dedup/unreadable
+reports, the held-out count, every packer's buffered fragments, unfinished shard rows and
+``documents.jsonl`` length, and the length of the dedup log (``data/dedup.log``, the index as an
+append-only log, so a snapshot never rewrites it). The next ``prepare_data`` with the same fingerprint,
+code and input files continues after that shard, re-verifying the shards already written by content
+hash; anything else starts over. Measured on the tiny corpus: the snapshot is 2–26 KB (mostly the
+held-out buffers; at paper scale ≈ one tokenizer batch plus the held-out sets, ~10–20 MB, overwritten);
+the log grows by ≈ 235 bytes per document (≈ 120 MB for the 400M-token setting, appended once).
 """
 
 from __future__ import annotations
