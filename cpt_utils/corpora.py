@@ -7,11 +7,13 @@ never silently dropped: it is counted by reason in ``CorpusStream.problems`` wit
 
 from __future__ import annotations
 
+import copy
 import glob
 import gzip
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -75,18 +77,43 @@ class CorpusStream:
         self.base_dir = Path(base_dir) if base_dir else Path.cwd()
         self.problems = ProblemReport()
         self.documents_read = 0
+        self._resume: dict | None = None  # where the next pass starts (``resume_from``)
+        self._hub: dict = {}  # the open hub dataset and its record count: what ``state_dict`` saves
+
+    def resume_from(self, state: dict | None) -> None:
+        """Make the next pass start after the documents counted in ``state`` (from ``state_dict``)."""
+        self._resume = state
+
+    def state_dict(self) -> dict:
+        """The stream's position after the last document yielded, and the problems counted so far.
+
+        A hub stream saves ``datasets``' own iterable state (no record is read twice on resume); other
+        sources save the document count and skip that many documents (parsing, not processing, them).
+        """
+        state = {"documents_read": self.documents_read, "problems": self.problems}
+        if self._hub.get("dataset") is not None and hasattr(self._hub["dataset"], "state_dict"):
+            state["hub"] = {"dataset": self._hub["dataset"].state_dict(), "records": self._hub["records"]}
+        return copy.deepcopy(state)
 
     def __iter__(self) -> Iterator[Document]:
         self.problems = ProblemReport()
         self.documents_read = 0
+        resume, self._resume = self._resume, None
+        docs = self._documents(resume.get("hub") if resume else None)
+        if resume:
+            if "hub" not in resume:
+                for _ in islice(docs, resume["documents_read"]):
+                    pass  # files and packaged corpora: skip what the saved run already processed
+            vars(self.problems).update(copy.deepcopy(vars(resume["problems"])))  # in place: the source holds it
+            self.documents_read = resume["documents_read"]
         limit = self.spec.max_docs
-        for doc in self._documents():
+        for doc in docs:
             if limit is not None and self.documents_read >= limit:
                 break
             self.documents_read += 1
             yield doc
 
-    def _documents(self) -> Iterator[Document]:
+    def _documents(self, hub_state: dict | None = None) -> Iterator[Document]:
         if isinstance(self.spec, PackagedWikiCorpus):
             yield from iter_packaged_wiki(self.spec.topics)
         elif isinstance(self.spec, FilesCorpus):
@@ -96,13 +123,24 @@ class CorpusStream:
                 raise CorpusError(f"data.{self.name}.{err}") from None
             yield from iter_files(self.spec, self.base_dir, self.problems, files)
         elif isinstance(self.spec, HubCorpus):
-            yield from iter_hub(self.spec, self.problems)
+            yield from iter_hub(self.spec, self.problems, hub_state, self._hub)
         elif self.spec.kind == "packaged_register":
             from .registers import iter_register
 
             yield from iter_register(self.spec.register, self.problems, self.tokenizer)
         else:  # pragma: no cover - the schema admits no other kind
             raise TypeError(f"unknown corpus kind {type(self.spec).__name__}")
+
+    def source_identity(self) -> list | None:
+        """What says the input is unchanged since a snapshot: each local file's path, size and
+        modification time (hub and packaged sources are named by the parameters already)."""
+        if not isinstance(self.spec, FilesCorpus):
+            return None
+        try:
+            files = _expand(self.spec.paths, self.base_dir)
+        except CorpusError:
+            return None
+        return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
     def describe(self) -> str:
         spec = self.spec
@@ -250,12 +288,24 @@ def _iter_txt(path: Path, mode: str, problems: ProblemReport) -> Iterator[Docume
                 yield Document(id=f"{path.name}#{i}", text=para, source=path.name)
 
 
-def iter_hub(spec: HubCorpus, problems: ProblemReport) -> Iterator[Document]:
-    """A Hugging Face dataset, streamed; FineWeb-Edu's ``int_score`` filter applied on the fly."""
+def iter_hub(spec: HubCorpus, problems: ProblemReport, state: dict | None = None,
+             position: dict | None = None) -> Iterator[Document]:
+    """A Hugging Face dataset, streamed; FineWeb-Edu's ``int_score`` filter applied on the fly.
+
+    ``state`` (a saved ``position``) restarts the stream after the records already read; ``position``
+    is kept current: the dataset (whose ``state_dict()`` is the stream's place) and the records read.
+    """
     from datasets import load_dataset
 
     ds = load_dataset(spec.dataset, spec.config, split=spec.split, streaming=spec.streaming)
-    for i, record in enumerate(ds):
+    start = 0
+    if state is not None:
+        ds.load_state_dict(state["dataset"])
+        start = state["records"]
+    position = position if position is not None else {}
+    position.update(dataset=ds, records=start)
+    for i, record in enumerate(ds, start):
+        position["records"] = i + 1
         text = record.get(spec.text_field)
         if not isinstance(text, str):
             problems.add(f"missing text field '{spec.text_field}'", f"{spec.dataset}:{i}")

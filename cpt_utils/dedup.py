@@ -11,9 +11,11 @@ datasketch's ``MinHashLSH`` (a set per bucket), with the same candidates (tested
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import xxhash  # pinned in requirements.lock (a dependency of `datasets`); ~5× faster than sha1 here
@@ -67,23 +69,32 @@ class BandIndex:
         self._tables: list[dict[int, int]] = [{} for _ in range(self.bands)]
         self.ids: list[str] = []
 
-    def _keys(self, signature: np.ndarray) -> list[int]:
+    def keys(self, signature: np.ndarray) -> list[int]:
         data = signature.tobytes()
         width = signature.itemsize * self.rows
         return [xxhash.xxh3_64_intdigest(data[i * width:(i + 1) * width]) for i in range(self.bands)]
 
-    def first_match_or_insert(self, doc_id: str, signature: np.ndarray) -> str | None:
-        """The id of an earlier document sharing a band with ``signature``; if none, file this one."""
-        keys = self._keys(signature)
+    def first_match(self, keys: list[int]) -> str | None:
+        """The id of an earlier document sharing a band key with ``keys``."""
         for table, key in zip(self._tables, keys):
             found = table.get(key)
             if found is not None:
                 return self.ids[found]
+        return None
+
+    def insert(self, doc_id: str, keys: list[int]) -> None:
         ordinal = len(self.ids)
         self.ids.append(doc_id)
         for table, key in zip(self._tables, keys):
-            table[key] = ordinal
-        return None
+            table.setdefault(key, ordinal)
+
+    def first_match_or_insert(self, doc_id: str, signature: np.ndarray) -> str | None:
+        """The id of an earlier document sharing a band with ``signature``; if none, file this one."""
+        keys = self.keys(signature)
+        found = self.first_match(keys)
+        if found is None:
+            self.insert(doc_id, keys)
+        return found
 
 
 class Deduplicator:
@@ -95,21 +106,59 @@ class Deduplicator:
         self.params = params
         self._exact: set[int] = set()
         self._index: BandIndex | None = None
+        self._log: BinaryIO | None = None
         if params.near:
             from datasketch import MinHash
 
             self._index = BandIndex(params.threshold, params.num_perm)
             self._minhash = MinHash(num_perm=params.num_perm, seed=1, hashfunc=xxhash.xxh32_intdigest)
 
-    def _is_new(self, doc: Document, report: DedupReport) -> bool:
+    # ------------------------------------------------------------------ the index as an append-only log
+    # Resuming needs the index as it was at the last saved shard. Rewriting it whole at every shard would
+    # cost O(corpus) per shard (GBs at paper scale); instead each addition is appended to a log as it is
+    # made, and a snapshot records the log's length. Resuming truncates the log to that length (dropping
+    # what a crashed run added after it) and replays it. One JSON line per document that passed the
+    # exact check: [exact key or null, id or null, band keys or null] (id and keys when it was filed).
+
+    def open_log(self, path: str | Path, resume_at: int | None = None) -> None:
+        """Log every addition to ``path``; with ``resume_at`` (a ``log_offset``), first rebuild the index
+        from the log's first ``resume_at`` bytes."""
+        path = Path(path)
+        if resume_at is None:
+            path.write_bytes(b"")
+        else:
+            with open(path, "r+b") as fh:
+                fh.truncate(resume_at)
+                fh.seek(0)
+                for line in fh:
+                    key, doc_id, keys = json.loads(line)
+                    if key is not None:
+                        self._exact.add(key)
+                    if keys is not None and self._index is not None:
+                        self._index.insert(doc_id, keys)
+        self._log = open(path, "ab")
+
+    def log_offset(self) -> int:
+        """The log's length with everything added so far written out: what a snapshot records."""
+        if self._log is None:
+            return 0
+        self._log.flush()
+        return self._log.tell()
+
+    def close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _is_new(self, doc: Document, report: DedupReport) -> tuple[bool, int | None]:
         if not self.params.exact:
-            return True
+            return True, None
         key = exact_key(doc.text)
         if key in self._exact:
             report.exact_removed += 1
-            return False
+            return False, key
         self._exact.add(key)
-        return True
+        return True, key
 
     def signature(self, text: str) -> np.ndarray:
         """The document's MinHash signature (copies of one prototype: the permutations are built once)."""
@@ -120,13 +169,21 @@ class Deduplicator:
     def stream(self, docs: Iterable[Document], report: DedupReport) -> Iterator[Document]:
         """Yield the documents that are neither exact nor near duplicates of an earlier one."""
         for doc in docs:
-            if not self._is_new(doc, report):
+            new, key = self._is_new(doc, report)
+            if not new:
                 continue
+            kept, keys = None, None
             if self._index is not None:
-                kept = self._index.first_match_or_insert(doc.id, self.signature(doc.text))
-                if kept is not None:
-                    report.near_removed += 1
-                    if len(report.clusters) < MAX_CLUSTERS or kept in report.clusters:
-                        report.clusters.setdefault(kept, []).append({"id": doc.id, "text": doc.text[:200]})
-                    continue
+                keys = self._index.keys(self.signature(doc.text))
+                kept = self._index.first_match(keys)
+                if kept is None:
+                    self._index.insert(doc.id, keys)
+            filed = kept is None and keys is not None
+            if self._log is not None and (key is not None or filed):
+                self._log.write(json.dumps([key, doc.id if filed else None, keys if filed else None]).encode() + b"\n")
+            if kept is not None:
+                report.near_removed += 1
+                if len(report.clusters) < MAX_CLUSTERS or kept in report.clusters:
+                    report.clusters.setdefault(kept, []).append({"id": doc.id, "text": doc.text[:200]})
+                continue
             yield doc

@@ -73,15 +73,21 @@ class ShardWriter:
     """Accumulates full sequences and writes them as shards; ``close`` publishes ``split.json``.
 
     Each shard is written under a temporary name and renamed, so a crash never leaves a shard that
-    looks complete; a split is only readable once ``close`` has written its ``split.json``.
+    looks complete; a split is only readable once ``close`` has written its ``split.json``. Given a
+    ``state`` (``state_dict`` of an interrupted writer) it keeps and re-verifies the shards listed there
+    and deletes only the rest.
     """
 
     def __init__(self, split_dir: str | Path, seq_len: int, vocab_size: int, shard_sequences: int,
-                 meta: dict | None = None):
+                 meta: dict | None = None, state: dict | None = None):
         self.dir = Path(split_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        keep = {f"{shard['name']}.{suffix}.npy" for shard in (state or {}).get("shards", []) for suffix in shard["files"]}
+        if state is not None:
+            keep.add("documents.jsonl.tmp")  # the packer truncates it to the saved length
         for stale in [*self.dir.glob("shard-*"), *self.dir.glob("split.json*"), *self.dir.glob("documents.jsonl*")]:
-            stale.unlink()  # a restart rewrites the split from scratch
+            if stale.name not in keep:
+                stale.unlink()  # a restart rewrites the split from scratch (a resumed one from its last shard)
         self.seq_len = seq_len
         self.dtype = token_dtype(vocab_size)
         self.shard_sequences = max(1, shard_sequences)
@@ -96,6 +102,34 @@ class ShardWriter:
         self.shards: list[dict] = []
         self.num_sequences = 0
         self._hash = hashlib.blake2b(digest_size=16)
+        if state is not None:
+            self._restore(state)
+
+    def state_dict(self) -> dict:
+        """What resuming needs: the shards written (names, sizes, file hashes) and the rows of the
+        unfinished shard (copies: the buffer is reused)."""
+        n = self._rows
+        rows = None if self._ids is None else (self._ids[:n].copy(), self._pos[:n].copy(), self._doc[:n].copy())
+        return {"shards": [dict(s) for s in self.shards], "num_sequences": self.num_sequences, "rows": rows}
+
+    def _restore(self, state: dict) -> None:
+        """Continue after the shards in ``state``: each is checked against its recorded content hash
+        (a damaged one is refused, never packed on) and feeds the running hash again, which hashlib
+        cannot save."""
+        for shard in state["shards"]:
+            for suffix, expected in shard["files"].items():
+                path = self.dir / f"{shard['name']}.{suffix}.npy"
+                if not path.is_file() or file_digest(path) != expected:
+                    raise PackedDataError(f"{path}: missing or its content hash differs from the one recorded "
+                                          "when it was written; cannot resume from it")
+            self._hash.update(np.ascontiguousarray(np.load(self.dir / f"{shard['name']}.ids.npy")))
+            self.shards.append(dict(shard))
+        self.num_sequences = state["num_sequences"]
+        if state["rows"] is not None:
+            ids, pos, doc = state["rows"]
+            self.num_sequences -= len(ids)  # ``add`` counts them again
+            for row in range(len(ids)):
+                self.add(ids[row], pos[row], int(doc[row]))
 
     def add(self, ids: np.ndarray, pos: np.ndarray, first_doc: int = -1) -> None:
         if ids.shape != (self.seq_len,) or pos.shape != (self.seq_len,):
@@ -224,7 +258,8 @@ class SequencePacker:
     the longest document, not by the corpus.
     """
 
-    def __init__(self, writer: ShardWriter, separator_id: int, token_budget: int | None = None):
+    def __init__(self, writer: ShardWriter, separator_id: int, token_budget: int | None = None,
+                 state: dict | None = None):
         self.writer = writer
         self.seq_len = writer.seq_len
         self.separator_id = separator_id
@@ -232,7 +267,23 @@ class SequencePacker:
         self._fragments: list[tuple[int, np.ndarray]] = []  # (document index, remaining tokens)
         self._buffered = 0
         self.documents = 0
-        self._docs_tmp = open(writer.dir / "documents.jsonl.tmp", "w", encoding="utf-8")
+        docs_path = writer.dir / "documents.jsonl.tmp"
+        if state is None:
+            self._docs_tmp = open(docs_path, "w", encoding="utf-8")
+        else:
+            self._fragments = [(doc, np.asarray(tokens)) for doc, tokens in state["fragments"]]
+            self._buffered, self.documents = state["buffered"], state["documents"]
+            with open(docs_path, "r+b") as fh:
+                fh.truncate(state["documents_offset"])  # lines a crashed run wrote after the snapshot
+            self._docs_tmp = open(docs_path, "a", encoding="utf-8")
+
+    def state_dict(self) -> dict:
+        """The buffered document fragments and the length of ``documents.jsonl`` so far (the writer's
+        state is saved beside it)."""
+        self._docs_tmp.flush()
+        return {"fragments": [(doc, tokens.copy()) for doc, tokens in self._fragments], "buffered": self._buffered,
+                "documents": self.documents, "documents_offset": self._docs_tmp.tell(),
+                "writer": self.writer.state_dict()}
 
     @property
     def tokens_written(self) -> int:
