@@ -17,6 +17,7 @@ def setup(params_path: str | Path, run_name: str | None = None, show: bool = Tru
 
     ``run_name`` overrides the name derived from the file (the pipeline passes it explicitly).
     """
+    show_errors_as_lines()
     overrides = {"run_name": run_name} if run_name else None
     params = load_params(params_path, overrides=overrides)
     configure_environment(offline=params.offline)
@@ -31,6 +32,29 @@ def setup(params_path: str | Path, run_name: str | None = None, show: bool = Tru
     if show:
         _show_config(params, run_dir)
     return params, run_dir
+
+
+def show_errors_as_lines() -> None:
+    """In a notebook, an expected failure (``CptError``) shows the same ``error: …`` lines as the ``cpt``
+    command instead of a traceback; the cell still fails, so papermill and the pipeline see the error.
+    ``CPT_DEBUG=1`` keeps the traceback."""
+    import os
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or os.environ.get("CPT_DEBUG"):
+        return
+    from .errors import CptError, error_lines
+
+    def handler(self, etype, value, tb, tb_offset=None):
+        stb = [f"error: {line}" for line in error_lines(value)]
+        self._showtraceback(etype, value, stb)  # IPython discards the handler's return value: show it here
+        return stb
+
+    shell.set_custom_exc((CptError,), handler)
 
 
 def quiet_libraries() -> None:

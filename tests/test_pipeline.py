@@ -77,3 +77,26 @@ def test_bad_parameter_file_exits_2_naming_the_key(tmp_path):
     proc = _cpt("run", str(bad))
     assert proc.returncode == 2
     assert "train.lerning_rate: unknown key" in proc.stderr
+
+
+def test_a_notebook_shows_an_expected_error_as_the_cli_does(tmp_path):
+    """A CptError in a notebook cell shows the CLI's ``error:`` lines, not a traceback, and the cell
+    still fails (so papermill and the pipeline see it)."""
+    import papermill
+
+    book = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"},
+                                              "language_info": {"name": "python"}})
+    book.cells = [nbformat.v4.new_code_cell(
+        "from cpt_utils.notebook import setup\n"
+        f"setup({str(tmp_path / 'missing.yaml')!r})")]
+    nbformat.write(book, tmp_path / "in.ipynb")
+    with pytest.raises(papermill.PapermillExecutionError):
+        papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(REPO_ROOT),
+                                   progress_bar=False)
+    cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+    errors = [o for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert len(errors) == 1, [c.get("outputs") for c in cells]
+    (error,) = errors
+    shown = "\n".join(error.traceback)
+    assert "error: parameter file not found" in shown and "Traceback" not in shown
