@@ -341,6 +341,15 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _yaml_error_line(err: "yaml.YAMLError") -> str:
+    """A YAML error in one line: what went wrong and where (PyYAML's message spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    what = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(err, "context", None)
+    return f"{what}{where}" + (f" ({context})" if context else "")
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """Read a parameter file, resolving ``extends:`` chains (relative to the file's folder)."""
     path = path.resolve()
@@ -351,7 +360,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+        raise ParamsError(f"{path}: not valid YAML: {_yaml_error_line(err)}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
     parent = data.pop("extends", None)

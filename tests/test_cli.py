@@ -182,3 +182,9 @@ def test_prepare_failures_are_one_line_naming_the_cause(tmp_path, case):
         extra["data"]["general"] = {"kind": "files", "paths": ["general.jsonl"]}
     lines = errors_of(cpt("prepare", str(files_params(tmp_path, extra)), tmp=tmp_path))
     assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_broken_yaml_is_one_line_with_its_position(tmp_path):
+    (tmp_path / "p.yaml").write_text("train: [unclosed\n")
+    lines = errors_of(cpt("validate", str(tmp_path / "p.yaml"), tmp=tmp_path))
+    assert len(lines) == 1 and "not valid YAML" in lines[0] and "line 2, column 1" in lines[0]
