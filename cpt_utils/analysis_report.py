@@ -329,7 +329,7 @@ def fig_subjects(table):
     from .plots import PALETTE, label
 
     tasks = list(dict.fromkeys(table.task)) if not table.empty else []
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.5 * max(1, len(tasks)), max(3.0, 0.09 * len(table) + 1)),
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6.5 * max(1, len(tasks)), max(3.0, 0.09 * len(table) + 1.5)),
                              squeeze=False)
     if table.empty:
         axes[0][0].text(0.5, 0.5, "no per-subject results", ha="center", transform=axes[0][0].transAxes)
@@ -340,8 +340,9 @@ def fig_subjects(table):
         ax.barh(part.subject, part.delta, color=[PALETTE[g] for g in part.group])
         ax.axvline(0, color="grey", lw=1)
         ax.tick_params(axis="y", labelsize=6)
-        label(ax, f"{task}: per-subject change\n(blue: domain subjects, orange: general)",
-              "accuracy change (continued − base, fraction)", "subject")
+        label(ax, f"{task}:\nchange by subject", "accuracy change (continued − base, fraction)", "subject")
+    fig.suptitle("Per-subject MMLU change (blue: domain subjects, orange: general)", fontsize=10)
+    fig.tight_layout()
     return fig
 
 
