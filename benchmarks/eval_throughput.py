@@ -7,7 +7,7 @@ Both task runs go through ``lm_eval.simple_evaluate`` with the same task folder;
 outside the timed windows. The per-request log-likelihoods of the two are compared (max |Δ| in nats) and
 so are the per-item scores. ``--cli`` adds the ``lm_eval`` command line on a saved copy of the model.
 
-    .venv/bin/python benchmarks/eval_throughput.py [--limit 40] [--precision bf16] [--ppl-batches 4 8 16 32]
+    .venv/bin/python benchmarks/eval_throughput.py [--limit 40] [--precision bf16|fp32] [--ppl-batches 4 8 16 32]
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params" / "quickstart.yaml"))
     parser.add_argument("--limit", type=int, default=40)
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default=None,
+                        help="default: what cpt's policy picks for this machine (bf16 only with native bf16 matmuls)")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="FastMCLM token budget per forward pass")
     parser.add_argument("--ppl-batches", type=int, nargs="*", default=[4, 8, 16, 32])
     parser.add_argument("--ppl-sequences", type=int, default=64)
@@ -78,6 +79,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--cli", action="store_true", help="also time the lm_eval command line (HFLM, saved model)")
     args = parser.parse_args()
+    if args.precision is None:
+        from cpt_utils.precision import resolve_precision
+
+        args.precision = resolve_precision("auto", "cpu")
 
     import torch
 
