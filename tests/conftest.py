@@ -35,3 +35,14 @@ def run_dirs(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CPT_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CPT_REPORTS", str(tmp_path / "reports"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """The tiny parameters' prepared data, once per test session (training tests only read it)."""
+    from cpt_utils.params import load_params
+    from cpt_utils.preprocess import prepare_data
+
+    root = tmp_path_factory.mktemp("prepared")
+    prepare_data(load_params(REPO_ROOT / "params" / "tiny.yaml"), root, progress=False)
+    return root / "data"

@@ -13,22 +13,12 @@ from cpt_utils.hardware import GPU_PEAK_BF16_FLOPS, cpu_peak_flops, gpu_peak_flo
 from cpt_utils.modeling import build_tiny_model
 from cpt_utils.params import TinyModelParams
 from cpt_utils.precision import autocast, resolve_precision
-from cpt_utils.preprocess import prepare_data
 from cpt_utils.train import compiled_for_training, train
 
 #: Compiled and eager kernels sum in other orders; over 6 steps of the tiny model at lr 1e-3 the
 #: losses agree to ~1e-6 relative (measured); 1e-4 leaves room without hiding a wrong mask (≥ 1e-2).
 COMPILE_RTOL = 1e-4
 
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from cpt_utils.params import load_params
-    from cpt_utils.paths import REPO_ROOT
-
-    root = tmp_path_factory.mktemp("prepared")
-    prepare_data(load_params(REPO_ROOT / "params" / "tiny.yaml"), root, progress=False)
-    return root / "data"
 
 
 def _with(params, **train_overrides):

@@ -15,18 +15,8 @@ import torch
 from cpt_utils.checkpointing import list_checkpoints, load_checkpoint_model
 from cpt_utils.modeling import build_tiny_model
 from cpt_utils.params import TinyModelParams
-from cpt_utils.preprocess import prepare_data
 from cpt_utils.train import DataMismatch, TrainingDiverged, train
 
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from cpt_utils.params import load_params
-    from cpt_utils.paths import REPO_ROOT
-
-    root = tmp_path_factory.mktemp("prepared")
-    prepare_data(load_params(REPO_ROOT / "params" / "tiny.yaml"), root, progress=False)
-    return root / "data"
 
 
 def _with(params, **train):
