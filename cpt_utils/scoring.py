@@ -222,10 +222,10 @@ class FastMCLM(HFLM):
 
         selected = hidden[rows, cols]
         if self.model.base_model is not self.model and self._plain_head:
-            head = self.model.get_output_embeddings()
+            from .precision import fp32_logits
+
             with torch.no_grad():
-                logits = torch.nn.functional.linear(selected.float(), head.weight.float(),
-                                                    None if head.bias is None else head.bias.float())
+                logits = fp32_logits(self.model, selected)
         else:  # the model's own logits (already full-vocabulary)
             logits = selected.float()
         return torch.log_softmax(logits, dim=-1)
