@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default=None,
                         help="default: what cpt's policy picks for this machine (bf16 only with native bf16 matmuls)")
+    parser.add_argument("--hflm-precision", choices=["bf16", "fp32"], default=None,
+                        help="HFLM's precision (default: --precision). `--hflm-precision bf16` is what cpt ran on every "
+                             "CPU before issue 11 (HFLM under bf16 autocast): the old default, side by side with the new")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="FastMCLM token budget per forward pass")
     parser.add_argument("--ppl-batches", type=int, nargs="*", default=[4, 8, 16, 32])
     parser.add_argument("--ppl-sequences", type=int, default=64)
@@ -83,6 +86,7 @@ def main() -> None:
         from cpt_utils.precision import resolve_precision
 
         args.precision = resolve_precision("auto", "cpu")
+    args.hflm_precision = args.hflm_precision or args.precision
 
     import torch
 
@@ -112,11 +116,12 @@ def _run(args, params, data_dir: Path) -> None:
     model = load_model(params.model).eval()
     task_dir, counts = build_task_dir(params, data_dir, tokenizer)
     tasks, items, bs, seed = list(counts), sum(counts.values()), params.eval.batch_size, params.eval.seed
-    print(f"model {params.model.name}; tasks {', '.join(tasks)}; {items} items; batch {bs}; {args.precision}; "
+    print(f"model {params.model.name}; tasks {', '.join(tasks)}; {items} items; batch {bs}; HFLM {args.hflm_precision}, "
+          f"FastMCLM {args.precision}; "
           f"torch threads {torch.get_num_threads()}; CPU")
 
     hflm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=bs, device="cpu",
-                mixed_precision_dtype="bfloat16" if args.precision == "bf16" else None)
+                mixed_precision_dtype="bfloat16" if args.hflm_precision == "bf16" else None)
     fast = FastMCLM(pretrained=model, tokenizer=tokenizer, batch_size=bs, device="cpu", precision=args.precision,
                     batch_tokens=args.batch_tokens)
     _evaluate(fast, tasks[:1], task_dir, seed)  # warm-up: first-call allocations and lazy imports, not timed
@@ -140,10 +145,10 @@ def _run(args, params, data_dir: Path) -> None:
     requests = len(a)
 
     print(f"\n{'multiple choice':>16} {'seconds':>8} {'items/s':>8} {'cpu/wall':>8}")
-    print(f"{'HFLM':>16} {ref_s:8.1f} {items / ref_s:8.2f} {ref_cpu:8.2f}")
-    print(f"{'FastMCLM':>16} {ours_s:8.1f} {items / ours_s:8.2f} {ours_cpu:8.2f}")
+    print(f"{'HFLM ' + args.hflm_precision:>16} {ref_s:8.1f} {items / ref_s:8.2f} {ref_cpu:8.2f}")
+    print(f"{'FastMCLM ' + args.precision:>16} {ours_s:8.1f} {items / ours_s:8.2f} {ours_cpu:8.2f}")
     print(f"ratio FastMCLM/HFLM items/s: {ref_s / ours_s:.2f}×  ({requests} requests; max |Δ log-likelihood| "
-          f"{delta:.2e} nats, HFLM {args.precision} logits vs FastMCLM {args.precision} body + fp32 head)")
+          f"{delta:.2e} nats, HFLM {args.hflm_precision} logits vs FastMCLM {args.precision} body + fp32 head)")
     for task in tasks:
         metrics = ref["results"][task]
         metric = "acc_norm,none" if "acc_norm,none" in metrics else "acc,none"
