@@ -18,8 +18,9 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from .params import ExperimentParams, load_params
 from .precision import accelerate_mixed_precision, autocast, resolve_precision
 from .schedules import Segment, lr_at
 
-__all__ = ["train", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
+__all__ = ["train", "setup", "resume", "fit", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
 
 class TrainingDiverged(CptError, RuntimeError):
     pass
@@ -164,31 +165,81 @@ def _evaluate(model, splits: dict[str, PackedSplit], params: ExperimentParams, p
     return row
 
 
-# --------------------------------------------------------------------------------------------- train
-def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | None = None,
-          progress: bool = True, stop_after_steps: int | None = None) -> dict:
-    """Continue pre-training ``params.model`` on the prepared data; return a summary dict.
+# --------------------------------------------------------------------------------------------- setup
+@dataclass(frozen=True)
+class StepPlan:
+    """Token budget and cadences turned into optimizer steps: tokens per step = micro-batch × seq_len ×
+    accumulation × processes, so every count below depends on the world size."""
 
-    ``stop_after_steps`` ends the run early without a final checkpoint, as a kill would (tests use it).
-    """
+    tokens_per_step: int
+    total_steps: int
+    milestone_steps: frozenset[int]
+    eval_every: int | None
+    ckpt_every: int | None
+    warmup: int
+
+    @classmethod
+    def from_params(cls, tp, seq_len: int, num_processes: int) -> "StepPlan":
+        tokens_per_step = tp.micro_batch_size * seq_len * tp.grad_accum_steps * num_processes
+        every = lambda tokens: max(1, round(tokens / tokens_per_step)) if tokens else None  # noqa: E731
+        return cls(tokens_per_step=tokens_per_step,
+                   total_steps=math.ceil(tp.token_budget / tokens_per_step),
+                   milestone_steps=frozenset(math.ceil(m / tokens_per_step) for m in tp.milestones
+                                             if m <= tp.token_budget),
+                   eval_every=every(tp.eval_every_tokens), ckpt_every=every(tp.checkpoint_every_tokens),
+                   warmup=math.ceil(tp.warmup_tokens / tokens_per_step))
+
+    def segment(self, tp, start: int = 0) -> Segment:
+        """The LR schedule from ``start`` to the end of the budget (a new segment when resuming grew it)."""
+        return Segment(start, self.total_steps, self.warmup, tp.lr, tp.min_lr_ratio, tp.schedule,
+                       tp.decay_fraction)
+
+
+@dataclass
+class TrainState:
+    """Everything ``setup`` builds and ``fit`` runs on; ``step`` and ``segment`` move as training goes."""
+
+    params: ExperimentParams
+    run_dir: Path
+    data_dir: Path
+    accelerator: Any
+    precision: str
+    tokenizer: Any
+    model: Any                # the prepared (possibly wrapped) module: checkpoints, evaluation, clipping
+    step_model: Any           # what the training forward calls: the model, or its torch.compile
+    optimizer: Any
+    sampler: MixedSampler
+    splits: dict[str, PackedSplit]   # train and replay, indexed by the sampler's picks
+    val: dict[str, PackedSplit]      # held-out splits for the in-loop evaluation
+    initial: list | None             # θ₀ for the L2 pull, when train.l2_init_weight > 0
+    plan: StepPlan
+    segment: Segment
+    trajectory: str
+    fingerprint: str
+    metrics_path: Path
+    n_params: int
+    flops_token: float
+    peak: float | None
+    step: int = 0
+
+
+def _finished_run(params: ExperimentParams, run_dir: Path, data_dir: Path) -> dict | None:
+    """The final checkpoint of this exact run (same trajectory and budget), unless resume is never."""
+    fingerprint = run_fingerprint(params, data_dir)
+    finished = [c for c in list_checkpoints(run_dir) if c.get("final") and c.get("params_fingerprint") == fingerprint]
+    return finished[-1] if finished and params.train.resume != "never" else None
+
+
+def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState:
+    """Accelerator and precision, data and sampler, model and optimizer, and the step arithmetic."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from .evaluate import heldout_splits
     from .modeling import load_model, load_tokenizer
 
     tp = params.train
-    run_dir, data_dir = Path(run_dir), Path(data_dir or Path(run_dir) / "data")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (data_dir / "manifest.json").is_file():
-        raise DataMismatch(f"{data_dir}: no manifest.json — run preprocessing first (notebook 02 or `cpt prepare`)")
-    trajectory = _trajectory_fingerprint(params, data_dir)
-    fingerprint = run_fingerprint(params, data_dir)
-    finished = [c for c in list_checkpoints(run_dir) if c.get("final") and c.get("params_fingerprint") == fingerprint]
-    if finished and tp.resume != "never":
-        print(f"reusing finished training in {run_dir} ({finished[-1]['name']}, parameters unchanged)")
-        return {"reused": True, **finished[-1]}
-
     if (params.model.attn_implementation == "flash_attention_2" and tp.per_document_attention
             and tp.micro_batch_size > 1):
         # transformers runs FlashAttention-2 varlen from position_ids only for a batch of 1 row
@@ -216,8 +267,6 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     _check_data(params, data_dir, tokenizer)
     train_split = PackedSplit(data_dir / "train")
     replay_split = PackedSplit(data_dir / "replay")
-    from .evaluate import heldout_splits
-
     val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir)}  # domain, general, registers
     sampler = MixedSampler(len(train_split), len(replay_split), tp.micro_batch_size, tp.replay_fraction,
                            seed=params.seed, rank=accelerator.process_index, world_size=accelerator.num_processes)
@@ -236,158 +285,228 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     accelerator.register_for_checkpointing(sampler)
     step_model = compiled_for_training(model) if tp.compile else model  # the rest uses the eager module
 
-    # token arithmetic: tokens per optimizer step = micro-batch × seq_len × accumulation × processes
-    seq_len = train_split.seq_len
-    tokens_per_step = tp.micro_batch_size * seq_len * tp.grad_accum_steps * accelerator.num_processes
-    total_steps = math.ceil(tp.token_budget / tokens_per_step)
-    milestone_steps = {math.ceil(m / tokens_per_step) for m in tp.milestones if m <= tp.token_budget}
-    every = lambda tokens: max(1, round(tokens / tokens_per_step)) if tokens else None  # noqa: E731
-    eval_every, ckpt_every = every(tp.eval_every_tokens), every(tp.checkpoint_every_tokens)
-    warmup = math.ceil(tp.warmup_tokens / tokens_per_step)
-    segment = Segment(0, total_steps, warmup, tp.lr, tp.min_lr_ratio, tp.schedule, tp.decay_fraction)
+    plan = StepPlan.from_params(tp, train_split.seq_len, accelerator.num_processes)
+    unwrapped = accelerator.unwrap_model(model)
+    n_params = sum(p.numel() for p in unwrapped.parameters())
+    return TrainState(
+        params=params, run_dir=run_dir, data_dir=data_dir, accelerator=accelerator, precision=precision,
+        tokenizer=tokenizer, model=model, step_model=step_model, optimizer=optimizer, sampler=sampler,
+        splits={"train": train_split, "replay": replay_split}, val=val, initial=initial, plan=plan,
+        segment=plan.segment(tp), trajectory=_trajectory_fingerprint(params, data_dir),
+        fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
+        n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
+        peak=peak_flops(accelerator.device.type))  # per device; None for an unknown GPU
 
-    # resume: continue the latest checkpoint (same trajectory), or start a new schedule segment when the
-    # token budget grew since it was written (see schedules.py for why)
-    step = 0
-    metrics_path = run_dir / "metrics.jsonl"
-    resume_from = latest_resumable(run_dir) if tp.resume == "auto" else (
+
+# -------------------------------------------------------------------------------------------- resume
+def resume(state: TrainState) -> None:
+    """Continue the latest checkpoint (same trajectory), or start a new schedule segment when the token
+    budget grew since it was written (see schedules.py for why). Sets ``state.step``/``state.segment``."""
+    tp, accelerator = state.params.train, state.accelerator
+    resume_from = latest_resumable(state.run_dir) if tp.resume == "auto" else (
         None if tp.resume == "never" else json.loads((Path(tp.resume) / "checkpoint.json").read_text()) | {"path": tp.resume})
-    if resume_from is not None and resume_from.get("trajectory_fingerprint") != trajectory:
+    if resume_from is not None and resume_from.get("trajectory_fingerprint") != state.trajectory:
         raise DataMismatch(
             f"{resume_from['path']} was trained with other parameters (only train.token_budget and the "
             "milestone/eval/checkpoint intervals may change when resuming); use another run_name or resume: never")
     if resume_from is not None:
         accelerator.load_state(str(Path(resume_from["path"]) / "state"))
-        step = resume_from["step"]
+        state.step = step = resume_from["step"]
         old = Segment(**resume_from["segment"])
-        segment = old if old.end == total_steps else Segment(step, total_steps, warmup, tp.lr, tp.min_lr_ratio,
-                                                             tp.schedule, tp.decay_fraction)
+        state.segment = old if old.end == state.plan.total_steps else state.plan.segment(tp, start=step)
         if accelerator.is_main_process:
-            _truncate_metrics(metrics_path, step)
+            _truncate_metrics(state.metrics_path, step)
             print(f"resuming from {resume_from['name']} (step {step}, {resume_from['tokens']:,} tokens)"
-                  + ("" if segment is old else f"; budget grew: new schedule segment {step}→{total_steps}"))
+                  + ("" if state.segment is old else f"; budget grew: new schedule segment {step}→{state.plan.total_steps}"))
     elif accelerator.is_main_process:
-        metrics_path.unlink(missing_ok=True)
+        state.metrics_path.unlink(missing_ok=True)
     if tp.trackers:
-        accelerator.init_trackers(params.run_name, config={"lr": tp.lr, "tokens": tp.token_budget})
+        accelerator.init_trackers(state.params.run_name, config={"lr": tp.lr, "tokens": tp.token_budget})
 
-    n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
-    flops_token = flops_per_token(accelerator.unwrap_model(model).config, n_params, seq_len)
-    peak = peak_flops(accelerator.device.type)  # per device; None for an unknown GPU
-    compile_s, first_step_s = None, None
-    splits = {"train": train_split, "replay": replay_split}
-    bar = None
-    if progress and accelerator.is_main_process:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps * tokens_per_step, initial=step * tokens_per_step, unit=" tok",
-                   unit_scale=True, desc="training", mininterval=5.0)
+# ----------------------------------------------------------------------------------------------- fit
+@dataclass
+class StepResult:
+    loss: float        # mean over the micro-steps of this process
+    grad_norm: float
+    lr: float
+    seconds: float
+    picks: list        # the last micro-batch's (split, index) rows: the replay share is logged from it
 
-    def checkpoint(final: bool = False) -> None:
-        tokens = step * tokens_per_step
-        save_checkpoint(accelerator, model, tokenizer, run_dir, {
-            "step": step, "tokens": tokens, "milestone": step in milestone_steps, "final": final,
-            "params_fingerprint": fingerprint, "trajectory_fingerprint": trajectory, "segment": asdict(segment), "tokens_per_step": tokens_per_step,
-            "n_params": n_params})
 
-    def log_eval() -> None:
-        if accelerator.is_main_process:
-            row = _evaluate(accelerator.unwrap_model(model), val, params, precision, tokenizer)
-            _append_jsonl(metrics_path, {"kind": "eval", "step": step, "tokens": step * tokens_per_step, **row})
-            if tp.trackers:
-                accelerator.log(row, step=step)
-        accelerator.wait_for_everyone()
-
-    if step == 0:
-        log_eval()  # the base model's point on the curves
-    model.train()
-    while step < total_steps:
-        # 1. learning rate for this step
-        lr = lr_at(step, segment)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # 2. micro-steps: forward/backward, gradients accumulated; DDP syncs only on the last one
-        started = time.perf_counter()
-        loss_sum = 0.0
-        for micro in range(tp.grad_accum_steps):
-            picks = sampler.next_batch()
-            batch = {"input_ids": [], "position_ids": []}
-            for split_name, index in picks:
-                ids, pos = splits[split_name][index]
-                batch["input_ids"].append(ids)
-                batch["position_ids"].append(pos)
-            input_ids = torch.from_numpy(np.stack(batch["input_ids"])).to(accelerator.device)
-            kwargs = {"position_ids": torch.from_numpy(np.stack(batch["position_ids"])).to(accelerator.device)} \
-                if tp.per_document_attention else {}
-            sync = micro == tp.grad_accum_steps - 1
-            context = accelerator.no_sync(model) if not sync and accelerator.num_processes > 1 else _null()
-            with context:
-                with autocast(precision, accelerator.device.type):
-                    loss = step_model(input_ids=input_ids, labels=input_ids, use_cache=False, **kwargs).loss
-                total = loss / tp.grad_accum_steps
-                if initial is not None:
-                    total = total + tp.l2_init_weight * _l2_to_initial(accelerator.unwrap_model(model), initial) / tp.grad_accum_steps
-                accelerator.backward(total)
-            loss_sum += loss.detach().float().item()
-        loss_value = loss_sum / tp.grad_accum_steps
-        # 3. clip, then the NaN/inf guard on the loss *and* the gradients, agreed across processes (one
-        #    rank raising alone would leave the others hanging in the next collective): never step on a
-        #    bad gradient, so no checkpoint ever holds weights a bad step produced
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), tp.grad_clip if tp.grad_clip else float("inf"))
-        bad = torch.tensor([0.0 if math.isfinite(loss_value) and math.isfinite(float(grad_norm)) else 1.0],
-                           device=accelerator.device)
-        if accelerator.num_processes > 1:
-            bad = accelerator.reduce(bad, reduction="sum")
-        if float(bad.sum()) > 0:
-            raise TrainingDiverged(
-                f"loss {loss_value:.4g}, gradient norm {float(grad_norm):.4g} at step {step + 1} "
-                f"({(step + 1) * tokens_per_step:,} tokens; non-finite on {int(bad.sum())} process(es)): the step was "
-                f"not taken; last good checkpoint: {(list_checkpoints(run_dir) or [{'name': 'none'}])[-1]['name']}")
-        # 4. step
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        # 5. log
-        elapsed = time.perf_counter() - started
-        tokens_per_s = tokens_per_step / elapsed
-        # compilation happens in the first step of this process: its excess over the next step is the cost
-        new_compile_s = None
-        if tp.compile and first_step_s is None:
-            first_step_s = elapsed
-        elif tp.compile and compile_s is None:
-            compile_s = new_compile_s = max(0.0, first_step_s - elapsed)
-        if accelerator.is_main_process and (step % tp.log_every_steps == 0 or step == total_steps):
-            _append_jsonl(metrics_path, {
-                "kind": "train", "step": step, "tokens": step * tokens_per_step, "loss": loss_value, "lr": lr,
-                "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_s,
-                "mfu": mfu(tokens_per_s / accelerator.num_processes, flops_token, peak),
-                "mem_mb": _memory_mb(accelerator.device.type), "time_s": elapsed,
-                "replay_rows": sum(1 for s, _ in picks if s == "replay"),
-                **({"compile_s": new_compile_s} if new_compile_s is not None else {})})
-        if bar is not None:
-            bar.update(tokens_per_step)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
-        # 6. evaluate and checkpoint on their token schedules
-        if eval_every and step % eval_every == 0 and step != total_steps:
-            log_eval()
-        if step in milestone_steps and step != total_steps:
-            checkpoint()
-        elif ckpt_every and step % ckpt_every == 0 and step != total_steps:
-            checkpoint()
-        if stop_after_steps is not None and step >= stop_after_steps and step != total_steps:
+def fit(state: TrainState, progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    """The training loop: step, log, evaluate and checkpoint on their token schedules, until the budget."""
+    plan, tp, accelerator = state.plan, state.params.train, state.accelerator
+    timer = _CompileTimer(tp.compile)
+    bar = _progress_bar(state) if progress and accelerator.is_main_process else None
+    if state.step == 0:
+        _log_eval(state)  # the base model's point on the curves
+    state.model.train()
+    while state.step < plan.total_steps:
+        result = _train_step(state)
+        state.step += 1
+        _log_train(state, result, timer.observe(result.seconds), bar)
+        last = state.step == plan.total_steps
+        if plan.eval_every and state.step % plan.eval_every == 0 and not last:
+            _log_eval(state)
+        if not last and (state.step in plan.milestone_steps or (plan.ckpt_every and state.step % plan.ckpt_every == 0)):
+            _checkpoint(state)
+        if stop_after_steps is not None and state.step >= stop_after_steps and not last:
             if bar is not None:
                 bar.close()
-            return {"stopped_at_step": step, "tokens": step * tokens_per_step}
-    log_eval()
-    checkpoint(final=True)
+            return {"stopped_at_step": state.step, "tokens": state.step * plan.tokens_per_step}
+    _log_eval(state)
+    _checkpoint(state, final=True)
     if bar is not None:
         bar.close()
-    consistent = _ranks_consistent(accelerator, model)
+    consistent = _ranks_consistent(accelerator, state.model)
     if tp.trackers:
         accelerator.end_training()
-    return {"reused": False, "steps": step, "tokens": step * tokens_per_step, "tokens_per_step": tokens_per_step,
-            "processes": accelerator.num_processes, "precision": precision, "compile_s": compile_s,
-            "ranks_consistent": consistent}
+    return {"reused": False, "steps": state.step, "tokens": state.step * plan.tokens_per_step,
+            "tokens_per_step": plan.tokens_per_step, "processes": accelerator.num_processes,
+            "precision": state.precision, "compile_s": timer.compile_s, "ranks_consistent": consistent}
+
+
+def _train_step(state: TrainState) -> StepResult:
+    """One optimizer step: set the LR, accumulate micro-steps, clip, refuse a non-finite step, step."""
+    tp, accelerator, model, optimizer = state.params.train, state.accelerator, state.model, state.optimizer
+    lr = lr_at(state.step, state.segment)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    started = time.perf_counter()
+    loss_sum = 0.0
+    for micro in range(tp.grad_accum_steps):
+        # gradients accumulate; DDP syncs only on the last micro-step
+        picks = state.sampler.next_batch()
+        inputs = _batch(state, picks)
+        sync = micro == tp.grad_accum_steps - 1
+        context = accelerator.no_sync(model) if not sync and accelerator.num_processes > 1 else _null()
+        with context:
+            with autocast(state.precision, accelerator.device.type):
+                loss = state.step_model(**inputs, labels=inputs["input_ids"], use_cache=False).loss
+            total = loss / tp.grad_accum_steps
+            if state.initial is not None:
+                total = total + tp.l2_init_weight * _l2_to_initial(accelerator.unwrap_model(model), state.initial) / tp.grad_accum_steps
+            accelerator.backward(total)
+        loss_sum += loss.detach().float().item()
+    loss_value = loss_sum / tp.grad_accum_steps
+    # clip, then the NaN/inf guard on the loss *and* the gradients, agreed across processes (one rank
+    # raising alone would leave the others hanging in the next collective): never step on a bad
+    # gradient, so no checkpoint ever holds weights a bad step produced
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), tp.grad_clip if tp.grad_clip else float("inf"))
+    _refuse_non_finite(state, loss_value, float(grad_norm))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(loss=loss_value, grad_norm=float(grad_norm), lr=lr,
+                      seconds=time.perf_counter() - started, picks=picks)
+
+
+def _batch(state: TrainState, picks: list[tuple[str, int]]) -> dict:
+    """The micro-batch of these (split, index) rows as tensors on the device."""
+    import torch
+
+    ids, pos = zip(*(state.splits[split][index] for split, index in picks))
+    device = state.accelerator.device
+    inputs = {"input_ids": torch.from_numpy(np.stack(ids)).to(device)}
+    if state.params.train.per_document_attention:
+        inputs["position_ids"] = torch.from_numpy(np.stack(pos)).to(device)
+    return inputs
+
+
+def _refuse_non_finite(state: TrainState, loss: float, grad_norm: float) -> None:
+    import torch
+
+    accelerator = state.accelerator
+    bad = torch.tensor([0.0 if math.isfinite(loss) and math.isfinite(grad_norm) else 1.0], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if float(bad.sum()) > 0:
+        step, tokens_per_step = state.step, state.plan.tokens_per_step
+        raise TrainingDiverged(
+            f"loss {loss:.4g}, gradient norm {grad_norm:.4g} at step {step + 1} "
+            f"({(step + 1) * tokens_per_step:,} tokens; non-finite on {int(bad.sum())} process(es)): the step was "
+            f"not taken; last good checkpoint: {(list_checkpoints(state.run_dir) or [{'name': 'none'}])[-1]['name']}")
+
+
+class _CompileTimer:
+    """torch.compile compiles in the first step of the process: its excess over the next step is the cost."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.first_step_s, self.compile_s = enabled, None, None
+
+    def observe(self, seconds: float) -> float | None:
+        """The compile time once, on the second step; None otherwise."""
+        if not self.enabled:
+            return None
+        if self.first_step_s is None:
+            self.first_step_s = seconds
+        elif self.compile_s is None:
+            self.compile_s = max(0.0, self.first_step_s - seconds)
+            return self.compile_s
+        return None
+
+
+def _progress_bar(state: TrainState):
+    from tqdm.auto import tqdm
+
+    plan = state.plan
+    return tqdm(total=plan.total_steps * plan.tokens_per_step, initial=state.step * plan.tokens_per_step,
+                unit=" tok", unit_scale=True, desc="training", mininterval=5.0)
+
+
+def _log_train(state: TrainState, result: StepResult, compile_s: float | None, bar) -> None:
+    tp, accelerator, plan = state.params.train, state.accelerator, state.plan
+    tokens_per_s = plan.tokens_per_step / result.seconds
+    if accelerator.is_main_process and (state.step % tp.log_every_steps == 0 or state.step == plan.total_steps):
+        _append_jsonl(state.metrics_path, {
+            "kind": "train", "step": state.step, "tokens": state.step * plan.tokens_per_step, "loss": result.loss,
+            "lr": result.lr, "grad_norm": result.grad_norm, "tokens_per_s": tokens_per_s,
+            "mfu": mfu(tokens_per_s / accelerator.num_processes, state.flops_token, state.peak),
+            "mem_mb": _memory_mb(accelerator.device.type), "time_s": result.seconds,
+            "replay_rows": sum(1 for s, _ in result.picks if s == "replay"),
+            **({"compile_s": compile_s} if compile_s is not None else {})})
+    if bar is not None:
+        bar.update(plan.tokens_per_step)
+        bar.set_postfix(loss=f"{result.loss:.3f}", lr=f"{result.lr:.2e}", refresh=False)
+
+
+def _log_eval(state: TrainState) -> None:
+    accelerator = state.accelerator
+    if accelerator.is_main_process:
+        row = _evaluate(accelerator.unwrap_model(state.model), state.val, state.params, state.precision, state.tokenizer)
+        _append_jsonl(state.metrics_path, {"kind": "eval", "step": state.step,
+                                           "tokens": state.step * state.plan.tokens_per_step, **row})
+        if state.params.train.trackers:
+            accelerator.log(row, step=state.step)
+    accelerator.wait_for_everyone()
+
+
+def _checkpoint(state: TrainState, final: bool = False) -> None:
+    plan = state.plan
+    save_checkpoint(state.accelerator, state.model, state.tokenizer, state.run_dir, {
+        "step": state.step, "tokens": state.step * plan.tokens_per_step, "milestone": state.step in plan.milestone_steps,
+        "final": final, "params_fingerprint": state.fingerprint, "trajectory_fingerprint": state.trajectory,
+        "segment": asdict(state.segment), "tokens_per_step": plan.tokens_per_step, "n_params": state.n_params})
+
+
+# --------------------------------------------------------------------------------------------- train
+def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | None = None,
+          progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    """Continue pre-training ``params.model`` on the prepared data; return a summary dict.
+
+    ``stop_after_steps`` ends the run early without a final checkpoint, as a kill would (tests use it).
+    """
+    run_dir, data_dir = Path(run_dir), Path(data_dir or Path(run_dir) / "data")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (data_dir / "manifest.json").is_file():
+        raise DataMismatch(f"{data_dir}: no manifest.json — run preprocessing first (notebook 02 or `cpt prepare`)")
+    finished = _finished_run(params, run_dir, data_dir)
+    if finished is not None:
+        print(f"reusing finished training in {run_dir} ({finished['name']}, parameters unchanged)")
+        return {"reused": True, **finished}
+    state = setup(params, run_dir, data_dir)
+    resume(state)
+    return fit(state, progress=progress, stop_after_steps=stop_after_steps)
 
 
 class _null:
