@@ -1,7 +1,8 @@
 """Packed sequences on disk: the format, an atomic shard writer, a memory-mapped reader, and the
 resumable sampler that mixes domain and replay sequences.
 
-On-disk format of one split (``runs/<run>/data/<split>/``, split ∈ train, replay, val_domain, val_general)::
+On-disk format of one split (``runs/<run>/data/<split>/``, split ∈ train, replay, val_domain, val_general,
+and per register ``val_<name>`` and, when a replay mixture draws from it, ``replay_<name>``)::
 
     split.json                 written last (atomically): seq_len, dtype, counts, shard list, eos id
     shard-00000.ids.npy        [n_seq, seq_len] token ids (uint16 when the vocabulary fits, else uint32)
@@ -23,7 +24,7 @@ import hashlib
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -32,6 +33,8 @@ import numpy as np
 from .errors import CptError
 
 SPLITS = ("train", "replay", "val_domain", "val_general")
+#: The general corpus's replay split keeps its historical name ``replay``; a register's is ``replay_<name>``.
+GENERAL_REPLAY_SPLIT = "replay"
 FORMAT_VERSION = 1
 
 
@@ -331,6 +334,11 @@ class SequencePacker:
         return info
 
 
+def replay_split_name(source: str) -> str:
+    """The split a replay source is packed into: ``replay`` for ``general``, ``replay_<register>`` else."""
+    return GENERAL_REPLAY_SPLIT if source == "general" else f"replay_{source}"
+
+
 def open_split(run_dir: str | Path, split: str) -> PackedSplit:
     if split not in SPLITS:
         raise PackedDataError(f"unknown split '{split}'; allowed: {SPLITS}")
@@ -344,7 +352,7 @@ class SamplerState:
 
     batches: int = 0          # global batches produced so far
     train_cursor: int = 0     # sequences consumed from train (across epochs)
-    replay_cursor: int = 0
+    replay_cursors: dict[str, int] = field(default_factory=dict)  # per replay split, across epochs
     replay_carry: float = 0.0  # error diffusion so the long-run replay share is exactly r
 
 
@@ -353,18 +361,31 @@ class MixedSampler:
 
     Each global batch has ``world_size × micro_batch_size`` rows; ``round(r × rows)`` of them (with the
     rounding error carried to the next batch, so the long-run share is exactly ``r``) come from replay.
+    With several replay splits (``replay_weights``: split → weight, summing to 1), each replay row's
+    split is drawn independently by the weights from a generator seeded by (seed, batch number): the
+    shares match the weights in expectation (binomial noise around them) and the draw of batch *k* does
+    not depend on how the stream got there, so resuming needs no generator state. One replay split
+    draws nothing at all, so ``replay_fraction`` alone gives exactly the stream it always gave.
     Every epoch of each split is a fresh permutation seeded by (seed, split, epoch). All ranks compute
     the same global batch and take their own slice, so there is nothing to synchronise, and resuming is
     just restoring ``SamplerState``.
     """
 
-    def __init__(self, n_train: int, n_replay: int, micro_batch_size: int, replay_fraction: float = 0.0,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, n_train: int, n_replay: int | dict[str, int], micro_batch_size: int,
+                 replay_fraction: float = 0.0, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 replay_weights: dict[str, float] | None = None):
         if n_train <= 0:
             raise PackedDataError("the train split has no sequences")
-        if replay_fraction > 0 and n_replay <= 0:
-            raise PackedDataError("replay_fraction > 0 but the replay split has no sequences")
-        self.n = {"train": n_train, "replay": n_replay}
+        sizes = n_replay if isinstance(n_replay, dict) else {GENERAL_REPLAY_SPLIT: n_replay}
+        self.replay_weights = dict(replay_weights or {GENERAL_REPLAY_SPLIT: 1.0})
+        if missing := [name for name in self.replay_weights if name not in sizes]:
+            raise PackedDataError(f"replay_weights name split(s) {missing} without a size; sizes given: {sorted(sizes)}")
+        if not math.isclose(sum(self.replay_weights.values()), 1.0) or min(self.replay_weights.values()) <= 0:
+            raise PackedDataError(f"replay_weights must be positive and sum to 1, got {self.replay_weights}")
+        for name in self.replay_weights:
+            if replay_fraction > 0 and sizes[name] <= 0:
+                raise PackedDataError(f"replay_fraction > 0 but the replay split has no sequences ({name})")
+        self.n = {"train": n_train, **sizes}
         self.micro_batch_size = micro_batch_size
         self.replay_fraction = replay_fraction
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -377,7 +398,7 @@ class MixedSampler:
         key = (split, epoch)
         if key not in self._perm_cache:
             self._perm_cache = {k: v for k, v in self._perm_cache.items() if k[0] != split}
-            rng = np.random.default_rng([self.seed, 0 if split == "train" else 1, epoch])
+            rng = np.random.default_rng([self.seed, _split_stream(split), epoch])
             self._perm_cache[key] = rng.permutation(n)
         return int(self._perm_cache[key][offset])
 
@@ -387,14 +408,26 @@ class MixedSampler:
         wanted = self.replay_fraction * rows + s.replay_carry
         n_replay = min(rows, int(math.floor(wanted + 0.5))) if self.replay_fraction > 0 else 0
         s.replay_carry = wanted - n_replay
-        picks = [("replay", self._index("replay", s.replay_cursor + i)) for i in range(n_replay)]
+        picks = []
+        for split in self._replay_splits(n_replay):
+            cursor = s.replay_cursors.get(split, 0)
+            picks.append((split, self._index(split, cursor)))
+            s.replay_cursors[split] = cursor + 1
         picks += [("train", self._index("train", s.train_cursor + i)) for i in range(rows - n_replay)]
-        s.replay_cursor += n_replay
         s.train_cursor += rows - n_replay
         s.batches += 1
         # interleave deterministically so replay rows are spread over ranks, not all on rank 0
         random.Random(self.seed * 1_000_003 + s.batches).shuffle(picks)
         return picks
+
+    def _replay_splits(self, n_replay: int) -> list[str]:
+        """The split of each of this batch's ``n_replay`` replay rows, drawn by the weights."""
+        names = list(self.replay_weights)
+        if len(names) == 1:
+            return names * n_replay
+        rng = np.random.default_rng([self.seed, 2, self.state.batches])
+        drawn = rng.choice(len(names), size=n_replay, p=list(self.replay_weights.values()))
+        return [names[i] for i in drawn]
 
     def next_batch(self) -> list[tuple[str, int]]:
         """This rank's micro-batch: its slice of the next global batch."""
@@ -403,7 +436,44 @@ class MixedSampler:
         return picks[self.rank * b:(self.rank + 1) * b]
 
     def state_dict(self) -> dict:
-        return dict(vars(self.state))
+        state = dict(vars(self.state))
+        state["replay_cursors"] = dict(state["replay_cursors"])  # a copy: the live one keeps moving
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = SamplerState(**state)
+        state = dict(state)
+        if "replay_cursor" in state:  # saved before replay mixtures: one general replay split
+            state["replay_cursors"] = {GENERAL_REPLAY_SPLIT: state.pop("replay_cursor")}
+        self.state = SamplerState(**{**state, "replay_cursors": dict(state.get("replay_cursors", {}))})
+
+
+def _split_stream(split: str) -> int:
+    """The permutation stream of a split: train 0 and replay 1 as always (unchanged orders), any other
+    split a stable number from its name (never Python's salted ``hash``)."""
+    fixed = {"train": 0, GENERAL_REPLAY_SPLIT: 1}
+    if split in fixed:
+        return fixed[split]
+    return int.from_bytes(hashlib.blake2b(split.encode(), digest_size=4).digest(), "big") + 3
+
+
+def training_stream(data_dir: str | Path, train_params, seed: int, rank: int = 0,
+                    world_size: int = 1) -> tuple[dict[str, PackedSplit], MixedSampler]:
+    """What training draws from: every split the sampler may name (``train``, the general ``replay``
+    split, and ``replay_<register>`` for each source of ``train.replay_mixture``) and the sampler.
+
+    A mixture source whose split was never packed is refused with what to do: preprocessing packs every
+    source the main parameters or any variant name, so this means the data predate that name."""
+    data_dir = Path(data_dir)
+    weights = {replay_split_name(source): w for source, w in train_params.replay_weights().items()}
+    splits = {"train": PackedSplit(data_dir / "train")}
+    for name in dict.fromkeys([GENERAL_REPLAY_SPLIT, *weights]):
+        if name != GENERAL_REPLAY_SPLIT and not (data_dir / name / "split.json").is_file():
+            source = name.removeprefix("replay_")
+            raise PackedDataError(f"{data_dir / name}: no replay split for train.replay_mixture source '{source}'; "
+                                  "prepare the data again with these parameters (cpt prepare): every source named "
+                                  "by the main parameters or a variant is packed")
+        splits[name] = PackedSplit(data_dir / name)
+    sampler = MixedSampler(len(splits["train"]), {name: len(splits[name]) for name in weights},
+                           train_params.micro_batch_size, train_params.replay_fraction, seed=seed, rank=rank,
+                           world_size=world_size, replay_weights=weights)
+    return splits, sampler

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -39,6 +40,10 @@ GENERAL_WIKI_TOPICS = [
     "People", "Geography", "Society and social sciences", "Arts", "History", "Everyday life",
     "Philosophy and religion",
 ]
+
+
+#: The replay source that is the general corpus (``data.general``); every other source is a register name.
+GENERAL_SOURCE = "general"
 
 
 class ParamsError(CptError, ValueError):
@@ -193,7 +198,8 @@ class PreprocessParams(Section):
     val_fraction: float = Field(0.05, ge=0, lt=0.5, description="documents held out per corpus")
     val_max_docs: int | None = Field(200, ge=1)
     train_token_budget: int | None = Field(None, ge=1, description="stop writing domain train tokens here")
-    replay_token_budget: int | None = Field(None, ge=1, description="general tokens packed for replay")
+    replay_token_budget: int | None = Field(None, ge=1, description="tokens packed for replay, per source "
+                                            "(general, and each register a train.replay_mixture names)")
     shard_tokens: int = Field(8_000_000, ge=1024, description="tokens per on-disk shard; also the writer's "
                               "buffer, so it bounds memory: ≈ 4 bytes × shard_tokens per split")
     tokenize_batch_size: int = Field(256, ge=1, description="documents per fast-tokenizer call (Rust threads use every core)")
@@ -222,7 +228,10 @@ class TrainParams(Section):
                           "run, cached under cache_dir()/torch_compile; the first step pays the compile)")
     fused_adamw: Literal["auto", "on", "off"] = Field("auto", description="auto: fused AdamW (CPU and GPU)")
     per_document_attention: bool = True
-    replay_fraction: float = Field(0.0, ge=0, le=1)
+    replay_fraction: float = Field(0.0, ge=0, le=1, description="share of each batch drawn from replay")
+    replay_mixture: dict[str, float] | None = Field(
+        None, description="where replay rows come from: source → weight (weights normalised), a source being "
+        "'general' or a data.registers name, e.g. {general: 0.5, chat: 0.25, fiction: 0.25}; None: general alone")
     l2_init_weight: float = Field(0.0, ge=0, description="pull toward the initial weights")
     checkpoint_every_tokens: int | None = Field(None, ge=1, description="extra resumable checkpoints (only the latest kept)")
     eval_every_tokens: int | None = Field(None, ge=1)
@@ -231,6 +240,26 @@ class TrainParams(Section):
     resume: Literal["auto", "never"] | str = "auto"
     trackers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: all cores)")
+
+    @field_validator("replay_mixture")
+    @classmethod
+    def _mixture_weights(cls, mixture: dict[str, float] | None) -> dict[str, float] | None:
+        if mixture is None:
+            return None
+        bad = {k: v for k, v in mixture.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise ValueError(f"weights must be finite and ≥ 0, got {bad}")
+        if sum(mixture.values()) <= 0:
+            raise ValueError("no source has a positive weight; name at least one, or leave replay_mixture out "
+                             "(replay from general alone)")
+        return mixture
+
+    def replay_weights(self) -> dict[str, float]:
+        """The replay sources with positive weight, normalised to sum to 1 (``{'general': 1.0}`` unless
+        ``replay_mixture`` says otherwise), in the order the file names them."""
+        mixture = self.replay_mixture or {GENERAL_SOURCE: 1.0}
+        total = sum(mixture.values())
+        return {name: weight / total for name, weight in mixture.items() if weight > 0}
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -318,8 +347,8 @@ class ExperimentParams(Section):
 
 
 # ------------------------------------------------------------------------------------------- loading
-#: Keys whose mapping an overriding file replaces as a whole (a child's variants and task groups are its own).
-REPLACED_WHOLE = {"variants", "task_groups"}
+#: Keys whose mapping an overriding file replaces as a whole (a child's variants, task groups and replay mixture are its own).
+REPLACED_WHOLE = {"variants", "task_groups", "replay_mixture"}
 #: The corpus kind a mapping without ``kind`` has (``DataParams._default_kind``).
 DEFAULT_CORPUS_KIND = "packaged_wiki"
 
@@ -469,7 +498,33 @@ def consistency_problems(params: ExperimentParams) -> list[str]:
         except ValidationError:
             continue  # already reported by the schema (_variants_valid)
         problems += _train_problems(tp, f"variants.{name}.train", set(resolved) - set(variant.train))
-    return problems + _model_shape_problems(params) + _task_group_problems(params.eval)
+    return (problems + _replay_problems(params) + _model_shape_problems(params)
+            + _task_group_problems(params.eval))
+
+
+def _replay_problems(params: ExperimentParams) -> list[str]:
+    """Every replay source must be packed from a corpus the file declares: ``general`` or a register."""
+    allowed = [GENERAL_SOURCE, *params.data.registers]
+    sections = [("train", params.train.replay_mixture)] + [
+        (f"variants.{name}.train", v.train.get("replay_mixture")) for name, v in params.variants.items()]
+    problems = []
+    for key, mixture in sections:
+        unknown = [s for s in (mixture or {}) if s not in allowed]
+        if unknown:
+            problems.append(f"{key}.replay_mixture: unknown source(s) {unknown}; allowed: {', '.join(allowed)} "
+                            "(general, or a corpus declared under data.registers)")
+    return problems
+
+
+def replay_sources(params: ExperimentParams) -> list[str]:
+    """Every replay source the main run or any variant draws from (``general`` always first): what
+    preprocessing packs, so a variant can change the mixture without preparing the data again."""
+    found = dict.fromkeys([GENERAL_SOURCE, *params.train.replay_weights()])
+    for variant in params.variants.values():
+        mixture = variant.train.get("replay_mixture")
+        if isinstance(mixture, dict):
+            found.update(dict.fromkeys(s for s, w in mixture.items() if isinstance(w, (int, float)) and w > 0))
+    return list(found)
 
 
 def _task_group_problems(ev: EvalParams) -> list[str]:

@@ -33,8 +33,8 @@ from .clean import FilterReport, clean_stream
 from .corpora import Document, open_corpus
 from .dedup import DedupReport, Deduplicator
 from .errors import DataError
-from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, verify_split
-from .params import ExperimentParams, ModelParams, load_params, step_fingerprint
+from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, replay_split_name, verify_split
+from .params import GENERAL_SOURCE, ExperimentParams, ModelParams, load_params, replay_sources, step_fingerprint
 from .preprocess_report import drop_summary, removals, stage_label
 
 MAX_CHARS_PER_PIECE = 50_000  # enormous documents are tokenized in pieces (bounded memory and time)
@@ -223,15 +223,26 @@ def _held_out_rank(doc_id: str, seed: int) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest(), "big")
 
 
+def _encode_register(tokenizer, docs: list[Document]) -> list[list[int]]:
+    """Token ids of register documents in order; instruction pairs rendered with the chat template
+    are encoded with their template tokens as special tokens, everything else as plain text."""
+    special = [d for d in docs if d.meta.get("special_tokens")]
+    plain = tokenize_batch(tokenizer, [d.text for d in docs if not d.meta.get("special_tokens")])
+    templated = tokenizer([d.text for d in special], add_special_tokens=False)["input_ids"] if special else []
+    plain_it, templated_it = iter(plain), iter(templated)
+    return [next(templated_it) if d.meta.get("special_tokens") else next(plain_it) for d in docs]
+
+
 def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Deduplicator,
-                      val: SequencePacker) -> dict:
-    """Pack one register (``data.registers.<name>``) into its own held-out split ``val_<name>``.
+                      val: SequencePacker, replay: SequencePacker | None = None) -> dict:
+    """Pack one register (``data.registers.<name>``) into its own held-out split ``val_<name>``, and,
+    when a replay mixture draws from it, its other documents into ``replay_<name>``.
 
     The whole register is cleaned (with ``registers.register_quality``: filters that reject the
     register's ordinary text are off) and deduplicated against everything before it, then the
     ``preprocess.val_max_docs`` documents with the smallest hash of (seed, id) are kept: a fixed,
-    reproducible sample spread over the register, not its first files. Instruction pairs rendered with
-    the chat template are encoded with their template tokens as special tokens.
+    reproducible sample spread over the register, not its first files. The held-out selection does not
+    depend on whether the register is also replayed.
     """
     import heapq
 
@@ -244,7 +255,10 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
     filters, dd = FilterReport(), DedupReport()
     cap = pre.val_max_docs or float("inf")
     chosen: list[tuple[int, int, Document]] = []  # max-heap by rank (negated): the cap smallest ranks
+    kept_ids: set[str] = set()  # every document that survived cleaning and dedup: the replay candidates
     for order, doc in enumerate(dedup.stream(clean_stream(corpus, quality, filters, normalise=pre.normalize), dd)):
+        if replay is not None:
+            kept_ids.add(doc.id)
         item = (-_held_out_rank(doc.id, params.seed), order, doc)
         if len(chosen) < cap:
             heapq.heappush(chosen, item)
@@ -256,17 +270,46 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
             f"data.registers.{name}: no document left ({corpus.documents_read} read, "
             f"{corpus.problems.total} unreadable, {filters.seen - filters.kept} removed by filters "
             f"{dict(filters.removed)}, {dd.exact_removed + dd.near_removed} duplicates)")
-    special = [d for d in docs if d.meta.get("special_tokens")]
-    plain = tokenize_batch(tokenizer, [d.text for d in docs if not d.meta.get("special_tokens")])
-    templated = tokenizer([d.text for d in special], add_special_tokens=False)["input_ids"] if special else []
-    plain_it, templated_it = iter(plain), iter(templated)
-    for doc in docs:
-        val.add(next(templated_it) if doc.meta.get("special_tokens") else next(plain_it), doc.id, doc.source)
-    return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
+    for doc, ids in zip(docs, _encode_register(tokenizer, docs)):
+        val.add(ids, doc.id, doc.source)
+    info = {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
             "relaxed_filters": sorted(RELAXED_QUALITY.get(getattr(spec, "register", ""), {})),
             "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
             "documents_read": corpus.documents_read, "documents_selected": len(docs),
-            "chat_template": bool(special)}
+            "chat_template": any(d.meta.get("special_tokens") for d in docs)}
+    if replay is not None:
+        held_out = {d.id for d in docs}
+        info["replay"] = _pack_register_replay(name, params, tokenizer, quality, kept_ids - held_out, held_out, replay)
+    return info
+
+
+def _pack_register_replay(name: str, params: ExperimentParams, tokenizer, quality, eligible: set[str],
+                          held_out: set[str], replay: SequencePacker) -> dict:
+    """Second pass over register ``name``: pack the documents in ``eligible`` (those that survived
+    cleaning and dedup in the first pass, minus every held-out one) into its replay split, in stream
+    order, up to ``preprocess.replay_token_budget``.
+
+    Dedup is not run again (the first pass already dropped every near-duplicate of an earlier document,
+    held-out ones included, and the index now holds them all); membership in ``eligible`` replaces it.
+    Documents are matched by id, so a held-out document can never be replayed, even if an id repeats."""
+    pre, spec = params.preprocess, params.data.registers[name]
+    corpus = open_corpus(spec, base_dir=Path(params.source_path).parent if params.source_path else None,
+                         name=f"registers.{name}", tokenizer=tokenizer)
+    stream = (d for d in clean_stream(corpus, quality, FilterReport(), normalise=pre.normalize) if d.id in eligible)
+    replayed: set[str] = set()
+    for batch in _batched(stream, pre.tokenize_batch_size):
+        for doc, ids in zip(batch, _encode_register(tokenizer, batch)):
+            if replay.full:
+                break
+            replay.add(ids, doc.id, doc.source)
+            replayed.add(doc.id)
+        if replay.full:
+            break
+    if replayed & held_out:  # cannot happen by construction; a silent leak would void the forgetting measure
+        raise PreprocessError(f"data.registers.{name}: {len(replayed & held_out)} held-out document(s) in the replay split")
+    return {"split": replay_split_name(name), "documents_eligible": len(eligible), "documents_packed": replay.documents,
+            "held_out_documents_excluded": len(held_out), "disjoint_from_held_out": True,
+            "token_budget": pre.replay_token_budget}
 
 
 def _code_version() -> str:
@@ -301,11 +344,15 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     data_dir = Path(run_dir) / "data"
     manifest_path = data_dir / "manifest.json"
     fingerprint, code = step_fingerprint(params, "preprocess"), _code_version()
-    registers_done = all((data_dir / f"val_{r}" / "split.json").is_file() for r in params.data.registers)
+    # every source a replay mixture (main run or variant) names is packed, so a variant can change the
+    # mixture on the same data; prepared data that lack one are prepared again (and then hold it)
+    replayed = [s for s in replay_sources(params) if s != GENERAL_SOURCE]
+    needed = [f"val_{r}" for r in params.data.registers] + [replay_split_name(r) for r in replayed]
+    registers_done = all((data_dir / split / "split.json").is_file() for split in needed)
     if manifest_path.is_file() and not force and registers_done:
         manifest = json.loads(manifest_path.read_text())
         if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
-            damaged = [p for split in SPLITS for p in verify_split(data_dir / split)]
+            damaged = [p for split in (*SPLITS, *(replay_split_name(r) for r in replayed)) for p in verify_split(data_dir / split)]
             if not damaged:
                 print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
                       "preprocessing code unchanged, shard hashes verified; pass force=True to redo it)")
@@ -373,8 +420,18 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         if name in ("domain", "general"):
             raise PreprocessError(f"data.registers.{name}: the name would collide with split val_{name}")
         packers[f"val_{name}"] = packer(f"val_{name}", None)
-        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"])
+        replay = None
+        if name in replayed:
+            replay = packers[replay_split_name(name)] = packer(replay_split_name(name), pre.replay_token_budget)
+        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"], replay)
     splits = {name: p.close() for name, p in packers.items()}
+    for name in replayed:
+        if splits[replay_split_name(name)]["num_sequences"] == 0:
+            raise PreprocessError(
+                f"train.replay_mixture: source '{name}' has no complete replay sequence of {pre.seq_len} tokens: "
+                f"{registers[name]['replay']['documents_eligible']} document(s) of data.registers.{name} are left "
+                f"after the {registers[name]['documents_selected']} held out; give the register more documents "
+                "(max_docs) or hold out fewer (preprocess.val_max_docs)")
     for name in params.data.registers:
         if splits[f"val_{name}"]["num_sequences"] == 0:
             raise PreprocessError(f"data.registers.{name}: split val_{name} has no complete sequence of "
@@ -403,10 +460,12 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
                       "vocab_size": vocab, "separator_id": separator,
                       "separator_token": tokenizer.convert_ids_to_tokens(separator)},
         "seq_len": pre.seq_len, "corpora": corpora, "registers": registers,
+        "replay_sources": {source: replay_split_name(source) for source in (GENERAL_SOURCE, *replayed)},
         "splits": {name: {k: info[k] for k in ("num_sequences", "num_tokens", "documents", "dropped_tail_tokens",
                                                 "content_hash")} for name, info in splits.items()},
-        "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in SPLITS).encode(),
-                                        digest_size=16).hexdigest(),
+        # what training can read: a register's replay split is training data too (absent: the hash as before)
+        "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in (
+            *SPLITS, *(replay_split_name(r) for r in replayed))).encode(), digest_size=16).hexdigest(),
     }
     tmp = manifest_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=1))

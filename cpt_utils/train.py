@@ -26,7 +26,7 @@ import numpy as np
 
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .errors import CptError
-from .packing import MixedSampler, PackedSplit
+from .packing import MixedSampler, PackedSplit, training_stream
 from .hardware import mfu, peak_flops
 from .params import ExperimentParams, load_params
 from .precision import accelerate_mixed_precision, autocast, resolve_precision
@@ -209,7 +209,7 @@ class TrainState:
     step_model: Any           # what the training forward calls: the model, or its torch.compile
     optimizer: Any
     sampler: MixedSampler
-    splits: dict[str, PackedSplit]   # train and replay, indexed by the sampler's picks
+    splits: dict[str, PackedSplit]   # train and every replay split, indexed by the sampler's picks
     val: dict[str, PackedSplit]      # held-out splits for the in-loop evaluation
     initial: list | None             # θ₀ for the L2 pull, when train.l2_init_weight > 0
     plan: StepPlan
@@ -265,11 +265,9 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     # data: domain (+ replay) sequences, held-out sets for in-loop evaluation
     tokenizer = load_tokenizer(params.model)
     _check_data(params, data_dir, tokenizer)
-    train_split = PackedSplit(data_dir / "train")
-    replay_split = PackedSplit(data_dir / "replay")
+    splits, sampler = training_stream(data_dir, tp, params.seed, accelerator.process_index, accelerator.num_processes)
+    train_split = splits["train"]
     val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir)}  # domain, general, registers
-    sampler = MixedSampler(len(train_split), len(replay_split), tp.micro_batch_size, tp.replay_fraction,
-                           seed=params.seed, rank=accelerator.process_index, world_size=accelerator.num_processes)
 
     # model and optimizer
     model = load_model(params.model, seed=params.seed)
@@ -291,7 +289,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     return TrainState(
         params=params, run_dir=run_dir, data_dir=data_dir, accelerator=accelerator, precision=precision,
         tokenizer=tokenizer, model=model, step_model=step_model, optimizer=optimizer, sampler=sampler,
-        splits={"train": train_split, "replay": replay_split}, val=val, initial=initial, plan=plan,
+        splits=splits, val=val, initial=initial, plan=plan,
         segment=plan.segment(tp), trajectory=_trajectory_fingerprint(params, data_dir),
         fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
         n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
@@ -463,7 +461,7 @@ def _log_train(state: TrainState, result: StepResult, compile_s: float | None, b
             "lr": result.lr, "grad_norm": result.grad_norm, "tokens_per_s": tokens_per_s,
             "mfu": mfu(tokens_per_s / accelerator.num_processes, state.flops_token, state.peak),
             "mem_mb": _memory_mb(accelerator.device.type), "time_s": result.seconds,
-            "replay_rows": sum(1 for s, _ in result.picks if s == "replay"),
+            "replay_rows": sum(1 for s, _ in result.picks if s != "train"),
             **({"compile_s": compile_s} if compile_s is not None else {})})
     if bar is not None:
         bar.update(plan.tokens_per_step)

@@ -168,7 +168,7 @@ def test_tiny_preprocessing_writes_one_held_out_split_per_register(tiny_params, 
     registers = {"chat": {"kind": "packaged_register", "register": "chat", "max_docs": 400},
                  "code": {"kind": "packaged_register", "register": "code", "max_docs": 60}}
     data = tiny_params.model_dump()
-    data["data"]["registers"] = registers
+    data["data"]["registers"], data["variants"] = registers, {}  # (tiny's replay_25 replays its news register)
     params = validate_params(data)
     params.source_path = tiny_params.source_path
     from cpt_utils.preprocess import prepare_data
@@ -214,6 +214,7 @@ def test_chat_template_tokens_are_encoded_as_special_tokens_in_the_split(tiny_pa
     data = tiny_params.model_dump()
     data["data"]["registers"] = {"instructions": {"kind": "packaged_register", "register": "instructions",
                                                   "max_docs": 50}}
+    data["variants"] = {}  # tiny's replay_25 replays its news register, which this test replaces
     params = validate_params(data)
     packer = SequencePacker(ShardWriter(tmp_path / "val_instructions", 64, len(tok), 1000), 0)
     info = _process_register("instructions", params, tok, Deduplicator(params.preprocess.dedup), packer)
