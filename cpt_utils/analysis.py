@@ -444,18 +444,84 @@ def per_subject_deltas(base: dict, other: dict, task: str) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------------------- registers
+#: The held-out split that measures learning; every other held-out split measures forgetting.
+DOMAIN_SPLIT = "val_domain"
+#: How the forgetting axis summarises the registers (``forgetting_score``): see its docstring for why.
+FORGETTING_AXIS = "mean register change"
+
+
+def register_splits(ev: dict) -> list[str]:
+    """The held-out splits of an evaluation that measure forgetting, in its order: every split but the
+    domain's, i.e. the general corpus (``val_general``) and each ``data.registers`` set (``val_<name>``)."""
+    return [s for s in ev.get("perplexity", {}) if s != DOMAIN_SPLIT]
+
+
+def register_deltas(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
+    """Per held-out register, ``other − base``: loss (nats/token) and bits per byte, each paired
+    document by document with its clustered SE, z and p (``heldout_delta``). Positive = forgotten."""
+    rows = []
+    for split in register_splits(base):
+        b, o = base["perplexity"][split], other.get("perplexity", {}).get(split)
+        if not o:
+            continue
+        loss = heldout_delta(b, o, "loss")
+        row = {"register": split.removeprefix("val_"), "split": split, "n": loss.get("n"), "paired": loss["paired"],
+               "base_loss": b["loss"], "loss": o["loss"], "loss_delta": loss["delta"], "loss_se": loss["se"],
+               "loss_z": loss["z"], "loss_p": loss["p"]}
+        if "bits_per_byte" in b and "bits_per_byte" in o:
+            bpb = heldout_delta(b, o, "bits_per_byte")
+            row.update(base_bpb=b["bits_per_byte"], bpb=o["bits_per_byte"], bpb_delta=bpb["delta"], bpb_se=bpb["se"],
+                       bpb_z=bpb["z"], bpb_p=bpb["p"])
+        row["significant"] = bool(math.isfinite(loss["p"]) and loss["p"] < alpha)
+        rows.append(row)
+    return rows
+
+
+def forgetting_score(base: dict, other: dict, alpha: float = 0.05) -> dict:
+    """The forgetting axis of the stability–plasticity plot: the **mean over registers** of the paired
+    loss change (nats/token; each register weighs one, however many documents it has), beside the
+    **worst register** (the largest change).
+
+    Why the mean is the axis: registers are independent document samples, so its SE is exact,
+    √(Σ SE²) / R, and a run cannot look better by trading one register against another unnoticed
+    (the worst register shows that). Why not the worst register: the largest of R noisy changes is
+    biased upward (it picks whichever register's noise went up) and has no simple SE, so runs ranked by
+    it are ranked partly by noise; it is reported with its own paired SE so forgetting concentrated in
+    one register (e.g. chat, which an Instruct model's users feel first) is never averaged away.
+    With only the general held-out set the mean *is* the general change (the axis before registers).
+    """
+    rows = register_deltas(base, other, alpha)
+    if not rows:
+        return {"axis": FORGETTING_AXIS, "registers": 0, "mean": math.nan, "mean_se": math.nan, "mean_p": math.nan,
+                "worst_register": None, "worst": math.nan, "worst_se": math.nan, "worst_p": math.nan, "forgotten": []}
+    mean = float(np.mean([r["loss_delta"] for r in rows]))
+    mean_se = math.sqrt(sum(r["loss_se"] ** 2 for r in rows)) / len(rows)
+    _, mean_p = _z_test(mean, mean_se)
+    worst = max(rows, key=lambda r: r["loss_delta"])
+    return {"axis": FORGETTING_AXIS, "registers": len(rows), "mean": mean, "mean_se": mean_se, "mean_p": mean_p,
+            "worst_register": worst["register"], "worst": worst["loss_delta"], "worst_se": worst["loss_se"],
+            "worst_p": worst["loss_p"],
+            "forgotten": [r["register"] for r in rows if r["significant"] and r["loss_delta"] > 0]}
+
+
 def stability_plasticity(base: dict, runs: dict[str, dict]) -> list[dict]:
-    """For each run: domain gain (base − run domain loss; higher is better) and general change
-    (run − base general loss; lower is better), with paired SEs."""
+    """For each run: domain gain (base − run domain loss; higher is better), general change
+    (run − base general loss; lower is better) and the forgetting score over every held-out register
+    (``forgetting_score``: the mean change, and the worst register), with paired SEs."""
     rows = []
     for name, ev in runs.items():
         cmp = {r["measure"]: r for r in compare_evals(base, ev)}
         dom, gen = cmp.get("val_domain loss"), cmp.get("val_general loss")
         if not dom or not gen:
             continue
+        forgetting = forgetting_score(base, ev)
         rows.append({"run": name, "domain_gain": -dom["delta"], "domain_gain_se": dom["se"],
                      "general_change": gen["delta"], "general_change_se": gen["se"],
-                     "domain_loss": dom["other"], "general_loss": gen["other"]})
+                     "domain_loss": dom["other"], "general_loss": gen["other"],
+                     "forgetting": forgetting["mean"], "forgetting_se": forgetting["mean_se"],
+                     "forgetting_registers": forgetting["registers"], "worst_register": forgetting["worst_register"],
+                     "worst_change": forgetting["worst"], "worst_change_se": forgetting["worst_se"]})
     return rows
 
 

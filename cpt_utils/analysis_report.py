@@ -364,24 +364,26 @@ def variant_rows(base: dict, main_final: dict | None, variants, params: Experime
 
 
 def fig_stability_plasticity(rows: list[dict]):
+    """Domain gain against the forgetting score (``analysis.forgetting_score``: the mean loss change over
+    the held-out registers), ±1 SE; the Pareto front of the variants on these two axes."""
     import matplotlib.pyplot as plt
 
     from .plots import PALETTE, label
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     comparable = [r for r in rows if r["run"] != "main run"]
-    front = set(analysis.pareto_front(comparable)) if comparable else set()
+    front = set(analysis.pareto_front(comparable, cost="forgetting")) if comparable else set()
     # runs often land within each other's error bars: stagger the labels (with leader lines) by rank
     offsets = [(12, 14), (12, -16), (-12, 14), (-12, -16), (24, 0), (-24, 0)]
-    for i, r in enumerate(sorted(rows, key=lambda r: (r["domain_gain"], r["general_change"]))):
+    for i, r in enumerate(sorted(rows, key=lambda r: (r["domain_gain"], r["forgetting"]))):
         color = PALETTE["continued"] if r["run"] == "main run" else (PALETTE["fit"] if r["run"] in front else PALETTE["variant"])
-        ax.errorbar(r["general_change"], r["domain_gain"], xerr=r["general_change_se"], yerr=r["domain_gain_se"],
+        ax.errorbar(r["forgetting"], r["domain_gain"], xerr=r["forgetting_se"], yerr=r["domain_gain_se"],
                     fmt="o", color=color, capsize=3)
         dx, dy = offsets[i % len(offsets)]
-        ax.annotate(r["run"], (r["general_change"], r["domain_gain"]), xytext=(dx, dy), textcoords="offset points",
+        ax.annotate(r["run"], (r["forgetting"], r["domain_gain"]), xytext=(dx, dy), textcoords="offset points",
                     fontsize=8, ha="left" if dx > 0 else "right", va="center",
                     arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
-    pts = sorted((r["general_change"], r["domain_gain"]) for r in comparable if r["run"] in front)
+    pts = sorted((r["forgetting"], r["domain_gain"]) for r in comparable if r["run"] in front)
     if len(pts) > 1:
         ax.plot(*zip(*pts), color=PALETTE["fit"], ls="--", lw=1, label="Pareto front (variants)")
     if comparable:
@@ -392,10 +394,111 @@ def fig_stability_plasticity(rows: list[dict]):
     ax.legend(fontsize=8, loc="best")
     ax.margins(0.15)
     ax.axvline(0, color="grey", lw=1)
+    registers = max((r.get("forgetting_registers", 1) for r in rows), default=1)
     label(ax, "Stability–plasticity: what each run gained and what it lost",
-          "general held-out loss change vs base (nats/token; right = forgetting)",
+          f"forgetting: mean loss change over {registers} held-out register{'s' if registers != 1 else ''} "
+          "vs base\n(nats/token; right = forgetting)",
           "domain held-out loss gain vs base (nats/token; up = learning)")
     return fig
+
+
+# ------------------------------------------------------------------------- 05: held-out registers
+def _register_runs(continued: dict | None, variants: dict[str, dict] | None, params: ExperimentParams | None) -> dict:
+    """The main run, then the declared variants (leftover folders of removed variants are ignored)."""
+    runs = {"main run": continued} if continued else {}
+    for name, ev in (variants or {}).items():
+        if ev and (params is None or name in params.variants):
+            runs[name] = ev
+    return runs
+
+
+def register_table(base: dict, continued: dict | None, variants: dict[str, dict] | None = None,
+                   params: ExperimentParams | None = None):
+    """Per run and held-out register: documents, loss and bits-per-byte change vs base ± paired SE
+    (clustered by document), p, and whether the loss change is significant (p < 0.05)."""
+    import pandas as pd
+
+    rows = []
+    for run, ev in _register_runs(continued, variants, params).items():
+        for r in analysis.register_deltas(base, ev):
+            rows.append({"run": run, "register": r["register"], "documents": r["n"],
+                         "base loss": r["base_loss"], "loss change (nats/token)": r["loss_delta"], "SE": r["loss_se"],
+                         "p": r["loss_p"], "bits/byte change": r.get("bpb_delta", math.nan),
+                         "SE (bits/byte)": r.get("bpb_se", math.nan), "p (bits/byte)": r.get("bpb_p", math.nan),
+                         "significant": r["significant"]})
+    return pd.DataFrame(rows).round(4)
+
+
+def forgetting_table(base: dict, continued: dict | None, variants: dict[str, dict] | None = None,
+                     params: ExperimentParams | None = None):
+    """Per run, the two summaries of the registers side by side with the domain gain: the forgetting
+    axis (mean change ± SE, p) and the worst register (its change ± SE, p), and the registers whose
+    loss rose significantly."""
+    import pandas as pd
+
+    rows = []
+    for run, ev in _register_runs(continued, variants, params).items():
+        f = analysis.forgetting_score(base, ev)
+        dom = next((r for r in analysis.compare_evals(base, ev) if r["measure"] == "val_domain loss"), None)
+        rows.append({"run": run, "tokens": ev.get("tokens"),
+                     "domain gain (nats/token)": -dom["delta"] if dom else math.nan, "SE (domain)": dom["se"] if dom else math.nan,
+                     "forgetting: mean register change": f["mean"], "SE (mean)": f["mean_se"], "p (mean)": f["mean_p"],
+                     "registers": f["registers"], "worst register": f["worst_register"], "worst change": f["worst"],
+                     "SE (worst)": f["worst_se"], "p (worst)": f["worst_p"],
+                     "significantly forgotten": ", ".join(f["forgotten"]) or "none"})
+    return pd.DataFrame(rows).round(4)
+
+
+def fig_register_deltas(base: dict, continued: dict | None, variants: dict[str, dict] | None = None,
+                        params: ExperimentParams | None = None):
+    """Loss (nats/token) and bits-per-byte change vs base per held-out register, one bar per register
+    and run, with 2-SE error bars (paired, clustered by document): above zero = forgotten."""
+    import matplotlib.pyplot as plt
+
+    from .plots import PALETTE, label
+
+    runs = _register_runs(continued, variants, params)
+    table = {run: {r["register"]: r for r in analysis.register_deltas(base, ev)} for run, ev in runs.items()}
+    registers = list(dict.fromkeys(reg for rows in table.values() for reg in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.2 * len(registers) * max(1, len(runs)) ** 0.5 + 5), 4.2))
+    width = 0.8 / max(1, len(runs))
+    for ax, (key, unit) in zip(axes, (("loss", "loss change (nats/token)"), ("bpb", "bits per byte change"))):
+        for j, run in enumerate(runs):
+            color = PALETTE["continued"] if run == "main run" else f"C{(j + 3) % 10}"
+            x = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(registers))]
+            delta = [table[run].get(reg, {}).get(f"{key}_delta", math.nan) for reg in registers]
+            se = [table[run].get(reg, {}).get(f"{key}_se", math.nan) for reg in registers]
+            ax.bar(x, delta, width=width, yerr=[2 * e for e in se], capsize=3, color=color, label=run)
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_xticks(range(len(registers)), registers, rotation=30 if len(registers) > 4 else 0)
+        label(ax, f"{unit.split(' change')[0].capitalize()} change by held-out register (±2 SE)", "held-out register",
+              f"{unit}, continued − base\n(up = forgotten)")
+    if len(runs) > 1:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def forgetting_axis_note(base: dict, continued: dict | None) -> str:
+    """Which measure the forgetting axis uses and why, with the main run's numbers for both summaries."""
+    f = analysis.forgetting_score(base, continued) if continued else None
+    text = (f"**Forgetting axis: the {analysis.FORGETTING_AXIS}** — the mean over the held-out registers "
+            "(every held-out split but the domain's) of the paired loss change in nats/token, each register "
+            "weighted equally. Its SE is exact (registers are independent document samples: √ΣSE² / R), so "
+            "it ranks runs by signal. The **worst register** is shown beside it, not used as the axis: the "
+            "largest of several noisy changes is biased upward and has no simple SE, but forgetting "
+            "concentrated in one register must not be averaged away.")
+    if f and f["registers"]:
+        verdict = "significant" if f["mean_p"] < 0.05 else "within noise"
+        text += (f"\n\nMain run: mean change {f['mean']:+.4f} ± {f['mean_se']:.4f} nats/token over {f['registers']} "
+                 f"register{'s' if f['registers'] != 1 else ''} ({verdict}, p = {f['mean_p']:.2g}); worst register "
+                 f"`{f['worst_register']}` {f['worst']:+.4f} ± {f['worst_se']:.4f} (p = {f['worst_p']:.2g}); "
+                 + (f"significantly forgotten: {', '.join(f['forgotten'])}." if f["forgotten"]
+                    else "no register's loss rose significantly."))
+        if f["registers"] == 1:
+            text += (" Only the general held-out set is declared: declare registers (`data.registers`) to "
+                     "measure forgetting on text unlike the domain.")
+    return text
 
 
 def model_parameters(run_dir: Path) -> int:

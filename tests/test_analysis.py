@@ -289,3 +289,101 @@ def test_headline_table_has_the_papers_shape(tmp_path):
     sections = list(dict.fromkeys(table.section))
     assert sections == ["domain tasks", "held-out text", "run"]
     assert table.measure.str.contains("domain group: mean gold bits/byte over 1 tasks").any()
+
+
+# ------------------------------------------------------------------------------- held-out registers
+def _register_eval(shifts: dict[str, float], rng, base: dict | None = None, n_docs: int = 40, noise: float = 0.02) -> dict:
+    """Held-out results per split; with ``base``, each document's loss is the base's plus the split's
+    shift plus a little noise (so the paired change is known and its SE is small but not zero). Bytes
+    are 4 per token and bits = nats / ln 2, so bits per byte = loss / (4 ln 2)."""
+    out = {}
+    for split, shift in shifts.items():
+        tokens = [100] * n_docs
+        if base is None:
+            losses = list(3 + rng.normal(0, 0.3, n_docs))
+        else:
+            losses = [n / t + shift + rng.normal(0, noise) for n, t in zip(base["perplexity"][split]["per_document"]["nats"], tokens)]
+        nats = [x * 100 for x in losses]
+        out[split] = {"loss": float(np.mean(losses)), "loss_se": 0.05, "bits_per_byte": float(np.mean(losses)) / (4 * math.log(2)),
+                      "bits_per_byte_se": 0.01, "per_document": {"nats": nats, "tokens": tokens,
+                                                                 "bits": [x / math.log(2) for x in nats], "bytes": [400] * n_docs}}
+    return {"perplexity": out, "tasks": {}, "tokens": 1000}
+
+
+REGISTER_SHIFTS = {"val_domain": -0.2, "val_general": 0.0, "val_chat": 0.3, "val_code": 0.1}
+
+
+def test_register_deltas_and_forgetting_score_recover_known_shifts():
+    from cpt_utils.analysis import forgetting_score, register_deltas
+
+    rng = np.random.default_rng(7)
+    base = _register_eval(REGISTER_SHIFTS, rng)
+    other = _register_eval(REGISTER_SHIFTS, rng, base=base)
+    rows = {r["register"]: r for r in register_deltas(base, other)}
+    assert list(rows) == ["general", "chat", "code"]  # every held-out split but the domain's, in order
+    for name in rows:
+        shift = REGISTER_SHIFTS[f"val_{name}"]
+        assert rows[name]["loss_delta"] == pytest.approx(shift, abs=0.01) and rows[name]["paired"]
+        assert 0 < rows[name]["loss_se"] < 0.01 and rows[name]["n"] == 40
+        assert rows[name]["bpb_delta"] == pytest.approx(rows[name]["loss_delta"] / (4 * math.log(2)))
+    assert rows["chat"]["significant"] and rows["code"]["significant"] and not rows["general"]["significant"]
+    f = forgetting_score(base, other)
+    assert f["registers"] == 3 and f["mean"] == pytest.approx((0.0 + 0.3 + 0.1) / 3, abs=0.01)
+    assert f["mean_se"] == pytest.approx(math.sqrt(sum(r["loss_se"] ** 2 for r in rows.values())) / 3)
+    assert f["worst_register"] == "chat" and f["worst"] == rows["chat"]["loss_delta"] and f["worst_se"] == rows["chat"]["loss_se"]
+    assert f["forgotten"] == ["chat", "code"] and f["mean_p"] < 1e-6
+    # a run that forgot nothing: the mean and the worst register are within noise
+    same = _register_eval({s: 0.0 for s in REGISTER_SHIFTS}, rng, base=base)
+    quiet = forgetting_score(base, same)
+    assert abs(quiet["mean"]) < 3 * quiet["mean_se"] and quiet["forgotten"] == []
+
+
+def test_forgetting_axis_is_the_general_change_without_registers():
+    from cpt_utils.analysis import forgetting_score
+
+    rng = np.random.default_rng(8)
+    shifts = {"val_domain": -0.2, "val_general": 0.05}
+    base = _register_eval(shifts, rng)
+    run = _register_eval(shifts, rng, base=base)
+    (row,) = stability_plasticity(base, {"run": run})
+    assert row["forgetting"] == row["general_change"] and row["forgetting_se"] == row["general_change_se"]
+    assert row["forgetting_registers"] == 1 and row["worst_register"] == "general"
+    assert forgetting_score({"perplexity": {"val_domain": base["perplexity"]["val_domain"]}}, run)["registers"] == 0
+
+
+def test_register_view_tables_figure_and_note():
+    from cpt_utils import analysis_report as report
+    from cpt_utils.plots import unlabelled_axes
+
+    rng = np.random.default_rng(9)
+    base = _register_eval(REGISTER_SHIFTS, rng)
+    continued = _register_eval(REGISTER_SHIFTS, rng, base=base)
+    replay = _register_eval({**REGISTER_SHIFTS, "val_chat": 0.05}, rng, base=base)
+    variants = {"replay_chat": replay, "removed_variant": replay}  # a leftover folder of a removed variant
+
+    class Params:  # only ``variants`` is read
+        variants = {"replay_chat": None}
+
+    table = report.register_table(base, continued, variants, Params)
+    assert len(table) == 2 * 3 and set(table.run) == {"main run", "replay_chat"}
+    chat = table[(table.run == "replay_chat") & (table.register == "chat")].iloc[0]
+    assert chat["loss change (nats/token)"] == pytest.approx(0.05, abs=0.01)
+    summary = report.forgetting_table(base, continued, variants, Params).set_index("run")
+    assert summary.loc["main run", "worst register"] == "chat"
+    assert summary.loc["replay_chat", "worst register"] == "code"  # chat replay moved the worst elsewhere
+    assert summary.loc["main run", "forgetting: mean register change"] > summary.loc["replay_chat", "forgetting: mean register change"]
+    assert summary.loc["main run", "domain gain (nats/token)"] == pytest.approx(0.2, abs=0.01)
+    fig = report.fig_register_deltas(base, continued, variants, Params)
+    assert unlabelled_axes(fig) == [] and "nats/token" in fig.axes[0].get_ylabel()
+    bars = [p for p in fig.axes[0].patches]
+    assert len(bars) == 2 * 3  # one bar per register and run
+    heights = sorted(b.get_height() for b in bars)
+    assert heights == pytest.approx([0.0, 0.0, 0.05, 0.1, 0.1, 0.3], abs=0.01)
+    note = report.forgetting_axis_note(base, continued)
+    assert "mean register change" in note and "worst register `chat`" in note and "significantly forgotten: chat, code" in note
+    rows = report.variant_rows(base, continued, {"replay_chat": replay}, Params)
+    stab = report.fig_stability_plasticity(rows)
+    assert unlabelled_axes(stab) == [] and "mean loss change over 3 held-out registers" in stab.axes[0].get_xlabel()
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
