@@ -7,6 +7,12 @@ memory is the batch, one shard buffer per split (``preprocess.shard_tokens``) an
 sequence can mix training and validation text. ``manifest.json`` is written last; its fingerprint lets
 training refuse mismatched data and lets a re-run skip the whole step.
 
+Replay: the general corpus's non-held-out documents fill ``replay``; every register that a
+``train.replay_mixture`` of the main parameters or of any variant names also gets ``replay_<name>``,
+packed from the register's documents that are not in its held-out ``val_<name>`` (``replay_sources``),
+so variants can change the mixture on the same data. Prepared data missing a named source are prepared
+again, and their content hash then covers that split too (runs trained on the old data retrain).
+
 An interrupted run resumes: after each train (or replay) shard the pipeline is drained and a snapshot
 (``data/resume.pkl``, written atomically) records the stream position, the filter/dedup/unreadable
 reports, the held-out count, every packer's buffered fragments, unfinished shard rows and
