@@ -31,6 +31,7 @@ from .hardware import mfu, peak_flops
 from .params import ExperimentParams, load_params
 from .precision import accelerate_mixed_precision, autocast, resolve_precision
 from .schedules import Segment, lr_at
+from .tracking import log_train
 
 __all__ = ["train", "setup", "resume", "fit", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
 
@@ -458,13 +459,14 @@ def _log_train(state: TrainState, result: StepResult, compile_s: float | None, b
     tp, accelerator, plan = state.params.train, state.accelerator, state.plan
     tokens_per_s = plan.tokens_per_step / result.seconds
     if accelerator.is_main_process and (state.step % tp.log_every_steps == 0 or state.step == plan.total_steps):
-        _append_jsonl(state.metrics_path, {
+        _append_jsonl(state.metrics_path, row := {
             "kind": "train", "step": state.step, "tokens": state.step * plan.tokens_per_step, "loss": result.loss,
             "lr": result.lr, "grad_norm": result.grad_norm, "tokens_per_s": tokens_per_s,
             "mfu": mfu(tokens_per_s / accelerator.num_processes, state.flops_token, state.peak),
             "mem_mb": _memory_mb(accelerator.device.type), "time_s": result.seconds,
             "replay_rows": sum(1 for s, _ in result.picks if s == "replay"),
             **({"compile_s": compile_s} if compile_s is not None else {})})
+        log_train(accelerator, row)  # to train.trackers (cpt_utils.tracking)
     if bar is not None:
         bar.update(plan.tokens_per_step)
         bar.set_postfix(loss=f"{result.loss:.3f}", lr=f"{result.lr:.2e}", refresh=False)
