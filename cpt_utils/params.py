@@ -418,10 +418,10 @@ def _unwrap(annotation: Any) -> Any:
 
 
 #: Names other trainers (HF Trainer, LitGPT, Axolotl) use for our keys: spelling is not the only typo.
-KEY_ALIASES = {"learning_rate": "lr", "batch_size": "micro_batch_size", "per_device_train_batch_size": "micro_batch_size",
-               "gradient_accumulation_steps": "grad_accum_steps", "max_grad_norm": "grad_clip",
-               "warmup_steps": "warmup_tokens", "lr_scheduler_type": "schedule", "max_seq_length": "seq_len",
-               "block_size": "seq_len", "report_to": "trackers"}
+KEY_ALIASES = {"learning_rate": "lr", "batch_size": "micro_batch_size",
+               "per_device_train_batch_size": "micro_batch_size", "gradient_accumulation_steps": "grad_accum_steps",
+               "max_grad_norm": "grad_clip", "warmup_steps": "warmup_tokens", "lr_scheduler_type": "schedule",
+               "max_seq_length": "seq_len", "block_size": "seq_len", "report_to": "trackers"}
 
 
 def _closest_key(key: str, allowed: list[str]) -> str | None:

@@ -126,7 +126,8 @@ def _provenance_cell(prov: dict, seconds: float, status: str):
     git = prov["git"]
     text = (
         "---\n**Provenance** — "
-        f"parameters `{prov['params_file']}`{_overrides_text(prov, '`')} · git `{git['commit'][:12]}`{' (uncommitted changes)' if git['dirty'] else ''} · "
+        f"parameters `{prov['params_file']}`{_overrides_text(prov, '`')} · "
+        f"git `{git['commit'][:12]}`{' (uncommitted changes)' if git['dirty'] else ''} · "
         f"executed {prov['time']} in {seconds:.0f} s ({status})  \n"
         f"hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gib']} GiB, GPU: {hw['gpu']}  \n"
         f"packages: {pk}"
