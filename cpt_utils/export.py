@@ -54,7 +54,7 @@ def resolve_checkpoint(run_dir: Path, name: str | None = None) -> dict:
     """The checkpoint to export: ``name``, or by default the final one (else the newest)."""
     from .checkpointing import list_checkpoints
 
-    found = list_checkpoints(run_dir)
+    found = [{**c, "name": c.get("name") or Path(c["path"]).name} for c in list_checkpoints(run_dir)]
     if not found:
         raise ExportError(f"run {run_dir.name}: no checkpoint in {run_dir / 'checkpoints'}; train it first "
                           "(`cpt train PARAMS` or `cpt run PARAMS`)")
