@@ -116,11 +116,11 @@ def recipe(run_dir: Path, checkpoint: dict, params: dict) -> dict:
     """Tokens, schedule, LR, precision, hardware and time: checkpoint.json, params.yaml, metrics.jsonl."""
     train, pre = params.get("train", {}), params.get("preprocess", {})
     seg = checkpoint.get("segment") or {}
-    rows = _metrics(run_dir, checkpoint["step"])
+    rows = _metrics(run_dir, checkpoint.get("step", 0))
     seq_len = pre.get("seq_len")
     per_process = (train.get("micro_batch_size") or 0) * (seq_len or 0) * (train.get("grad_accum_steps") or 1)
     out = {
-        "tokens": checkpoint["tokens"], "steps": checkpoint["step"], "tokens_per_step": checkpoint.get("tokens_per_step"),
+        "tokens": checkpoint["tokens"], "steps": checkpoint.get("step"), "tokens_per_step": checkpoint.get("tokens_per_step"),
         "processes": checkpoint["tokens_per_step"] // per_process if per_process and checkpoint.get("tokens_per_step") else None,
         "n_params": checkpoint.get("n_params"), "seq_len": seq_len, "micro_batch_size": train.get("micro_batch_size"),
         "grad_accum_steps": train.get("grad_accum_steps"), "token_budget": train.get("token_budget"),
@@ -230,7 +230,7 @@ def front_matter(facts: dict) -> dict:
     fmt = facts["export"]["format"]
     datasets = list(dict.fromkeys(d["dataset"] for d in facts["data"] if d["trained_on"]))
     meta = {"base_model": facts["base_model"], "base_model_relation": "finetune", "datasets": datasets,
-            "license": facts["license"], "language": ["en"], "pipeline_tag": "text-generation",
+            "license": facts["license"], "pipeline_tag": "text-generation",
             "library_name": "transformers" if fmt == "hf" else "gguf",
             "tags": ["cpt", "continued-pretraining", "llama"] + (["gguf"] if fmt == "gguf" else [])}
     if not res["available"]:
