@@ -7,6 +7,8 @@
     cpt train PARAMS          training only (also: accelerate launch -m cpt_utils.train PARAMS)
     cpt eval PARAMS [--checkpoint NAME]   evaluate the base model or a checkpoint
     cpt report RUN            re-render reports/<run>/ from the executed notebooks in runs/<run>/
+    cpt export RUN [--checkpoint NAME] [--format hf|gguf] [--dtype f32|f16|bf16] [--out DIR]
+                              a checkpoint as a Hugging Face folder or a GGUF file, with a model card
 
 run, validate, prepare, train and eval take `--set KEY=VALUE` (repeatable) to change one value without
 editing the file: `--set train.lr=3e-4 --set eval.limit=100`. Values are YAML (`[a, b]`, `null`, `true`);
@@ -88,6 +90,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import main
+
+    return main(args.run, checkpoint=args.checkpoint, fmt=args.format, out=args.out, dtype=args.dtype)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: CPT_DEBUG=1)")
@@ -129,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[debug], help="render reports/<run>/ from runs/<run>/notebooks")
     p.add_argument("run")
     p.set_defaults(func=_cmd_report)
+
+    # choices are checked by cpt_utils.export (one `error:` line naming the allowed values, exit 2)
+    p = sub.add_parser("export", parents=[debug], help="export a checkpoint (Hugging Face folder or GGUF) with a model card")
+    p.add_argument("run", help="a run name under runs/ or a run directory")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint name under runs/<run>/checkpoints (default: the final one)")
+    p.add_argument("--format", default="hf", help="hf (safetensors folder) or gguf (one llama.cpp file); default hf")
+    p.add_argument("--dtype", default=None, help="f32, f16 or bf16 (default: f32 for hf, f16 for gguf)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<run>/export/<checkpoint>-<format>)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 
