@@ -9,7 +9,7 @@ module holds the few places where they differ, so ``train.py`` does not branch o
   boundary that ``accelerator.accumulate`` marks.
 - **FSDP** shards the parameters: the in-loop evaluation runs on a full copy gathered on the main process
   (a forward of the sharded model on one rank would wait forever for the others), the L2 pull compares
-  each shard with its own initial shard, and the rank-consistency check compares gathered full weights.
+  each shard with its own initial shard (``L2Pull``), and the rank-consistency check compares gathered full weights.
 - **CPU**: accelerate 1.15 enables FSDP only on accelerator devices (``AcceleratorState`` leaves
   ``MULTI_CPU`` alone) and its launcher drops FSDP/DeepSpeed with ``--cpu``. torch's FSDP2 runs on gloo, so
   when the environment asks for FSDP2 on CPU (tests, small machines) the state is switched to FSDP and
@@ -135,18 +135,41 @@ def local(tensor: "torch.Tensor") -> "torch.Tensor":
     return to_local() if to_local is not None else tensor
 
 
-def initial_copy(model) -> list:
-    """θ₀ for the L2 pull, taken from the *prepared* model: same device and same sharding as the
-    parameters it is compared with (a full copy beside FSDP shards cannot be subtracted)."""
-    return [local(p).detach().clone() for p in model.parameters()]
+class L2Pull:
+    """The pull toward the base model, w·Σ‖θ − θ₀‖² (a forgetting mitigation, like EWC with unit Fisher).
 
+    θ₀ is copied from the *prepared* model, so it has the parameters' device and sharding (under FSDP each
+    process keeps its own shard; a full copy beside shards cannot be subtracted). Its gradient 2w(θ − θ₀)
+    is added to the accumulated gradients once per optimizer step, before clipping: during the forward
+    FSDP2 swaps shards for gathered tensors, so the term cannot go through autograd there, and each
+    shard's gradient depends only on that shard, so no communication is needed. DeepSpeed steps inside
+    ``backward``, so there the term is added to the loss instead (its parameters are whole under ZeRO-2)."""
 
-def l2_to_initial(model, initial: list) -> "torch.Tensor":
-    """Σ‖θ − θ₀‖² over this process's part of the parameters. Under FSDP each shard's gradient is exact
-    (the pull's gradient of a shard depends only on that shard); the value is the local part of the sum."""
-    import torch
+    def __init__(self, accelerator: "Accelerator", model, weight: float):
+        from accelerate.utils import DistributedType
 
-    return torch.stack([(local(p) - p0).pow(2).sum() for p, p0 in zip(model.parameters(), initial)]).sum()
+        self.weight = weight
+        self.initial = [local(p).detach().clone() for p in model.parameters()]
+        self.in_loss = accelerator.distributed_type == DistributedType.DEEPSPEED
+
+    def loss_term(self, model) -> "torch.Tensor | float":
+        """What to add to each micro-step's loss (0 unless the engine steps inside backward)."""
+        import torch
+
+        if not self.in_loss:
+            return 0.0
+        return self.weight * torch.stack([(p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), self.initial)]).sum()
+
+    def add_to_gradients(self, model) -> None:
+        """Add 2w(θ − θ₀) to the accumulated gradients (after the last micro-step's backward)."""
+        import torch
+
+        if self.in_loss:
+            return
+        with torch.no_grad():
+            for p, p0 in zip(model.parameters(), self.initial):
+                if p.grad is not None:
+                    local(p.grad).add_(local(p) - p0, alpha=2 * self.weight)
 
 
 class EvalCopy:

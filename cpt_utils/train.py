@@ -205,7 +205,7 @@ class TrainState:
     sampler: MixedSampler
     splits: dict[str, PackedSplit]   # train and replay, indexed by the sampler's picks
     val: dict[str, PackedSplit]      # held-out splits for the in-loop evaluation
-    initial: list | None             # θ₀ for the L2 pull, when train.l2_init_weight > 0
+    pull: engines.L2Pull | None      # the L2 pull toward the base model, when train.l2_init_weight > 0
     plan: StepPlan
     segment: Segment
     trajectory: str
@@ -274,8 +274,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     optimizer = torch.optim.AdamW(model.parameters(), lr=tp.lr, betas=(tp.beta1, tp.beta2),
                                   weight_decay=tp.weight_decay, fused=fused)
     model, optimizer = accelerator.prepare(model, optimizer)
-    # θ₀ for the L2 pull (a forgetting mitigation, like EWC with unit Fisher), sharded like the parameters
-    initial = engines.initial_copy(model) if tp.l2_init_weight > 0 else None
+    pull = engines.L2Pull(accelerator, model, tp.l2_init_weight) if tp.l2_init_weight > 0 else None
     accelerator.register_for_checkpointing(sampler)
     step_model = compiled_for_training(model) if tp.compile else model  # the rest uses the eager module
 
@@ -285,7 +284,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     return TrainState(
         params=params, run_dir=run_dir, data_dir=data_dir, accelerator=accelerator, precision=precision,
         tokenizer=tokenizer, model=model, step_model=step_model, optimizer=optimizer, sampler=sampler,
-        splits={"train": train_split, "replay": replay_split}, val=val, initial=initial, plan=plan,
+        splits={"train": train_split, "replay": replay_split}, val=val, pull=pull, plan=plan,
         segment=plan.segment(tp), trajectory=_trajectory_fingerprint(params, data_dir),
         fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
         n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
@@ -394,11 +393,10 @@ def _train_step(state: TrainState) -> StepResult:
         with accelerator.accumulate(model):
             with autocast(state.precision, accelerator.device.type):
                 loss = state.step_model(**inputs, labels=inputs["input_ids"], use_cache=False).loss
-            total = loss
-            if state.initial is not None:
-                total = total + tp.l2_init_weight * engines.l2_to_initial(model, state.initial)
-            accelerator.backward(total)
+            accelerator.backward(loss + state.pull.loss_term(model) if state.pull else loss)
         loss_sum += loss.detach().float().item()
+    if state.pull:
+        state.pull.add_to_gradients(model)
     # clip (DeepSpeed clipped inside its step and reports the norm), then the NaN/inf guard on the loss
     # *and* the gradients, agreed across processes: never step on a bad gradient, so no checkpoint ever
     # holds weights a bad step produced (DeepSpeed has stepped already: the guard stops before a checkpoint)

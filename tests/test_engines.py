@@ -52,7 +52,7 @@ def _launch(tmp_path: Path, processes: int, run: Path, data_dir: Path, train_upd
     args += [str(stop)] if stop is not None else []
     proc = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node",
                            str(processes), str(driver), *args],
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, cwd=REPO_ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **(env or {})}, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summaries = [json.loads(line.split("SUMMARY ", 1)[1]) for line in proc.stdout.splitlines() if "SUMMARY " in line]
