@@ -50,7 +50,7 @@ def _launch(tmp_path: Path, processes: int, run: Path, data_dir: Path, train_upd
     driver.write_text(DRIVER)
     args = [str(REPO_ROOT / "params" / "tiny.yaml"), json.dumps(train_updates), str(run), str(data_dir)]
     args += [str(stop)] if stop is not None else []
-    proc = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                            str(processes), str(driver), *args],
                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **(env or {})}, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=900)
@@ -186,3 +186,30 @@ def test_deepspeed_zero2_steps_once_per_accumulation_and_resumes_exactly(tiny_pa
     _launch(tmp_path, 1, tmp_path / "killed", data_dir, updates, env=DEEPSPEED_ENV, stop=3)
     _launch(tmp_path, 1, tmp_path / "killed", data_dir, updates, env=DEEPSPEED_ENV)
     assert [r["loss"] for r in _rows(tmp_path / "killed")] == pytest.approx([r["loss"] for r in b], rel=1e-6)
+
+
+def test_the_l2_pull_adds_the_gradient_of_its_loss_term():
+    """The pull's gradient added once per step (the path FSDP uses) equals autograd's gradient of
+    w·Σ‖θ − θ₀‖² (the path DeepSpeed uses), and it pulls toward θ₀."""
+    from accelerate import Accelerator
+
+    from cpt_utils.engines import L2Pull
+    from cpt_utils.modeling import build_tiny_model
+    from cpt_utils.params import TinyModelParams
+
+    model = build_tiny_model(TinyModelParams(), 512, seed=0)
+    pull = L2Pull(Accelerator(cpu=True), model, weight=0.3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    pull.in_loss = True
+    pull.loss_term(model).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad.zero_()
+    pull.in_loss = False
+    assert pull.loss_term(model) == 0.0
+    pull.add_to_gradients(model)
+    assert all(torch.allclose(p.grad, e, atol=1e-7) for p, e in zip(model.parameters(), expected))
+    assert all(torch.equal(torch.sign(p.grad), torch.sign(p.detach() - p0))
+               for p, p0 in zip(model.parameters(), pull.initial) if p.grad.abs().min() > 0)
