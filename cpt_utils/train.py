@@ -1,14 +1,16 @@
 """Continued pre-training with Accelerate: one loop, readable top to bottom.
 
     python -m cpt_utils.train PARAMS                       one process (CPU or one GPU)
-    accelerate launch -m cpt_utils.train PARAMS            several GPUs (DDP; FSDP/DeepSpeed via the
-                                                           Accelerate config, see configs/accelerate/)
+    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes N -m cpt_utils.train PARAMS
+                                                           N GPUs (DDP; fsdp.yaml, deepspeed-zero2.yaml)
     torchrun --standalone --nproc_per_node 2 -m cpt_utils.train PARAMS   multi-process on CPU (gloo)
 
-The budget is in tokens; checkpoints land at token milestones; the LR is a pure function of the step
-(``schedules``); the sample stream is a resumable ``MixedSampler``. Resuming restores the model,
-optimizer, every process's RNG and the sampler, so an interrupted run continues on exactly the
-trajectory it would have followed.
+``train`` = ``setup`` (accelerator and engine, data, model, optimizer, ``StepPlan``) → ``resume`` →
+``fit`` (the loop; one optimizer step is ``_train_step``). What differs between DDP, FSDP2 and DeepSpeed
+lives in ``engines``. The budget is in tokens; checkpoints land at token milestones; the LR is a pure
+function of the step (``schedules``); the sample stream is a resumable ``MixedSampler``. Resuming
+restores the model, optimizer, every process's RNG and the sampler, so an interrupted run continues on
+exactly the trajectory it would have followed (with the same number of processes; others are refused).
 """
 
 from __future__ import annotations

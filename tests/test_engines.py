@@ -75,9 +75,10 @@ def _reference(tiny_params, data_dir: Path, run: Path, **updates) -> None:
     train(params, run, data_dir=data_dir, progress=False)
 
 
-def _assert_same_training(one: Path, two: Path, rel: float = 1e-4, atol: float = 1e-5) -> None:
+def _assert_same_training(one: Path, two: Path, rel: float = 1e-5, atol: float = 1e-5) -> None:
     """Same global batches, gradients averaged over processes: the losses agree up to float summation
-    order (each process averages its own rows, then the processes average; one process averages all)."""
+    order (each process averages its own rows, then the processes average; one process averages all).
+    Measured: at most 1.2e-7 relative on the train losses, 3.5e-9 on the held-out loss."""
     a, b = _rows(one), _rows(two)
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 7))
     assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=rel)
@@ -170,8 +171,8 @@ def test_deepspeed_with_several_cpu_processes_is_refused_with_the_reason(tiny_pa
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
-                    reason="deepspeed is an optional extra (pip install -e .[deepspeed]); "
-                           "multi-process DeepSpeed cannot run on CPU: " + DEEPSPEED_CPU_REASON)
+                    reason="deepspeed is an optional extra (pip install -e .[deepspeed]), not installed here; "
+                           "on CPU it runs one process only: " + DEEPSPEED_CPU_REASON)
 def test_deepspeed_zero2_steps_once_per_accumulation_and_resumes_exactly(tiny_params, data_dir, tmp_path):
     """One process (see DEEPSPEED_CPU_REASON) with two micro-steps per optimizer step: ZeRO-2 trains
     like the plain loop (so it steps once per global batch, not per micro-step) and resumes exactly."""
@@ -186,6 +187,8 @@ def test_deepspeed_zero2_steps_once_per_accumulation_and_resumes_exactly(tiny_pa
     _launch(tmp_path, 1, tmp_path / "killed", data_dir, updates, env=DEEPSPEED_ENV, stop=3)
     _launch(tmp_path, 1, tmp_path / "killed", data_dir, updates, env=DEEPSPEED_ENV)
     assert [r["loss"] for r in _rows(tmp_path / "killed")] == pytest.approx([r["loss"] for r in b], rel=1e-6)
+    print("deepspeed vs plain, max relative loss difference:",
+          max(abs(x["loss"] - y["loss"]) / x["loss"] for x, y in zip(a, b)))
 
 
 def test_the_l2_pull_adds_the_gradient_of_its_loss_term():
