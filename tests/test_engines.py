@@ -183,12 +183,10 @@ def test_deepspeed_zero2_steps_once_per_accumulation_and_resumes_exactly(tiny_pa
     assert summary["engine"] == "deepspeed" and summary["steps"] == 6
     a, b = _rows(tmp_path / "one"), _rows(tmp_path / "ds")
     assert [r["step"] for r in b] == list(range(1, 7))
-    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-4)
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-5)  # measured 3.9e-8
     _launch(tmp_path, 1, tmp_path / "killed", data_dir, updates, env=DEEPSPEED_ENV, stop=3)
     _launch(tmp_path, 1, tmp_path / "killed", data_dir, updates, env=DEEPSPEED_ENV)
     assert [r["loss"] for r in _rows(tmp_path / "killed")] == pytest.approx([r["loss"] for r in b], rel=1e-6)
-    print("deepspeed vs plain, max relative loss difference:",
-          max(abs(x["loss"] - y["loss"]) / x["loss"] for x, y in zip(a, b)))
 
 
 def test_the_l2_pull_adds_the_gradient_of_its_loss_term():
