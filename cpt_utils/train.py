@@ -28,6 +28,7 @@ from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_m
 from .errors import CptError
 from .packing import MixedSampler, PackedSplit
 from .hardware import mfu, peak_flops
+from .losses import causal_lm_loss
 from .params import ExperimentParams, load_params
 from .precision import accelerate_mixed_precision, autocast, resolve_precision
 from .schedules import Segment, lr_at
@@ -383,7 +384,7 @@ def _train_step(state: TrainState) -> StepResult:
         context = accelerator.no_sync(model) if not sync and accelerator.num_processes > 1 else _null()
         with context:
             with autocast(state.precision, accelerator.device.type):
-                loss = state.step_model(**inputs, labels=inputs["input_ids"], use_cache=False).loss
+                loss = causal_lm_loss(state.step_model, inputs["input_ids"], inputs.get("position_ids"), tp.loss_chunk_tokens)
             total = loss / tp.grad_accum_steps
             if state.initial is not None:
                 total = total + tp.l2_init_weight * _l2_to_initial(accelerator.unwrap_model(model), state.initial) / tp.grad_accum_steps
