@@ -126,7 +126,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=None, help="default: train.loss_chunk_tokens' default")
     parser.add_argument("--checkpointing", action="store_true", help="(worker) gradient checkpointing on")
-    parser.add_argument("--no-checkpointing-variants", action="store_true", help="only checkpointing off")
+    parser.add_argument("--variants", nargs="+", default=["hf:off", "chunked:off", "hf:on", "chunked:on"],
+                        help="LOSS:CHECKPOINTING pairs to run at each batch, in this order")
     parser.add_argument("--sweep", type=int, nargs="+", help="instead: time the head + loss alone at these "
                         "chunk sizes against hf (one process)")
     parser.add_argument("--sweep-tokens", type=int, default=2048)
@@ -143,9 +144,7 @@ def main() -> None:
     chunk = args.chunk or TrainParams().loss_chunk_tokens
     if args.sweep:
         return sweep(args)
-    variants = [(loss, chunk, ckpt, batch) for batch in args.batches
-                for ckpt in ((False,) if args.no_checkpointing_variants else (False, True))
-                for loss in ("hf", "chunked")]
+    variants = [(v.split(":")[0], chunk, v.split(":")[1] == "on", batch) for batch in args.batches for v in args.variants]
     print(f"seq {args.seq_len}; {args.warmup} warm-up + {args.steps} timed forward+backward steps per variant; "
           f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     print("| batch × seq | grad. checkpointing | loss | peak RSS MB | step adds MB | step s | vs hf | cpu/wall |")

@@ -70,11 +70,13 @@ def _forward_chunks(hidden, weight, bias, targets, head, chunk, wants_grad):
     for start in range(0, hidden.shape[0], chunk):
         rows = hidden[start:start + chunk]
         target = targets[start:start + chunk]
-        logits = fp32_logits(head, rows)  # [chunk, vocab] fp32, the only vocab-sized tensor
-        lse = torch.logsumexp(logits, dim=-1)
-        total += (lse - logits.gather(1, target[:, None]).squeeze(1)).sum()
-        if wants_grad:  # ∂/∂logits of the summed CE = softmax − one-hot, computed in place
-            dlogits = logits.sub_(lse[:, None]).exp_()
+        logits = fp32_logits(head, rows)  # [chunk, vocab] fp32: the only vocab-sized tensor, all in place
+        picked = logits.gather(1, target[:, None]).squeeze(1)
+        maxes = logits.amax(dim=-1, keepdim=True)
+        sums = logits.sub_(maxes).exp_().sum(dim=-1)  # torch.logsumexp would allocate a second [chunk, vocab]
+        total += (sums.log() + maxes.squeeze(1) - picked).sum()
+        if wants_grad:  # ∂/∂logits of the summed CE = softmax − one-hot
+            dlogits = logits.div_(sums[:, None])
             dlogits[torch.arange(len(target), device=target.device), target] -= 1.0
             grad_hidden[start:start + chunk] = dlogits @ weight32
             grad_weight.addmm_(dlogits.T, rows.float())
