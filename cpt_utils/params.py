@@ -224,6 +224,9 @@ class TrainParams(Section):
                           "run, cached under cache_dir()/torch_compile; the first step pays the compile)")
     fused_adamw: Literal["auto", "on", "off"] = Field("auto", description="auto: fused AdamW (CPU and GPU)")
     per_document_attention: bool = True
+    loss_chunk_tokens: int = Field(1024, ge=0, description="tokens per chunk of the fused cross-entropy "
+                                   "(cpt_utils.losses): the full [batch, seq, vocab] logits are never built; "
+                                   "0: transformers' own loss")
     replay_fraction: float = Field(0.0, ge=0, le=1)
     l2_init_weight: float = Field(0.0, ge=0, description="pull toward the initial weights")
     checkpoint_every_tokens: int | None = Field(None, ge=1, description="extra resumable checkpoints (only the latest kept)")

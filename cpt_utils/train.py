@@ -31,6 +31,7 @@ from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_m
 from .errors import CptError
 from .packing import MixedSampler, PackedSplit
 from .hardware import mfu, peak_flops
+from .losses import causal_lm_loss
 from .params import ExperimentParams, load_params
 from .precision import autocast, resolve_precision
 from .schedules import Segment, lr_at
@@ -395,7 +396,8 @@ def _train_step(state: TrainState) -> StepResult:
         # accelerator.backward divides by the accumulation steps (DeepSpeed's engine does it itself)
         with accelerator.accumulate(model):
             with autocast(state.precision, accelerator.device.type):
-                loss = state.step_model(**inputs, labels=inputs["input_ids"], use_cache=False).loss
+                loss = causal_lm_loss(state.step_model, inputs["input_ids"], inputs.get("position_ids"),
+                                      tp.loss_chunk_tokens)
             accelerator.backward(loss + state.pull.loss_term(model) if state.pull else loss)
         loss_sum += loss.detach().float().item()
     if state.pull:
