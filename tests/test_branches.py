@@ -18,7 +18,8 @@ STEP = 256  # tokens per step of the tiny parameters (4 × 64)
 
 def _params(tiny_params, **train_updates):
     """The tiny recipe (WSD, milestones at 1k/2k/3k/4k tokens, branches of 1/4) with a one-task suite."""
-    ev = tiny_params.eval.model_copy(update={"offline_tasks": ["mmlu_offline_domain"], "task_groups": {}, "limit": 4})
+    ev = tiny_params.eval.model_copy(update={"offline_tasks": ["mmlu_offline_domain"], "task_groups": {}, "limit": 4,
+                                             "perplexity_max_sequences": 8})
     return tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update=train_updates), "eval": ev})
 
 
@@ -37,12 +38,12 @@ def test_a_branch_continues_the_milestone_exactly_when_nothing_decays(tiny_param
     """With min_lr_ratio 1 a branch is the main run's own continuation: equal losses step for step prove
     it resumed the milestone's weights, data position *and* optimizer state (a fresh AdamW would take a
     different second step)."""
-    params = _params(tiny_params, min_lr_ratio=1.0, decay_branch_tasks=False)
+    params = _params(tiny_params, min_lr_ratio=1.0, decay_branch_tasks=False, milestones=[3072, 4096])
     run = _run(tmp_path, data_dir)
     train(params, run, progress=False)
     table = branches.run_branches(params, run, progress=False)
     main = _rows(run)
-    third = table.set_index("branch").loc["tokens-000000003072"]
+    (third,) = table.itertuples()
     assert (third.from_tokens, third.branch_tokens) == (3072, 768)
     rows = _rows(Path(third.path))
     assert [r["step"] for r in rows] == [13, 14, 15]
