@@ -165,7 +165,8 @@ def grow(params: ExperimentParams, data_dir: Path, manifest: dict, state: dict, 
     dedup.open_log(data_dir / DEDUP_LOG, state["dedup_log"])  # everything prepared so far, general and registers too
     place = state["domain"]
     held_before, read_before = place["held_out"], place["stream"]["documents_read"]
-    print(f"growing {data_dir}: train budget {state['budget']:,} → {pre.train_token_budget:,} tokens; continuing the "
+    target = "the end of the stream" if pre.train_token_budget is None else f"{pre.train_token_budget:,} tokens"
+    print(f"growing {data_dir}: train budget {state['budget']:,} → {target}; continuing the "
           f"domain stream after document {read_before:,} ({before:,} sequences kept byte-identical)")
     corpus = _process_corpus("domain", params, tokenizer, manifest["tokenizer"]["separator_id"], dedup, train,
                              _FrozenSplit(), progress, resume=place)
@@ -178,7 +179,7 @@ def grow(params: ExperimentParams, data_dir: Path, manifest: dict, state: dict, 
               "stream_position": _position(new_place["stream"]),
               "held_out_documents_left_out": new_place["held_out"] - held_before,
               "created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.perf_counter() - started}
-    if after * pre.seq_len < pre.train_token_budget:
+    if pre.train_token_budget is not None and after * pre.seq_len < pre.train_token_budget:
         record["exhausted"] = True
         print(f"data.domain is exhausted: the train split holds {after * pre.seq_len:,} tokens, below "
               f"preprocess.train_token_budget ({pre.train_token_budget:,})")

@@ -17,9 +17,10 @@ STEP = 256  # tokens per step of the tiny parameters (4 × 64)
 
 
 def _params(tiny_params, **train_updates):
-    """The tiny recipe (WSD, milestones at 1k/2k/3k/4k tokens, branches of 1/4) with a one-task suite."""
-    ev = tiny_params.eval.model_copy(update={"offline_tasks": ["mmlu_offline_domain"], "task_groups": {}, "limit": 4,
-                                             "perplexity_max_sequences": 8})
+    """The tiny recipe (WSD, milestones at 1k/2k/3k/4k tokens, branches of 1/4), evaluated on held-out
+    text only (the task suite's set-up costs more than everything else here; which suite a branch gets is
+    tested on its parameters)."""
+    ev = tiny_params.eval.model_copy(update={"offline_tasks": [], "task_groups": {}, "perplexity_max_sequences": 8})
     return tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update=train_updates), "eval": ev})
 
 
@@ -67,7 +68,7 @@ def test_branches_decay_to_the_minimum_are_reused_and_feed_the_fit(tiny_params, 
         assert lrs[-1] == pytest.approx(1e-3 * params.train.min_lr_ratio)  # ends at the floor
         assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[0] < 1e-3
         ev = json.loads(next((Path(branch.path) / "evals").glob("*.json")).read_text())
-        assert ev["tokens"] == branch.tokens and "mmlu_offline_domain" in ev["tasks"]  # decay_branch_tasks
+        assert ev["tokens"] == branch.tokens and ev["perplexity"]["val_general"]["loss"] == branch.val_general_loss
         assert ev["perplexity"]["val_domain"]["loss"] == branch.val_domain_loss
     assert [c["tokens"] for c in list_checkpoints(run) if (Path(c["path"]) / "state").is_dir()] == [4096]
 
@@ -104,3 +105,15 @@ def test_too_few_annealed_points_or_no_branches_are_said(tiny_params, data_dir, 
     plain = _params(tiny_params, schedule="cosine", decay_branch_fraction=None)
     points, design = analysis_report.fit_points(run, plain)
     assert "in-loop evaluations of one cosine run" in design and len(points) == len(analysis_report.loss_points(run))
+
+
+def test_branch_parameters_resume_the_milestone_and_choose_the_suite(tiny_params):
+    milestone = {"name": "tokens-000000002048", "tokens": 2048, "tokens_per_step": 256, "path": "/runs/x/checkpoints/m"}
+    branch = branches.branch_params(tiny_params, milestone)
+    tp = branch.train
+    assert (tp.token_budget, tp.resume, tp.continue_with, tp.milestones) == (2048 + 512, milestone["path"], "decay", [])
+    assert branch.eval.offline_tasks == tiny_params.eval.offline_tasks  # decay_branch_tasks: true in tiny.yaml
+    no_tasks = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"decay_branch_tasks": False})})
+    assert branches.branch_params(no_tasks, milestone).eval.offline_tasks == []
+    tiny_step = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"decay_branch_fraction": 0.01})})
+    assert branches.branch_params(tiny_step, milestone).train.token_budget == 2048 + 256  # at least one step
