@@ -32,6 +32,42 @@ def loss_points(run_dir: Path):
     return evals.sort_values("tokens").reset_index(drop=True)
 
 
+#: Fewest trained points the power law (3 parameters) is fitted to (``analysis.fit_loss_curve``).
+MIN_FIT_POINTS = 4
+
+
+def fit_points(run_dir: Path, params: ExperimentParams):
+    """The points the token-efficiency fit uses, and a sentence saying which and why.
+
+    With decay branches (``train.decay_branch_fraction``) they are the annealed models
+    (``branches.annealed_points``); otherwise the in-loop evaluations of the one run, with the caveat
+    that its schedule bends them."""
+    from .branches import annealed_points
+
+    tp = params.train
+    if not tp.decay_branch_fraction:
+        how = {"cosine": "whose cosine anneal bends the last points down", "wsd": "whose final decay bends the last points down",
+               "constant": "none of them annealed (each sits above what a decayed run would reach)"}[tp.schedule]
+        return loss_points(run_dir), (
+            f"**Fitted: the in-loop evaluations of one {tp.schedule} run**, {how}: the exponent and any extrapolation "
+            "describe the schedule as much as the data. For points the schedule does not bend, set `train.schedule: wsd` "
+            "and `train.decay_branch_fraction` (a short decay branch from each milestone; `cpt_utils.branches`).")
+    points = annealed_points(params, run_dir)
+    n = int((points.tokens > 0).sum()) if len(points) else 0
+    final = (f", and the main run's final checkpoint (annealed by its own decay over the last {tp.decay_fraction:.0%} "
+             "of its budget)" if tp.schedule != "constant" else "")
+    text = (f"**Fitted: {n} annealed point{'s' if n != 1 else ''}** — the end of each decay branch ({tp.decay_branch_fraction:g} × "
+            f"the milestone's tokens more while the LR falls ({tp.decay_shape}) to {tp.lr * tp.min_lr_ratio:.3g}) from the "
+            f"milestones of this {tp.schedule} run{final}. A branch's point counts the milestone's tokens plus the "
+            "branch's: the model trained on all of them. Why: every point is an annealed model, like the final model "
+            "of a run with that budget, so the curve measures what the tokens bought and not the schedule (the "
+            "in-loop points, grey, are not annealed).")
+    if n < MIN_FIT_POINTS:
+        text += (f" **Too few points:** {n} trained annealed point{'s' if n != 1 else ''}; the power law needs at least "
+                 f"{MIN_FIT_POINTS} (add milestones to `train.milestones`), so the fit below says why it is not available.")
+    return points, text
+
+
 def fits(points, params: ExperimentParams) -> dict[str, analysis.Fit]:
     d, y = points.tokens.to_numpy(), points.val_domain_loss.to_numpy()
     return {m: analysis.fit_loss_curve(d, y, model=m, bootstrap=params.analysis.bootstrap_samples, seed=params.seed)
@@ -60,12 +96,18 @@ def fit_table(fitted: dict[str, analysis.Fit], points=None):
                                                   "hold-out RMSE, last 2 points (nats)"]]
 
 
-def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[int]):
+def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[int], context=None):
+    """The fitted points (±1 SE) with the domain fit and its band; ``context`` (e.g. the in-loop points
+    when annealed points are fitted) drawn faintly behind them."""
     import matplotlib.pyplot as plt
 
     from .plots import PALETTE, label
 
     fig, ax = plt.subplots()
+    if context is not None and len(context):
+        for which in ("domain", "general"):
+            ax.plot(context.tokens, context[f"val_{which}_loss"], ls="-", marker=".", color=PALETTE[which], alpha=0.3,
+                    label=f"{which}, in-loop (not annealed)")
     for which in ("domain", "general"):
         ax.errorbar(points.tokens, points[f"val_{which}_loss"], yerr=points[f"val_{which}_loss_se"], fmt="o",
                     capsize=3, color=PALETTE[which], label=f"{which} held-out")

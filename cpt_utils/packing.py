@@ -75,16 +75,20 @@ class ShardWriter:
     Each shard is written under a temporary name and renamed, so a crash never leaves a shard that
     looks complete; a split is only readable once ``close`` has written its ``split.json``. Given a
     ``state`` (``state_dict`` of an interrupted writer) it keeps and re-verifies the shards listed there
-    and deletes only the rest.
+    and deletes only the rest. ``append`` (growing a finished split, ``cpt_utils.growth``) also keeps the
+    published ``split.json`` and ``documents.jsonl`` until ``close`` replaces them, so a crash while
+    growing leaves the old split readable.
     """
 
     def __init__(self, split_dir: str | Path, seq_len: int, vocab_size: int, shard_sequences: int,
-                 meta: dict | None = None, state: dict | None = None):
+                 meta: dict | None = None, state: dict | None = None, append: bool = False):
         self.dir = Path(split_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         keep = {f"{shard['name']}.{suffix}.npy" for shard in (state or {}).get("shards", []) for suffix in shard["files"]}
         if state is not None:
             keep.add("documents.jsonl.tmp")  # the packer truncates it to the saved length
+        if append:
+            keep |= {"split.json", "documents.jsonl"}
         for stale in [*self.dir.glob("shard-*"), *self.dir.glob("split.json*"), *self.dir.glob("documents.jsonl*")]:
             if stale.name not in keep:
                 stale.unlink()  # a restart rewrites the split from scratch (a resumed one from its last shard)
@@ -101,6 +105,8 @@ class ShardWriter:
         self._rows = 0
         self.shards: list[dict] = []
         self.num_sequences = 0
+        #: sequences per earlier generation of a grown split (empty for a split written in one go)
+        self.blocks: list[int] = list((state or {}).get("blocks", []))
         self._hash = hashlib.blake2b(digest_size=16)
         if state is not None:
             self._restore(state)
@@ -110,7 +116,8 @@ class ShardWriter:
         unfinished shard (copies: the buffer is reused)."""
         n = self._rows
         rows = None if self._ids is None else (self._ids[:n].copy(), self._pos[:n].copy(), self._doc[:n].copy())
-        return {"shards": [dict(s) for s in self.shards], "num_sequences": self.num_sequences, "rows": rows}
+        return {"shards": [dict(s) for s in self.shards], "num_sequences": self.num_sequences, "rows": rows,
+                "blocks": list(self.blocks)}
 
     def _restore(self, state: dict) -> None:
         """Continue after the shards in ``state``: each is checked against its recorded content hash
@@ -167,6 +174,9 @@ class ShardWriter:
             "num_sequences": self.num_sequences, "num_tokens": self.num_sequences * self.seq_len,
             "shards": self.shards, "content_hash": self._hash.hexdigest(), **self.meta,
         }
+        if self.blocks:  # a grown split: the sequences each preparation added, in order (the sampler's blocks)
+            added = self.num_sequences - sum(self.blocks)
+            info["blocks"] = self.blocks + ([added] if added else [])
         tmp = self.dir / "split.json.tmp"
         tmp.write_text(json.dumps(info, indent=1))
         tmp.replace(self.dir / "split.json")
@@ -205,6 +215,12 @@ class PackedSplit:
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
+
+    @property
+    def blocks(self) -> list[int]:
+        """Sequences per preparation, in order: one block for a split written in one go, one more per
+        growth (``cpt_utils.growth``); the sampler shuffles within each so appending keeps the order."""
+        return list(self.info.get("blocks") or [len(self)])
 
     @property
     def num_tokens(self) -> int:
@@ -279,10 +295,13 @@ class SequencePacker:
 
     def state_dict(self) -> dict:
         """The buffered document fragments and the length of ``documents.jsonl`` so far (the writer's
-        state is saved beside it)."""
-        self._docs_tmp.flush()
+        state is saved beside it). After ``close`` it is where a grown split continues: the dropped tail
+        (the rest of the document the budget cut) starts its next sequence."""
+        if not self._docs_tmp.closed:
+            self._docs_tmp.flush()
+            self._docs_size = self._docs_tmp.tell()
         return {"fragments": [(doc, tokens.copy()) for doc, tokens in self._fragments], "buffered": self._buffered,
-                "documents": self.documents, "documents_offset": self._docs_tmp.tell(),
+                "documents": self.documents, "documents_offset": self._docs_size,
                 "writer": self.writer.state_dict()}
 
     @property
@@ -323,6 +342,8 @@ class SequencePacker:
 
     def close(self) -> dict:
         """Drop the incomplete last sequence (no padding in the format) and publish the split."""
+        self._docs_tmp.flush()
+        self._docs_size = self._docs_tmp.tell()
         self._docs_tmp.close()
         (self.writer.dir / "documents.jsonl.tmp").replace(self.writer.dir / "documents.jsonl")
         info = self.writer.close()
@@ -348,38 +369,84 @@ class SamplerState:
     replay_carry: float = 0.0  # error diffusion so the long-run replay share is exactly r
 
 
+class DataRepeatWarning(UserWarning):
+    """A token budget needs more sequences than a split holds: the sampler starts another epoch."""
+
+
 class MixedSampler:
     """Deterministic, resumable stream of global batches mixing domain and replay sequences.
 
     Each global batch has ``world_size × micro_batch_size`` rows; ``round(r × rows)`` of them (with the
     rounding error carried to the next batch, so the long-run share is exactly ``r``) come from replay.
-    Every epoch of each split is a fresh permutation seeded by (seed, split, epoch). All ranks compute
-    the same global batch and take their own slice, so there is nothing to synchronise, and resuming is
-    just restoring ``SamplerState``.
+    All ranks compute the same global batch and take their own slice, so there is nothing to
+    synchronise, and resuming is just restoring ``SamplerState``.
+
+    Order: the first epoch of a split visits its *blocks* in order (``PackedSplit.blocks``: the
+    sequences each preparation added; one block unless the data was grown), each block a permutation
+    seeded by (seed, split, block). Appending a block therefore leaves the order of every earlier
+    sequence unchanged — a run grown from 400M to 1B tokens sees its first 400M exactly as before.
+    Later epochs (the data repeats) are permutations of the whole split seeded by (seed, split, epoch).
+    Block 0 uses the seed of epoch 0, so a split that never grew is sampled as before blocks existed.
     """
 
-    def __init__(self, n_train: int, n_replay: int, micro_batch_size: int, replay_fraction: float = 0.0,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
-        if n_train <= 0:
+    def __init__(self, n_train: int | list[int], n_replay: int | list[int], micro_batch_size: int,
+                 replay_fraction: float = 0.0, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.blocks = {"train": _blocks(n_train), "replay": _blocks(n_replay)}
+        self.n = {split: sum(b) for split, b in self.blocks.items()}
+        if self.n["train"] <= 0:
             raise PackedDataError("the train split has no sequences")
-        if replay_fraction > 0 and n_replay <= 0:
+        if replay_fraction > 0 and self.n["replay"] <= 0:
             raise PackedDataError("replay_fraction > 0 but the replay split has no sequences")
-        self.n = {"train": n_train, "replay": n_replay}
         self.micro_batch_size = micro_batch_size
         self.replay_fraction = replay_fraction
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.state = SamplerState()
-        self._perm_cache: dict[tuple[str, int], np.ndarray] = {}
+        self._perm_cache: dict[tuple[str, int, int], np.ndarray] = {}
 
-    def _index(self, split: str, cursor: int) -> int:
-        n = self.n[split]
-        epoch, offset = divmod(cursor, n)
-        key = (split, epoch)
+    def _permutation(self, split: str, epoch: int, block: int, size: int) -> np.ndarray:
+        key = (split, epoch, block)
         if key not in self._perm_cache:
             self._perm_cache = {k: v for k, v in self._perm_cache.items() if k[0] != split}
-            rng = np.random.default_rng([self.seed, 0 if split == "train" else 1, epoch])
-            self._perm_cache[key] = rng.permutation(n)
-        return int(self._perm_cache[key][offset])
+            which = 0 if split == "train" else 1
+            seed = [self.seed, which, epoch] if block == 0 else [self.seed, which, epoch, block]
+            self._perm_cache[key] = np.random.default_rng(seed).permutation(size)
+        return self._perm_cache[key]
+
+    def _index(self, split: str, cursor: int) -> int:
+        n, blocks = self.n[split], self.blocks[split]
+        epoch, offset = divmod(cursor, n)
+        if epoch > 0 or len(blocks) == 1:
+            return int(self._permutation(split, epoch, 0, n)[offset])
+        start = 0
+        for block, size in enumerate(blocks):
+            if offset < start + size:
+                return start + int(self._permutation(split, 0, block, size)[offset - start])
+            start += size
+        raise AssertionError("unreachable: offset < n")
+
+    def sequences_needed(self, global_batches: int) -> dict[str, int]:
+        """Sequences each split gives to ``global_batches`` batches from the current state (computed
+        with the same carried rounding as ``next_global_batch``, on a copy)."""
+        rows = self.micro_batch_size * self.world_size
+        carry, replay = self.state.replay_carry, 0
+        for _ in range(global_batches if self.replay_fraction > 0 else 0):
+            wanted = self.replay_fraction * rows + carry
+            n_replay = min(rows, int(math.floor(wanted + 0.5)))
+            carry, replay = wanted - n_replay, replay + n_replay
+        return {"train": self.state.train_cursor + global_batches * rows - replay,
+                "replay": self.state.replay_cursor + replay}
+
+    def repeat_warning(self, global_batches: int) -> str | None:
+        """What repeats if the run takes ``global_batches`` batches in all: None when every split's
+        sequences are each seen at most once."""
+        needed = self.sequences_needed(max(0, global_batches - self.state.batches))
+        over = [f"{split}: {needed[split]:,} sequences from {self.n[split]:,} ({needed[split] / self.n[split]:.2f} epochs)"
+                for split in ("train", "replay") if self.n[split] and needed[split] > self.n[split]]
+        if not over:
+            return None
+        return ("the token budget exceeds one epoch of the prepared data, so the sampler repeats sequences ("
+                + "; ".join(over) + "). To train on new text instead, raise preprocess.train_token_budget (or "
+                "replay_token_budget) and prepare again: a larger train budget appends shards to the same stream")
 
     def next_global_batch(self) -> list[tuple[str, int]]:
         rows = self.micro_batch_size * self.world_size
@@ -407,3 +474,8 @@ class MixedSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.state = SamplerState(**state)
+
+
+def _blocks(n: int | list[int]) -> list[int]:
+    blocks = [int(n)] if isinstance(n, (int, np.integer)) else [int(b) for b in n]
+    return [b for b in blocks if b > 0] or [0]

@@ -212,6 +212,18 @@ class TrainParams(Section):
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     warmup_tokens: int = Field(0, ge=0, description="linear (re-)warmup length")
     decay_fraction: float = Field(0.2, gt=0, le=1, description="WSD: share of the budget spent decaying")
+    decay_shape: Literal["linear", "1-sqrt"] = Field(
+        "linear", description="how WSD decays and decay branches fall to min_lr: linearly, or as 1 − √progress "
+        "(Hägele et al. 2024: matches cosine)")
+    decay_branch_fraction: float | None = Field(
+        None, gt=0, le=1, description="WSD decay branches (cpt_utils.branches): from each milestone before the "
+        "budget, train this fraction of the milestone's tokens more while the LR decays to min_lr, into "
+        "runs/<run>/branches/<milestone>/; notebook 04 fits the annealed points. None: no branches")
+    decay_branch_tasks: bool = Field(True, description="evaluate each branch's end on the task suite too "
+                                     "(held-out splits always)")
+    continue_with: Literal["rewarm", "decay"] = Field(
+        "rewarm", description="a resumed run whose budget differs from its checkpoint's: re-warm then the "
+        "schedule (a grown run), or decay from the current LR to min_lr (a decay branch)")
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
@@ -465,6 +477,10 @@ def _train_problems(tp: TrainParams, key: str, inherited: set[str] = frozenset()
     if beyond:
         problems.append(f"{key}.milestones: {beyond}{note('milestones')} beyond {key}.token_budget "
                         f"({tp.token_budget:,}): training stops before reaching them")
+    if tp.decay_branch_fraction is not None and tp.schedule == "cosine":
+        problems.append(f"{key}.decay_branch_fraction: decay branches need a schedule that holds the LR until it "
+                        f"branches ({key}.schedule: wsd or constant); a cosine run's milestones are already "
+                        "partly annealed")
     if tp.warmup_tokens >= tp.token_budget:
         problems.append(f"{key}.warmup_tokens: {tp.warmup_tokens:,}{note('warmup_tokens')} is not below "
                         f"{key}.token_budget ({tp.token_budget:,}): the learning rate would never reach its peak")

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Iterator
 
 from .clean import FilterReport, clean_stream
 from .corpora import Document, open_corpus
+from . import growth
 from .dedup import DedupReport, Deduplicator
 from .errors import DataError
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, verify_split
@@ -216,7 +217,10 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
         raise _nothing_left_error(which, filters, dd, corpus.problems.as_dict(), corpus.describe())
     return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
             "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
-            "tokens_tokenized": tokens, "documents_read": corpus.documents_read}
+            "tokens_tokenized": tokens, "documents_read": corpus.documents_read,
+            # where the stream stopped: how a larger train budget continues it (cpt_utils.growth; not in the manifest)
+            "_place": {"which": which, "stream": corpus.state_dict(), "filters": filters, "dedup": dd,
+                       "held_out": held_out, "tokens": tokens}}
 
 
 def _held_out_rank(doc_id: str, seed: int) -> int:
@@ -272,7 +276,7 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
 def _code_version() -> str:
     """Hash of the modules that decide what the data contains: changing a filter re-prepares the data."""
     digest = hashlib.blake2b(digest_size=6)
-    for module in ("clean", "dedup", "packing", "preprocess", "corpora", "registers"):
+    for module in ("clean", "dedup", "packing", "preprocess", "corpora", "registers", "growth"):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     return digest.hexdigest()
 
@@ -302,6 +306,9 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     manifest_path = data_dir / "manifest.json"
     fingerprint, code = step_fingerprint(params, "preprocess"), _code_version()
     registers_done = all((data_dir / f"val_{r}" / "split.json").is_file() for r in params.data.registers)
+    base = Path(params.source_path).parent if params.source_path else None
+    sources = {which: open_corpus(getattr(params.data, which), base_dir=base, name=which).source_identity()
+               for which in ("domain", "general")}
     if manifest_path.is_file() and not force and registers_done:
         manifest = json.loads(manifest_path.read_text())
         if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
@@ -311,6 +318,12 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
                       "preprocessing code unchanged, shard hashes verified; pass force=True to redo it)")
                 return manifest
             print(f"not reusing {data_dir}: {len(damaged)} damaged shard file(s), e.g. {damaged[0]}; preparing it again")
+        elif _complete(data_dir):
+            state, why_not = growth.growth_plan(params, data_dir, manifest, code, sources)
+            if state is not None:  # a larger train budget on the same stream: append shards
+                return growth.grow(params, data_dir, manifest, state, fingerprint, progress)
+            if manifest.get("fingerprint") != fingerprint:
+                print(f"preparing {data_dir} again: the parameters changed and the data cannot grow in place ({why_not})")
     manifest_path.unlink(missing_ok=True)  # a half-rewritten data folder must never look finished
 
     pre = params.preprocess
@@ -327,9 +340,6 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         return SequencePacker(writer, separator, budget, state=state)
 
     budgets = {"train": pre.train_token_budget, "replay": pre.replay_token_budget, "val_domain": None, "val_general": None}
-    base = Path(params.source_path).parent if params.source_path else None
-    sources = {which: open_corpus(getattr(params.data, which), base_dir=base, name=which).source_identity()
-               for which in ("domain", "general")}
     snapshot = None if force else _load_snapshot(data_dir, fingerprint, code, sources)
     if snapshot is None:
         (data_dir / SNAPSHOT).unlink(missing_ok=True)  # starting over: an older snapshot must never be resumed
@@ -393,6 +403,7 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
                 + (f" ({lost} removed)" if lost else "") + "; use more documents, a larger "
                 "preprocess.val_max_docs/val_fraction, a shorter seq_len or a gentler stage")
     seconds = time.perf_counter() - started
+    places = {which: c.pop("_place") for which, c in corpora.items()}
     tokenized = sum(c["tokens_tokenized"] for c in corpora.values())
     manifest = {
         "fingerprint": fingerprint, "code_version": code, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -408,12 +419,17 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in SPLITS).encode(),
                                         digest_size=16).hexdigest(),
     }
+    # where the domain stream stopped, and the dedup log (kept): how a larger train budget appends (growth.py)
+    growth.save_state(data_dir, growth.initial_state(params, code, sources, places["domain"], packers["train"],
+                                                     dedup.log_offset(), splits["train"]))
     tmp = manifest_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(manifest_path)
     dedup.close_log()
-    for leftover in (SNAPSHOT, DEDUP_LOG):
-        (data_dir / leftover).unlink(missing_ok=True)  # finished: nothing to resume
+    (data_dir / SNAPSHOT).unlink(missing_ok=True)  # finished: nothing to resume
+    if pre.train_token_budget and splits["train"]["num_tokens"] < pre.train_token_budget:
+        print(f"data.domain ran out: the train split holds {splits['train']['num_tokens']:,} tokens, below "
+              f"preprocess.train_token_budget ({pre.train_token_budget:,}); a training budget beyond it repeats data")
     return manifest
 
 

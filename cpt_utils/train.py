@@ -29,12 +29,13 @@ import numpy as np
 from . import engines
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .errors import CptError
-from .packing import MixedSampler, PackedSplit
+from .growth import data_identity, resume_problem
+from .packing import DataRepeatWarning, MixedSampler, PackedSplit
 from .hardware import mfu, peak_flops
 from .losses import causal_lm_loss
 from .params import ExperimentParams, load_params
 from .precision import autocast, resolve_precision
-from .schedules import Segment, lr_at
+from .schedules import Segment, continuation, lr_at
 from .tracking import log_train
 
 __all__ = ["train", "setup", "resume", "fit", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
@@ -111,18 +112,20 @@ def _check_data(params: ExperimentParams, data_dir: Path, tokenizer) -> None:
 
 
 LOOSE_TRAIN_KEYS = ("token_budget", "milestones", "eval_every_tokens", "checkpoint_every_tokens",
-                    "eval_max_sequences", "log_every_steps", "resume", "trackers", "num_threads")
+                    "eval_max_sequences", "log_every_steps", "resume", "trackers", "num_threads",
+                    "decay_branch_fraction", "decay_branch_tasks", "continue_with")  # branches: cpt_utils.branches
 
 
 def _trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
     """What must not change between a checkpoint and its continuation: the base model, the seed, the
     training hyperparameters except the budget and logging cadence, and the *content* of the data (not
-    the preprocessing parameters: re-preparing identical data must not orphan a run)."""
+    the preprocessing parameters: re-preparing identical data must not orphan a run; growing it only
+    appends, so it keeps its identity: ``growth.data_identity``)."""
     import hashlib
 
     manifest = json.loads((data_dir / "manifest.json").read_text())
     train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
-    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, manifest["content_hash"]],
+    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, data_identity(manifest)],
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -190,7 +193,7 @@ class StepPlan:
     def segment(self, tp, start: int = 0) -> Segment:
         """The LR schedule from ``start`` to the end of the budget (a new segment when resuming grew it)."""
         return Segment(start, self.total_steps, self.warmup, tp.lr, tp.min_lr_ratio, tp.schedule,
-                       tp.decay_fraction)
+                       tp.decay_fraction, tp.decay_shape)
 
 
 @dataclass
@@ -265,7 +268,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     train_split = PackedSplit(data_dir / "train")
     replay_split = PackedSplit(data_dir / "replay")
     val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir)}  # domain, general, registers
-    sampler = MixedSampler(len(train_split), len(replay_split), tp.micro_batch_size, tp.replay_fraction,
+    sampler = MixedSampler(train_split.blocks, replay_split.blocks, tp.micro_batch_size, tp.replay_fraction,
                            seed=params.seed, rank=accelerator.process_index, world_size=accelerator.num_processes)
 
     # model and optimizer
@@ -285,6 +288,11 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     plan = StepPlan.from_params(tp, train_split.seq_len, accelerator.num_processes)
     unwrapped = accelerator.unwrap_model(model)
     n_params = sum(p.numel() for p in unwrapped.parameters())
+    repeats = sampler.repeat_warning(plan.total_steps * tp.grad_accum_steps)
+    if repeats and accelerator.is_main_process:
+        import warnings
+
+        warnings.warn(f"{data_dir}: {repeats}", DataRepeatWarning, stacklevel=3)
     return TrainState(
         params=params, run_dir=run_dir, data_dir=data_dir, accelerator=accelerator, precision=precision,
         tokenizer=tokenizer, model=model, step_model=step_model, optimizer=optimizer, sampler=sampler,
@@ -307,16 +315,21 @@ def resume(state: TrainState) -> None:
         raise DataMismatch(
             f"{resume_from['path']} was trained with other parameters (only train.token_budget and the "
             "milestone/eval/checkpoint intervals may change when resuming); use another run_name or resume: never")
+    if resume_from is not None and (problem := resume_problem(resume_from, state.splits["train"].blocks)):
+        raise DataMismatch(problem)
     if resume_from is not None:
         _refuse_other_world(resume_from, accelerator)
         accelerator.load_state(str(Path(resume_from["path"]) / "state"))
         state.step = step = resume_from["step"]
         old = Segment(**resume_from["segment"])
-        state.segment = old if old.end == state.plan.total_steps else state.plan.segment(tp, start=step)
+        state.segment = old if old.end == state.plan.total_steps else continuation(
+            step, state.plan.total_steps, old, state.plan.warmup, tp.lr, tp.min_lr_ratio, tp.schedule,
+            tp.decay_fraction, tp.decay_shape, tp.continue_with)
         if accelerator.is_main_process:
             _truncate_metrics(state.metrics_path, step)
             print(f"resuming from {resume_from['name']} (step {step}, {resume_from['tokens']:,} tokens)"
-                  + ("" if state.segment is old else f"; budget grew: new schedule segment {step}→{state.plan.total_steps}"))
+                  + ("" if state.segment is old else
+                     f"; budget changed: new {state.segment.kind} segment {step}→{state.plan.total_steps}"))
     elif accelerator.is_main_process:
         state.metrics_path.unlink(missing_ok=True)
     if tp.trackers:
@@ -509,7 +522,10 @@ def _checkpoint(state: TrainState, final: bool = False) -> None:
         "step": state.step, "tokens": state.step * plan.tokens_per_step, "milestone": state.step in plan.milestone_steps,
         "final": final, "params_fingerprint": state.fingerprint, "trajectory_fingerprint": state.trajectory,
         "segment": asdict(state.segment), "tokens_per_step": plan.tokens_per_step, "n_params": state.n_params,
-        "num_processes": state.accelerator.num_processes, "engine": engines.engine_name(state.accelerator)})
+        "num_processes": state.accelerator.num_processes, "engine": engines.engine_name(state.accelerator),
+        "train_blocks": state.splits["train"].blocks,
+        # a milestone a decay branch starts from keeps its optimizer state (checkpointing._prune)
+        "keep_state": bool(state.params.train.decay_branch_fraction) and state.step in plan.milestone_steps and not final})
 
 
 # --------------------------------------------------------------------------------------------- train
