@@ -542,14 +542,19 @@ def effect_reading(vs_base: dict, vs_control: dict, better_when: str) -> tuple[s
     specific* only where continued − control is significant; *generic* where continued − base is
     significant but continued − control is not (the control, the same recipe on other text, changes as
     much); *not detected* otherwise. The words always carry the detectable change (two paired SEs)."""
-    mde_c, mde_b = (d.get("mde", 2 * d["se"]) for d in (vs_control, vs_base))
+    mde_c, mde_b = (_mde_words(d.get("mde", 2 * d["se"])) for d in (vs_control, vs_base))
     if vs_control["significant"]:
         which = "gain" if _improves(vs_control["delta"], better_when) else "loss"
-        return DOMAIN_SPECIFIC, f"domain-specific {which} (vs control detectable ≈ {mde_c:.3g})"
+        return DOMAIN_SPECIFIC, f"domain-specific {which} (vs control detectable ≈ {mde_c})"
     if vs_base["significant"]:
         which = "gains" if _improves(vs_base["delta"], better_when) else "loses"
-        return GENERIC, f"generic: the control {which} as much (vs control detectable ≈ {mde_c:.3g})"
-    return NOT_DETECTED, f"not detected (detectable ≈ {mde_b:.3g} vs base, {mde_c:.3g} vs control)"
+        return GENERIC, f"generic: the control {which} as much (vs control detectable ≈ {mde_c})"
+    return NOT_DETECTED, f"not detected (detectable ≈ {mde_b} vs base, {mde_c} vs control)"
+
+
+def _mde_words(mde: float) -> str:
+    """A detectable change in words; 0 means no item differed, so the paired SE says nothing."""
+    return f"{mde:.3g}" if mde and math.isfinite(mde) else "? (no item differed)"
 
 
 def _keyed_task_rows(a: dict, b: dict, groups: dict[str, list[str]], alpha: float) -> dict[tuple, dict]:

@@ -14,6 +14,7 @@ import json
 import re
 import warnings
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, Literal, Sequence, Union
 
 import yaml
@@ -450,7 +451,7 @@ def _unwrap(annotation: Any) -> Any:
     origin = get_origin(annotation)
     if origin is Annotated:
         return _unwrap(get_args(annotation)[0])
-    if origin is Union or str(origin) == "types.UnionType":
+    if origin is Union or origin is UnionType:  # Optional[X] and X | None
         members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
         return members[0] if len(members) == 1 else members
     return annotation

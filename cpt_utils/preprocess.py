@@ -272,7 +272,7 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
             "relaxed_filters": sorted(RELAXED_QUALITY.get(getattr(spec, "register", ""), {})),
             "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
             "documents_read": corpus.documents_read, "documents_selected": len(docs),
-            "chat_template": bool(special)}
+            "chat_template": any(d.meta.get("special_tokens") for d in docs)}
 
 
 def _pack_documents(tokenizer, docs: list[Document], packer: SequencePacker) -> None:
