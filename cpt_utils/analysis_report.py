@@ -464,3 +464,100 @@ def subject_summary(subjects):
 def reference_variant(params: ExperimentParams) -> str | None:
     """The unmitigated variant to compare mitigations against (named ``no_mitigation`` by convention)."""
     return "no_mitigation" if "no_mitigation" in params.variants else None
+
+
+# ----------------------------------------------------------------------------- 05: control run
+def control_table(rows: list[dict], checkpoint: str | None = None):
+    """``analysis.compare_to_control`` rows of one checkpoint (default: the last) as a table: base,
+    continued, control, the three paired changes ± SE with p, and the reading."""
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame()
+    checkpoint = checkpoint or rows[-1]["checkpoint"]
+    out = []
+    for r in (r for r in rows if r["checkpoint"] == checkpoint):
+        digits = 3 if "accuracy" in r["kind"] else 4
+        pm = lambda key: f"{r[key]:+.{digits}f} ± {r[key + ' SE']:.{digits}f}"  # noqa: E731
+        out.append({"measure": r["measure"], "n": r["n"], "base": round(r["base"], digits),
+                    "continued": round(r["continued"], digits), "control": round(r["control"], digits),
+                    "continued − base": pm("continued − base"), "p (vs base)": r["continued − base p"],
+                    "control − base": pm("control − base"), "continued − control": pm("continued − control"),
+                    "p (vs control)": r["continued − control p"], "reading": r["reading words"]})
+    return pd.DataFrame(out)
+
+
+def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
+    """One sentence per reading class at the last compared checkpoint, from the numbers: which changes
+    are domain-specific (continued − control significant), which generic (continued − base significant,
+    continued − control not: the control changes as much), and which not detected, with the changes
+    each comparison could have detected."""
+    if not rows:
+        return ("No control run to compare with (declare `control:` in the parameter file): every change below is "
+                "against the base model only, so generic effects of training cannot be told from domain effects.")
+    last = rows[-1]["checkpoint"]
+    final = [r for r in rows if r["checkpoint"] == last]
+    by = {cls: [r for r in final if r["reading"] == cls] for cls in (analysis.DOMAIN_SPECIFIC, analysis.GENERIC,
+                                                                     analysis.NOT_DETECTED)}
+    fmt = lambda r, key: f"{r[key]:+.4g} ± {r[key + ' SE']:.2g}"  # noqa: E731
+    lines = [f"At {last} ({final[0]['tokens']:,} tokens), against the same recipe and budget on {corpus} (the control):"]
+    spec = by[analysis.DOMAIN_SPECIFIC]
+    detail = lambda r: (f"{r['measure']} continued − control {fmt(r, 'continued − control')} "  # noqa: E731
+                        f"(p = {r['continued − control p']:.2g}; vs base {fmt(r, 'continued − base')}, control vs base "
+                        f"{fmt(r, 'control − base')})")
+    better = [r for r in spec if analysis._improves(r["continued − control"], r["better_when"])]
+    worse = [r for r in spec if r not in better]
+    if better:
+        lines.append(f"- **Domain-specific gain** (continued − control significant, p < 0.05), {len(better)} measure(s): "
+                     + "; ".join(map(detail, better)) + ".")
+    if worse:
+        lines.append(f"- **Domain-specific loss** (the continued run significantly *worse* than the control), "
+                     f"{len(worse)} measure(s): " + "; ".join(map(detail, worse)) + ".")
+    if not spec:
+        lines.append("- **Domain-specific**: none — no measure differs significantly between the continued run and the control.")
+    gen = by[analysis.GENERIC]
+    if gen:
+        verb = "gains" if all(analysis._improves(r["continued − base"], r["better_when"]) for r in gen) else "changes"
+        lines.append(f"- **Generic (the control {verb} as much)**, {len(gen)} measure(s) that moved against the base but not "
+                     "against the control: " + "; ".join(
+                         f"{r['measure']} vs base {fmt(r, 'continued − base')}, control vs base {fmt(r, 'control − base')}, "
+                         f"continued − control {fmt(r, 'continued − control')} (detectable ≈ {r['detectable vs control (2 SE)']:.2g})"
+                         for r in gen) + ". Crediting these to the domain would be wrong: any training of this recipe moves them.")
+    else:
+        lines.append("- **Generic**: none — every change against the base is also a change against the control.")
+    nd = by[analysis.NOT_DETECTED]
+    if nd:
+        mdes = [r["detectable vs control (2 SE)"] for r in nd if math.isfinite(r["detectable vs control (2 SE)"])
+                and r["detectable vs control (2 SE)"] > 0]
+        lines.append(f"- **Not detected**, {len(nd)} measure(s) moved neither against the base nor against the control: "
+                     + ", ".join(r["measure"] for r in nd)
+                     + (f" (these comparisons detect changes of ≈ {min(mdes):.3g}–{max(mdes):.3g}, two paired SEs)." if mdes else "."))
+    return "\n".join(lines)
+
+
+def fig_control(rows: list[dict]):
+    """Held-out losses and task-group gold bits per byte at the last compared checkpoint: the continued
+    run's and the control's change against the base side by side, ±2 paired SEs."""
+    import matplotlib.pyplot as plt
+
+    from .plots import PALETTE, label
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    last = rows[-1]["checkpoint"] if rows else None
+    shown = [r for r in rows if r["checkpoint"] == last and r["kind"] in ("held-out loss", "group gold bits/byte")]
+    if not shown:
+        ax.text(0.5, 0.5, "no control run to compare with", ha="center", va="center", transform=ax.transAxes)
+    y = np.arange(len(shown))
+    for offset, key, color, name in ((-0.18, "continued − base", PALETTE["continued"], "continued − base"),
+                                     (0.18, "control − base", PALETTE["variant"], "control − base")):
+        ax.barh(y + offset, [r[key] for r in shown], height=0.34, xerr=[2 * r[key + " SE"] for r in shown],
+                color=color, capsize=3, label=name)
+    ax.set_yticks(y, [r["measure"] + (" *" if r["reading"] == analysis.DOMAIN_SPECIFIC else "") for r in shown], fontsize=7)
+    ax.axvline(0, color="grey", lw=1)
+    ax.invert_yaxis()  # the file's order, top to bottom
+    if shown:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    label(ax, "Continued run and control: change against the base\n(±2 paired SE; * continued − control significant)",
+          "change vs base (nats/token or bits/byte; left = better)", "measure")
+    fig.tight_layout()
+    return fig

@@ -60,8 +60,8 @@ def _commit(run_dir: Path) -> dict:
 
 def _control(run_dir: Path, tokens: int) -> tuple[str, dict] | None:
     """A same-budget control run's evaluation at the exported checkpoint's token count, if the run has one."""
-    for name in CONTROL_NAMES:
-        for ev in load_evals(run_dir / "variants" / name).values():
+    for name, folder in [("control", run_dir / "control")] + [(n, run_dir / "variants" / n) for n in CONTROL_NAMES]:
+        for ev in load_evals(folder).values():  # runs/<run>/control: where variants.run_control trains it
             if ev["tokens"] == tokens:
                 return name, ev
     return None

@@ -14,6 +14,7 @@ import json
 import re
 import warnings
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, Literal, Sequence, Union
 
 import yaml
@@ -248,6 +249,9 @@ class TrainParams(Section):
     resume: Literal["auto", "never"] | str = "auto"
     trackers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: all cores)")
+    train_split: Literal["train", "control"] = Field(
+        "train", description="the prepared split the run trains on: train (the domain) or control (the "
+        "control run's text, see ``control:``; set by ExperimentParams.control_run, not by hand)")
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -272,6 +276,15 @@ class AnalysisParams(Section):
     bootstrap_samples: int = Field(1000, ge=10)
     target_domain_loss: float | None = Field(None, gt=0)
     min_fit_r2: float = Field(0.9, ge=0, le=1, description="refuse to extrapolate below this fit quality")
+
+
+class ControlParams(Section):
+    """A same-budget control run: the main recipe on text outside the domain, so a change the control
+    shows too is generic (any training causes it), and only the part beyond the control is domain-specific."""
+
+    corpus: str = Field("general", description="general (the general corpus) or a name in data.registers; "
+                        "packed into the split `control` from documents no held-out split holds")
+    description: str = ""
 
 
 class VariantParams(Section):
@@ -303,6 +316,7 @@ class ExperimentParams(Section):
     analysis: AnalysisParams = AnalysisParams()
     variants: dict[str, VariantParams] = Field(default_factory=dict)
     recorded: RecordParams = RecordParams()
+    control: ControlParams | None = Field(None, description="a same-budget control run (null: none)")
     #: where the file was read from (set by ``load_params``; not a user key).
     source_path: str | None = Field(None, exclude=True)
 
@@ -329,6 +343,32 @@ class ExperimentParams(Section):
                 raise ValueError("\n".join(f"variant '{name}': {line}"
                                            for line in _error_lines(err, TrainParams, f"variants.{name}.train")))
         return self
+
+    @model_validator(mode="after")
+    def _control_valid(self) -> "ExperimentParams":
+        problems = []
+        if self.control is not None:
+            allowed = ["general", *self.data.registers]
+            if self.control.corpus not in allowed:
+                why = (" (the control must be text outside the domain)" if self.control.corpus == "domain" else "")
+                problems.append(f"control.corpus: {self.control.corpus!r} is not a corpus of this run{why}; allowed: "
+                                f"{', '.join(allowed)} (general, or a name in data.registers)")
+        if self.train.train_split == "control" and self.control is None:
+            problems.append("train.train_split: 'control' needs a control: section (which text to pack into it)")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def control_run(self) -> "ExperimentParams":
+        """The full parameters of the control run: the main run's recipe, budget, milestones and
+        evaluation, trained on the split ``control`` instead of the domain's ``train``."""
+        if self.control is None:
+            raise ParamsError("control: not set in the parameter file; there is no control run")
+        data = self.model_dump()
+        data["train"]["train_split"] = "control"
+        data["variants"] = {}
+        data["run_name"] = f"{self.run_name}.control"
+        return ExperimentParams.model_validate(data)
 
     def variant(self, name: str) -> "ExperimentParams":
         """The full parameters of one mitigation variant (base parameters with its train overrides)."""
@@ -426,7 +466,7 @@ def _unwrap(annotation: Any) -> Any:
     origin = get_origin(annotation)
     if origin is Annotated:
         return _unwrap(get_args(annotation)[0])
-    if origin is Union or str(origin) == "types.UnionType":
+    if origin is Union or origin is UnionType:  # Optional[X] and X | None
         members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
         return members[0] if len(members) == 1 else members
     return annotation
@@ -685,7 +725,7 @@ def _tag_sets(problems: list[str], sets: Sequence[str]) -> list[str]:
 #: evaluate.py), so re-preparing identical data never invalidates a finished run.
 STEP_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "explore": ("model", "data", "seed"),
-    "preprocess": ("model", "data", "preprocess", "seed"),
+    "preprocess": ("model", "data", "preprocess", "seed", "control"),
 }
 
 

@@ -319,11 +319,15 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
     try:
         from .analysis import headline_table
 
-        table = headline_table(run, params.eval.task_groups if params else None)
+        control = params.control if params else None
+        table = headline_table(run, params.eval.task_groups if params else None, control=control is not None)
         if table is not None and len(table):
-            parts.append("<h2>Headline: base vs continued</h2><p>Paired over the same items and documents; "
+            with_control = "vs control: continued − control ± SE" in table.columns
+            parts.append(f"<h2>Headline: base vs continued{' vs control' if with_control else ''}</h2>"
+                         "<p>Paired over the same items and documents; "
                          "<i>detectable</i> is the smallest change this comparison could have seen (two paired "
                          "SEs). Gold bits/byte: the correct answer's −log₂ p per UTF-8 byte (lower is better).</p>"
+                         + (_control_note(control) if with_control else _no_control_note(control))
                          + table.fillna("").to_html(classes="table", index=False, float_format=lambda x: f"{x:.4g}"))
     except ImportError:
         pass
@@ -335,6 +339,24 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
 
         parts.append("<h2>Corpora</h2>" + summary_table(json.loads(explore_json.read_text())).to_html(classes="table"))
     return "\n".join(parts)
+
+
+def _control_note(control) -> str:
+    """What the "vs control" columns mean, for the index."""
+    return ("<p><b>Control</b>: the same recipe and token budget trained on "
+            f"<code>{html.escape(control.corpus)}</code> text instead of the domain"
+            f"{' (' + html.escape(control.description) + ')' if control.description else ''}, evaluated on the same "
+            "items and documents. <i>reading</i>: <b>domain-specific</b> only where continued − control is significant "
+            "(p &lt; 0.05); <b>generic</b> where continued − base is significant but continued − control is not (the "
+            "control changes as much: any training does it); <b>not detected</b> otherwise, with the change each "
+            "comparison could have detected.</p>")
+
+
+def _no_control_note(control) -> str:
+    if control is None:
+        return ("<p class='warn'>No control run (<code>control:</code> is not set): a change against the base may be "
+                "generic — caused by any training of this recipe — rather than by the domain.</p>")
+    return "<p class='warn'>The control run has no evaluation at the final checkpoint yet (notebook 05 runs it).</p>"
 
 
 def write_index(params: ExperimentParams, report_dir: Path, run: Path, records: list[NotebookRecord],

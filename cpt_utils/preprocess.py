@@ -228,14 +228,15 @@ def _held_out_rank(doc_id: str, seed: int) -> int:
 
 
 def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Deduplicator,
-                      val: SequencePacker) -> dict:
+                      val: SequencePacker, control: SequencePacker | None = None) -> dict:
     """Pack one register (``data.registers.<name>``) into its own held-out split ``val_<name>``.
 
     The whole register is cleaned (with ``registers.register_quality``: filters that reject the
     register's ordinary text are off) and deduplicated against everything before it, then the
     ``preprocess.val_max_docs`` documents with the smallest hash of (seed, id) are kept: a fixed,
     reproducible sample spread over the register, not its first files. Instruction pairs rendered with
-    the chat template are encoded with their template tokens as special tokens.
+    the chat template are encoded with their template tokens as special tokens. ``control``: when this
+    register is the control run's text, the documents *not* held out are packed into it (stream order).
     """
     import heapq
 
@@ -248,7 +249,10 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
     filters, dd = FilterReport(), DedupReport()
     cap = pre.val_max_docs or float("inf")
     chosen: list[tuple[int, int, Document]] = []  # max-heap by rank (negated): the cap smallest ranks
+    everything: list[Document] = []  # only kept when the register also feeds the control split
     for order, doc in enumerate(dedup.stream(clean_stream(corpus, quality, filters, normalise=pre.normalize), dd)):
+        if control is not None:
+            everything.append(doc)
         item = (-_held_out_rank(doc.id, params.seed), order, doc)
         if len(chosen) < cap:
             heapq.heappush(chosen, item)
@@ -260,17 +264,87 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
             f"data.registers.{name}: no document left ({corpus.documents_read} read, "
             f"{corpus.problems.total} unreadable, {filters.seen - filters.kept} removed by filters "
             f"{dict(filters.removed)}, {dd.exact_removed + dd.near_removed} duplicates)")
+    _pack_documents(tokenizer, docs, val)
+    if control is not None:
+        held = {doc.id for doc in docs}
+        rest = [doc for doc in everything if doc.id not in held]
+        for batch in _batched(rest, pre.tokenize_batch_size):
+            if control.full:
+                break
+            _pack_documents(tokenizer, batch, control)
+    return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
+            "relaxed_filters": sorted(RELAXED_QUALITY.get(getattr(spec, "register", ""), {})),
+            "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
+            "documents_read": corpus.documents_read, "documents_selected": len(docs),
+            "chat_template": any(d.meta.get("special_tokens") for d in docs)}
+
+
+def _pack_documents(tokenizer, docs: list[Document], packer: SequencePacker) -> None:
+    """Tokenize and pack ``docs`` in order; chat-template documents keep their template tokens special."""
     special = [d for d in docs if d.meta.get("special_tokens")]
     plain = tokenize_batch(tokenizer, [d.text for d in docs if not d.meta.get("special_tokens")])
     templated = tokenizer([d.text for d in special], add_special_tokens=False)["input_ids"] if special else []
     plain_it, templated_it = iter(plain), iter(templated)
     for doc in docs:
-        val.add(next(templated_it) if doc.meta.get("special_tokens") else next(plain_it), doc.id, doc.source)
-    return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
-            "relaxed_filters": sorted(RELAXED_QUALITY.get(getattr(spec, "register", ""), {})),
-            "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
-            "documents_read": corpus.documents_read, "documents_selected": len(docs),
-            "chat_template": bool(special)}
+        packer.add(next(templated_it) if doc.meta.get("special_tokens") else next(plain_it), doc.id, doc.source)
+
+
+class _Tee:
+    """Two training packers fed the same documents (the general corpus's replay and control splits): the
+    same token ids go to both, so the control costs no second tokenization. Full when both are full;
+    shard boundaries (what resume snapshots follow) are the first packer's."""
+
+    def __init__(self, first: SequencePacker, second: SequencePacker):
+        self.first, self.second = first, second
+        self.writer = first.writer
+
+    @property
+    def full(self) -> bool:
+        return self.first.full and self.second.full
+
+    @property
+    def documents(self) -> int:
+        return self.first.documents + self.second.documents
+
+    def add(self, token_ids, doc_id: str, source: str = "") -> None:
+        for packer in (self.first, self.second):
+            packer.add(token_ids, doc_id, source)  # a full packer ignores it
+
+
+def training_data_identity(manifest: dict, split: str) -> str:
+    """What identifies the data a run trains on, for its trajectory fingerprint: the prepared data's
+    content hash, plus the control split's own hash for a control run (``content_hash`` covers the
+    standard splits only, so adding a control to a parameter file never orphans the main run). The
+    train data's identity is that of the data as first prepared (``growth.data_identity``): growing
+    appends train shards and keeps it."""
+    root = manifest.get("lineage", {}).get("root") or manifest["content_hash"]
+    if split == "train":
+        return root
+    if split not in manifest.get("splits", {}):
+        raise DataError(f"the prepared data has no split '{split}': add a control: section to the parameter "
+                        "file and prepare the data again (notebook 02 or `cpt prepare`)")
+    return f"{root}:{split}:{manifest['splits'][split]['content_hash']}"
+
+
+CONTROL_SPLIT = "control"
+
+
+def _control_report(data_dir: Path, params: ExperimentParams, info: dict, train_info: dict) -> dict:
+    """The control split's provenance for the manifest: its corpus, size against the domain's training
+    split, and a check (by document id) that no document of it is in any held-out split."""
+    ids = lambda split: {json.loads(line)["id"] for line in (data_dir / split / "documents.jsonl").open()}  # noqa: E731
+    control_ids = ids(CONTROL_SPLIT)
+    held_out = [p.name for p in sorted(data_dir.glob("val_*")) if (p / "documents.jsonl").is_file()]
+    overlap = {split: sorted(control_ids & ids(split))[:5] for split in held_out}
+    overlap = {split: found for split, found in overlap.items() if found}
+    if overlap:  # a bug, never a data property: the split rules keep them apart
+        raise PreprocessError(f"control split shares documents with held-out splits: {overlap}")
+    return {"corpus": params.control.corpus, "description": params.control.description,
+            "documents": info["documents"], "num_tokens": info["num_tokens"], "num_sequences": info["num_sequences"],
+            "train_split_tokens": train_info["num_tokens"], "disjoint_from": held_out,
+            "how": ("documents not held out, after the shared deduplication (no exact or near duplicate of a "
+                    "domain document or of an earlier corpus), capped at preprocess.train_token_budget like the "
+                    "domain's training split")}
 
 
 def _code_version() -> str:
@@ -306,13 +380,15 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     manifest_path = data_dir / "manifest.json"
     fingerprint, code = step_fingerprint(params, "preprocess"), _code_version()
     registers_done = all((data_dir / f"val_{r}" / "split.json").is_file() for r in params.data.registers)
+    extra = [CONTROL_SPLIT] if params.control is not None else []  # splits beyond the standard ones
+    registers_done = registers_done and all((data_dir / split / "split.json").is_file() for split in extra)
     base = Path(params.source_path).parent if params.source_path else None
     sources = {which: open_corpus(getattr(params.data, which), base_dir=base, name=which).source_identity()
                for which in ("domain", "general")}
     if manifest_path.is_file() and not force and registers_done:
         manifest = json.loads(manifest_path.read_text())
         if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
-            damaged = [p for split in SPLITS for p in verify_split(data_dir / split)]
+            damaged = [p for split in (*SPLITS, *extra) for p in verify_split(data_dir / split)]
             if not damaged:
                 print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
                       "preprocessing code unchanged, shard hashes verified; pass force=True to redo it)")
@@ -340,6 +416,7 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         return SequencePacker(writer, separator, budget, state=state)
 
     budgets = {"train": pre.train_token_budget, "replay": pre.replay_token_budget, "val_domain": None, "val_general": None}
+    budgets.update({split: pre.train_token_budget for split in extra})  # the control: as much as the domain may
     snapshot = None if force else _load_snapshot(data_dir, fingerprint, code, sources)
     if snapshot is None:
         (data_dir / SNAPSHOT).unlink(missing_ok=True)  # starting over: an older snapshot must never be resumed
@@ -365,14 +442,17 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         """Snapshot everything a resumed run needs, after a shard (``current``: the corpus in progress)."""
         _save_snapshot(data_dir, {
             "fingerprint": fingerprint, "code_version": code, "sources": sources, "corpora": corpora, "current": current,
-            "packers": {name: packers[name].state_dict() for name in SPLITS}, "dedup_log": dedup.log_offset()})
+            "packers": {name: packers[name].state_dict() for name in budgets}, "dedup_log": dedup.log_offset()})
 
     current = snapshot["current"] if snapshot else None
     try:
         for which, train_split, val_split in (("domain", "train", "val_domain"), ("general", "replay", "val_general")):
             if which not in corpora:
                 resume = current if current is not None and current["which"] == which else None
-                corpora[which] = _process_corpus(which, params, tokenizer, separator, dedup, packers[train_split],
+                into = packers[train_split]
+                if which == "general" and params.control is not None and params.control.corpus == "general":
+                    into = _Tee(into, packers[CONTROL_SPLIT])  # the control trains on general text
+                corpora[which] = _process_corpus(which, params, tokenizer, separator, dedup, into,
                                                  packers[val_split], progress, resume, save)
                 save(None)  # this corpus is finished: a crash in the next resumes after it
     except PreprocessError:
@@ -383,13 +463,19 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         if name in ("domain", "general"):
             raise PreprocessError(f"data.registers.{name}: the name would collide with split val_{name}")
         packers[f"val_{name}"] = packer(f"val_{name}", None)
-        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"])
+        feeds_control = params.control is not None and params.control.corpus == name
+        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"],
+                                            packers[CONTROL_SPLIT] if feeds_control else None)
     splits = {name: p.close() for name, p in packers.items()}
     for name in params.data.registers:
         if splits[f"val_{name}"]["num_sequences"] == 0:
             raise PreprocessError(f"data.registers.{name}: split val_{name} has no complete sequence of "
                                   f"{pre.seq_len} tokens ({splits[f'val_{name}']['documents']} documents); "
                                   "use a larger preprocess.val_max_docs or a shorter seq_len")
+    if extra and splits[CONTROL_SPLIT]["num_sequences"] == 0:
+        raise PreprocessError(f"control.corpus: {params.control.corpus!r} left no complete sequence of {pre.seq_len} "
+                              f"tokens for the control split ({splits[CONTROL_SPLIT]['documents']} documents not held "
+                              "out); use a larger corpus or another control.corpus")
     for name in ("train", "val_domain", "val_general"):
         if splits[name]["num_sequences"] == 0:
             which = "domain" if name in ("train", "val_domain") else "general"
@@ -414,6 +500,7 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
                       "vocab_size": vocab, "separator_id": separator,
                       "separator_token": tokenizer.convert_ids_to_tokens(separator)},
         "seq_len": pre.seq_len, "corpora": corpora, "registers": registers,
+        "control": _control_report(data_dir, params, splits[CONTROL_SPLIT], splits["train"]) if extra else None,
         "splits": {name: {k: info[k] for k in ("num_sequences", "num_tokens", "documents", "dropped_tail_tokens",
                                                 "content_hash")} for name, info in splits.items()},
         "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in SPLITS).encode(),

@@ -29,12 +29,13 @@ import numpy as np
 from . import engines
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .errors import CptError
-from .growth import data_identity, resume_problem
+from .growth import resume_problem
 from .packing import DataRepeatWarning, MixedSampler, PackedSplit
 from .hardware import mfu, peak_flops
 from .losses import causal_lm_loss
 from .params import ExperimentParams, load_params
 from .precision import autocast, resolve_precision
+from .preprocess import training_data_identity
 from .schedules import Segment, continuation, lr_at
 from .tracking import log_train
 
@@ -125,8 +126,8 @@ def _trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
 
     manifest = json.loads((data_dir / "manifest.json").read_text())
     train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
-    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, data_identity(manifest)],
-                      sort_keys=True)
+    data = training_data_identity(manifest, train.pop("train_split"))  # a control run: its split's hash too
+    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, data], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -265,7 +266,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     # data: domain (+ replay) sequences, held-out sets for in-loop evaluation
     tokenizer = load_tokenizer(params.model)
     _check_data(params, data_dir, tokenizer)
-    train_split = PackedSplit(data_dir / "train")
+    train_split = PackedSplit(data_dir / tp.train_split)  # "control" for a control run
     replay_split = PackedSplit(data_dir / "replay")
     val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir)}  # domain, general, registers
     sampler = MixedSampler(train_split.blocks, replay_split.blocks, tp.micro_batch_size, tp.replay_fraction,
