@@ -96,7 +96,8 @@ def test_adding_a_control_leaves_the_main_runs_data_identity_alone(prepared, tmp
 
 def test_a_register_control_packs_the_documents_its_held_out_set_does_not_hold(tiny_params, tmp_path):
     data = tiny_params.model_dump()
-    data["data"]["registers"] = {"chat": {"kind": "packaged_register", "register": "chat", "max_docs": 300}}
+    # beside tiny.yaml's news register (its replay_25 variant replays news)
+    data["data"]["registers"]["chat"] = {"kind": "packaged_register", "register": "chat", "max_docs": 300}
     data["control"] = {"corpus": "chat"}
     params = validate_params(data)
     params.source_path = tiny_params.source_path
