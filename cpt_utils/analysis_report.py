@@ -504,7 +504,8 @@ def fig_register_deltas(base: dict, continued: dict | None, variants: dict[str, 
     registers = list(dict.fromkeys(reg for rows in table.values() for reg in rows))
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.2 * len(registers) * max(1, len(runs)) ** 0.5 + 5), 4.2))
     width = 0.8 / max(1, len(runs))
-    for ax, (key, unit) in zip(axes, (("loss", "loss change (nats/token)"), ("bpb", "bits per byte change"))):
+    for ax, (key, what, unit) in zip(axes, (("loss", "Loss", "loss change (nats/token)"),
+                                            ("bpb", "Bits/byte", "bits per byte change"))):
         for j, run in enumerate(runs):
             color = PALETTE["continued"] if run == "main run" else f"C{(j + 3) % 10}"
             x = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(registers))]
@@ -513,7 +514,7 @@ def fig_register_deltas(base: dict, continued: dict | None, variants: dict[str, 
             ax.bar(x, delta, width=width, yerr=[2 * e for e in se], capsize=3, color=color, label=run)
         ax.axhline(0, color="grey", lw=1)
         ax.set_xticks(range(len(registers)), registers, rotation=30 if len(registers) > 4 else 0)
-        label(ax, f"{unit.split(' change')[0].capitalize()} change by held-out register (±2 SE)", "held-out register",
+        label(ax, f"{what} change per register (±2 SE)", "held-out register",
               f"{unit}, continued − base\n(up = forgotten)")
     if len(runs) > 1:
         axes[0].legend(fontsize=7)
