@@ -54,9 +54,12 @@ def test_no_document_is_in_two_splits(prepared):
     ids = {name: [d["id"] for d in open_split(run, name).documents()] for name in manifest["splits"]}
     for name, docs in ids.items():
         assert len(docs) == len(set(docs)), f"{name} packs a document twice"
+    training = lambda name: name == "control" or name.startswith("replay")  # noqa: E731
     for a in ids:
         for b in ids:
-            if a < b:
+            # the control trains on the same general text as replay (by design: one tokenization, _Tee);
+            # every other pair, and every held-out split against anything, must be disjoint
+            if a < b and not (training(a) and training(b)):
                 assert not set(ids[a]) & set(ids[b]), f"{a} and {b} share documents"
     # and every token of every sequence maps to a document of its own split
     split = open_split(run, "val_domain")
