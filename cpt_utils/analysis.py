@@ -981,7 +981,7 @@ def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = No
                 r = cmp[(kind, split)]
                 rows.append(row("held-out text", f"{split} {unit}", r, 4, key=(kind, split)) | {"n": f"{r['n']} documents"})
     rows.append({"section": "run", "measure": "tokens seen", "continued": final["tokens"]})
-    rows.append({"section": "run", "measure": f"evaluation time per checkpoint (s)", "base": round(base.get("time_s", math.nan), 1),
+    rows.append({"section": "run", "measure": "evaluation time per checkpoint (s)", "base": round(base.get("time_s", math.nan), 1),
                  "continued": round(final.get("time_s", math.nan), 1)})
     return pd.DataFrame(rows)
 

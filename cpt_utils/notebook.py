@@ -23,8 +23,6 @@ def setup(params_path: str | Path, run_name: str | None = None, show: bool = Tru
     configure_environment(offline=params.offline)
     run_dir = make_run_dir(params.run_name)
     save_resolved(params, run_dir / "params.yaml")
-    import warnings
-
     from . import plots
 
     plots.apply_style()
