@@ -4,6 +4,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PARAMS ?= params/quickstart.yaml
 BIN := $(VENV)/bin
+# TORCH_INDEX=cpu: install torch from PyTorch's CPU wheel index before the lock, so an ordinary Linux
+# machine gets the CPU build (PyPI's Linux wheel of torch is the CUDA build and pulls the nvidia-* wheels).
+# Any other value is used as the index URL (e.g. https://download.pytorch.org/whl/cu128); empty: PyPI.
+TORCH_INDEX ?=
+TORCH_INDEX_URL := $(if $(filter cpu,$(TORCH_INDEX)),https://download.pytorch.org/whl/cpu,$(TORCH_INDEX))
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements.lock)
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
@@ -16,11 +22,12 @@ $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(if $(TORCH_INDEX_URL),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX_URL) torch==$(TORCH_VERSION))
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv with the exact versions in requirements.lock (once)
+venv: $(STAMP) ## create .venv with the exact versions in requirements.lock (once; TORCH_INDEX=cpu: CPU-only torch)
 
 assets: venv ## fetch and verify the offline assets (model, corpora, MMLU) into the cache
 	$(BIN)/cpt assets

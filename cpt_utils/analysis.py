@@ -445,23 +445,16 @@ def per_subject_deltas(base: dict, other: dict, task: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- registers
-#: The held-out split that measures learning; every other held-out split measures forgetting.
-DOMAIN_SPLIT = "val_domain"
 #: How the forgetting axis summarises the registers (``forgetting_score``): see its docstring for why.
 FORGETTING_AXIS = "mean register change"
 
 
-def register_splits(ev: dict) -> list[str]:
-    """The held-out splits of an evaluation that measure forgetting, in its order: every split but the
-    domain's, i.e. the general corpus (``val_general``) and each ``data.registers`` set (``val_<name>``)."""
-    return [s for s in ev.get("perplexity", {}) if s != DOMAIN_SPLIT]
-
-
 def register_deltas(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
-    """Per held-out register, ``other − base``: loss (nats/token) and bits per byte, each paired
-    document by document with its clustered SE, z and p (``heldout_delta``). Positive = forgotten."""
+    """Per held-out register (``forgetting_splits``: the general corpus and each ``data.registers`` set),
+    ``other − base``: loss (nats/token) and bits per byte, each paired document by document with its
+    clustered SE, z and p (``heldout_delta``). Positive = forgotten."""
     rows = []
-    for split in register_splits(base):
+    for split in forgetting_splits(base):
         b, o = base["perplexity"][split], other.get("perplexity", {}).get(split)
         if not o:
             continue
@@ -490,19 +483,19 @@ def forgetting_score(base: dict, other: dict, alpha: float = 0.05) -> dict:
     it are ranked partly by noise; it is reported with its own paired SE so forgetting concentrated in
     one register (e.g. chat, which an Instruct model's users feel first) is never averaged away.
     With only the general held-out set the mean *is* the general change (the axis before registers).
+    The mean and the worst register are ``mean_heldout_change`` over ``forgetting_splits``: the same
+    numbers the mitigation recommendation reads.
     """
-    rows = register_deltas(base, other, alpha)
+    rows = {r["split"]: r for r in register_deltas(base, other, alpha)}
+    summary = mean_heldout_change(base, other, list(rows), alpha)
     if not rows:
         return {"axis": FORGETTING_AXIS, "registers": 0, "mean": math.nan, "mean_se": math.nan, "mean_p": math.nan,
                 "worst_register": None, "worst": math.nan, "worst_se": math.nan, "worst_p": math.nan, "forgotten": []}
-    mean = float(np.mean([r["loss_delta"] for r in rows]))
-    mean_se = math.sqrt(sum(r["loss_se"] ** 2 for r in rows)) / len(rows)
-    _, mean_p = _z_test(mean, mean_se)
-    worst = max(rows, key=lambda r: r["loss_delta"])
-    return {"axis": FORGETTING_AXIS, "registers": len(rows), "mean": mean, "mean_se": mean_se, "mean_p": mean_p,
-            "worst_register": worst["register"], "worst": worst["loss_delta"], "worst_se": worst["loss_se"],
-            "worst_p": worst["loss_p"],
-            "forgotten": [r["register"] for r in rows if r["significant"] and r["loss_delta"] > 0]}
+    worst = rows[summary["worst"]]
+    return {"axis": FORGETTING_AXIS, "registers": summary["splits"], "mean": summary["delta"],
+            "mean_se": summary["se"], "mean_p": summary["p"], "worst_register": worst["register"],
+            "worst": summary["worst_delta"], "worst_se": summary["worst_se"], "worst_p": worst["loss_p"],
+            "forgotten": [r["register"] for r in rows.values() if r["significant"] and r["loss_delta"] > 0]}
 
 
 def stability_plasticity(base: dict, runs: dict[str, dict]) -> list[dict]:
@@ -594,6 +587,262 @@ def recommend(rows: list[dict], reference: str | None = None, evals: dict[str, d
     return text
 
 
+# ------------------------------------------------------------------------- control: generic vs domain
+#: How a change reads once the control run is beside it (``effect_reading``).
+DOMAIN_SPECIFIC, GENERIC, NOT_DETECTED = "domain-specific", "generic", "not detected"
+
+
+def _improves(delta: float, better_when: str) -> bool:
+    return delta < 0 if better_when == "lower" else delta > 0
+
+
+def effect_reading(vs_base: dict, vs_control: dict, better_when: str) -> tuple[str, str]:
+    """(class, words) of one measure given ``continued − base`` and ``continued − control``: *domain-
+    specific* only where continued − control is significant; *generic* where continued − base is
+    significant but continued − control is not (the control, the same recipe on other text, changes as
+    much); *not detected* otherwise. The words always carry the detectable change (two paired SEs)."""
+    mde_c, mde_b = (_mde_words(d.get("mde", 2 * d["se"])) for d in (vs_control, vs_base))
+    if vs_control["significant"]:
+        which = "gain" if _improves(vs_control["delta"], better_when) else "loss"
+        return DOMAIN_SPECIFIC, f"domain-specific {which} (vs control detectable ≈ {mde_c})"
+    if vs_base["significant"]:
+        which = "gains" if _improves(vs_base["delta"], better_when) else "loses"
+        return GENERIC, f"generic: the control {which} as much (vs control detectable ≈ {mde_c})"
+    return NOT_DETECTED, f"not detected (detectable ≈ {mde_b} vs base, {mde_c} vs control)"
+
+
+def _mde_words(mde: float) -> str:
+    """A detectable change in words; 0 means no item differed, so the paired SE says nothing."""
+    return f"{mde:.3g}" if mde and math.isfinite(mde) else "? (no item differed)"
+
+
+def _keyed_task_rows(a: dict, b: dict, groups: dict[str, list[str]], alpha: float) -> dict[tuple, dict]:
+    """``compare_evals`` and ``group_deltas`` rows of b − a by (kind, subject) / ("group", group, kind)."""
+    rows = {(r["kind"], r["subject"]): r for r in compare_evals(a, b, alpha)}
+    rows.update({("group", g["group"], g["kind"]): g for g in group_deltas(a, b, groups, alpha)})
+    return rows
+
+
+def control_deltas(base: dict, continued: dict, control: dict, groups: dict[str, list[str]] | None = None,
+                   alpha: float = 0.05) -> list[dict]:
+    """Every measure three ways, each paired (per item for tasks — the items are identical across
+    checkpoints —, per document for held-out text, macro-averaged for task groups): ``continued − base``,
+    ``control − base`` and ``continued − control``, each with SE and p, and its reading
+    (``effect_reading``). Keys: kind, subject (a task, a split or a group), measure, better_when."""
+    groups = groups or {}
+    vs_base = _keyed_task_rows(base, continued, groups, alpha)
+    ctl_base = _keyed_task_rows(base, control, groups, alpha)
+    vs_ctl = _keyed_task_rows(control, continued, groups, alpha)
+    rows = []
+    for key, cb in vs_base.items():
+        if key not in ctl_base or key not in vs_ctl:
+            continue
+        kb, cc = ctl_base[key], vs_ctl[key]
+        is_group = key[0] == "group"
+        kind, subject = (key[2], key[1]) if is_group else key
+        measure = (f"{subject} group: mean {kind} over {cb['tasks']} tasks" if is_group else cb["measure"])
+        reading, words = effect_reading(cb, cc, cb["better_when"])
+        rows.append({"kind": f"group {kind}" if is_group else kind, "subject": subject, "measure": measure,
+                     "better_when": cb["better_when"], "n": cb["n"],
+                     "base": cb["base"], "continued": cb["other"], "control": kb["other"],
+                     "continued − base": cb["delta"], "continued − base SE": cb["se"], "continued − base p": cb["p"],
+                     "control − base": kb["delta"], "control − base SE": kb["se"], "control − base p": kb["p"],
+                     "continued − control": cc["delta"], "continued − control SE": cc["se"],
+                     "continued − control p": cc["p"], "detectable vs control (2 SE)": cc.get("mde", 2 * cc["se"]),
+                     "paired": bool(cb.get("paired", True) and cc.get("paired", True)),
+                     "reading": reading, "reading words": words})
+    return rows
+
+
+def matched_control_evals(run_dir: str | Path) -> list[tuple[dict, dict]]:
+    """(continued, control) evaluation pairs at the checkpoints both runs evaluated (same token count),
+    in token order; empty without a control run."""
+    main, control = load_evals(run_dir), load_evals(Path(run_dir) / "control")
+    by_tokens = {ev["tokens"]: ev for name, ev in control.items() if name != "base"}
+    return [(ev, by_tokens[ev["tokens"]]) for name, ev in main.items() if name != "base" and ev["tokens"] in by_tokens]
+
+
+def compare_to_control(run_dir: str | Path, groups: dict[str, list[str]] | None = None, alpha: float = 0.05) -> list[dict]:
+    """``control_deltas`` at every checkpoint the main run and its control (``runs/<run>/control``) both
+    evaluated, against the main run's base evaluation; each row names its checkpoint and tokens. Empty
+    when there is no control run or no base evaluation."""
+    evals = load_evals(run_dir)
+    if "base" not in evals:
+        return []
+    rows = []
+    for continued, control in matched_control_evals(run_dir):
+        rows += [{"checkpoint": continued["checkpoint"], "tokens": continued["tokens"], **r}
+                 for r in control_deltas(evals["base"], continued, control, groups, alpha)]
+    return rows
+
+
+# ---------------------------------------------------------------------- mitigation: which, at what cost
+def forgetting_splits(ev: dict) -> list[str]:
+    """The held-out splits where forgetting is measured: every one but the domain's (general text and
+    each register)."""
+    return [s for s in ev.get("perplexity", {}) if s != "val_domain"]
+
+
+def mean_heldout_change(a: dict, b: dict, splits: list[str], alpha: float = 0.05) -> dict:
+    """``b − a`` held-out loss averaged over ``splits`` (macro mean: each register counts once, whatever
+    its size), paired per document within each split; splits hold different documents, so their errors
+    add: SE = √(Σ SE²) / S. Also the worst split (largest increase) and its own change."""
+    parts = {s: heldout_delta(a["perplexity"][s], b["perplexity"][s]) for s in splits
+             if s in a.get("perplexity", {}) and s in b.get("perplexity", {})}
+    if not parts:
+        return {"delta": math.nan, "se": math.nan, "z": math.nan, "p": math.nan, "significant": False, "splits": 0,
+                "worst": None, "worst_delta": math.nan, "worst_se": math.nan}
+    delta = float(np.mean([d["delta"] for d in parts.values()]))
+    se = math.sqrt(sum(d["se"] ** 2 for d in parts.values())) / len(parts)
+    z, p = _z_test(delta, se)
+    worst = max(parts, key=lambda s: parts[s]["delta"])
+    return {"delta": delta, "se": se, "z": z, "p": p, "significant": bool(math.isfinite(p) and p < alpha),
+            "splits": len(parts), "worst": worst, "worst_delta": parts[worst]["delta"], "worst_se": parts[worst]["se"]}
+
+
+def _significant(d: dict | None, alpha: float) -> bool:
+    return bool(d and math.isfinite(d.get("p", math.nan)) and d["p"] < alpha)
+
+
+def _pm(d: dict | None, digits: int = 3) -> str:
+    if not d or not math.isfinite(d.get("delta", math.nan)):
+        return "—"
+    return f"{d['delta']:+.{digits}f} ± {d['se']:.{digits}f}"
+
+
+def mitigation_table(base: dict, variants: dict[str, dict], reference: str, groups: dict[str, list[str]] | None = None,
+                     domain_group: str = "domain", alpha: float = 0.05) -> list[dict]:
+    """Per variant, against the base and against ``reference`` (the unmitigated variant at the same
+    budget), paired over the shared held-out documents and task items: forgetting (mean held-out loss
+    change over ``forgetting_splits``), held-out domain loss, and the domain task group's accuracy and
+    gold bits per byte. Each comparison: delta, SE, p."""
+    ref = variants[reference]
+    splits = forgetting_splits(base)
+    group = {domain_group: (groups or {}).get(domain_group, [])} if (groups or {}).get(domain_group) else {}
+    rows = []
+    for name, ev in variants.items():
+        dom_vs_ref = heldout_delta(ref["perplexity"]["val_domain"], ev["perplexity"]["val_domain"])
+        dom_vs_ref["significant"] = _significant(dom_vs_ref, alpha)
+        g = {r["kind"]: r for r in group_deltas(ref, ev, group, alpha)} if group else {}
+        row = {"variant": name, "tokens": ev.get("tokens"), "reference": name == reference,
+               "forgetting vs base": mean_heldout_change(base, ev, splits, alpha),
+               "forgetting vs reference": mean_heldout_change(ref, ev, splits, alpha),
+               "domain loss vs base": heldout_delta(base["perplexity"]["val_domain"], ev["perplexity"]["val_domain"]),
+               "domain loss vs reference": dom_vs_ref,
+               "domain accuracy vs reference": g.get("accuracy"), "domain gold bpb vs reference": g.get("gold bits/byte")}
+        rows.append(row)
+    return rows
+
+
+def _domain_cost(row: dict, alpha: float) -> list[str]:
+    """The significant domain costs of a variant against the reference, in words (empty: none detected)."""
+    costs = []
+    d = row["domain loss vs reference"]
+    if _significant(d, alpha) and d["delta"] > 0:
+        costs.append(f"held-out domain loss {_pm(d, 4)} nats/token (p = {d['p']:.2g})")
+    a = row["domain accuracy vs reference"]
+    if _significant(a, alpha) and a["delta"] < 0:
+        costs.append(f"domain-group accuracy {_pm(a)} (p = {a['p']:.2g})")
+    b = row["domain gold bpb vs reference"]
+    if _significant(b, alpha) and b["delta"] > 0:
+        costs.append(f"domain-group gold bits/byte {_pm(b, 4)} (p = {b['p']:.2g})")
+    return costs
+
+
+def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str | None,
+                         groups: dict[str, list[str]] | None = None, domain_group: str = "domain",
+                         alpha: float = 0.05):
+    """Which mitigation reduces forgetting, at what cost in domain gain — read from paired comparisons
+    with the unmitigated ``reference`` variant (same budget, same held-out documents and items).
+
+    Forgetting is the mean held-out loss change over every non-domain split (``mean_heldout_change``);
+    a variant *reduces* it when its forgetting minus the reference's is significantly negative. Among
+    those, the one with no detected domain cost and the largest reduction is recommended (or, when all
+    cost something, the largest reduction, with its cost named). Every variant not separable from it
+    (paired difference within two SEs) is named, and when no variant differs from the reference the
+    sentence says the data cannot separate them. Returns (markdown sentence, table)."""
+    import pandas as pd
+
+    if not variants:
+        return "No variants are declared in the parameter file (`variants:`), so there is nothing to compare.", pd.DataFrame()
+    if reference is None or reference not in variants:
+        return (f"No unmitigated reference variant{f' ({reference!r} has no evaluation)' if reference else ''}: "
+                "declare `no_mitigation` (the main recipe at the variants' budget) so each mitigation can be "
+                "compared with no mitigation at equal budget.", pd.DataFrame())
+    rows = mitigation_table(base, variants, reference, groups, domain_group, alpha)
+    by = {r["variant"]: r for r in rows}
+    ref = by[reference]
+    f_ref = ref["forgetting vs base"]
+    splits = ", ".join(forgetting_splits(base))
+    parts = []
+    if _significant(f_ref, alpha) and f_ref["delta"] > 0:
+        parts.append(f"Without mitigation (`{reference}`) the held-out loss outside the domain rises by {_pm(f_ref, 4)} "
+                     f"nats/token on average over {splits} (p = {f_ref['p']:.2g}; worst: {f_ref['worst']} "
+                     f"{f_ref['worst_delta']:+.4f} ± {f_ref['worst_se']:.4f}).")
+    else:
+        parts.append(f"Without mitigation (`{reference}`) no forgetting is detected: the mean held-out loss change over "
+                     f"{splits} is {_pm(f_ref, 4)} nats/token (p = {f_ref['p']:.2g}; detectable ≈ {2 * f_ref['se']:.4f}), "
+                     "so there is little for a mitigation to reduce on these held-out sets.")
+    others = [r for r in rows if not r["reference"]]
+    reducers = [r for r in others if _significant(r["forgetting vs reference"], alpha)
+                and r["forgetting vs reference"]["delta"] < 0]
+    worse = [r for r in others if _significant(r["forgetting vs reference"], alpha)
+             and r["forgetting vs reference"]["delta"] > 0]
+    for r in rows:
+        d = r["forgetting vs reference"]
+        r["reading"] = ("reference" if r["reference"] else "reduces forgetting" if r in reducers
+                        else "more forgetting" if r in worse else "not separable from the reference")
+        r["domain cost"] = "—" if r["reference"] else ("; ".join(_domain_cost(r, alpha)) or "none detected")
+    if not reducers:
+        ses = [2 * r["forgetting vs reference"]["se"] for r in others if math.isfinite(r["forgetting vs reference"]["se"])]
+        parts.append(f"No variant reduces forgetting detectably against `{reference}` "
+                     + (f"(each comparison could detect ≈ {min(ses):.4f}–{max(ses):.4f} nats/token)" if ses else "")
+                     + ": the data cannot separate the variants, so none is recommended on this evidence.")
+        if worse:
+            names = ", ".join(f"`{r['variant']}`" for r in worse)
+            parts.append(f"{names} forget{'s' if len(worse) == 1 else ''} "
+                         "*more* than the reference.")
+    else:
+        free = [r for r in reducers if not _domain_cost(r, alpha)]
+        best = max(free or reducers, key=lambda r: -r["forgetting vs reference"]["delta"])
+        d = best["forgetting vs reference"]
+        cost = _domain_cost(best, alpha)
+        dom = best["domain loss vs reference"]
+        parts.append(f"**Recommended: `{best['variant']}`** — it reduces forgetting by {-d['delta']:.4f} ± {d['se']:.4f} "
+                     f"nats/token against `{reference}` (p = {d['p']:.2g}), "
+                     + (f"at a cost of {'; '.join(cost)}." if cost else
+                        f"with no detected cost in domain gain (held-out domain loss {_pm(dom, 4)} nats/token against "
+                        f"`{reference}`, p = {dom['p']:.2g}; detectable ≈ {2 * dom['se']:.4f})."))
+        tied = []
+        for r in reducers:
+            if r is best:
+                continue
+            diff = mean_heldout_change(variants[best["variant"]], variants[r["variant"]], forgetting_splits(base), alpha)
+            if not diff["significant"]:
+                tied.append(f"`{r['variant']}` ({diff['delta']:+.4f} ± {diff['se']:.4f} more forgetting, paired)")
+        if tied:
+            parts.append(f"The data cannot separate it from {', '.join(tied)}, which also reduce{'s' if len(tied) == 1 else ''} "
+                         "forgetting; choose among them by cost.")
+        if free and len(free) < len(reducers):
+            paid = [r["variant"] for r in reducers if r not in free]
+            names = ", ".join(f"`{v}`" for v in paid)
+            parts.append(f"{names} also reduce{'s' if len(paid) == 1 else ''} forgetting but "
+                         "at a detected domain cost.")
+    table = pd.DataFrame([{
+        "variant": r["variant"], "tokens": r["tokens"], "reading": r["reading"],
+        "forgetting vs base (nats/token)": _pm(r["forgetting vs base"], 4),
+        "worst split": r["forgetting vs base"]["worst"],
+        "forgetting vs reference": _pm(r["forgetting vs reference"], 4),
+        "p (forgetting vs reference)": r["forgetting vs reference"]["p"],
+        "domain loss vs base": _pm(r["domain loss vs base"], 4),
+        "domain loss vs reference": _pm(r["domain loss vs reference"], 4),
+        "p (domain loss vs reference)": r["domain loss vs reference"]["p"],
+        "domain accuracy vs reference": _pm(r["domain accuracy vs reference"]),
+        "domain gold bits/byte vs reference": _pm(r["domain gold bpb vs reference"], 4),
+        "domain cost": r["domain cost"]} for r in rows])
+    return " ".join(parts), table
+
+
 # ------------------------------------------------------------------------------------------ loaders
 def load_evals(run_dir: str | Path) -> dict[str, dict]:
     """``evals/*.json`` of a run by checkpoint name, sorted by tokens."""
@@ -668,11 +917,15 @@ def _task_sections(tasks: list[str], groups: dict[str, list[str]]) -> list[tuple
     return sections
 
 
-def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = None):
+def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = None, control: bool = True):
     """The paper's table, computed from the run: benchmark × (n, base, continued, change ± SE, p, smallest
     detectable change), tasks grouped as declared in ``eval.task_groups`` with each group's paired
     aggregate, then held-out text by register (loss and bits per byte), then tokens and time. Empty
-    until the run has the base and at least one checkpoint evaluated."""
+    until the run has the base and at least one checkpoint evaluated.
+
+    With a control run evaluated at the final checkpoint's token count (``control``: look for one), each
+    row gains ``control − base``, the "vs control" column ``continued − control ± SE`` with its p, and
+    the reading (``effect_reading``: domain-specific, generic, not detected)."""
     import pandas as pd
 
     run_dir = Path(run_dir)
@@ -682,11 +935,20 @@ def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = No
     base, final = evals["base"], list(evals.values())[-1]
     groups = groups or {}
     cmp = {(r["kind"], r["subject"]): r for r in compare_evals(base, final)}
+    pair = [c for f, c in matched_control_evals(run_dir) if f["checkpoint"] == final["checkpoint"]] if control else []
+    vs_control = {(r["kind"], r["subject"]): r for r in control_deltas(base, final, pair[0], groups)} if pair else {}
 
-    def row(section: str, measure: str, r: dict, digits: int = 3) -> dict:
-        return {"section": section, "measure": measure, "n": r.get("n"), "base": round(r["base"], digits),
-                "continued": round(r["other"], digits), "change ± SE": f"{r['delta']:+.{digits}f} ± {r['se']:.{digits}f}",
-                "p": r["p"], "detectable (2 SE)": round(r["mde"], digits), "better": r["better_when"]}
+    def row(section: str, measure: str, r: dict, digits: int = 3, key: tuple | None = None) -> dict:
+        out = {"section": section, "measure": measure, "n": r.get("n"), "base": round(r["base"], digits),
+               "continued": round(r["other"], digits), "change ± SE": f"{r['delta']:+.{digits}f} ± {r['se']:.{digits}f}",
+               "p": r["p"], "detectable (2 SE)": round(r["mde"], digits), "better": r["better_when"]}
+        c = vs_control.get(key)
+        if c is not None:
+            out.update({"control − base ± SE": f"{c['control − base']:+.{digits}f} ± {c['control − base SE']:.{digits}f}",
+                        "vs control: continued − control ± SE": f"{c['continued − control']:+.{digits}f} ± "
+                                                                f"{c['continued − control SE']:.{digits}f}",
+                        "p vs control": c["continued − control p"], "reading": c["reading words"]})
+        return out
 
     rows = []
     group_rows = {(g["group"], g["kind"]): g for g in group_deltas(base, final, groups)}
@@ -695,20 +957,22 @@ def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = No
             t = base["tasks"][task]
             if ("accuracy", task) in cmp:
                 flag = " — at chance (position bias)" if t.get("at_chance_by_position") else ""
-                rows.append(row(section, f"{task} ({t['metric']}){flag}", cmp[("accuracy", task)]))
+                rows.append(row(section, f"{task} ({t['metric']}){flag}", cmp[("accuracy", task)], key=("accuracy", task)))
             if ("gold bits/byte", task) in cmp:
-                rows.append(row(section, f"{task} (gold bits/byte)", cmp[("gold bits/byte", task)], 4))
+                rows.append(row(section, f"{task} (gold bits/byte)", cmp[("gold bits/byte", task)], 4,
+                                key=("gold bits/byte", task)))
         group = section.removesuffix(" tasks")
         for kind, unit in (("accuracy", "mean accuracy"), ("gold bits/byte", "mean gold bits/byte")):
             g = group_rows.get((group, kind))
             if g:
                 rows.append(row(section, f"{group} group: {unit} over {g['tasks']} tasks",
-                                {**g, "better_when": g["better_when"]}, 4 if kind != "accuracy" else 3))
+                                {**g, "better_when": g["better_when"]}, 4 if kind != "accuracy" else 3,
+                                key=(f"group {kind}", group)))
     for split in base["perplexity"]:
         for kind, unit in (("held-out loss", "loss (nats/token)"), ("held-out bits/byte", "bits/byte")):
             if (kind, split) in cmp:
                 r = cmp[(kind, split)]
-                rows.append(row("held-out text", f"{split} {unit}", r, 4) | {"n": f"{r['n']} documents"})
+                rows.append(row("held-out text", f"{split} {unit}", r, 4, key=(kind, split)) | {"n": f"{r['n']} documents"})
     rows.append({"section": "run", "measure": "tokens seen", "continued": final["tokens"]})
     rows.append({"section": "run", "measure": f"evaluation time per checkpoint (s)", "base": round(base.get("time_s", math.nan), 1),
                  "continued": round(final.get("time_s", math.nan), 1)})

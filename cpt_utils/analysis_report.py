@@ -32,6 +32,42 @@ def loss_points(run_dir: Path):
     return evals.sort_values("tokens").reset_index(drop=True)
 
 
+#: Fewest trained points the power law (3 parameters) is fitted to (``analysis.fit_loss_curve``).
+MIN_FIT_POINTS = 4
+
+
+def fit_points(run_dir: Path, params: ExperimentParams):
+    """The points the token-efficiency fit uses, and a sentence saying which and why.
+
+    With decay branches (``train.decay_branch_fraction``) they are the annealed models
+    (``branches.annealed_points``); otherwise the in-loop evaluations of the one run, with the caveat
+    that its schedule bends them."""
+    from .branches import annealed_points
+
+    tp = params.train
+    if not tp.decay_branch_fraction:
+        how = {"cosine": "whose cosine anneal bends the last points down", "wsd": "whose final decay bends the last points down",
+               "constant": "none of them annealed (each sits above what a decayed run would reach)"}[tp.schedule]
+        return loss_points(run_dir), (
+            f"**Fitted: the in-loop evaluations of one {tp.schedule} run**, {how}: the exponent and any extrapolation "
+            "describe the schedule as much as the data. For points the schedule does not bend, set `train.schedule: wsd` "
+            "and `train.decay_branch_fraction` (a short decay branch from each milestone; `cpt_utils.branches`).")
+    points = annealed_points(params, run_dir)
+    n = int((points.tokens > 0).sum()) if len(points) else 0
+    final = (f", and the main run's final checkpoint (annealed by its own decay over the last {tp.decay_fraction:.0%} "
+             "of its budget)" if tp.schedule != "constant" else "")
+    text = (f"**Fitted: {n} annealed point{'s' if n != 1 else ''}** — the end of each decay branch ({tp.decay_branch_fraction:g} × "
+            f"the milestone's tokens more while the LR falls ({tp.decay_shape}) to {tp.lr * tp.min_lr_ratio:.3g}) from the "
+            f"milestones of this {tp.schedule} run{final}. A branch's point counts the milestone's tokens plus the "
+            "branch's: the model trained on all of them. Why: every point is an annealed model, like the final model "
+            "of a run with that budget, so the curve measures what the tokens bought and not the schedule (the "
+            "in-loop points, grey, are not annealed).")
+    if n < MIN_FIT_POINTS:
+        text += (f" **Too few points:** {n} trained annealed point{'s' if n != 1 else ''}; the power law needs at least "
+                 f"{MIN_FIT_POINTS} (add milestones to `train.milestones`), so the fit below says why it is not available.")
+    return points, text
+
+
 def fits(points, params: ExperimentParams) -> dict[str, analysis.Fit]:
     d, y = points.tokens.to_numpy(), points.val_domain_loss.to_numpy()
     return {m: analysis.fit_loss_curve(d, y, model=m, bootstrap=params.analysis.bootstrap_samples, seed=params.seed)
@@ -60,12 +96,18 @@ def fit_table(fitted: dict[str, analysis.Fit], points=None):
                                                   "hold-out RMSE, last 2 points (nats)"]]
 
 
-def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[int]):
+def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[int], context=None):
+    """The fitted points (±1 SE) with the domain fit and its band; ``context`` (e.g. the in-loop points
+    when annealed points are fitted) drawn faintly behind them."""
     import matplotlib.pyplot as plt
 
     from .plots import PALETTE, label
 
     fig, ax = plt.subplots()
+    if context is not None and len(context):
+        for which in ("domain", "general"):
+            ax.plot(context.tokens, context[f"val_{which}_loss"], ls="-", marker=".", color=PALETTE[which], alpha=0.3,
+                    label=f"{which}, in-loop (not annealed)")
     for which in ("domain", "general"):
         ax.errorbar(points.tokens, points[f"val_{which}_loss"], yerr=points[f"val_{which}_loss_se"], fmt="o",
                     capsize=3, color=PALETTE[which], label=f"{which} held-out")
@@ -526,3 +568,100 @@ def subject_summary(subjects):
 def reference_variant(params: ExperimentParams) -> str | None:
     """The unmitigated variant to compare mitigations against (named ``no_mitigation`` by convention)."""
     return "no_mitigation" if "no_mitigation" in params.variants else None
+
+
+# ----------------------------------------------------------------------------- 05: control run
+def control_table(rows: list[dict], checkpoint: str | None = None):
+    """``analysis.compare_to_control`` rows of one checkpoint (default: the last) as a table: base,
+    continued, control, the three paired changes ± SE with p, and the reading."""
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame()
+    checkpoint = checkpoint or rows[-1]["checkpoint"]
+    out = []
+    for r in (r for r in rows if r["checkpoint"] == checkpoint):
+        digits = 3 if "accuracy" in r["kind"] else 4
+        pm = lambda key: f"{r[key]:+.{digits}f} ± {r[key + ' SE']:.{digits}f}"  # noqa: E731
+        out.append({"measure": r["measure"], "n": r["n"], "base": round(r["base"], digits),
+                    "continued": round(r["continued"], digits), "control": round(r["control"], digits),
+                    "continued − base": pm("continued − base"), "p (vs base)": r["continued − base p"],
+                    "control − base": pm("control − base"), "continued − control": pm("continued − control"),
+                    "p (vs control)": r["continued − control p"], "reading": r["reading words"]})
+    return pd.DataFrame(out)
+
+
+def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
+    """One sentence per reading class at the last compared checkpoint, from the numbers: which changes
+    are domain-specific (continued − control significant), which generic (continued − base significant,
+    continued − control not: the control changes as much), and which not detected, with the changes
+    each comparison could have detected."""
+    if not rows:
+        return ("No control run to compare with (declare `control:` in the parameter file): every change below is "
+                "against the base model only, so generic effects of training cannot be told from domain effects.")
+    last = rows[-1]["checkpoint"]
+    final = [r for r in rows if r["checkpoint"] == last]
+    by = {cls: [r for r in final if r["reading"] == cls] for cls in (analysis.DOMAIN_SPECIFIC, analysis.GENERIC,
+                                                                     analysis.NOT_DETECTED)}
+    fmt = lambda r, key: f"{r[key]:+.4g} ± {r[key + ' SE']:.2g}"  # noqa: E731
+    lines = [f"At {last} ({final[0]['tokens']:,} tokens), against the same recipe and budget on {corpus} (the control):"]
+    spec = by[analysis.DOMAIN_SPECIFIC]
+    detail = lambda r: (f"{r['measure']} continued − control {fmt(r, 'continued − control')} "  # noqa: E731
+                        f"(p = {r['continued − control p']:.2g}; vs base {fmt(r, 'continued − base')}, control vs base "
+                        f"{fmt(r, 'control − base')})")
+    better = [r for r in spec if analysis._improves(r["continued − control"], r["better_when"])]
+    worse = [r for r in spec if r not in better]
+    if better:
+        lines.append(f"- **Domain-specific gain** (continued − control significant, p < 0.05), {len(better)} measure(s): "
+                     + "; ".join(map(detail, better)) + ".")
+    if worse:
+        lines.append(f"- **Domain-specific loss** (the continued run significantly *worse* than the control), "
+                     f"{len(worse)} measure(s): " + "; ".join(map(detail, worse)) + ".")
+    if not spec:
+        lines.append("- **Domain-specific**: none — no measure differs significantly between the continued run and the control.")
+    gen = by[analysis.GENERIC]
+    if gen:
+        verb = "gains" if all(analysis._improves(r["continued − base"], r["better_when"]) for r in gen) else "changes"
+        lines.append(f"- **Generic (the control {verb} as much)**, {len(gen)} measure(s) that moved against the base but not "
+                     "against the control: " + "; ".join(
+                         f"{r['measure']} vs base {fmt(r, 'continued − base')}, control vs base {fmt(r, 'control − base')}, "
+                         f"continued − control {fmt(r, 'continued − control')} (detectable ≈ {r['detectable vs control (2 SE)']:.2g})"
+                         for r in gen) + ". Crediting these to the domain would be wrong: any training of this recipe moves them.")
+    else:
+        lines.append("- **Generic**: none — every change against the base is also a change against the control.")
+    nd = by[analysis.NOT_DETECTED]
+    if nd:
+        mdes = [r["detectable vs control (2 SE)"] for r in nd if math.isfinite(r["detectable vs control (2 SE)"])
+                and r["detectable vs control (2 SE)"] > 0]
+        lines.append(f"- **Not detected**, {len(nd)} measure(s) moved neither against the base nor against the control: "
+                     + ", ".join(r["measure"] for r in nd)
+                     + (f" (these comparisons detect changes of ≈ {min(mdes):.3g}–{max(mdes):.3g}, two paired SEs)." if mdes else "."))
+    return "\n".join(lines)
+
+
+def fig_control(rows: list[dict]):
+    """Held-out losses and task-group gold bits per byte at the last compared checkpoint: the continued
+    run's and the control's change against the base side by side, ±2 paired SEs."""
+    import matplotlib.pyplot as plt
+
+    from .plots import PALETTE, label
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    last = rows[-1]["checkpoint"] if rows else None
+    shown = [r for r in rows if r["checkpoint"] == last and r["kind"] in ("held-out loss", "group gold bits/byte")]
+    if not shown:
+        ax.text(0.5, 0.5, "no control run to compare with", ha="center", va="center", transform=ax.transAxes)
+    y = np.arange(len(shown))
+    for offset, key, color, name in ((-0.18, "continued − base", PALETTE["continued"], "continued − base"),
+                                     (0.18, "control − base", PALETTE["variant"], "control − base")):
+        ax.barh(y + offset, [r[key] for r in shown], height=0.34, xerr=[2 * r[key + " SE"] for r in shown],
+                color=color, capsize=3, label=name)
+    ax.set_yticks(y, [r["measure"] + (" *" if r["reading"] == analysis.DOMAIN_SPECIFIC else "") for r in shown], fontsize=7)
+    ax.axvline(0, color="grey", lw=1)
+    ax.invert_yaxis()  # the file's order, top to bottom
+    if shown:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    label(ax, "Continued run and control: change against the base\n(±2 paired SE; * continued − control significant)",
+          "change vs base (nats/token or bits/byte; left = better)", "measure")
+    fig.tight_layout()
+    return fig

@@ -83,7 +83,7 @@ def _prune(root: Path, keep: Path) -> None:
         info = json.loads(meta.read_text()) if meta.is_file() else {}
         if not info.get("milestone") and not info.get("final"):
             shutil.rmtree(folder, ignore_errors=True)
-        else:
+        elif not info.get("keep_state"):  # a decay branch's starting point keeps it (cpt_utils.branches)
             shutil.rmtree(folder / "state", ignore_errors=True)
 
 

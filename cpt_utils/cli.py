@@ -7,6 +7,12 @@
     cpt train PARAMS          training only (also: accelerate launch -m cpt_utils.train PARAMS)
     cpt eval PARAMS [--checkpoint NAME]   evaluate the base model or a checkpoint
     cpt report RUN            re-render reports/<run>/ from the executed notebooks in runs/<run>/
+    cpt export RUN [--checkpoint NAME] [--format hf|gguf] [--dtype f32|f16|bf16] [--out DIR]
+                              a checkpoint as a Hugging Face folder or a GGUF file, with a model card
+
+run, validate, prepare, train and eval take `--set KEY=VALUE` (repeatable) to change one value without
+editing the file: `--set train.lr=3e-4 --set eval.limit=100`. Values are YAML (`[a, b]`, `null`, `true`);
+the run's resolved runs/<run>/params.yaml records them.
 
 Every command checks its parameter file before any work. A problem is printed as one `error:` line
 each (key, file or cause) with a non-zero exit; `--debug` (or CPT_DEBUG=1) adds the traceback.
@@ -25,9 +31,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     from .params import load_params
 
-    params = load_params(args.params)
+    params = load_params(args.params, sets=args.sets)
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-    print(f"OK: {args.params} is valid (run name '{params.run_name}')")
+    applied = f" with {len(args.sets)} --set override{'s' if len(args.sets) != 1 else ''}" if args.sets else ""
+    print(f"OK: {args.params}{applied} is valid (run name '{params.run_name}')")
     return 0
 
 
@@ -44,7 +51,7 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
 
-    return run_pipeline(args.params, only=args.only, force=args.force)
+    return run_pipeline(args.params, only=args.only, force=args.force, sets=args.sets)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -53,25 +60,40 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return render_run(args.run)
 
 
+def _resolved(args: argparse.Namespace) -> str:
+    """The parameters a working command runs with: the file with its ``--set`` overrides, checked, then
+    written to runs/<run>/params.yaml (which records them); that file is what the step reads."""
+    from .params import load_params
+    from .pipeline import freeze_params
+
+    return str(freeze_params(load_params(args.params, sets=args.sets)))
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from .preprocess import main
 
-    main(args.params)
+    main(_resolved(args))
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import main
 
-    main(args.params)
+    main(_resolved(args))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import main
 
-    main(args.params, checkpoint=args.checkpoint)
+    main(_resolved(args), checkpoint=args.checkpoint)
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import main
+
+    return main(args.run, checkpoint=args.checkpoint, fmt=args.format, out=args.out, dtype=args.dtype)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,30 +102,34 @@ def build_parser() -> argparse.ArgumentParser:
     # accepted after the command too (`cpt prepare p.yaml --debug`); SUPPRESS keeps the main flag's value
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    # the commands that read a parameter file also take overrides of it
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                           help="override one parameter, e.g. --set train.lr=3e-4 (repeatable; VALUE is YAML)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", parents=[debug], help="execute the notebooks with PARAMS and render reports/<run>/")
+    p = sub.add_parser("run", parents=[debug, overrides], help="execute the notebooks with PARAMS and render reports/<run>/")
     p.add_argument("params")
     p.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
     p.add_argument("--force", action="store_true", help="re-execute notebooks even if their outputs are current")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("validate", parents=[debug], help="validate PARAMS and print the resolved configuration")
+    p = sub.add_parser("validate", parents=[debug, overrides], help="validate PARAMS and print the resolved configuration")
     p.add_argument("params")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("assets", parents=[debug], help="fetch and verify the offline assets")
     p.set_defaults(func=_cmd_assets)
 
-    p = sub.add_parser("prepare", parents=[debug], help="preprocess the corpora of PARAMS into runs/<run>/data")
+    p = sub.add_parser("prepare", parents=[debug, overrides], help="preprocess the corpora of PARAMS into runs/<run>/data")
     p.add_argument("params")
     p.set_defaults(func=_cmd_prepare)
 
-    p = sub.add_parser("train", parents=[debug], help="continued pre-training with PARAMS")
+    p = sub.add_parser("train", parents=[debug, overrides], help="continued pre-training with PARAMS")
     p.add_argument("params")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", parents=[debug], help="evaluate the base model (default) or a checkpoint")
+    p = sub.add_parser("eval", parents=[debug, overrides], help="evaluate the base model (default) or a checkpoint")
     p.add_argument("params")
     p.add_argument("--checkpoint", default="base", help="'base', 'all', or a checkpoint name under runs/<run>/checkpoints")
     p.set_defaults(func=_cmd_eval)
@@ -111,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[debug], help="render reports/<run>/ from runs/<run>/notebooks")
     p.add_argument("run")
     p.set_defaults(func=_cmd_report)
+
+    # choices are checked by cpt_utils.export (one `error:` line naming the allowed values, exit 2)
+    p = sub.add_parser("export", parents=[debug], help="export a checkpoint (Hugging Face folder or GGUF) with a model card")
+    p.add_argument("run", help="a run name under runs/ or a run directory")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint name under runs/<run>/checkpoints (default: the final one)")
+    p.add_argument("--format", default="hf", help="hf (safetensors folder) or gguf (one llama.cpp file); default hf")
+    p.add_argument("--dtype", default=None, help="f32, f16 or bf16 (default: f32 for hf, f16 for gguf)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<run>/export/<checkpoint>-<format>)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

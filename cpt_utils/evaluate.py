@@ -20,6 +20,7 @@ from .packing import PackedSplit
 from .perplexity import perplexity
 from .precision import resolve_precision
 from .task_suite import run_tasks
+from .tracking import log_benchmark
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -101,6 +102,7 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
         del model
     if include_base:  # variants share the parent's training data: checked once, for the parent
         _check_contamination(params, run_dir, data_dir, tokenizer)
+    log_benchmark(params, run_dir)  # the final checkpoint's table to train.trackers (cpt_utils.tracking)
     return results_table(run_dir)
 
 

@@ -7,7 +7,9 @@ GPU: dense bf16 peaks from the vendors' data sheets, matched on the *exact* devi
 GPU has peak ``None`` and its MFU is shown as unknown rather than guessed (issue 13 item 5).
 
 MFU = tokens/s per device × FLOPs per token ÷ ``peak_flops(...)``, where the peak is the faster of the
-machine's bf16 and fp32 matmul: a run that leaves a faster precision unused shows it as low MFU.
+machine's bf16 and fp32 matmul: a run that leaves a faster precision unused shows it as low MFU. The CPU
+peak is the maximum ever measured on the machine (a busy machine reads low), and MFU is never shown above
+100%: a value that would be is flagged as a stale peak and reported as unknown.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import platform
 import re
 import time
+import warnings
 from pathlib import Path
 
 from .paths import cache_dir
@@ -93,24 +96,76 @@ def measure_matmul_flops(dtype: str, budget_s: float = 1.0) -> float:
                 return best
 
 
+#: A measurement taken while the 1-minute load average exceeded this many runnable tasks per core
+#: competed with other work and reads low: it is re-measured once the machine is quiet.
+QUIET_LOAD_PER_CORE = 0.5
+
+
+def _load_per_core() -> float:
+    return os.getloadavg()[0] / (os.cpu_count() or 1)
+
+
+def _cache_path(threads: int) -> Path:
+    return cache_dir() / "hardware" / f"{_cpu_key(threads)}.json"
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # missing or half-written: measure again
+
+
+def _measured_under_load(entry: dict) -> bool:
+    """True when the entry may read low: measured above ``QUIET_LOAD_PER_CORE`` (or load not recorded)."""
+    load = entry.get("load_average_1min")
+    return load is None or load / (entry.get("cores") or os.cpu_count() or 1) > QUIET_LOAD_PER_CORE
+
+
 def cpu_peak_flops(refresh: bool = False) -> dict[str, float]:
-    """``{"bf16": FLOP/s, "fp32": FLOP/s, ...}`` for this CPU at torch's current thread count, measured
-    once and cached (delete the JSON or pass ``refresh`` to measure again)."""
+    """``{"bf16": FLOP/s, "fp32": FLOP/s, ...}`` for this CPU at torch's current thread count.
+
+    A matmul peak measured on a busy machine reads low (a shared machine's other work takes the cores)
+    and a low peak inflates MFU beyond 100%. So the cached value is the *maximum ever measured* here: an
+    entry taken under load (load average > ``QUIET_LOAD_PER_CORE`` per core, or not recorded) is measured
+    again as soon as the machine is quiet, ``refresh`` measures again unconditionally, and each new
+    measurement only ever raises the cached peaks. Peaks measured with fewer torch threads are lower bounds
+    too (more threads never make the machine slower), so they count.
+    """
     import torch
 
     threads = torch.get_num_threads()
-    path = cache_dir() / "hardware" / f"{_cpu_key(threads)}.json"
-    if path.is_file() and not refresh:
-        return json.loads(path.read_text())
-    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads,
-              "bf16": measure_matmul_flops("bf16"), "fp32": measure_matmul_flops("fp32"),
-              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "load_average_1min": os.getloadavg()[0]}  # > cores: the machine was shared, the peak reads low
+    path = _cache_path(threads)
+    cached = _read(path)
+    if cached is not None and not refresh and not (_measured_under_load(cached)
+                                                   and _load_per_core() <= QUIET_LOAD_PER_CORE):
+        return _with_fewer_threads(cached, threads)
+    load = os.getloadavg()[0]  # before measuring: the measurement itself loads the machine
+    fresh = {"bf16": measure_matmul_flops("bf16"), "fp32": measure_matmul_flops("fp32")}
+    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, **fresh,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average_1min": load,
+              "measurements": 1}
+    if cached is not None:
+        result["bf16"], result["fp32"] = max(cached["bf16"], fresh["bf16"]), max(cached["fp32"], fresh["fp32"])
+        result["measurements"] = cached.get("measurements", 1) + 1
+        # the load that matters is the quietest one any kept peak was measured at
+        result["load_average_1min"] = min(load, cached.get("load_average_1min", load))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(path)
-    return result
+    return _with_fewer_threads(result, threads)
+
+
+def _with_fewer_threads(entry: dict, threads: int) -> dict:
+    """``entry`` with each peak raised to the best cached at fewer threads on this CPU (lower bounds)."""
+    entry = dict(entry)
+    for fewer in range(1, threads):
+        other = _read(_cache_path(fewer))
+        if other is not None:
+            for dtype in ("bf16", "fp32"):
+                entry[dtype] = max(entry[dtype], other.get(dtype, 0.0))
+    return entry
 
 
 def gpu_peak_flops(name: str) -> float | None:
@@ -131,5 +186,48 @@ def peak_flops(device_type: str) -> float | None:
 
 
 def mfu(tokens_per_s_per_device: float, flops_per_token: float, peak: float | None) -> float | None:
-    """Model FLOPs utilisation, or None when the peak is unknown."""
-    return None if not peak else tokens_per_s_per_device * flops_per_token / peak
+    """Model FLOPs utilisation of one device (pass *its* tokens/s, not the sum over processes), or None
+    when the peak is unknown — or when the value would exceed 100%, which only a stale (too low) peak
+    gives: then a warning says so and how to measure again, instead of an impossible number."""
+    if not peak:
+        return None
+    value = tokens_per_s_per_device * flops_per_token / peak
+    if value > 1.0:
+        _warn_stale_peak(value, peak)
+        return None
+    return value
+
+
+_warned_stale: set[float] = set()
+
+
+def _warn_stale_peak(value: float, peak: float) -> None:
+    if peak not in _warned_stale:
+        _warned_stale.add(peak)
+        warnings.warn(f"MFU would be {100 * value:.0f}% of a peak of {peak / 1e9:,.1f} GFLOP/s: that peak is stale "
+                      "(measured while the machine was busy); MFU is reported as unknown. Measure again on a quiet "
+                      "machine: python -m cpt_utils.hardware --refresh", stacklevel=3)
+
+
+def format_mfu(value: float | None) -> str:
+    """``"12.3%"``, or ``"unknown"`` when there is no trustworthy peak."""
+    return "unknown" if value is None else f"{100 * value:.1f}%"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cpt_utils.hardware [--refresh]``: print (and with --refresh, re-measure) the CPU peaks."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="this CPU's measured matmul peaks (the MFU denominator)")
+    parser.add_argument("--refresh", action="store_true", help="measure again (a new peak only ever raises it)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(cpu_peak_flops(refresh=args.refresh), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -78,16 +78,20 @@ class ShardWriter:
     Each shard is written under a temporary name and renamed, so a crash never leaves a shard that
     looks complete; a split is only readable once ``close`` has written its ``split.json``. Given a
     ``state`` (``state_dict`` of an interrupted writer) it keeps and re-verifies the shards listed there
-    and deletes only the rest.
+    and deletes only the rest. ``append`` (growing a finished split, ``cpt_utils.growth``) also keeps the
+    published ``split.json`` and ``documents.jsonl`` until ``close`` replaces them, so a crash while
+    growing leaves the old split readable.
     """
 
     def __init__(self, split_dir: str | Path, seq_len: int, vocab_size: int, shard_sequences: int,
-                 meta: dict | None = None, state: dict | None = None):
+                 meta: dict | None = None, state: dict | None = None, append: bool = False):
         self.dir = Path(split_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         keep = {f"{shard['name']}.{suffix}.npy" for shard in (state or {}).get("shards", []) for suffix in shard["files"]}
         if state is not None:
             keep.add("documents.jsonl.tmp")  # the packer truncates it to the saved length
+        if append:
+            keep |= {"split.json", "documents.jsonl"}
         for stale in [*self.dir.glob("shard-*"), *self.dir.glob("split.json*"), *self.dir.glob("documents.jsonl*")]:
             if stale.name not in keep:
                 stale.unlink()  # a restart rewrites the split from scratch (a resumed one from its last shard)
@@ -104,6 +108,8 @@ class ShardWriter:
         self._rows = 0
         self.shards: list[dict] = []
         self.num_sequences = 0
+        #: sequences per earlier generation of a grown split (empty for a split written in one go)
+        self.blocks: list[int] = list((state or {}).get("blocks", []))
         self._hash = hashlib.blake2b(digest_size=16)
         if state is not None:
             self._restore(state)
@@ -113,7 +119,8 @@ class ShardWriter:
         unfinished shard (copies: the buffer is reused)."""
         n = self._rows
         rows = None if self._ids is None else (self._ids[:n].copy(), self._pos[:n].copy(), self._doc[:n].copy())
-        return {"shards": [dict(s) for s in self.shards], "num_sequences": self.num_sequences, "rows": rows}
+        return {"shards": [dict(s) for s in self.shards], "num_sequences": self.num_sequences, "rows": rows,
+                "blocks": list(self.blocks)}
 
     def _restore(self, state: dict) -> None:
         """Continue after the shards in ``state``: each is checked against its recorded content hash
@@ -170,6 +177,9 @@ class ShardWriter:
             "num_sequences": self.num_sequences, "num_tokens": self.num_sequences * self.seq_len,
             "shards": self.shards, "content_hash": self._hash.hexdigest(), **self.meta,
         }
+        if self.blocks:  # a grown split: the sequences each preparation added, in order (the sampler's blocks)
+            added = self.num_sequences - sum(self.blocks)
+            info["blocks"] = self.blocks + ([added] if added else [])
         tmp = self.dir / "split.json.tmp"
         tmp.write_text(json.dumps(info, indent=1))
         tmp.replace(self.dir / "split.json")
@@ -208,6 +218,12 @@ class PackedSplit:
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
+
+    @property
+    def blocks(self) -> list[int]:
+        """Sequences per preparation, in order: one block for a split written in one go, one more per
+        growth (``cpt_utils.growth``); the sampler shuffles within each so appending keeps the order."""
+        return list(self.info.get("blocks") or [len(self)])
 
     @property
     def num_tokens(self) -> int:
@@ -282,10 +298,13 @@ class SequencePacker:
 
     def state_dict(self) -> dict:
         """The buffered document fragments and the length of ``documents.jsonl`` so far (the writer's
-        state is saved beside it)."""
-        self._docs_tmp.flush()
+        state is saved beside it). After ``close`` it is where a grown split continues: the dropped tail
+        (the rest of the document the budget cut) starts its next sequence."""
+        if not self._docs_tmp.closed:
+            self._docs_tmp.flush()
+            self._docs_size = self._docs_tmp.tell()
         return {"fragments": [(doc, tokens.copy()) for doc, tokens in self._fragments], "buffered": self._buffered,
-                "documents": self.documents, "documents_offset": self._docs_tmp.tell(),
+                "documents": self.documents, "documents_offset": self._docs_size,
                 "writer": self.writer.state_dict()}
 
     @property
@@ -326,6 +345,8 @@ class SequencePacker:
 
     def close(self) -> dict:
         """Drop the incomplete last sequence (no padding in the format) and publish the split."""
+        self._docs_tmp.flush()
+        self._docs_size = self._docs_tmp.tell()
         self._docs_tmp.close()
         (self.writer.dir / "documents.jsonl.tmp").replace(self.writer.dir / "documents.jsonl")
         info = self.writer.close()
@@ -356,6 +377,10 @@ class SamplerState:
     replay_carry: float = 0.0  # error diffusion so the long-run replay share is exactly r
 
 
+class DataRepeatWarning(UserWarning):
+    """A token budget needs more sequences than a split holds: the sampler starts another epoch."""
+
+
 class MixedSampler:
     """Deterministic, resumable stream of global batches mixing domain and replay sequences.
 
@@ -366,41 +391,87 @@ class MixedSampler:
     shares match the weights in expectation (binomial noise around them) and the draw of batch *k* does
     not depend on how the stream got there, so resuming needs no generator state. One replay split
     draws nothing at all, so ``replay_fraction`` alone gives exactly the stream it always gave.
-    Every epoch of each split is a fresh permutation seeded by (seed, split, epoch). All ranks compute
-    the same global batch and take their own slice, so there is nothing to synchronise, and resuming is
-    just restoring ``SamplerState``.
+    All ranks compute the same global batch and take their own slice, so there is nothing to
+    synchronise, and resuming is just restoring ``SamplerState``.
+
+    Order: the first epoch of a split visits its *blocks* in order (``PackedSplit.blocks``: the
+    sequences each preparation added; one block unless the data was grown), each block a permutation
+    seeded by (seed, split, block). Appending a block therefore leaves the order of every earlier
+    sequence unchanged — a run grown from 400M to 1B tokens sees its first 400M exactly as before.
+    Later epochs (the data repeats) are permutations of the whole split seeded by (seed, split, epoch).
+    Block 0 uses the seed of epoch 0, so a split that never grew is sampled as before blocks existed.
     """
 
-    def __init__(self, n_train: int, n_replay: int | dict[str, int], micro_batch_size: int,
-                 replay_fraction: float = 0.0, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 replay_weights: dict[str, float] | None = None):
-        if n_train <= 0:
-            raise PackedDataError("the train split has no sequences")
+    def __init__(self, n_train: int | list[int], n_replay: int | list[int] | dict[str, int | list[int]],
+                 micro_batch_size: int, replay_fraction: float = 0.0, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, replay_weights: dict[str, float] | None = None):
         sizes = n_replay if isinstance(n_replay, dict) else {GENERAL_REPLAY_SPLIT: n_replay}
+        self.blocks = {"train": _blocks(n_train), **{name: _blocks(n) for name, n in sizes.items()}}
+        self.n = {split: sum(b) for split, b in self.blocks.items()}
+        if self.n["train"] <= 0:
+            raise PackedDataError("the train split has no sequences")
         self.replay_weights = dict(replay_weights or {GENERAL_REPLAY_SPLIT: 1.0})
         if missing := [name for name in self.replay_weights if name not in sizes]:
             raise PackedDataError(f"replay_weights name split(s) {missing} without a size; sizes given: {sorted(sizes)}")
         if not math.isclose(sum(self.replay_weights.values()), 1.0) or min(self.replay_weights.values()) <= 0:
             raise PackedDataError(f"replay_weights must be positive and sum to 1, got {self.replay_weights}")
         for name in self.replay_weights:
-            if replay_fraction > 0 and sizes[name] <= 0:
-                raise PackedDataError(f"replay_fraction > 0 but the replay split has no sequences ({name})")
-        self.n = {"train": n_train, **sizes}
+            if replay_fraction > 0 and self.n[name] <= 0:
+                raise PackedDataError("replay_fraction > 0 but the replay split has no sequences"
+                                      + ("" if name == GENERAL_REPLAY_SPLIT else f" ({name})"))
         self.micro_batch_size = micro_batch_size
         self.replay_fraction = replay_fraction
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.state = SamplerState()
-        self._perm_cache: dict[tuple[str, int], np.ndarray] = {}
+        self._perm_cache: dict[tuple[str, int, int], np.ndarray] = {}
 
-    def _index(self, split: str, cursor: int) -> int:
-        n = self.n[split]
-        epoch, offset = divmod(cursor, n)
-        key = (split, epoch)
+    def _permutation(self, split: str, epoch: int, block: int, size: int) -> np.ndarray:
+        key = (split, epoch, block)
         if key not in self._perm_cache:
             self._perm_cache = {k: v for k, v in self._perm_cache.items() if k[0] != split}
-            rng = np.random.default_rng([self.seed, _split_stream(split), epoch])
-            self._perm_cache[key] = rng.permutation(n)
-        return int(self._perm_cache[key][offset])
+            which = _split_stream(split)
+            seed = [self.seed, which, epoch] if block == 0 else [self.seed, which, epoch, block]
+            self._perm_cache[key] = np.random.default_rng(seed).permutation(size)
+        return self._perm_cache[key]
+
+    def _index(self, split: str, cursor: int) -> int:
+        n, blocks = self.n[split], self.blocks[split]
+        epoch, offset = divmod(cursor, n)
+        if epoch > 0 or len(blocks) == 1:
+            return int(self._permutation(split, epoch, 0, n)[offset])
+        start = 0
+        for block, size in enumerate(blocks):
+            if offset < start + size:
+                return start + int(self._permutation(split, 0, block, size)[offset - start])
+            start += size
+        raise AssertionError("unreachable: offset < n")
+
+    def sequences_needed(self, global_batches: int) -> dict[str, int]:
+        """Sequences each split gives to ``global_batches`` batches from the current state (computed
+        with the same carried rounding and the same per-batch source draws as ``next_global_batch``,
+        on a copy)."""
+        rows = self.micro_batch_size * self.world_size
+        carry, replay = self.state.replay_carry, 0
+        needed = {name: self.state.replay_cursors.get(name, 0) for name in self.replay_weights}
+        for k in range(global_batches if self.replay_fraction > 0 else 0):
+            wanted = self.replay_fraction * rows + carry
+            n_replay = min(rows, int(math.floor(wanted + 0.5)))
+            carry, replay = wanted - n_replay, replay + n_replay
+            for name in self._replay_splits(n_replay, self.state.batches + k):
+                needed[name] += 1
+        return {"train": self.state.train_cursor + global_batches * rows - replay, **needed}
+
+    def repeat_warning(self, global_batches: int) -> str | None:
+        """What repeats if the run takes ``global_batches`` batches in all: None when every split's
+        sequences are each seen at most once."""
+        needed = self.sequences_needed(max(0, global_batches - self.state.batches))
+        over = [f"{split}: {needed[split]:,} sequences from {self.n[split]:,} ({needed[split] / self.n[split]:.2f} epochs)"
+                for split in needed if self.n[split] and needed[split] > self.n[split]]
+        if not over:
+            return None
+        return ("the token budget exceeds one epoch of the prepared data, so the sampler repeats sequences ("
+                + "; ".join(over) + "). To train on new text instead, raise preprocess.train_token_budget (or "
+                "replay_token_budget) and prepare again: a larger train budget appends shards to the same stream")
 
     def next_global_batch(self) -> list[tuple[str, int]]:
         rows = self.micro_batch_size * self.world_size
@@ -409,7 +480,7 @@ class MixedSampler:
         n_replay = min(rows, int(math.floor(wanted + 0.5))) if self.replay_fraction > 0 else 0
         s.replay_carry = wanted - n_replay
         picks = []
-        for split in self._replay_splits(n_replay):
+        for split in self._replay_splits(n_replay, s.batches):
             cursor = s.replay_cursors.get(split, 0)
             picks.append((split, self._index(split, cursor)))
             s.replay_cursors[split] = cursor + 1
@@ -420,12 +491,12 @@ class MixedSampler:
         random.Random(self.seed * 1_000_003 + s.batches).shuffle(picks)
         return picks
 
-    def _replay_splits(self, n_replay: int) -> list[str]:
-        """The split of each of this batch's ``n_replay`` replay rows, drawn by the weights."""
+    def _replay_splits(self, n_replay: int, batch: int) -> list[str]:
+        """The split of each of global batch ``batch``'s ``n_replay`` replay rows, drawn by the weights."""
         names = list(self.replay_weights)
         if len(names) == 1:
             return names * n_replay
-        rng = np.random.default_rng([self.seed, 2, self.state.batches])
+        rng = np.random.default_rng([self.seed, 2, batch])
         drawn = rng.choice(len(names), size=n_replay, p=list(self.replay_weights.values()))
         return [names[i] for i in drawn]
 
@@ -458,14 +529,15 @@ def _split_stream(split: str) -> int:
 
 def training_stream(data_dir: str | Path, train_params, seed: int, rank: int = 0,
                     world_size: int = 1) -> tuple[dict[str, PackedSplit], MixedSampler]:
-    """What training draws from: every split the sampler may name (``train``, the general ``replay``
+    """What training draws from: every split the sampler may name (``train`` — ``train.train_split``, keyed
+    ``train`` —, the general ``replay``
     split, and ``replay_<register>`` for each source of ``train.replay_mixture``) and the sampler.
 
     A mixture source whose split was never packed is refused with what to do: preprocessing packs every
     source the main parameters or any variant name, so this means the data predate that name."""
     data_dir = Path(data_dir)
     weights = {replay_split_name(source): w for source, w in train_params.replay_weights().items()}
-    splits = {"train": PackedSplit(data_dir / "train")}
+    splits = {"train": PackedSplit(data_dir / train_params.train_split)}  # "control" for a control run
     for name in dict.fromkeys([GENERAL_REPLAY_SPLIT, *weights]):
         if name != GENERAL_REPLAY_SPLIT and not (data_dir / name / "split.json").is_file():
             source = name.removeprefix("replay_")
@@ -473,7 +545,12 @@ def training_stream(data_dir: str | Path, train_params, seed: int, rank: int = 0
                                   "prepare the data again with these parameters (cpt prepare): every source named "
                                   "by the main parameters or a variant is packed")
         splits[name] = PackedSplit(data_dir / name)
-    sampler = MixedSampler(len(splits["train"]), {name: len(splits[name]) for name in weights},
+    sampler = MixedSampler(splits["train"].blocks, {name: splits[name].blocks for name in weights},
                            train_params.micro_batch_size, train_params.replay_fraction, seed=seed, rank=rank,
                            world_size=world_size, replay_weights=weights)
     return splits, sampler
+
+
+def _blocks(n: int | list[int]) -> list[int]:
+    blocks = [int(n)] if isinstance(n, (int, np.integer)) else [int(b) for b in n]
+    return [b for b in blocks if b > 0] or [0]

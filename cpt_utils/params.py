@@ -8,12 +8,15 @@ a finished step knows it can be skipped.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
+import re
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -216,6 +219,18 @@ class TrainParams(Section):
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     warmup_tokens: int = Field(0, ge=0, description="linear (re-)warmup length")
     decay_fraction: float = Field(0.2, gt=0, le=1, description="WSD: share of the budget spent decaying")
+    decay_shape: Literal["linear", "1-sqrt"] = Field(
+        "linear", description="how WSD decays and decay branches fall to min_lr: linearly, or as 1 − √progress "
+        "(Hägele et al. 2024: matches cosine)")
+    decay_branch_fraction: float | None = Field(
+        None, gt=0, le=1, description="WSD decay branches (cpt_utils.branches): from each milestone before the "
+        "budget, train this fraction of the milestone's tokens more while the LR decays to min_lr, into "
+        "runs/<run>/branches/<milestone>/; notebook 04 fits the annealed points. None: no branches")
+    decay_branch_tasks: bool = Field(True, description="evaluate each branch's end on the task suite too "
+                                     "(held-out splits always)")
+    continue_with: Literal["rewarm", "decay"] = Field(
+        "rewarm", description="a resumed run whose budget differs from its checkpoint's: re-warm then the "
+        "schedule (a grown run), or decay from the current LR to min_lr (a decay branch)")
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
@@ -228,6 +243,9 @@ class TrainParams(Section):
                           "run, cached under cache_dir()/torch_compile; the first step pays the compile)")
     fused_adamw: Literal["auto", "on", "off"] = Field("auto", description="auto: fused AdamW (CPU and GPU)")
     per_document_attention: bool = True
+    loss_chunk_tokens: int = Field(1024, ge=0, description="tokens per chunk of the fused cross-entropy "
+                                   "(cpt_utils.losses): the full [batch, seq, vocab] logits are never built; "
+                                   "0: transformers' own loss")
     replay_fraction: float = Field(0.0, ge=0, le=1, description="share of each batch drawn from replay")
     replay_mixture: dict[str, float] | None = Field(
         None, description="where replay rows come from: source → weight (weights normalised), a source being "
@@ -240,6 +258,9 @@ class TrainParams(Section):
     resume: Literal["auto", "never"] | str = "auto"
     trackers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: all cores)")
+    train_split: Literal["train", "control"] = Field(
+        "train", description="the prepared split the run trains on: train (the domain) or control (the "
+        "control run's text, see ``control:``; set by ExperimentParams.control_run, not by hand)")
 
     @field_validator("replay_mixture")
     @classmethod
@@ -286,11 +307,28 @@ class AnalysisParams(Section):
     min_fit_r2: float = Field(0.9, ge=0, le=1, description="refuse to extrapolate below this fit quality")
 
 
+class ControlParams(Section):
+    """A same-budget control run: the main recipe on text outside the domain, so a change the control
+    shows too is generic (any training causes it), and only the part beyond the control is domain-specific."""
+
+    corpus: str = Field("general", description="general (the general corpus) or a name in data.registers; "
+                        "packed into the split `control` from documents no held-out split holds")
+    description: str = ""
+
+
 class VariantParams(Section):
     """A mitigation run: overrides of ``train`` (and its own smaller budget) on the same prepared data."""
 
     train: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+
+
+class RecordParams(Section):
+    """Written by the loader, not by hand: which file and which ``--set`` overrides produced the values
+    above, so a run's resolved ``params.yaml`` (and every report that prints it) shows what ran."""
+
+    params_file: str | None = Field(None, description="the parameter file the run was started from")
+    overrides: list[str] = Field(default_factory=list, description="the command line's --set KEY=VALUE, in order")
 
 
 # ---------------------------------------------------------------------------------------- experiment
@@ -306,6 +344,8 @@ class ExperimentParams(Section):
     eval: EvalParams = EvalParams()
     analysis: AnalysisParams = AnalysisParams()
     variants: dict[str, VariantParams] = Field(default_factory=dict)
+    recorded: RecordParams = RecordParams()
+    control: ControlParams | None = Field(None, description="a same-budget control run (null: none)")
     #: where the file was read from (set by ``load_params``; not a user key).
     source_path: str | None = Field(None, exclude=True)
 
@@ -332,6 +372,32 @@ class ExperimentParams(Section):
                 raise ValueError("\n".join(f"variant '{name}': {line}"
                                            for line in _error_lines(err, TrainParams, f"variants.{name}.train")))
         return self
+
+    @model_validator(mode="after")
+    def _control_valid(self) -> "ExperimentParams":
+        problems = []
+        if self.control is not None:
+            allowed = ["general", *self.data.registers]
+            if self.control.corpus not in allowed:
+                why = (" (the control must be text outside the domain)" if self.control.corpus == "domain" else "")
+                problems.append(f"control.corpus: {self.control.corpus!r} is not a corpus of this run{why}; allowed: "
+                                f"{', '.join(allowed)} (general, or a name in data.registers)")
+        if self.train.train_split == "control" and self.control is None:
+            problems.append("train.train_split: 'control' needs a control: section (which text to pack into it)")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def control_run(self) -> "ExperimentParams":
+        """The full parameters of the control run: the main run's recipe, budget, milestones and
+        evaluation, trained on the split ``control`` instead of the domain's ``train``."""
+        if self.control is None:
+            raise ParamsError("control: not set in the parameter file; there is no control run")
+        data = self.model_dump()
+        data["train"]["train_split"] = "control"
+        data["variants"] = {}
+        data["run_name"] = f"{self.run_name}.control"
+        return ExperimentParams.model_validate(data)
 
     def variant(self, name: str) -> "ExperimentParams":
         """The full parameters of one mitigation variant (base parameters with its train overrides)."""
@@ -392,6 +458,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ParamsError(f"{path}: not valid YAML: {_yaml_error_line(err)}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    if seen:  # a parent's record describes the parent's run, not this file
+        data.pop(RECORD_KEY, None)
     parent = data.pop("extends", None)
     if parent is not None:
         data = _deep_merge(_read_yaml(path.parent / parent, seen + (path,)), data)
@@ -427,10 +495,25 @@ def _unwrap(annotation: Any) -> Any:
     origin = get_origin(annotation)
     if origin is Annotated:
         return _unwrap(get_args(annotation)[0])
-    if origin is Union or str(origin) == "types.UnionType":
+    if origin is Union or origin is UnionType:  # Optional[X] and X | None
         members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
         return members[0] if len(members) == 1 else members
     return annotation
+
+
+#: Names other trainers (HF Trainer, LitGPT, Axolotl) use for our keys: spelling is not the only typo.
+KEY_ALIASES = {"learning_rate": "lr", "batch_size": "micro_batch_size",
+               "per_device_train_batch_size": "micro_batch_size", "gradient_accumulation_steps": "grad_accum_steps",
+               "max_grad_norm": "grad_clip", "warmup_steps": "warmup_tokens", "lr_scheduler_type": "schedule",
+               "max_seq_length": "seq_len", "block_size": "seq_len", "report_to": "trackers"}
+
+
+def _closest_key(key: str, allowed: list[str]) -> str | None:
+    """The allowed key a wrong one most likely meant: a known alias, else the closest spelling."""
+    if KEY_ALIASES.get(key) in allowed:
+        return KEY_ALIASES[key]
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return close[0] if close else None
 
 
 def _error_lines(err: ValidationError, root: type[BaseModel], prefix: str = "") -> list[str]:
@@ -442,7 +525,9 @@ def _error_lines(err: ValidationError, root: type[BaseModel], prefix: str = "") 
         if e["type"] == "extra_forbidden":
             owner = _section_class(root, loc)
             allowed = sorted(k for k, f in owner.model_fields.items() if not f.exclude) if owner else []
-            lines.append(f"{key}: unknown key; allowed here: {', '.join(allowed)}")
+            close = _closest_key(str(loc[-1]), allowed)
+            lines.append(f"{key}: unknown key; allowed here: {', '.join(allowed)}"
+                         + (f" (did you mean '{close}'?)" if close else ""))
         elif e["type"] == "value_error" and not loc:  # a model validator's own lines, each with its key
             lines += e["msg"].removeprefix("Value error, ").splitlines()
         else:
@@ -461,6 +546,10 @@ def _train_problems(tp: TrainParams, key: str, inherited: set[str] = frozenset()
     if beyond:
         problems.append(f"{key}.milestones: {beyond}{note('milestones')} beyond {key}.token_budget "
                         f"({tp.token_budget:,}): training stops before reaching them")
+    if tp.decay_branch_fraction is not None and tp.schedule == "cosine":
+        problems.append(f"{key}.decay_branch_fraction: decay branches need a schedule that holds the LR until it "
+                        f"branches ({key}.schedule: wsd or constant); a cosine run's milestones are already "
+                        "partly annealed")
     if tp.warmup_tokens >= tp.token_budget:
         problems.append(f"{key}.warmup_tokens: {tp.warmup_tokens:,}{note('warmup_tokens')} is not below "
                         f"{key}.token_budget ({tp.token_budget:,}): the learning rate would never reach its peak")
@@ -536,21 +625,21 @@ def _task_group_problems(ev: EvalParams) -> list[str]:
             for group, tasks in ev.task_groups.items() if any(t not in evaluated for t in tasks)]
 
 
-def _schema(data: dict, origin: str) -> ExperimentParams:
+def _schema(data: dict, origin: str, sets: Sequence[str] = ()) -> ExperimentParams:
     try:
         return ExperimentParams.model_validate(data)
     except ValidationError as err:
-        raise ParamsError(problems=_error_lines(err, ExperimentParams), origin=origin) from None
+        raise ParamsError(problems=_tag_sets(_error_lines(err, ExperimentParams), sets), origin=origin) from None
 
 
-def _check(params: ExperimentParams, origin: str, environment: bool) -> ExperimentParams:
+def _check(params: ExperimentParams, origin: str, environment: bool, sets: Sequence[str] = ()) -> ExperimentParams:
     problems = consistency_problems(params)
     if environment:
         from .preflight import environment_problems
 
         problems += environment_problems(params)
     if problems:
-        raise ParamsError(problems=problems, origin=origin)
+        raise ParamsError(problems=_tag_sets(problems, sets), origin=origin)
     return params
 
 
@@ -563,9 +652,13 @@ def validate_params(data: dict, origin: str = "<parameters>") -> ExperimentParam
     return _check(_schema(data, origin), origin, environment=False)
 
 
-def load_params(path: str | Path, overrides: dict | None = None, check: bool = True) -> ExperimentParams:
-    """Load a parameter file (following ``extends:``), apply ``overrides`` and validate.
+def load_params(path: str | Path, overrides: dict | None = None, check: bool = True,
+                sets: Sequence[str] = ()) -> ExperimentParams:
+    """Load a parameter file (following ``extends:``), apply ``overrides`` and ``sets`` and validate.
 
+    ``sets`` are the command line's ``--set KEY=VALUE`` (``apply_sets``), applied to the merged mapping
+    before the schema sees it, so they get the file's error messages; they are recorded in
+    ``recorded.overrides`` (after those of a resolved ``params.yaml`` being re-loaded).
     ``run_name`` defaults to the file's stem, so ``params/quickstart.yaml`` runs in ``runs/quickstart``.
     With ``check`` (the default, so every command does it before any work) what the file says about
     the world is checked too, in the same list of problems: corpus files and globs, a ``resume``
@@ -576,9 +669,109 @@ def load_params(path: str | Path, overrides: dict | None = None, check: bool = T
     data.setdefault("run_name", path.stem)
     if overrides:
         data = _deep_merge(data, overrides)
-    params = _schema(data, str(path))
-    params.source_path = str(path.resolve())
-    return _check(params, str(path), environment=check)
+    data = apply_sets(data, sets)
+    params = _schema(data, str(path), sets)
+    # a resolved params.yaml names the file it came from: relative corpus paths still resolve from there
+    prior = params.recorded
+    params.recorded = RecordParams(params_file=prior.params_file or str(path.resolve()),
+                                   overrides=[*prior.overrides, *sets])
+    params.source_path = params.recorded.params_file
+    return _check(params, str(path), environment=check, sets=sets)
+
+
+# ------------------------------------------------------------------------------ command-line overrides
+#: The key of a resolved ``params.yaml``'s record (``RecordParams``); dropped from ``extends:`` parents.
+RECORD_KEY = "recorded"
+
+
+class _SetValueLoader(yaml.SafeLoader):
+    """YAML 1.2 scalars for ``--set`` values: PyYAML follows YAML 1.1, where ``3e-4`` is a *string*
+    (1.1 floats need a dot), ``010`` is octal, ``2024-01-01`` a date and ``on``/``off``/``yes``/``no``
+    are booleans — so ``--set train.fused_adamw=on`` would reach a Literal field as ``True``. Here only
+    true/false are booleans (a boolean field still accepts on/off/yes/no, via pydantic)."""
+
+
+_YAML11_ONLY = ("bool", "int", "float", "timestamp")
+_SetValueLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag.rsplit(":", 1)[-1] not in _YAML11_ONLY]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, _regex, _first in (
+        ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        ("int", r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$", "-+0123456789"),
+        ("float", r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+                  r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789.")):
+    _SetValueLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regex), list(_first))
+
+SET_USAGE = "expected KEY=VALUE with a dotted key, e.g. --set train.lr=3e-4"
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` → ``(["train", "lr"], 0.0003)``; the value is YAML (lists, null, booleans)."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep:
+        raise ParamsError(f"--set {item}: no '=' ({SET_USAGE})")
+    if not all(p.strip() for p in parts):
+        raise ParamsError(f"--set {item}: {'empty key' if not key.strip() else f'empty part in key {key.strip()!r}'} "
+                          f"({SET_USAGE})")
+    try:
+        value = yaml.load(text.strip(), Loader=_SetValueLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ParamsError(f"--set {item}: the value is not valid YAML: {_yaml_error_line(err)}") from None
+    return [p.strip() for p in parts], value
+
+
+def apply_sets(data: dict, sets: Sequence[str]) -> dict:
+    """Apply ``--set KEY=VALUE`` overrides, in order, to a raw parameter mapping (after ``extends:``).
+
+    A dotted key creates the sections it names; the value replaces what was at the key (a mapping value
+    replaces the whole mapping). Setting a corpus's ``kind`` to another kind drops the file's keys of
+    that corpus, as a child file does (``topics`` means nothing to a ``files`` corpus), but keeps what
+    other ``--set`` options wrote there. Unknown keys are left for the schema to report.
+    """
+    import copy
+
+    data = copy.deepcopy(data)
+    written: list[tuple[str, ...]] = []
+    for item in sets:
+        parts, value = parse_set(item)
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                here = ".".join(parts[: i + 1])
+                raise ParamsError(f"--set {item}: {here} is a value ({child!r}), not a section with keys; "
+                                  f"set it whole with --set {here}=VALUE")
+            node = child
+        last = parts[-1]
+        if last == "kind" and value != node.get("kind", DEFAULT_CORPUS_KIND):
+            prefix = tuple(parts[:-1])
+            for key in list(node):
+                if not any(w[: len(prefix) + 1] == prefix + (key,) for w in written):
+                    del node[key]
+        node[last] = value
+        written.append(tuple(parts))
+    return data
+
+
+def _tag_sets(problems: list[str], sets: Sequence[str]) -> list[str]:
+    """Name the ``--set`` behind a problem, so an error in an override does not send the user to the file."""
+    if not sets:
+        return problems
+    keys = []
+    for item in sets:
+        parts = parse_set(item)[0]
+        # a corpus's kind decides which keys it needs: its problems are the kind's too
+        keys.append((".".join(parts[:-1] if parts[-1] == "kind" and len(parts) > 1 else parts), item))
+    tagged = []
+    for line in problems:
+        where = line.split(":", 1)[0].split("[", 1)[0]
+        hits = [item for key, item in keys
+                if where == key or where.startswith(key + ".") or key.startswith(where + ".")]
+        tagged.append(f"{line} (from --set {hits[-1]})" if hits else line)
+    return tagged
 
 
 # ------------------------------------------------------------------------------------ step hashing
@@ -587,7 +780,7 @@ def load_params(path: str | Path, overrides: dict | None = None, check: bool = T
 #: evaluate.py), so re-preparing identical data never invalidates a finished run.
 STEP_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "explore": ("model", "data", "seed"),
-    "preprocess": ("model", "data", "preprocess", "seed"),
+    "preprocess": ("model", "data", "preprocess", "seed", "control"),
 }
 
 

@@ -100,7 +100,8 @@ def hardware() -> dict:
 
 
 def provenance(params: ExperimentParams) -> dict:
-    return {"params_file": params.source_path, "run_name": params.run_name, "git": git_state(),
+    return {"params_file": params.source_path, "overrides": list(params.recorded.overrides),
+            "run_name": params.run_name, "git": git_state(),
             "packages": package_versions(), "hardware": hardware(),
             "time": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -125,7 +126,8 @@ def _provenance_cell(prov: dict, seconds: float, status: str):
     git = prov["git"]
     text = (
         "---\n**Provenance** — "
-        f"parameters `{prov['params_file']}` · git `{git['commit'][:12]}`{' (uncommitted changes)' if git['dirty'] else ''} · "
+        f"parameters `{prov['params_file']}`{_overrides_text(prov, '`')} · "
+        f"git `{git['commit'][:12]}`{' (uncommitted changes)' if git['dirty'] else ''} · "
         f"executed {prov['time']} in {seconds:.0f} s ({status})  \n"
         f"hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gib']} GiB, GPU: {hw['gpu']}  \n"
         f"packages: {pk}"
@@ -133,6 +135,12 @@ def _provenance_cell(prov: dict, seconds: float, status: str):
     cell = nbformat.v4.new_markdown_cell(text)
     cell.metadata["tags"] = ["provenance"]
     return cell
+
+
+def _overrides_text(prov: dict, quote: str = "") -> str:
+    """`` with --set a=1 --set b=2`` for a run started with overrides, else empty."""
+    sets = prov.get("overrides") or []
+    return (" with " + " ".join(f"{quote}--set {item}{quote}" for item in sets)) if sets else ""
 
 
 def render_html(executed: Path, html_path: Path, prov: dict | None = None, seconds: float = 0.0,
@@ -217,15 +225,26 @@ def execute_notebook(source: Path, executed: Path, params_path: str, run_name: s
         return False, _first_error(executed) or f"{type(err).__name__}: {err}"
 
 
-def run_pipeline(params_path: str | Path, only: list[str] | None = None, force: bool = False) -> int:
-    """Execute the notebooks in order with ``params_path`` and render ``reports/<run>/``; 0 on success."""
-    params = load_params(params_path)
+def freeze_params(params: ExperimentParams) -> Path:
+    """Write ``runs/<run>/params.yaml`` (every value resolved, the ``--set`` overrides recorded) and return
+    it: the one file every step of the run then reads, so overrides reach notebooks and subprocesses."""
+    path = make_run_dir(params.run_name) / "params.yaml"
+    save_resolved(params, path)
+    return path
+
+
+def run_pipeline(params_path: str | Path, only: list[str] | None = None, force: bool = False,
+                 sets: list[str] | tuple[str, ...] = ()) -> int:
+    """Execute the notebooks in order with ``params_path`` (and ``--set`` overrides) and render
+    ``reports/<run>/``; 0 on success. Each notebook gets the run's resolved ``params.yaml``."""
+    params = load_params(params_path, sets=sets)
     configure_environment(offline=params.offline)
     run = make_run_dir(params.run_name)
-    save_resolved(params, run / "params.yaml")
+    resolved = freeze_params(params)
     report_dir = reports_root() / params.run_name
     prov = provenance(params)
-    params_hash = _sha(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode())
+    # the values decide whether a notebook is current, not how they were spelled (file or --set)
+    params_hash = _sha(json.dumps(params.model_dump(mode="json", exclude={"recorded"}), sort_keys=True).encode())
     code_hash = code_fingerprint()
     records: list[NotebookRecord] = []
     failed: NotebookRecord | None = None
@@ -249,7 +268,7 @@ def run_pipeline(params_path: str | Path, only: list[str] | None = None, force: 
             continue
         print(f"  {source.stem}: executing …", flush=True)
         started = time.perf_counter()
-        ok, error = execute_notebook(source, executed, str(Path(params.source_path).resolve()), params.run_name)
+        ok, error = execute_notebook(source, executed, str(resolved), params.run_name)
         record.seconds = time.perf_counter() - started
         record.status = "ok" if ok else "failed"
         record.error = error
@@ -300,11 +319,15 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
     try:
         from .analysis import headline_table
 
-        table = headline_table(run, params.eval.task_groups if params else None)
+        control = params.control if params else None
+        table = headline_table(run, params.eval.task_groups if params else None, control=control is not None)
         if table is not None and len(table):
-            parts.append("<h2>Headline: base vs continued</h2><p>Paired over the same items and documents; "
+            with_control = "vs control: continued − control ± SE" in table.columns
+            parts.append(f"<h2>Headline: base vs continued{' vs control' if with_control else ''}</h2>"
+                         "<p>Paired over the same items and documents; "
                          "<i>detectable</i> is the smallest change this comparison could have seen (two paired "
                          "SEs). Gold bits/byte: the correct answer's −log₂ p per UTF-8 byte (lower is better).</p>"
+                         + (_control_note(control) if with_control else _no_control_note(control))
                          + table.fillna("").to_html(classes="table", index=False, float_format=lambda x: f"{x:.4g}"))
     except ImportError:
         pass
@@ -316,6 +339,24 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
 
         parts.append("<h2>Corpora</h2>" + summary_table(json.loads(explore_json.read_text())).to_html(classes="table"))
     return "\n".join(parts)
+
+
+def _control_note(control) -> str:
+    """What the "vs control" columns mean, for the index."""
+    return ("<p><b>Control</b>: the same recipe and token budget trained on "
+            f"<code>{html.escape(control.corpus)}</code> text instead of the domain"
+            f"{' (' + html.escape(control.description) + ')' if control.description else ''}, evaluated on the same "
+            "items and documents. <i>reading</i>: <b>domain-specific</b> only where continued − control is significant "
+            "(p &lt; 0.05); <b>generic</b> where continued − base is significant but continued − control is not (the "
+            "control changes as much: any training does it); <b>not detected</b> otherwise, with the change each "
+            "comparison could have detected.</p>")
+
+
+def _no_control_note(control) -> str:
+    if control is None:
+        return ("<p class='warn'>No control run (<code>control:</code> is not set): a change against the base may be "
+                "generic — caused by any training of this recipe — rather than by the domain.</p>")
+    return "<p class='warn'>The control run has no evaluation at the final checkpoint yet (notebook 05 runs it).</p>"
 
 
 def write_index(params: ExperimentParams, report_dir: Path, run: Path, records: list[NotebookRecord],
@@ -345,7 +386,7 @@ table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #cc
 <tr><td><b>total</b></td><td></td><td><b>{total:.0f}</b></td><td></td></tr></table>
 {_headline_html(run, params)}
 <h2>Provenance</h2>
-<p>Generated {html.escape(prov['time'])} from <code>{html.escape(str(prov['params_file']))}</code>;
+<p>Generated {html.escape(prov['time'])} from <code>{html.escape(str(prov['params_file']))}</code>{html.escape(_overrides_text(prov))};
 git commit <code>{html.escape(git['commit'])}</code>{' <span class="warn">(with uncommitted changes)</span>' if git['dirty'] else ''};
 run directory <code>{html.escape(str(run))}</code>.</p>
 <h3>Hardware</h3><table>{hw}</table>

@@ -37,6 +37,7 @@ from typing import Callable, Iterable, Iterator
 
 from .clean import FilterReport, clean_stream
 from .corpora import Document, open_corpus
+from . import growth
 from .dedup import DedupReport, Deduplicator
 from .errors import DataError
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, replay_split_name, verify_split
@@ -222,33 +223,29 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
         raise _nothing_left_error(which, filters, dd, corpus.problems.as_dict(), corpus.describe())
     return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
             "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
-            "tokens_tokenized": tokens, "documents_read": corpus.documents_read}
+            "tokens_tokenized": tokens, "documents_read": corpus.documents_read,
+            # where the stream stopped: how a larger train budget continues it (cpt_utils.growth; not in the manifest)
+            "_place": {"which": which, "stream": corpus.state_dict(), "filters": filters, "dedup": dd,
+                       "held_out": held_out, "tokens": tokens}}
 
 
 def _held_out_rank(doc_id: str, seed: int) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest(), "big")
 
 
-def _encode_register(tokenizer, docs: list[Document]) -> list[list[int]]:
-    """Token ids of register documents in order; instruction pairs rendered with the chat template
-    are encoded with their template tokens as special tokens, everything else as plain text."""
-    special = [d for d in docs if d.meta.get("special_tokens")]
-    plain = tokenize_batch(tokenizer, [d.text for d in docs if not d.meta.get("special_tokens")])
-    templated = tokenizer([d.text for d in special], add_special_tokens=False)["input_ids"] if special else []
-    plain_it, templated_it = iter(plain), iter(templated)
-    return [next(templated_it) if d.meta.get("special_tokens") else next(plain_it) for d in docs]
-
-
 def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Deduplicator,
-                      val: SequencePacker, replay: SequencePacker | None = None) -> dict:
-    """Pack one register (``data.registers.<name>``) into its own held-out split ``val_<name>``, and,
-    when a replay mixture draws from it, its other documents into ``replay_<name>``.
+                      val: SequencePacker, control: SequencePacker | None = None,
+                      replay: SequencePacker | None = None) -> dict:
+    """Pack one register (``data.registers.<name>``) into its own held-out split ``val_<name>``.
 
     The whole register is cleaned (with ``registers.register_quality``: filters that reject the
     register's ordinary text are off) and deduplicated against everything before it, then the
     ``preprocess.val_max_docs`` documents with the smallest hash of (seed, id) are kept: a fixed,
-    reproducible sample spread over the register, not its first files. The held-out selection does not
-    depend on whether the register is also replayed.
+    reproducible sample spread over the register, not its first files. Instruction pairs rendered with
+    the chat template are encoded with their template tokens as special tokens. ``control``: when this
+    register is the control run's text, the documents *not* held out are packed into it (stream order).
+    ``replay``: likewise when a replay mixture draws from it (``replay_<name>``, up to
+    ``preprocess.replay_token_budget``). Neither changes which documents are held out.
     """
     import heapq
 
@@ -261,10 +258,10 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
     filters, dd = FilterReport(), DedupReport()
     cap = pre.val_max_docs or float("inf")
     chosen: list[tuple[int, int, Document]] = []  # max-heap by rank (negated): the cap smallest ranks
-    kept_ids: set[str] = set()  # every document that survived cleaning and dedup: the replay candidates
+    everything: list[Document] = []  # only kept when the register also feeds the control or a replay split
     for order, doc in enumerate(dedup.stream(clean_stream(corpus, quality, filters, normalise=pre.normalize), dd)):
-        if replay is not None:
-            kept_ids.add(doc.id)
+        if control is not None or replay is not None:
+            everything.append(doc)
         item = (-_held_out_rank(doc.id, params.seed), order, doc)
         if len(chosen) < cap:
             heapq.heappush(chosen, item)
@@ -276,52 +273,122 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
             f"data.registers.{name}: no document left ({corpus.documents_read} read, "
             f"{corpus.problems.total} unreadable, {filters.seen - filters.kept} removed by filters "
             f"{dict(filters.removed)}, {dd.exact_removed + dd.near_removed} duplicates)")
-    for doc, ids in zip(docs, _encode_register(tokenizer, docs)):
-        val.add(ids, doc.id, doc.source)
+    _pack_documents(tokenizer, docs, val)
+    held = {doc.id for doc in docs}
+    rest = [doc for doc in everything if doc.id not in held]  # by id: a repeated id is never trained on
+    for packer in (control, replay):
+        for batch in _batched(rest, pre.tokenize_batch_size):
+            if packer is None or packer.full:
+                break
+            _pack_documents(tokenizer, batch, packer)
     info = {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
             "relaxed_filters": sorted(RELAXED_QUALITY.get(getattr(spec, "register", ""), {})),
             "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
             "documents_read": corpus.documents_read, "documents_selected": len(docs),
             "chat_template": any(d.meta.get("special_tokens") for d in docs)}
     if replay is not None:
-        held_out = {d.id for d in docs}
-        info["replay"] = _pack_register_replay(name, params, tokenizer, quality, kept_ids - held_out, held_out, replay)
+        info["replay"] = {"split": replay_split_name(name), "documents_eligible": len(rest),
+                          "documents_packed": replay.documents, "held_out_documents_excluded": len(held),
+                          "token_budget": pre.replay_token_budget}
     return info
 
 
-def _pack_register_replay(name: str, params: ExperimentParams, tokenizer, quality, eligible: set[str],
-                          held_out: set[str], replay: SequencePacker) -> dict:
-    """Second pass over register ``name``: pack the documents in ``eligible`` (those that survived
-    cleaning and dedup in the first pass, minus every held-out one) into its replay split, in stream
-    order, up to ``preprocess.replay_token_budget``.
+def _pack_documents(tokenizer, docs: list[Document], packer: SequencePacker) -> None:
+    """Tokenize and pack ``docs`` in order; chat-template documents keep their template tokens special."""
+    special = [d for d in docs if d.meta.get("special_tokens")]
+    plain = tokenize_batch(tokenizer, [d.text for d in docs if not d.meta.get("special_tokens")])
+    templated = tokenizer([d.text for d in special], add_special_tokens=False)["input_ids"] if special else []
+    plain_it, templated_it = iter(plain), iter(templated)
+    for doc in docs:
+        packer.add(next(templated_it) if doc.meta.get("special_tokens") else next(plain_it), doc.id, doc.source)
 
-    Dedup is not run again (the first pass already dropped every near-duplicate of an earlier document,
-    held-out ones included, and the index now holds them all); membership in ``eligible`` replaces it.
-    Documents are matched by id, so a held-out document can never be replayed, even if an id repeats."""
-    pre, spec = params.preprocess, params.data.registers[name]
-    corpus = open_corpus(spec, base_dir=Path(params.source_path).parent if params.source_path else None,
-                         name=f"registers.{name}", tokenizer=tokenizer)
-    stream = (d for d in clean_stream(corpus, quality, FilterReport(), normalise=pre.normalize) if d.id in eligible)
-    replayed: set[str] = set()
-    for batch in _batched(stream, pre.tokenize_batch_size):
-        for doc, ids in zip(batch, _encode_register(tokenizer, batch)):
-            if replay.full:
-                break
-            replay.add(ids, doc.id, doc.source)
-            replayed.add(doc.id)
-        if replay.full:
-            break
-    if replayed & held_out:  # cannot happen by construction; a silent leak would void the forgetting measure
-        raise PreprocessError(f"data.registers.{name}: {len(replayed & held_out)} held-out document(s) in the replay split")
-    return {"split": replay_split_name(name), "documents_eligible": len(eligible), "documents_packed": replay.documents,
-            "held_out_documents_excluded": len(held_out), "disjoint_from_held_out": True,
-            "token_budget": pre.replay_token_budget}
+
+class _Tee:
+    """Two training packers fed the same documents (the general corpus's replay and control splits): the
+    same token ids go to both, so the control costs no second tokenization. Full when both are full;
+    shard boundaries (what resume snapshots follow) are the first packer's."""
+
+    def __init__(self, first: SequencePacker, second: SequencePacker):
+        self.first, self.second = first, second
+        self.writer = first.writer
+
+    @property
+    def full(self) -> bool:
+        return self.first.full and self.second.full
+
+    @property
+    def documents(self) -> int:
+        return self.first.documents + self.second.documents
+
+    def add(self, token_ids, doc_id: str, source: str = "") -> None:
+        for packer in (self.first, self.second):
+            packer.add(token_ids, doc_id, source)  # a full packer ignores it
+
+
+def training_data_identity(manifest: dict, split: str, replay_sources: Iterable[str] = ()) -> str:
+    """What identifies the data a run trains on, for its trajectory fingerprint: the prepared data's
+    content hash, plus the control split's own hash for a control run and each register replay split's
+    hash for a run whose ``train.replay_mixture`` names registers (``content_hash`` covers the standard
+    splits only, so adding a control or a replay source to a parameter file never orphans the main run).
+    The train data's identity is that of the data as first prepared (``growth.data_identity``): growing
+    appends train shards and keeps it."""
+    root = manifest.get("lineage", {}).get("root") or manifest["content_hash"]
+    if split == "train":
+        identity = root
+    elif split not in manifest.get("splits", {}):
+        raise DataError(f"the prepared data has no split '{split}': add a control: section to the parameter "
+                        "file and prepare the data again (notebook 02 or `cpt prepare`)")
+    else:
+        identity = f"{root}:{split}:{manifest['splits'][split]['content_hash']}"
+    for source in replay_sources:
+        name = replay_split_name(source)
+        if source == GENERAL_SOURCE:
+            continue  # the general replay split is one of the standard splits
+        if name not in manifest.get("splits", {}):
+            raise DataError(f"the prepared data has no replay split '{name}' for train.replay_mixture source "
+                            f"'{source}': prepare the data again with these parameters (notebook 02 or `cpt prepare`)")
+        identity += f":{name}:{manifest['splits'][name]['content_hash']}"
+    return identity
+
+
+CONTROL_SPLIT = "control"
+
+
+def _disjoint_from_held_out(data_dir: Path, split: str) -> list[str]:
+    """The held-out splits ``split`` shares no document with (by id), checked on the written files; a
+    shared document is a bug, never a data property (the split rules keep them apart), so it raises."""
+    ids = lambda name: {json.loads(line)["id"] for line in (data_dir / name / "documents.jsonl").open()}  # noqa: E731
+    mine = ids(split)
+    held_out = [p.name for p in sorted(data_dir.glob("val_*")) if (p / "documents.jsonl").is_file()]
+    overlap = {name: sorted(mine & ids(name))[:5] for name in held_out}
+    overlap = {name: found for name, found in overlap.items() if found}
+    if overlap:
+        raise PreprocessError(f"replay split {split} shares documents with held-out splits: {overlap}")
+    return held_out
+
+
+def _control_report(data_dir: Path, params: ExperimentParams, info: dict, train_info: dict) -> dict:
+    """The control split's provenance for the manifest: its corpus, size against the domain's training
+    split, and a check (by document id) that no document of it is in any held-out split."""
+    ids = lambda split: {json.loads(line)["id"] for line in (data_dir / split / "documents.jsonl").open()}  # noqa: E731
+    control_ids = ids(CONTROL_SPLIT)
+    held_out = [p.name for p in sorted(data_dir.glob("val_*")) if (p / "documents.jsonl").is_file()]
+    overlap = {split: sorted(control_ids & ids(split))[:5] for split in held_out}
+    overlap = {split: found for split, found in overlap.items() if found}
+    if overlap:  # a bug, never a data property: the split rules keep them apart
+        raise PreprocessError(f"control split shares documents with held-out splits: {overlap}")
+    return {"corpus": params.control.corpus, "description": params.control.description,
+            "documents": info["documents"], "num_tokens": info["num_tokens"], "num_sequences": info["num_sequences"],
+            "train_split_tokens": train_info["num_tokens"], "disjoint_from": held_out,
+            "how": ("documents not held out, after the shared deduplication (no exact or near duplicate of a "
+                    "domain document or of an earlier corpus), capped at preprocess.train_token_budget like the "
+                    "domain's training split")}
 
 
 def _code_version() -> str:
     """Hash of the modules that decide what the data contains: changing a filter re-prepares the data."""
     digest = hashlib.blake2b(digest_size=6)
-    for module in ("clean", "dedup", "packing", "preprocess", "corpora", "registers"):
+    for module in ("clean", "dedup", "packing", "preprocess", "corpora", "registers", "growth"):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     return digest.hexdigest()
 
@@ -350,20 +417,32 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     data_dir = Path(run_dir) / "data"
     manifest_path = data_dir / "manifest.json"
     fingerprint, code = step_fingerprint(params, "preprocess"), _code_version()
-    # every source a replay mixture (main run or variant) names is packed, so a variant can change the
+    registers_done = all((data_dir / f"val_{r}" / "split.json").is_file() for r in params.data.registers)
+    extra = [CONTROL_SPLIT] if params.control is not None else []  # splits beyond the standard ones
+    # every register a replay mixture (main run or variant) names is packed, so a variant can change the
     # mixture on the same data; prepared data that lack one are prepared again (and then hold it)
-    replayed = [s for s in replay_sources(params) if s != GENERAL_SOURCE]
-    needed = [f"val_{r}" for r in params.data.registers] + [replay_split_name(r) for r in replayed]
-    registers_done = all((data_dir / split / "split.json").is_file() for split in needed)
+    replayed = [source for source in replay_sources(params) if source != GENERAL_SOURCE]
+    replay_extra = [replay_split_name(r) for r in replayed]
+    registers_done = registers_done and all((data_dir / split / "split.json").is_file()
+                                            for split in (*extra, *replay_extra))
+    base = Path(params.source_path).parent if params.source_path else None
+    sources = {which: open_corpus(getattr(params.data, which), base_dir=base, name=which).source_identity()
+               for which in ("domain", "general")}
     if manifest_path.is_file() and not force and registers_done:
         manifest = json.loads(manifest_path.read_text())
         if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
-            damaged = [p for split in (*SPLITS, *(replay_split_name(r) for r in replayed)) for p in verify_split(data_dir / split)]
+            damaged = [p for split in (*SPLITS, *extra, *replay_extra) for p in verify_split(data_dir / split)]
             if not damaged:
                 print(f"reusing prepared data in {data_dir} (fingerprint {fingerprint}: parameters and "
                       "preprocessing code unchanged, shard hashes verified; pass force=True to redo it)")
                 return manifest
             print(f"not reusing {data_dir}: {len(damaged)} damaged shard file(s), e.g. {damaged[0]}; preparing it again")
+        elif _complete(data_dir):
+            state, why_not = growth.growth_plan(params, data_dir, manifest, code, sources)
+            if state is not None:  # a larger train budget on the same stream: append shards
+                return growth.grow(params, data_dir, manifest, state, fingerprint, progress)
+            if manifest.get("fingerprint") != fingerprint:
+                print(f"preparing {data_dir} again: the parameters changed and the data cannot grow in place ({why_not})")
     manifest_path.unlink(missing_ok=True)  # a half-rewritten data folder must never look finished
 
     pre = params.preprocess
@@ -380,9 +459,7 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         return SequencePacker(writer, separator, budget, state=state)
 
     budgets = {"train": pre.train_token_budget, "replay": pre.replay_token_budget, "val_domain": None, "val_general": None}
-    base = Path(params.source_path).parent if params.source_path else None
-    sources = {which: open_corpus(getattr(params.data, which), base_dir=base, name=which).source_identity()
-               for which in ("domain", "general")}
+    budgets.update({split: pre.train_token_budget for split in extra})  # the control: as much as the domain may
     snapshot = None if force else _load_snapshot(data_dir, fingerprint, code, sources)
     if snapshot is None:
         (data_dir / SNAPSHOT).unlink(missing_ok=True)  # starting over: an older snapshot must never be resumed
@@ -408,14 +485,17 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         """Snapshot everything a resumed run needs, after a shard (``current``: the corpus in progress)."""
         _save_snapshot(data_dir, {
             "fingerprint": fingerprint, "code_version": code, "sources": sources, "corpora": corpora, "current": current,
-            "packers": {name: packers[name].state_dict() for name in SPLITS}, "dedup_log": dedup.log_offset()})
+            "packers": {name: packers[name].state_dict() for name in budgets}, "dedup_log": dedup.log_offset()})
 
     current = snapshot["current"] if snapshot else None
     try:
         for which, train_split, val_split in (("domain", "train", "val_domain"), ("general", "replay", "val_general")):
             if which not in corpora:
                 resume = current if current is not None and current["which"] == which else None
-                corpora[which] = _process_corpus(which, params, tokenizer, separator, dedup, packers[train_split],
+                into = packers[train_split]
+                if which == "general" and params.control is not None and params.control.corpus == "general":
+                    into = _Tee(into, packers[CONTROL_SPLIT])  # the control trains on general text
+                corpora[which] = _process_corpus(which, params, tokenizer, separator, dedup, into,
                                                  packers[val_split], progress, resume, save)
                 save(None)  # this corpus is finished: a crash in the next resumes after it
     except PreprocessError:
@@ -426,12 +506,15 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         if name in ("domain", "general"):
             raise PreprocessError(f"data.registers.{name}: the name would collide with split val_{name}")
         packers[f"val_{name}"] = packer(f"val_{name}", None)
+        feeds_control = params.control is not None and params.control.corpus == name
         replay = None
         if name in replayed:
             replay = packers[replay_split_name(name)] = packer(replay_split_name(name), pre.replay_token_budget)
-        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"], replay)
+        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"],
+                                            packers[CONTROL_SPLIT] if feeds_control else None, replay)
     splits = {name: p.close() for name, p in packers.items()}
     for name in replayed:
+        registers[name]["replay"]["disjoint_from"] = _disjoint_from_held_out(data_dir, replay_split_name(name))
         if splits[replay_split_name(name)]["num_sequences"] == 0:
             raise PreprocessError(
                 f"train.replay_mixture: source '{name}' has no complete replay sequence of {pre.seq_len} tokens: "
@@ -443,6 +526,10 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
             raise PreprocessError(f"data.registers.{name}: split val_{name} has no complete sequence of "
                                   f"{pre.seq_len} tokens ({splits[f'val_{name}']['documents']} documents); "
                                   "use a larger preprocess.val_max_docs or a shorter seq_len")
+    if extra and splits[CONTROL_SPLIT]["num_sequences"] == 0:
+        raise PreprocessError(f"control.corpus: {params.control.corpus!r} left no complete sequence of {pre.seq_len} "
+                              f"tokens for the control split ({splits[CONTROL_SPLIT]['documents']} documents not held "
+                              "out); use a larger corpus or another control.corpus")
     for name in ("train", "val_domain", "val_general"):
         if splits[name]["num_sequences"] == 0:
             which = "domain" if name in ("train", "val_domain") else "general"
@@ -456,6 +543,7 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
                 + (f" ({lost} removed)" if lost else "") + "; use more documents, a larger "
                 "preprocess.val_max_docs/val_fraction, a shorter seq_len or a gentler stage")
     seconds = time.perf_counter() - started
+    places = {which: c.pop("_place") for which, c in corpora.items()}
     tokenized = sum(c["tokens_tokenized"] for c in corpora.values())
     manifest = {
         "fingerprint": fingerprint, "code_version": code, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -466,19 +554,24 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
                       "vocab_size": vocab, "separator_id": separator,
                       "separator_token": tokenizer.convert_ids_to_tokens(separator)},
         "seq_len": pre.seq_len, "corpora": corpora, "registers": registers,
+        "control": _control_report(data_dir, params, splits[CONTROL_SPLIT], splits["train"]) if extra else None,
         "replay_sources": {source: replay_split_name(source) for source in (GENERAL_SOURCE, *replayed)},
         "splits": {name: {k: info[k] for k in ("num_sequences", "num_tokens", "documents", "dropped_tail_tokens",
                                                 "content_hash")} for name, info in splits.items()},
-        # what training can read: a register's replay split is training data too (absent: the hash as before)
-        "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in (
-            *SPLITS, *(replay_split_name(r) for r in replayed))).encode(), digest_size=16).hexdigest(),
+        "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in SPLITS).encode(),
+                                        digest_size=16).hexdigest(),
     }
+    # where the domain stream stopped, and the dedup log (kept): how a larger train budget appends (growth.py)
+    growth.save_state(data_dir, growth.initial_state(params, code, sources, places["domain"], packers["train"],
+                                                     dedup.log_offset(), splits["train"]))
     tmp = manifest_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(manifest_path)
     dedup.close_log()
-    for leftover in (SNAPSHOT, DEDUP_LOG):
-        (data_dir / leftover).unlink(missing_ok=True)  # finished: nothing to resume
+    (data_dir / SNAPSHOT).unlink(missing_ok=True)  # finished: nothing to resume
+    if pre.train_token_budget and splits["train"]["num_tokens"] < pre.train_token_budget:
+        print(f"data.domain ran out: the train split holds {splits['train']['num_tokens']:,} tokens, below "
+              f"preprocess.train_token_budget ({pre.train_token_budget:,}); a training budget beyond it repeats data")
     return manifest
 
 

@@ -58,6 +58,7 @@ def run_tasks(params, model, tokenizer, data_dir: Path, precision: str = "fp32")
             task_objects = get_task_dict(names, manager)
             results = lm_eval.simple_evaluate(
                 model=make_lm(params, model, tokenizer, precision), tasks=list(task_objects.values()),
+                task_manager=manager,  # without it lm-eval indexes all its built-in tasks again (≈ 12 CPU-s per call)
                 num_fewshot=params.eval.num_fewshot,
                 limit=None if include and not params.eval.hub_tasks else params.eval.limit,  # offline items are pre-sampled
                 log_samples=True, bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed,

@@ -1,14 +1,16 @@
 """Continued pre-training with Accelerate: one loop, readable top to bottom.
 
     python -m cpt_utils.train PARAMS                       one process (CPU or one GPU)
-    accelerate launch -m cpt_utils.train PARAMS            several GPUs (DDP; FSDP/DeepSpeed via the
-                                                           Accelerate config, see configs/accelerate/)
+    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes N -m cpt_utils.train PARAMS
+                                                           N GPUs (DDP; fsdp.yaml, deepspeed-zero2.yaml)
     torchrun --standalone --nproc_per_node 2 -m cpt_utils.train PARAMS   multi-process on CPU (gloo)
 
-The budget is in tokens; checkpoints land at token milestones; the LR is a pure function of the step
-(``schedules``); the sample stream is a resumable ``MixedSampler``. Resuming restores the model,
-optimizer, every process's RNG and the sampler, so an interrupted run continues on exactly the
-trajectory it would have followed.
+``train`` = ``setup`` (accelerator and engine, data, model, optimizer, ``StepPlan``) → ``resume`` →
+``fit`` (the loop; one optimizer step is ``_train_step``). What differs between DDP, FSDP2 and DeepSpeed
+lives in ``engines``. The budget is in tokens; checkpoints land at token milestones; the LR is a pure
+function of the step (``schedules``); the sample stream is a resumable ``MixedSampler``. Resuming
+restores the model, optimizer, every process's RNG and the sampler, so an interrupted run continues on
+exactly the trajectory it would have followed (with the same number of processes; others are refused).
 """
 
 from __future__ import annotations
@@ -24,13 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from . import engines
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .errors import CptError
-from .packing import MixedSampler, PackedSplit, training_stream
+from .growth import resume_problem
+from .packing import DataRepeatWarning, MixedSampler, PackedSplit, training_stream
 from .hardware import mfu, peak_flops
+from .losses import causal_lm_loss
 from .params import ExperimentParams, load_params
-from .precision import accelerate_mixed_precision, autocast, resolve_precision
-from .schedules import Segment, lr_at
+from .precision import autocast, resolve_precision
+from .preprocess import training_data_identity
+from .schedules import Segment, continuation, lr_at
+from .tracking import log_train
 
 __all__ = ["train", "setup", "resume", "fit", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
 
@@ -105,27 +112,23 @@ def _check_data(params: ExperimentParams, data_dir: Path, tokenizer) -> None:
         raise DataMismatch(f"{data_dir} has sequences of {manifest['seq_len']} tokens, params say {params.preprocess.seq_len}")
 
 
-def _l2_to_initial(model, initial: list) -> "torch.Tensor":
-    """Σ‖θ − θ₀‖²: the pull toward the base model (a forgetting mitigation, like EWC with unit Fisher)."""
-    import torch
-
-    return torch.stack([(p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), initial)]).sum()
-
-
 LOOSE_TRAIN_KEYS = ("token_budget", "milestones", "eval_every_tokens", "checkpoint_every_tokens",
-                    "eval_max_sequences", "log_every_steps", "resume", "trackers", "num_threads")
+                    "eval_max_sequences", "log_every_steps", "resume", "trackers", "num_threads",
+                    "decay_branch_fraction", "decay_branch_tasks", "continue_with")  # branches: cpt_utils.branches
 
 
 def _trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
     """What must not change between a checkpoint and its continuation: the base model, the seed, the
     training hyperparameters except the budget and logging cadence, and the *content* of the data (not
-    the preprocessing parameters: re-preparing identical data must not orphan a run)."""
+    the preprocessing parameters: re-preparing identical data must not orphan a run; growing it only
+    appends, so it keeps its identity: ``growth.data_identity``)."""
     import hashlib
 
     manifest = json.loads((data_dir / "manifest.json").read_text())
     train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
-    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, manifest["content_hash"]],
-                      sort_keys=True)
+    # a control run: its split's hash too; a replay mixture: each register replay split's hash
+    data = training_data_identity(manifest, train.pop("train_split"), params.train.replay_weights())
+    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, data], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -192,7 +195,7 @@ class StepPlan:
     def segment(self, tp, start: int = 0) -> Segment:
         """The LR schedule from ``start`` to the end of the budget (a new segment when resuming grew it)."""
         return Segment(start, self.total_steps, self.warmup, tp.lr, tp.min_lr_ratio, tp.schedule,
-                       tp.decay_fraction)
+                       tp.decay_fraction, tp.decay_shape)
 
 
 @dataclass
@@ -211,7 +214,7 @@ class TrainState:
     sampler: MixedSampler
     splits: dict[str, PackedSplit]   # train and every replay split, indexed by the sampler's picks
     val: dict[str, PackedSplit]      # held-out splits for the in-loop evaluation
-    initial: list | None             # θ₀ for the L2 pull, when train.l2_init_weight > 0
+    pull: engines.L2Pull | None      # the L2 pull toward the base model, when train.l2_init_weight > 0
     plan: StepPlan
     segment: Segment
     trajectory: str
@@ -220,6 +223,7 @@ class TrainState:
     n_params: int
     flops_token: float
     peak: float | None
+    eval_copy: engines.EvalCopy
     step: int = 0
 
 
@@ -233,7 +237,6 @@ def _finished_run(params: ExperimentParams, run_dir: Path, data_dir: Path) -> di
 def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState:
     """Accelerator and precision, data and sampler, model and optimizer, and the step arithmetic."""
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from .evaluate import heldout_splits
@@ -249,9 +252,8 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
                          "train.micro_batch_size: 1 (raise grad_accum_steps instead), or use sdpa")
     device_probe = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(tp.precision, device_probe)  # bf16 on CPU only with AMX/AVX-512 BF16
-    # cpu=True on a CPU machine: Accelerate only sets up multi-process (gloo) CPU training when told so
-    accelerator = Accelerator(cpu=device_probe == "cpu", mixed_precision=accelerate_mixed_precision(precision), gradient_accumulation_steps=1,
-                              log_with=tp.trackers or None, project_dir=str(run_dir))
+    # the engine (DDP, FSDP2, DeepSpeed) comes from the launcher; engines.py enables it, on CPU too
+    accelerator = engines.make_accelerator(tp, precision, run_dir, on_cpu=device_probe == "cpu")
     if tp.resume == "never" and (run_dir / "checkpoints").is_dir():
         # a deliberate fresh start: no stale checkpoint may linger. One process deletes, after every
         # process exists, and the others wait (deleting on every rank before that raced)
@@ -265,6 +267,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     # data: domain (+ replay) sequences, held-out sets for in-loop evaluation
     tokenizer = load_tokenizer(params.model)
     _check_data(params, data_dir, tokenizer)
+    # train (tp.train_split: "control" for a control run) and every replay source of the mixture
     splits, sampler = training_stream(data_dir, tp, params.seed, accelerator.process_index, accelerator.num_processes)
     train_split = splits["train"]
     val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir)}  # domain, general, registers
@@ -274,26 +277,32 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     model.config.use_cache = False  # a cache disables the packed-sequence (per-document) attention mask
     if tp.gradient_checkpointing:
         model.activation_checkpointing_enable()
-    initial = [p.detach().clone() for p in model.parameters()] if tp.l2_init_weight > 0 else None
     # fused AdamW: one kernel per step instead of a dozen foreach passes (CPU too since torch 2.4)
     fused = {"on": True, "off": False}.get(tp.fused_adamw, True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tp.lr, betas=(tp.beta1, tp.beta2),
                                   weight_decay=tp.weight_decay, fused=fused)
     model, optimizer = accelerator.prepare(model, optimizer)
+    pull = engines.L2Pull(accelerator, model, tp.l2_init_weight) if tp.l2_init_weight > 0 else None
     accelerator.register_for_checkpointing(sampler)
     step_model = compiled_for_training(model) if tp.compile else model  # the rest uses the eager module
 
     plan = StepPlan.from_params(tp, train_split.seq_len, accelerator.num_processes)
     unwrapped = accelerator.unwrap_model(model)
     n_params = sum(p.numel() for p in unwrapped.parameters())
+    repeats = sampler.repeat_warning(plan.total_steps * tp.grad_accum_steps)
+    if repeats and accelerator.is_main_process:
+        import warnings
+
+        warnings.warn(f"{data_dir}: {repeats}", DataRepeatWarning, stacklevel=3)
     return TrainState(
         params=params, run_dir=run_dir, data_dir=data_dir, accelerator=accelerator, precision=precision,
         tokenizer=tokenizer, model=model, step_model=step_model, optimizer=optimizer, sampler=sampler,
-        splits=splits, val=val, initial=initial, plan=plan,
+        splits=splits, val=val, pull=pull, plan=plan,
         segment=plan.segment(tp), trajectory=_trajectory_fingerprint(params, data_dir),
         fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
         n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
-        peak=peak_flops(accelerator.device.type))  # per device; None for an unknown GPU
+        peak=peak_flops(accelerator.device.type),  # per device; None for an unknown GPU
+        eval_copy=engines.EvalCopy(accelerator, model))
 
 
 # -------------------------------------------------------------------------------------------- resume
@@ -307,19 +316,39 @@ def resume(state: TrainState) -> None:
         raise DataMismatch(
             f"{resume_from['path']} was trained with other parameters (only train.token_budget and the "
             "milestone/eval/checkpoint intervals may change when resuming); use another run_name or resume: never")
+    if resume_from is not None and (problem := resume_problem(resume_from, state.splits["train"].blocks)):
+        raise DataMismatch(problem)
     if resume_from is not None:
+        _refuse_other_world(resume_from, accelerator)
         accelerator.load_state(str(Path(resume_from["path"]) / "state"))
         state.step = step = resume_from["step"]
         old = Segment(**resume_from["segment"])
-        state.segment = old if old.end == state.plan.total_steps else state.plan.segment(tp, start=step)
+        state.segment = old if old.end == state.plan.total_steps else continuation(
+            step, state.plan.total_steps, old, state.plan.warmup, tp.lr, tp.min_lr_ratio, tp.schedule,
+            tp.decay_fraction, tp.decay_shape, tp.continue_with)
         if accelerator.is_main_process:
             _truncate_metrics(state.metrics_path, step)
             print(f"resuming from {resume_from['name']} (step {step}, {resume_from['tokens']:,} tokens)"
-                  + ("" if state.segment is old else f"; budget grew: new schedule segment {step}→{state.plan.total_steps}"))
+                  + ("" if state.segment is old else
+                     f"; budget changed: new {state.segment.kind} segment {step}→{state.plan.total_steps}"))
     elif accelerator.is_main_process:
         state.metrics_path.unlink(missing_ok=True)
     if tp.trackers:
         accelerator.init_trackers(state.params.run_name, config={"lr": tp.lr, "tokens": tp.token_budget})
+
+
+def _refuse_other_world(checkpoint: dict, accelerator) -> None:
+    """A checkpoint continues only with the processes and engine that wrote it: the optimizer state (and
+    under FSDP the weights) is saved per process, and every process's RNG is restored. The sampler alone
+    would carry over (it is global), the rest would not, so the run refuses instead of changing silently."""
+    here = (accelerator.num_processes, engines.engine_name(accelerator))
+    # checkpoints from before the world size was recorded were written by one process
+    there = (checkpoint.get("num_processes", 1), checkpoint.get("engine", "single"))
+    if here != there:
+        raise DataMismatch(
+            f"{checkpoint['path']} was written by {there[0]} process(es) ({there[1]}), this run has {here[0]} "
+            f"({here[1]}): resume with `accelerate launch --num_processes {there[0]}` and the same engine, "
+            "or start over with train.resume: never")
 
 
 # ----------------------------------------------------------------------------------------------- fit
@@ -357,12 +386,13 @@ def fit(state: TrainState, progress: bool = True, stop_after_steps: int | None =
     _checkpoint(state, final=True)
     if bar is not None:
         bar.close()
-    consistent = _ranks_consistent(accelerator, state.model)
+    consistent = engines.ranks_consistent(accelerator, state.model)
     if tp.trackers:
         accelerator.end_training()
     return {"reused": False, "steps": state.step, "tokens": state.step * plan.tokens_per_step,
             "tokens_per_step": plan.tokens_per_step, "processes": accelerator.num_processes,
-            "precision": state.precision, "compile_s": timer.compile_s, "ranks_consistent": consistent}
+            "precision": state.precision, "compile_s": timer.compile_s, "ranks_consistent": consistent,
+            "engine": engines.engine_name(accelerator)}
 
 
 def _train_step(state: TrainState) -> StepResult:
@@ -373,29 +403,27 @@ def _train_step(state: TrainState) -> StepResult:
         group["lr"] = lr
     started = time.perf_counter()
     loss_sum = 0.0
-    for micro in range(tp.grad_accum_steps):
-        # gradients accumulate; DDP syncs only on the last micro-step
+    for _ in range(tp.grad_accum_steps):
         picks = state.sampler.next_batch()
         inputs = _batch(state, picks)
-        sync = micro == tp.grad_accum_steps - 1
-        context = accelerator.no_sync(model) if not sync and accelerator.num_processes > 1 else _null()
-        with context:
+        # accumulate(): gradients sync (DDP/FSDP) and DeepSpeed steps only on the last micro-step;
+        # accelerator.backward divides by the accumulation steps (DeepSpeed's engine does it itself)
+        with accelerator.accumulate(model):
             with autocast(state.precision, accelerator.device.type):
-                loss = state.step_model(**inputs, labels=inputs["input_ids"], use_cache=False).loss
-            total = loss / tp.grad_accum_steps
-            if state.initial is not None:
-                total = total + tp.l2_init_weight * _l2_to_initial(accelerator.unwrap_model(model), state.initial) / tp.grad_accum_steps
-            accelerator.backward(total)
+                loss = causal_lm_loss(state.step_model, inputs["input_ids"], inputs.get("position_ids"),
+                                      tp.loss_chunk_tokens)
+            accelerator.backward(loss + state.pull.loss_term(model) if state.pull else loss)
         loss_sum += loss.detach().float().item()
-    loss_value = loss_sum / tp.grad_accum_steps
-    # clip, then the NaN/inf guard on the loss *and* the gradients, agreed across processes (one rank
-    # raising alone would leave the others hanging in the next collective): never step on a bad
-    # gradient, so no checkpoint ever holds weights a bad step produced
-    grad_norm = accelerator.clip_grad_norm_(model.parameters(), tp.grad_clip if tp.grad_clip else float("inf"))
-    _refuse_non_finite(state, loss_value, float(grad_norm))
+    if state.pull:
+        state.pull.add_to_gradients(model)
+    # clip (DeepSpeed clipped inside its step and reports the norm), then the NaN/inf guard on the loss
+    # *and* the gradients, agreed across processes: never step on a bad gradient, so no checkpoint ever
+    # holds weights a bad step produced (DeepSpeed has stepped already: the guard stops before a checkpoint)
+    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), tp.grad_clip if tp.grad_clip else float("inf")))
+    loss_value = _mean_loss_or_refuse(state, loss_sum / tp.grad_accum_steps, grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss=loss_value, grad_norm=float(grad_norm), lr=lr,
+    return StepResult(loss=loss_value, grad_norm=grad_norm, lr=lr,
                       seconds=time.perf_counter() - started, picks=picks)
 
 
@@ -411,19 +439,26 @@ def _batch(state: TrainState, picks: list[tuple[str, int]]) -> dict:
     return inputs
 
 
-def _refuse_non_finite(state: TrainState, loss: float, grad_norm: float) -> None:
+def _mean_loss_or_refuse(state: TrainState, loss: float, grad_norm: float) -> float:
+    """The step's loss averaged over processes (what one process with the whole global batch would log),
+    or TrainingDiverged when any process saw a non-finite loss or gradient norm. One all-reduce carries
+    both, so no rank raises alone and leaves the others hanging in the next collective."""
     import torch
 
     accelerator = state.accelerator
-    bad = torch.tensor([0.0 if math.isfinite(loss) and math.isfinite(grad_norm) else 1.0], device=accelerator.device)
+    finite = math.isfinite(loss) and math.isfinite(grad_norm)
+    both = torch.tensor([loss if finite else 0.0, 0.0 if finite else 1.0], dtype=torch.float64,
+                        device=accelerator.device)
     if accelerator.num_processes > 1:
-        bad = accelerator.reduce(bad, reduction="sum")
-    if float(bad.sum()) > 0:
+        both = accelerator.reduce(both, reduction="sum")
+    bad = int(both[1].item())
+    if bad:
         step, tokens_per_step = state.step, state.plan.tokens_per_step
         raise TrainingDiverged(
             f"loss {loss:.4g}, gradient norm {grad_norm:.4g} at step {step + 1} "
-            f"({(step + 1) * tokens_per_step:,} tokens; non-finite on {int(bad.sum())} process(es)): the step was "
+            f"({(step + 1) * tokens_per_step:,} tokens; non-finite on {bad} process(es)): the step was "
             f"not taken; last good checkpoint: {(list_checkpoints(state.run_dir) or [{'name': 'none'}])[-1]['name']}")
+    return loss if accelerator.num_processes == 1 else float(both[0].item()) / accelerator.num_processes
 
 
 class _CompileTimer:
@@ -456,22 +491,25 @@ def _log_train(state: TrainState, result: StepResult, compile_s: float | None, b
     tp, accelerator, plan = state.params.train, state.accelerator, state.plan
     tokens_per_s = plan.tokens_per_step / result.seconds
     if accelerator.is_main_process and (state.step % tp.log_every_steps == 0 or state.step == plan.total_steps):
-        _append_jsonl(state.metrics_path, {
+        _append_jsonl(state.metrics_path, row := {
             "kind": "train", "step": state.step, "tokens": state.step * plan.tokens_per_step, "loss": result.loss,
             "lr": result.lr, "grad_norm": result.grad_norm, "tokens_per_s": tokens_per_s,
             "mfu": mfu(tokens_per_s / accelerator.num_processes, state.flops_token, state.peak),
             "mem_mb": _memory_mb(accelerator.device.type), "time_s": result.seconds,
             "replay_rows": sum(1 for s, _ in result.picks if s != "train"),
             **({"compile_s": compile_s} if compile_s is not None else {})})
+        log_train(accelerator, row)  # to train.trackers (cpt_utils.tracking)
     if bar is not None:
         bar.update(plan.tokens_per_step)
         bar.set_postfix(loss=f"{result.loss:.3f}", lr=f"{result.lr:.2e}", refresh=False)
 
 
 def _log_eval(state: TrainState) -> None:
+    """Evaluate on the main process; every process calls this (under FSDP it gathers the full weights)."""
     accelerator = state.accelerator
-    if accelerator.is_main_process:
-        row = _evaluate(accelerator.unwrap_model(state.model), state.val, state.params, state.precision, state.tokenizer)
+    model = state.eval_copy.get()  # None off the main process
+    if model is not None:
+        row = _evaluate(model, state.val, state.params, state.precision, state.tokenizer)
         _append_jsonl(state.metrics_path, {"kind": "eval", "step": state.step,
                                            "tokens": state.step * state.plan.tokens_per_step, **row})
         if state.params.train.trackers:
@@ -484,7 +522,11 @@ def _checkpoint(state: TrainState, final: bool = False) -> None:
     save_checkpoint(state.accelerator, state.model, state.tokenizer, state.run_dir, {
         "step": state.step, "tokens": state.step * plan.tokens_per_step, "milestone": state.step in plan.milestone_steps,
         "final": final, "params_fingerprint": state.fingerprint, "trajectory_fingerprint": state.trajectory,
-        "segment": asdict(state.segment), "tokens_per_step": plan.tokens_per_step, "n_params": state.n_params})
+        "segment": asdict(state.segment), "tokens_per_step": plan.tokens_per_step, "n_params": state.n_params,
+        "num_processes": state.accelerator.num_processes, "engine": engines.engine_name(state.accelerator),
+        "train_blocks": state.splits["train"].blocks,
+        # a milestone a decay branch starts from keeps its optimizer state (checkpointing._prune)
+        "keep_state": bool(state.params.train.decay_branch_fraction) and state.step in plan.milestone_steps and not final})
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -505,28 +547,6 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
     state = setup(params, run_dir, data_dir)
     resume(state)
     return fit(state, progress=progress, stop_after_steps=stop_after_steps)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _ranks_consistent(accelerator, model) -> bool:
-    """After DDP every process must hold identical weights; check with one gathered checksum."""
-    import torch
-
-    if accelerator.num_processes == 1:
-        return True
-    total = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
-    sums = accelerator.gather(total.reshape(1).to(accelerator.device))
-    ok = bool(torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=0))
-    if not ok:
-        raise RuntimeError(f"processes ended with different weights: checksums {sums.tolist()}")
-    return ok
 
 
 def main(params_path: str | None = None) -> None:

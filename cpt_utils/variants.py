@@ -1,8 +1,11 @@
-"""Mitigation variants: short training runs that share the prepared data and differ in one knob
-(replay ratio, peak LR, L2 pull toward the initial weights…), each evaluated like the main run.
+"""Mitigation variants and the control run: training runs that share the prepared data, each evaluated
+like the main run.
 
-Each variant trains into ``runs/<run>/variants/<name>/`` with its own metrics, checkpoints and evals, so
+A variant differs from the main recipe in one knob (replay ratio, peak LR, L2 pull toward the initial
+weights…) and trains into ``runs/<run>/variants/<name>/`` with its own metrics, checkpoints and evals, so
 a finished variant is reused and a new variant added to the parameter file is the only one that runs.
+The control run (``control:``) is the main recipe and budget on text outside the domain, in
+``runs/<run>/control/``: what it changes too is generic, not domain-specific (``analysis.compare_to_control``).
 """
 
 from __future__ import annotations
@@ -90,3 +93,66 @@ def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool =
                      "val_domain_loss": ev["perplexity"]["val_domain"]["loss"],
                      "val_general_loss": ev["perplexity"]["val_general"]["loss"], "path": str(vdir)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------ control
+CONTROL_COLUMNS = ["run", "description", "corpus", "status", "checkpoints", "tokens", "val_domain_loss",
+                   "val_general_loss", "path"]
+
+
+def control_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "control"
+
+
+def finished_control(cparams: ExperimentParams, cdir: Path, data_dir: Path) -> dict[str, dict] | None:
+    """The control's evaluations by checkpoint when its training is finished and *every* checkpoint's
+    evaluation is current (the control is compared with the main run at each milestone); else ``None``."""
+    from .checkpointing import list_checkpoints
+    from .eval_store import eval_fingerprint, read_current, weights_identity
+    from .modeling import model_id
+
+    if finished_variant(cparams, cdir, data_dir) is None:
+        return None
+    found = {}
+    for checkpoint in list_checkpoints(cdir):
+        weights = weights_identity(checkpoint, model_id(cparams.model))
+        ev = read_current(cdir, checkpoint["name"], eval_fingerprint(cparams, data_dir, weights))
+        if ev is None:
+            return None
+        found[checkpoint["name"]] = ev
+    return found
+
+
+def run_control(params: ExperimentParams, run_dir: str | Path, progress: bool = True):
+    """Train and evaluate the control run (``params.control``) into ``runs/<run>/control/``: the main
+    recipe and budget on the split ``control``, evaluated at the same milestones on the same tasks and
+    held-out sets. Reused when finished and current; retrained from the base model when the recipe or
+    the control's text changed. Returns a one-row table (empty without ``control:``)."""
+    import pandas as pd
+
+    from .analysis import final_eval
+    from .evaluate import evaluate_run
+    from .train import train
+
+    if params.control is None:
+        return pd.DataFrame(columns=CONTROL_COLUMNS)
+    run_dir = Path(run_dir)
+    data_dir, cdir = run_dir / "data", control_dir(run_dir)
+    cparams = params.control_run()
+    evals = finished_control(cparams, cdir, data_dir)
+    status = "reused" if evals else "computed"
+    if progress:
+        print(f"control run ({status if evals else 'training'}): the main recipe on {params.control.corpus!r} text",
+              flush=True)
+    if evals is None:
+        cparams = _fresh_if_changed(cparams, cdir, data_dir, "control", progress)
+        train(cparams, cdir, data_dir=data_dir, progress=progress)
+        evaluate_run(cparams, cdir, data_dir=data_dir, progress=progress, include_base=False)
+    ev = final_eval(cdir)
+    from .checkpointing import list_checkpoints
+
+    row = {"run": "control", "description": params.control.description, "corpus": params.control.corpus,
+           "status": status, "checkpoints": len(list_checkpoints(cdir)), "tokens": ev["tokens"],
+           "val_domain_loss": ev["perplexity"]["val_domain"]["loss"],
+           "val_general_loss": ev["perplexity"]["val_general"]["loss"], "path": str(cdir)}
+    return pd.DataFrame([row], columns=CONTROL_COLUMNS)

@@ -188,3 +188,72 @@ def test_broken_yaml_is_one_line_with_its_position(tmp_path):
     (tmp_path / "p.yaml").write_text("train: [unclosed\n")
     lines = errors_of(cpt("validate", str(tmp_path / "p.yaml"), tmp=tmp_path))
     assert len(lines) == 1 and "not valid YAML" in lines[0] and "line 2, column 1" in lines[0]
+
+
+# ------------------------------------------------------------------------------------ --set overrides
+def test_validate_applies_set_overrides_and_prints_them(tmp_path):
+    proc = cpt("validate", str(TINY), "--set", "train.lr=3e-4", "--set", "eval.limit=100",
+               "--set", "eval.offline_tasks=[mmlu_offline_domain]", "--set", "eval.task_groups={}", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    resolved = yaml.safe_load(proc.stdout.split("\nOK:")[0])
+    assert resolved["train"]["lr"] == 3e-4 and resolved["eval"]["limit"] == 100
+    assert resolved["eval"]["offline_tasks"] == ["mmlu_offline_domain"]
+    assert resolved["recorded"]["overrides"] == ["train.lr=3e-4", "eval.limit=100",
+                                                 "eval.offline_tasks=[mmlu_offline_domain]", "eval.task_groups={}"]
+    assert f"OK: {TINY} with 4 --set overrides is valid (run name 'tiny')" in proc.stdout
+    assert not (tmp_path / "runs").exists()  # validating writes nothing
+
+
+def test_a_bad_set_is_one_error_line_for_every_command(tmp_path):
+    for command in ("validate", "run", "prepare", "train", "eval"):
+        (line,) = errors_of(cpt(command, str(TINY), "--set", "train.lr", tmp=tmp_path))
+        assert line == "error: --set train.lr: no '=' (expected KEY=VALUE with a dotted key, e.g. --set train.lr=3e-4)"
+    (line,) = errors_of(cpt("validate", str(TINY), "--set", "train.lr=3e-4", "--set", "eval.limt=5", tmp=tmp_path))
+    assert line.startswith(f"error: {TINY}: eval.limt: unknown key; allowed here: ")
+    assert line.endswith("(did you mean 'limit'?) (from --set eval.limt=5)")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_prepare_with_set_runs_with_the_override_and_records_it(tmp_path):
+    jsonl(tmp_path / "domain.jsonl", documents(30, 0))
+    jsonl(tmp_path / "general.jsonl", documents(30, 1))
+    proc = cpt("prepare", str(files_params(tmp_path)), "--set", "preprocess.seq_len=16", "--set", "run_name=short",
+               tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "runs" / "short"
+    assert json.loads((run / "data" / "manifest.json").read_text())["seq_len"] == 16
+    recorded = yaml.safe_load((run / "params.yaml").read_text())
+    assert recorded["preprocess"]["seq_len"] == 16
+    assert recorded["recorded"] == {"params_file": str(tmp_path / "p.yaml"),
+                                    "overrides": ["preprocess.seq_len=16", "run_name=short"]}
+
+
+@pytest.mark.slow  # two notebook kernels
+def test_run_passes_the_overrides_to_every_notebook(tmp_path):
+    """`cpt run` hands each notebook the run's resolved params.yaml: the overrides reach every one, and
+    the report's provenance names them."""
+    import nbformat
+
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    for name in ("01_first", "02_second"):
+        parameters = nbformat.v4.new_code_cell('params_path = "../params/tiny.yaml"\nrun_name = None')
+        parameters.metadata["tags"] = ["parameters"]
+        body = nbformat.v4.new_code_cell(
+            "import json\nfrom cpt_utils.notebook import setup\n"
+            "params, run_dir = setup(params_path, run_name, show=False)\n"
+            f"(run_dir / '{name}.json').write_text(json.dumps({{'lr': params.train.lr, 'limit': params.eval.limit, "
+            "'source': params.source_path, 'overrides': params.recorded.overrides}))")
+        book = nbformat.v4.new_notebook(cells=[parameters, body], metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        nbformat.write(book, books / f"{name}.ipynb")
+    sets = ["train.lr=3e-4", "eval.limit=5"]
+    proc = cpt("run", str(TINY), "--set", sets[0], "--set", sets[1], tmp=tmp_path, env={"CPT_NOTEBOOKS": str(books)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = tmp_path / "runs" / "tiny"
+    for name in ("01_first", "02_second"):
+        seen = json.loads((run / f"{name}.json").read_text())
+        assert seen == {"lr": 3e-4, "limit": 5, "source": str(TINY), "overrides": sets}
+    assert yaml.safe_load((run / "params.yaml").read_text())["recorded"]["overrides"] == sets
+    index = (tmp_path / "reports" / "tiny" / "index.html").read_text()
+    assert "with --set train.lr=3e-4 --set eval.limit=5" in index

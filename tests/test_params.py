@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from cpt_utils.params import (
-    ExperimentParams, ParamsError, load_params, save_resolved, step_fingerprint, validate_params,
+    ExperimentParams, ParamsError, load_params, parse_set, save_resolved, step_fingerprint, validate_params,
 )
 from cpt_utils.paths import REPO_ROOT
 
@@ -125,3 +125,100 @@ def test_a_child_file_replaces_the_variants_of_its_parent():
     tiny = load_params(REPO_ROOT / "params" / "tiny.yaml")
     quick = load_params(REPO_ROOT / "params" / "quickstart.yaml")
     assert set(tiny.variants) == {"no_mitigation", "replay_25"} and len(quick.variants) == 5
+
+
+# --------------------------------------------------------------------------------- --set overrides
+TINY = REPO_ROOT / "params" / "tiny.yaml"
+
+
+def test_set_values_are_yaml_with_the_numbers_a_user_means():
+    params = load_params(TINY, sets=["train.lr=3e-4", "eval.limit=100", "train.token_budget=1e4",
+                                     "eval.offline_tasks=[mmlu_offline_domain, continuation_domain]",
+                                     "eval.task_groups={domain: [mmlu_offline_domain]}",
+                                     "train.grad_clip=null", "train.compile=true", "train.fused_adamw=off"])
+    assert params.train.lr == 3e-4 and isinstance(params.train.lr, float)  # PyYAML alone reads '3e-4' as a str
+    assert params.eval.limit == 100 and params.train.token_budget == 10_000 and params.train.grad_clip is None
+    assert params.eval.offline_tasks == ["mmlu_offline_domain", "continuation_domain"]
+    assert params.eval.task_groups == {"domain": ["mmlu_offline_domain"]}  # a mapping value replaces the mapping
+    assert params.train.compile is True and params.train.fused_adamw == "off"  # 'off' stays a word, not False
+    # YAML 1.2 scalars: floats without a dot, no octal, no dates, only true/false as booleans
+    assert [parse_set(f"k={text}")[1] for text in ("1e-3", "-2E5", "010", "100_000", "2024-01-01", "yes", "")] \
+        == [1e-3, -2e5, "010", 100_000, "2024-01-01", "yes", None]
+
+
+def test_set_applies_after_extends_and_only_to_its_key():
+    base = load_params(TINY)
+    params = load_params(TINY, sets=["train.lr=2e-3", "data.domain.max_docs=20"])
+    assert base.train.lr == 1e-3 and params.train.lr == 2e-3  # tiny.yaml (which extends quickstart) said 1e-3
+    assert params.data.domain.max_docs == 20 and params.data.domain.topics == base.data.domain.topics == ["Mathematics"]
+    assert params.model_dump(exclude={"train", "data", "recorded"}) == base.model_dump(exclude={"train", "data", "recorded"})
+    assert params.train.model_dump(exclude={"lr"}) == base.train.model_dump(exclude={"lr"})
+    assert load_params(TINY, sets=["train.lr=1e-4", "train.lr=5e-4"]).train.lr == 5e-4  # the last one wins
+
+
+def test_set_may_switch_a_corpus_kind_in_either_order(tmp_path):
+    (tmp_path / "notes.jsonl").write_text('{"text": "a note"}\n')
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"extends": str(TINY)}))
+    for sets in (["data.domain.kind=files", "data.domain.paths=[notes.jsonl]"],
+                 ["data.domain.paths=[notes.jsonl]", "data.domain.kind=files"]):
+        domain = load_params(tmp_path / "p.yaml", sets=sets).data.domain
+        assert domain.kind == "files" and domain.paths == ["notes.jsonl"]  # tiny's topics/max_docs dropped
+    with pytest.raises(ParamsError) as err:
+        load_params(tmp_path / "p.yaml", sets=["data.domain.kind=files"])
+    assert err.value.problems == [f"{tmp_path / 'p.yaml'}: data.domain.files.paths: Field required "
+                                  "(from --set data.domain.kind=files)"]
+
+
+def test_set_errors_are_the_files_errors_naming_the_override(tmp_path):
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"extends": str(TINY), "train": {"learning_rate": 1e-4}}))
+    with pytest.raises(ParamsError) as in_file:
+        load_params(tmp_path / "typo.yaml")
+    with pytest.raises(ParamsError) as from_set:
+        load_params(TINY, sets=["train.learning_rate=1e-4"])
+    (file_line,), (set_line,) = in_file.value.problems, from_set.value.problems
+    assert file_line.startswith(f"{tmp_path / 'typo.yaml'}: train.learning_rate: unknown key; allowed here: ")
+    assert file_line.endswith(", weight_decay (did you mean 'lr'?)")  # the keys, then the likely one
+    assert set_line == file_line.replace(str(tmp_path / "typo.yaml"), str(TINY)) + " (from --set train.learning_rate=1e-4)"
+    with pytest.raises(ParamsError) as err:  # every problem at once, schema and consistency alike
+        load_params(TINY, sets=["train.lr=-1", "train.schedule=linear", "eval.limit=0"])
+    assert len(err.value.problems) == 3
+    assert all("(from --set " in line for line in err.value.problems)
+    with pytest.raises(ParamsError, match=r"train\.milestones: \[99999\] beyond .* \(from --set train\.milestones=\[99999\]\)"):
+        load_params(TINY, sets=["train.milestones=[99999]"])
+
+
+def test_unknown_keys_suggest_the_closest_allowed_key():
+    with pytest.raises(ParamsError, match=r"train\.warmup: unknown key; allowed here: .* \(did you mean 'warmup_tokens'\?\)"):
+        validate_params({"train": {"warmup": 10}})
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("train.lr", "--set train.lr: no '=' (expected KEY=VALUE with a dotted key, e.g. --set train.lr=3e-4)"),
+    ("=3", "--set =3: empty key (expected KEY=VALUE"),
+    ("train..lr=1", "--set train..lr=1: empty part in key 'train..lr' (expected KEY=VALUE"),
+    ("train.lr=[1,", "--set train.lr=[1,: the value is not valid YAML: expected the node content"),
+    ("train.lr.x=1", "--set train.lr.x=1: train.lr is a value (0.001), not a section with keys; set it whole"),
+])
+def test_a_malformed_set_is_one_clear_line(item, expected):
+    with pytest.raises(ParamsError) as err:
+        load_params(TINY, sets=[item])
+    (line,) = err.value.problems
+    assert line.startswith(expected) and "\n" not in line
+
+
+def test_overrides_are_recorded_and_survive_the_resolved_file(tmp_path):
+    params = load_params(TINY, sets=["train.lr=3e-4", "eval.limit=5"])
+    assert params.recorded.params_file == str(TINY.resolve()) == params.source_path
+    assert params.recorded.overrides == ["train.lr=3e-4", "eval.limit=5"]
+    save_resolved(params, tmp_path / "params.yaml")
+    written = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert written["recorded"] == {"params_file": str(TINY.resolve()), "overrides": ["train.lr=3e-4", "eval.limit=5"]}
+    again = load_params(tmp_path / "params.yaml")  # what every notebook of the run loads
+    assert again.model_dump() == params.model_dump() and again.source_path == str(TINY.resolve())
+    more = load_params(tmp_path / "params.yaml", sets=["eval.limit=7"])
+    assert more.eval.limit == 7 and more.recorded.overrides == ["train.lr=3e-4", "eval.limit=5", "eval.limit=7"]
+    # a file that extends a run's params.yaml is its own origin, with no overrides of its own
+    (tmp_path / "child.yaml").write_text("extends: params.yaml\nrun_name: child\n")
+    child = load_params(tmp_path / "child.yaml")
+    assert child.train.lr == 3e-4 and child.recorded.overrides == []
+    assert child.recorded.params_file == str((tmp_path / "child.yaml").resolve())

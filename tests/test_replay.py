@@ -122,7 +122,8 @@ def test_register_replay_split_is_disjoint_from_its_held_out_documents(tiny_para
     held = {d["id"] for d in PackedSplit(data_dir / "val_news").documents()}
     replayed = {d["id"] for d in PackedSplit(data_dir / "replay_news").documents()}
     info = manifest["registers"]["news"]["replay"]
-    assert held and replayed and not held & replayed and info["disjoint_from_held_out"]
+    assert held and replayed and not held & replayed
+    assert set(info["disjoint_from"]) == {"val_domain", "val_general", "val_news"}  # checked on the written files
     assert len(held) == tiny_params.preprocess.val_max_docs and len(replayed) == info["documents_packed"]
     # no replay budget in tiny: every article that survived cleaning and was not held out is replayed
     assert info["token_budget"] is None and len(replayed) == info["documents_eligible"]
@@ -141,10 +142,19 @@ def test_replaying_a_register_leaves_its_held_out_selection_unchanged(tiny_param
     assert not (tmp_path / "data" / "replay_news").exists()
     assert (PackedSplit(tmp_path / "data" / "val_news").documents()
             == PackedSplit(data_dir / "val_news").documents())
-    # without a register source the data's content hash covers the four splits alone, as before
+    # the data's content hash covers the standard splits alone, so adding a replay source to a variant
+    # never orphans the main run; a run that replays news has the news replay split in its identity
+    from cpt_utils.preprocess import training_data_identity
+
     with_news = json.loads((data_dir / "manifest.json").read_text())
     assert manifest["splits"]["val_news"]["content_hash"] == with_news["splits"]["val_news"]["content_hash"]
-    assert manifest["content_hash"] != with_news["content_hash"]
+    assert manifest["content_hash"] == with_news["content_hash"]
+    plain = training_data_identity(with_news, "train", ["general"])
+    assert plain == training_data_identity(manifest, "train", ["general"]) == with_news["content_hash"]
+    mixed = training_data_identity(with_news, "train", ["general", "news"])
+    assert mixed == f"{plain}:replay_news:{with_news['splits']['replay_news']['content_hash']}"
+    with pytest.raises(Exception, match="no replay split 'replay_news'"):
+        training_data_identity(manifest, "train", ["news"])
 
 
 def test_training_stream_opens_the_mixture_splits_or_says_to_prepare_again(tiny_params, data_dir):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cpt_utils.hardware import GPU_PEAK_BF16_FLOPS, cpu_peak_flops, gpu_peak_flops, mfu
+from cpt_utils import hardware
+from cpt_utils.hardware import GPU_PEAK_BF16_FLOPS, cpu_peak_flops, format_mfu, gpu_peak_flops, mfu
 from cpt_utils.modeling import build_tiny_model
 from cpt_utils.params import TinyModelParams
 from cpt_utils.precision import autocast, resolve_precision
@@ -78,6 +79,7 @@ def test_precision_policy():
 
 def test_cpu_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("CPT_CACHE", str(tmp_path))
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # a quiet entry is final
     first = cpu_peak_flops()
     assert first["bf16"] > 0 and first["fp32"] > 0
     (cached,) = (tmp_path / "hardware").glob("*.json")
@@ -88,6 +90,116 @@ def test_cpu_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
 def test_gpu_peak_matches_exact_names_only():
     assert gpu_peak_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert gpu_peak_flops("NVIDIA L4") == 121e12 and gpu_peak_flops("NVIDIA L40S") == 362e12
-    assert gpu_peak_flops("NVIDIA Some Future GPU") is None
-    assert mfu(1000.0, 1e9, None) is None and mfu(1000.0, 1e9, 1e13) == pytest.approx(0.1)
+    assert gpu_peak_flops("NVIDIA L40") == 181e12  # a prefix of L40S, not the same card
+    assert gpu_peak_flops("NVIDIA Some Future GPU") is None and gpu_peak_flops("NVIDIA A100") is None
+    assert mfu(1000.0, 1e9, None) is None and format_mfu(mfu(1000.0, 1e9, None)) == "unknown"
+    assert mfu(1000.0, 1e9, 1e13) == pytest.approx(0.1) and format_mfu(0.1) == "10.0%"
     assert all(v > 1e13 for v in GPU_PEAK_BF16_FLOPS.values())
+
+
+def test_mfu_is_never_above_100_percent_a_stale_peak_is_flagged():
+    with pytest.warns(UserWarning, match=r"MFU would be 200% .* stale"):
+        assert mfu(2000.0, 1e9, 1e12) is None
+    assert mfu(1000.0, 1e9, 1e12) == 1.0
+
+
+# ------------------------------------------------------------------ the cached CPU peak's policy
+def _fake_cache(threads: int, fp32: float, load: float | None, bf16: float = 1e9) -> Path:
+    """A cache entry as an earlier measurement left it (``load``: its 1-minute load average)."""
+    path = hardware._cache_path(threads)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"cpu": hardware.cpu_model(), "cores": 2, "threads": threads, "bf16": bf16, "fp32": fp32}
+    path.write_text(json.dumps(entry if load is None else {**entry, "load_average_1min": load}))
+    return path
+
+
+@pytest.fixture()
+def fake_machine(tmp_path, monkeypatch):
+    """An empty cache, 2 cores at 2 torch threads, a settable load average and a matmul that 'measures'
+    what the test says (the real measurement is tested above; here the policy around it is)."""
+    monkeypatch.setenv("CPT_CACHE", str(tmp_path))
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    machine = {"load": 0.2, "fp32": 50e9, "bf16": 1e9, "measured": 0}
+
+    def measure(dtype, budget_s=1.0):
+        machine["measured"] += 1
+        return machine[dtype]
+
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (machine["load"], 0.0, 0.0))
+    monkeypatch.setattr(hardware, "measure_matmul_flops", measure)
+    return machine
+
+
+def test_a_peak_measured_under_load_is_measured_again_when_quiet_and_the_max_kept(fake_machine):
+    path = _fake_cache(2, fp32=18.5e9, load=3.0, bf16=2e9)  # the lead's case: 1.5 per core, reads low
+    fake_machine.update(load=0.4, fp32=100e9)  # 0.2 per core: quiet
+    peaks = cpu_peak_flops()
+    assert fake_machine["measured"] == 2 and peaks["fp32"] == 100e9
+    assert peaks["bf16"] == 2e9  # the new bf16 reading was lower: the max ever measured stays
+    assert json.loads(path.read_text())["load_average_1min"] == 0.4  # now a quiet entry
+    fake_machine["fp32"] = 10e9
+    assert cpu_peak_flops()["fp32"] == 100e9 and fake_machine["measured"] == 2  # quiet entry: not re-measured
+
+
+def test_a_peak_measured_under_load_is_kept_while_the_machine_is_still_busy(fake_machine):
+    _fake_cache(2, fp32=18.5e9, load=3.0)
+    fake_machine.update(load=5.0, fp32=10e9)
+    assert cpu_peak_flops()["fp32"] == 18.5e9 and fake_machine["measured"] == 0
+
+
+def test_an_entry_without_its_load_counts_as_measured_under_load(fake_machine):
+    _fake_cache(2, fp32=18.5e9, load=None)  # written before the load was recorded
+    assert cpu_peak_flops()["fp32"] == 50e9 and fake_machine["measured"] == 2
+
+
+def test_refresh_only_ever_raises_the_peak(fake_machine):
+    _fake_cache(2, fp32=80e9, load=0.1)
+    fake_machine["fp32"] = 30e9  # a busy re-measurement
+    assert cpu_peak_flops(refresh=True)["fp32"] == 80e9 and fake_machine["measured"] == 2
+
+
+def test_a_peak_measured_with_fewer_threads_is_a_lower_bound(fake_machine):
+    _fake_cache(1, fp32=78e9, load=1.9)  # one thread did 78 GFLOP/s: two threads can too
+    _fake_cache(2, fp32=18.5e9, load=0.1)
+    assert cpu_peak_flops()["fp32"] == 78e9 and fake_machine["measured"] == 0
+
+
+def test_a_corrupt_cache_file_is_measured_again(fake_machine):
+    hardware._cache_path(2).parent.mkdir(parents=True)
+    hardware._cache_path(2).write_text("{not json")
+    assert cpu_peak_flops()["fp32"] == 50e9
+
+
+@pytest.mark.slow
+def test_mfu_divides_each_process_tokens_by_one_device_peak(tiny_params_path, data_dir, tmp_path):
+    """Two processes: each logs the *total* tokens/s; MFU is per device, so half of it over one peak."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from cpt_utils.train import flops_per_token
+
+    from cpt_utils.params import load_params
+    from cpt_utils.paths import cache_dir
+
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_dir() / "tokenizers", cache / "tokenizers")  # the tokenizer the data was made with
+    for threads in range(1, (os.cpu_count() or 1) + 1):  # a known quiet peak, whatever torchrun's threads
+        path = cache / "hardware" / f"{hardware._cpu_key(threads)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"bf16": 1e12, "fp32": 1e12, "load_average_1min": 0.0, "cores": 2}))
+    params = tmp_path / "tiny.yaml"
+    params.write_text(f"extends: {tiny_params_path}\ntrain: {{token_budget: 1024, milestones: [], "
+                      "eval_every_tokens: null}\n")
+    run = tmp_path / "runs" / "tiny"
+    shutil.copytree(data_dir, run / "data")
+    env = {**os.environ, "CPT_RUNS": str(tmp_path / "runs"), "CPT_CACHE": str(cache)}
+    proc = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+                           "-m", "cpt_utils.train", str(params)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _train_rows(run)
+    model = build_tiny_model(load_params(params).model.tiny, 512)
+    per_token = flops_per_token(model.config, sum(p.numel() for p in model.parameters()), 64)
+    assert rows and all(r["mfu"] == pytest.approx(r["tokens_per_s"] / 2 * per_token / 1e12, rel=1e-6) for r in rows)

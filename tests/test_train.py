@@ -116,7 +116,8 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_params, data_di
 
     monkeypatch.setattr(LlamaForCausalLM, "forward", poisoned)
     with pytest.raises(TrainingDiverged, match=r"at step 7 .*last good checkpoint: tokens-000000001024"):
-        train(_with(tiny_params, checkpoint_every_tokens=1024), tmp_path, data_dir=data_dir, progress=False)
+        train(_with(tiny_params, checkpoint_every_tokens=1024, loss_chunk_tokens=0),  # the poison is in HF's loss
+              tmp_path, data_dir=data_dir, progress=False)
     assert [c["step"] for c in list_checkpoints(tmp_path)] == [4]
 
 
@@ -138,7 +139,8 @@ def test_nan_gradients_with_a_finite_loss_never_step_and_never_reach_a_checkpoin
 
     monkeypatch.setattr(LlamaForCausalLM, "forward", poisoned)
     with pytest.raises(TrainingDiverged, match=r"gradient norm nan at step 7 .*the step was not taken"):
-        train(_with(tiny_params, checkpoint_every_tokens=1024), tmp_path, data_dir=data_dir, progress=False)
+        train(_with(tiny_params, checkpoint_every_tokens=1024, loss_chunk_tokens=0),  # the poison is in HF's loss
+              tmp_path, data_dir=data_dir, progress=False)
     (checkpoint,) = list_checkpoints(tmp_path)
     model = load_checkpoint_model(checkpoint["path"])
     assert checkpoint["step"] == 4 and all(torch.isfinite(p).all() for p in model.parameters())

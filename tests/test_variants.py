@@ -45,3 +45,40 @@ def test_a_variant_whose_parameters_changed_is_retrained_not_refused(tiny_params
     again = run_variants(edited, tmp_path, progress=True)
     assert "parameters changed" in capsys.readouterr().out
     assert list(again.status) == ["computed"] and list(again.val_domain_loss) != list(first.val_domain_loss)
+
+
+def test_the_control_run_trains_on_its_split_at_the_main_budget_and_is_compared_at_every_milestone(tiny_params, tmp_path, capsys):
+    from cpt_utils.analysis import compare_to_control, load_evals
+    from cpt_utils.evaluate import evaluate_run
+    from cpt_utils.train import train
+    from cpt_utils.variants import control_dir, finished_control, run_control
+
+    params = tiny_params.model_copy(update={
+        "eval": tiny_params.eval.model_copy(update={"offline_tasks": ["mmlu_offline_domain"], "task_groups": {}, "limit": 6}),
+        "train": tiny_params.train.model_copy(update={"token_budget": 2048, "milestones": [1024, 2048],
+                                                      "eval_every_tokens": None})})
+    assert run_control(params.model_copy(update={"control": None}), tmp_path, progress=False).empty
+    prepare_data(params, tmp_path, progress=False)
+    train(params, tmp_path, progress=False)
+    evaluate_run(params, tmp_path, progress=False)
+    table = run_control(params, tmp_path, progress=False)
+    assert list(table.status) == ["computed"] and list(table.checkpoints) == [2] and list(table.tokens) == [2048]
+    cdir = control_dir(tmp_path)
+    assert not (cdir / "data").exists() and not (cdir / "evals" / "base.json").exists()  # shares data and base
+    main, control = load_evals(tmp_path), load_evals(cdir)
+    assert [e["tokens"] for e in control.values()] == [1024, 2048] == [e["tokens"] for n, e in main.items() if n != "base"]
+    # the same base model and held-out sets, another training text: the first in-loop point is identical,
+    # the trained models differ
+    rows = {k: [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()] for k, d in (("main", tmp_path), ("control", cdir))}
+    first = {k: next(r for r in v if r["kind"] == "eval") for k, v in rows.items()}
+    assert first["main"]["val_domain_loss"] == first["control"]["val_domain_loss"]
+    assert control["tokens-000000002048"]["perplexity"]["val_domain"]["loss"] != main["tokens-000000002048"]["perplexity"]["val_domain"]["loss"]
+    compared = compare_to_control(tmp_path)
+    assert {r["checkpoint"] for r in compared} == {"tokens-000000001024", "tokens-000000002048"}
+    assert {"val_domain", "val_general", "mmlu_offline_domain"} <= {r["subject"] for r in compared}
+    # finished: reused without training; a changed recipe is not taken for finished
+    again = run_control(params, tmp_path, progress=True)
+    assert list(again.status) == ["reused"] and "control run (reused)" in capsys.readouterr().out
+    edited = params.model_copy(update={"train": params.train.model_copy(update={"lr": 1e-5})})
+    assert finished_control(edited.control_run(), cdir, tmp_path / "data") is None
+    assert finished_control(params.control_run(), cdir, tmp_path / "data") is not None

@@ -1,0 +1,164 @@
+"""WSD decay branches: one annealed model per milestone, so the token-efficiency fit is not bent by
+the schedule.
+
+The in-loop points of a single cosine run mix two effects: more tokens *and* a falling learning rate;
+the last points drop because the run anneals, and a power law fitted to them describes the schedule.
+A warmup-stable-decay run holds the LR constant, and from each milestone checkpoint a short branch
+continues the same data stream while the LR decays to ``min_lr`` (Hägele et al. 2024; Hu et al. 2024,
+MiniCPM): each branch's end is an annealed model at ``milestone + branch`` tokens, like the final model
+of a run with that budget, at a fraction of the cost of one run per budget.
+
+A branch trains into ``runs/<run>/branches/<milestone>/`` with ``train.train`` itself, resuming the
+milestone's weights, optimizer state, RNG and sampler (``train.resume`` = the milestone checkpoint,
+``train.continue_with: decay``), for ``ceil(decay_branch_fraction × milestone tokens)`` tokens rounded
+up to whole steps, then is evaluated with ``evaluate.evaluate_run`` (held-out splits; the task suite
+too with ``train.decay_branch_tasks``). A finished, current branch is reused like a variant. The
+milestone keeps its optimizer state for this (``keep_state``) until its branch has trained; then the
+state is dropped (≈ 12 bytes per parameter), so changing ``decay_branch_fraction`` afterwards needs the
+main run trained again.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+from .params import ExperimentParams
+
+COLUMNS = ["branch", "status", "from_tokens", "branch_tokens", "tokens", "val_domain_loss", "val_domain_loss_se",
+           "val_general_loss", "path", "note"]
+
+
+def branch_dir(run_dir: str | Path, milestone: str) -> Path:
+    return Path(run_dir) / "branches" / milestone
+
+
+def branch_points(params: ExperimentParams, run_dir: str | Path) -> list[dict]:
+    """The checkpoints of this run's trajectory a branch starts from: every milestone before the final
+    one (the final checkpoint is annealed by the run's own decay), and the final one too when the
+    schedule never decays (``constant``)."""
+    from .checkpointing import list_checkpoints
+    from .train import trajectory_fingerprint
+
+    run_dir = Path(run_dir)
+    if not params.train.decay_branch_fraction or not (run_dir / "data" / "manifest.json").is_file():
+        return []
+    trajectory = trajectory_fingerprint(params, run_dir / "data")
+    current = [c for c in list_checkpoints(run_dir) if c.get("trajectory_fingerprint") == trajectory]
+    last = max((c["tokens"] for c in current if c.get("final")), default=None)
+    return [c for c in current if (c.get("milestone") and not c.get("final"))
+            or (c.get("final") and c["tokens"] == last and params.train.schedule == "constant")]
+
+
+def branch_params(params: ExperimentParams, checkpoint: dict) -> ExperimentParams:
+    """The branch's parameters: the main run's, resumed from ``checkpoint`` and decaying to ``min_lr``
+    over ``decay_branch_fraction`` of its tokens (whole optimizer steps, at least one)."""
+    tp, per_step = params.train, checkpoint["tokens_per_step"]
+    steps = max(1, math.ceil(tp.decay_branch_fraction * checkpoint["tokens"] / per_step))
+    data = params.model_dump()
+    data["train"].update({"token_budget": checkpoint["tokens"] + steps * per_step, "milestones": [],
+                          "eval_every_tokens": None, "checkpoint_every_tokens": None,
+                          "resume": checkpoint["path"], "continue_with": "decay"})
+    if not tp.decay_branch_tasks:
+        data["eval"].update({"offline_tasks": [], "hub_tasks": [], "task_groups": {}})
+    data["variants"] = {}
+    data["run_name"] = f"{params.run_name}.branch-{checkpoint['name']}"
+    branch = ExperimentParams.model_validate(data)
+    branch.source_path = params.source_path
+    return branch
+
+
+def _trained(bparams: ExperimentParams, bdir: Path, data_dir: Path) -> dict | None:
+    from .checkpointing import list_checkpoints
+    from .train import run_fingerprint
+
+    expected = run_fingerprint(bparams, data_dir)
+    return next((c for c in reversed(list_checkpoints(bdir)) if c.get("final") and c.get("params_fingerprint") == expected), None)
+
+
+def run_branches(params: ExperimentParams, run_dir: str | Path, progress: bool = True):
+    """Train and evaluate the decay branch of every branch point (``branch_points``), reusing finished
+    ones; return one row per branch: milestone, status (reused, computed, or why it could not run),
+    tokens before and in the branch, the annealed held-out losses and its folder."""
+    import pandas as pd
+
+    from .analysis import final_eval
+    from .evaluate import evaluate_run
+    from .train import train
+    from .variants import finished_variant
+
+    run_dir = Path(run_dir)
+    data_dir = run_dir / "data"
+    rows = []
+    for checkpoint in branch_points(params, run_dir):
+        bparams, bdir = branch_params(params, checkpoint), branch_dir(run_dir, checkpoint["name"])
+        row = {"branch": checkpoint["name"], "from_tokens": checkpoint["tokens"],
+               "branch_tokens": bparams.train.token_budget - checkpoint["tokens"], "tokens": bparams.train.token_budget,
+               "path": str(bdir), "note": ""}
+        ev = finished_variant(bparams, bdir, data_dir)  # a current final checkpoint and evaluation
+        status = "reused" if ev else "computed"
+        if ev is None:
+            state = Path(checkpoint["path"]) / "state"
+            if _trained(bparams, bdir, data_dir) is None and not state.is_dir():
+                rows.append({**row, "status": "not run", "note": (
+                    f"{checkpoint['name']} has no optimizer state to branch from (trained before "
+                    "train.decay_branch_fraction was set, or its earlier branch used other settings); train the "
+                    "main run again (resume: never) to branch from it")})
+                continue
+            if progress:
+                print(f"decay branch from {checkpoint['name']}: {row['branch_tokens']:,} tokens, LR → "
+                      f"{params.train.lr * params.train.min_lr_ratio:.3g} ({params.train.decay_shape})", flush=True)
+            train(bparams, bdir, data_dir=data_dir, progress=progress)
+            evaluate_run(bparams, bdir, data_dir=data_dir, progress=progress, include_base=False)
+            ev = final_eval(bdir)
+            final = _trained(bparams, bdir, data_dir)
+            shutil.rmtree(Path(final["path"]) / "state", ignore_errors=True)  # a branch is never resumed
+            shutil.rmtree(state, ignore_errors=True)  # the milestone's optimizer state has served its purpose
+        p = ev["perplexity"]
+        rows.append({**row, "status": status, "val_domain_loss": p["val_domain"]["loss"],
+                     "val_domain_loss_se": p["val_domain"]["loss_se"], "val_general_loss": p["val_general"]["loss"]})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _main_final(params: ExperimentParams, run_dir: Path) -> dict | None:
+    """The main run's final checkpoint at its current budget, if trained."""
+    from .checkpointing import list_checkpoints
+    from .train import run_fingerprint
+
+    if not (run_dir / "data" / "manifest.json").is_file():
+        return None
+    expected = run_fingerprint(params, run_dir / "data")
+    return next((c for c in list_checkpoints(run_dir) if c.get("final") and c.get("params_fingerprint") == expected), None)
+
+
+def annealed_points(params: ExperimentParams, run_dir: str | Path):
+    """Held-out losses of the annealed models against tokens: the base model (tokens 0), each finished
+    branch's end (tokens = milestone + branch tokens), and the main run's final checkpoint when its
+    schedule decays (wsd or cosine: annealed by its own decay). One row each with its ``source``."""
+    import pandas as pd
+
+    from .analysis import final_eval, load_evals
+
+    run_dir = Path(run_dir)
+    rows = []
+    main = load_evals(run_dir)
+
+    def row(ev: dict, source: str) -> dict:
+        out = {"tokens": ev["tokens"], "source": source, "checkpoint": ev["checkpoint"]}
+        for split, p in ev["perplexity"].items():
+            out[f"{split}_loss"], out[f"{split}_loss_se"] = p["loss"], p["loss_se"]
+        return out
+
+    if "base" in main:
+        rows.append(row(main["base"], "base model"))
+    for checkpoint in branch_points(params, run_dir):
+        ev = final_eval(branch_dir(run_dir, checkpoint["name"]))
+        if ev is not None:
+            rows.append(row(ev, f"decay branch from {checkpoint['name']} ({checkpoint['tokens']:,} + "
+                                f"{ev['tokens'] - checkpoint['tokens']:,} tokens)"))
+    final = _main_final(params, run_dir)
+    if final is not None and final["name"] in main and params.train.schedule != "constant":
+        rows.append(row(main[final["name"]], f"main run's final checkpoint (annealed by its own {params.train.schedule} decay)"))
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("tokens").reset_index(drop=True) if len(frame) else frame

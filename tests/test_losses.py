@@ -1,0 +1,134 @@
+"""The chunked cross-entropy is transformers' own loss, gradients included, without the full logits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from cpt_utils.losses import causal_lm_loss, chunked_cross_entropy
+from cpt_utils.modeling import build_tiny_model
+from cpt_utils.params import TinyModelParams, TrainParams
+from cpt_utils.train import train
+
+VOCAB = 512
+#: fp32 sums in another order: measured ≤ 1e-6 relative on the tiny model; a wrong shift, mask or mean
+#: moves the loss by > 1e-2 and the gradients by far more.
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture()
+def model():
+    m = build_tiny_model(TinyModelParams(), VOCAB, seed=0).train()
+    m.config.use_cache = False
+    return m
+
+
+def _batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (2, 48), generator=g)
+    packed = torch.cat([torch.arange(20), torch.arange(28)]).repeat(2, 1)  # two documents per row
+    return ids, packed
+
+
+def _loss_and_grads(model, loss):
+    grads = torch.autograd.grad(loss, [p for p in model.parameters()])
+    return loss.detach(), dict(zip([n for n, _ in model.named_parameters()], grads))
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["whole-rows", "packed-documents"])
+@pytest.mark.parametrize("chunk", [1, 7, 32, 4096])  # 94 targets: 7 and 32 do not divide it
+def test_loss_and_every_gradient_equal_transformers_loss(model, packed, chunk):
+    ids, positions = _batch()
+    positions = positions if packed else None
+    kwargs = {} if positions is None else {"position_ids": positions}
+    ref_loss, ref_grads = _loss_and_grads(model, model(input_ids=ids, labels=ids, **kwargs).loss)
+    loss, grads = _loss_and_grads(model, causal_lm_loss(model, ids, positions, chunk))
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=RTOL)
+    assert grads.keys() == ref_grads.keys()
+    for name, ref in ref_grads.items():
+        torch.testing.assert_close(grads[name], ref, rtol=RTOL, atol=ATOL, msg=lambda m: f"{name}: {m}")
+
+
+def test_packing_changes_the_loss(model):
+    """Control for the test above: per-document positions matter, so 'equal in both cases' means something."""
+    ids, positions = _batch()
+    assert abs(causal_lm_loss(model, ids, positions, 16).item() - causal_lm_loss(model, ids, None, 16).item()) > 1e-3
+
+
+def test_chunk_zero_is_transformers_loss_itself(model):
+    ids, positions = _batch()
+    assert causal_lm_loss(model, ids, positions, 0).item() == model(input_ids=ids, labels=ids,
+                                                                    position_ids=positions).loss.item()
+
+
+def test_ignored_labels_are_skipped_and_the_mean_is_over_the_rest(model):
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    ids, _ = _batch(1)
+    labels = ids.clone()
+    labels[0, 10:30] = -100
+    labels[1, :5] = -100
+    hidden = model.model(input_ids=ids).last_hidden_state
+    head = model.get_output_embeddings()
+    ref = ForCausalLMLoss(head(hidden), labels, VOCAB)
+    assert chunked_cross_entropy(hidden, head, labels, 9).item() == pytest.approx(ref.item(), rel=RTOL)
+    unmasked = ForCausalLMLoss(head(hidden), ids, VOCAB)
+    assert abs(unmasked.item() - ref.item()) > 1e-3  # control: the mask changed the loss
+
+
+def test_without_grad_it_builds_no_graph_and_gives_the_same_loss(model):
+    ids, positions = _batch()
+    expected = causal_lm_loss(model, ids, positions, 16).item()
+    with torch.no_grad():
+        loss = causal_lm_loss(model, ids, positions, 16)
+    assert loss.grad_fn is None and loss.item() == pytest.approx(expected, rel=RTOL)
+
+
+class _LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any operation produces (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("chunk", [0, 16])
+def test_full_logits_are_never_materialised(model, chunk):
+    ids = torch.randint(1, VOCAB, (4, 96), generator=torch.Generator().manual_seed(0))
+    full_logits = ids.numel() * VOCAB  # 6× the head's weight: the two are told apart
+    with _LargestTensor() as probe:
+        causal_lm_loss(model, ids, None, chunk).backward()
+    if chunk == 0:  # control: HF's loss does build [batch, seq, vocab]
+        assert probe.largest >= full_logits
+    else:  # the biggest are now the MLP's activations (tokens × 128), not logits
+        assert probe.largest < full_logits / 2
+
+
+def test_the_chunk_size_is_validated():
+    with pytest.raises(ValueError, match="loss_chunk_tokens"):
+        TrainParams(loss_chunk_tokens=-1)
+    assert TrainParams(loss_chunk_tokens=0).loss_chunk_tokens == 0
+    with pytest.raises(ValueError, match="loss_chunk_tokens"):
+        chunked_cross_entropy(torch.zeros(1, 4, 8), torch.nn.Linear(8, 16), torch.zeros(1, 4, dtype=torch.long), 0)
+
+
+def test_a_tiny_training_run_gives_the_same_losses_chunked_or_not(tiny_params, data_dir, tmp_path):
+    def first_losses(chunk: int, name: str) -> list[float]:
+        params = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={
+            "token_budget": 4 * 256, "milestones": [], "eval_every_tokens": None, "loss_chunk_tokens": chunk})})
+        train(params, tmp_path / name, data_dir=data_dir, progress=False)
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if r["kind"] == "train"]
+
+    hf, chunked = first_losses(0, "hf"), first_losses(100, "chunked")  # 100 does not divide 4 × 63 targets
+    assert len(hf) == 4 and chunked == pytest.approx(hf, rel=1e-5)
