@@ -361,8 +361,8 @@ def replay_split_name(source: str) -> str:
 
 
 def open_split(run_dir: str | Path, split: str) -> PackedSplit:
-    if split not in SPLITS and not split.startswith(("val_", "replay_")):
-        raise PackedDataError(f"unknown split '{split}'; allowed: {SPLITS}, val_<register>, replay_<register>")
+    if split not in (*SPLITS, "control") and not split.startswith(("val_", "replay_")):
+        raise PackedDataError(f"unknown split '{split}'; allowed: {SPLITS}, control, val_<register>, replay_<register>")
     return PackedSplit(Path(run_dir) / "data" / split)
 
 

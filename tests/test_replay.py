@@ -169,3 +169,20 @@ def test_training_stream_opens_the_mixture_splits_or_says_to_prepare_again(tiny_
     missing = variant.model_copy(update={"replay_mixture": {"chat": 1}})
     with pytest.raises(PackedDataError, match=r"replay_chat: no replay split for train.replay_mixture source 'chat'"):
         training_stream(data_dir, missing, seed=0)
+
+
+def test_a_register_can_be_the_control_and_a_replay_source_at_once(tiny_params, tmp_path):
+    from cpt_utils.preprocess import prepare_data
+
+    data = tiny_params.model_dump()
+    data["data"]["registers"] = {"chat": {"kind": "packaged_register", "register": "chat", "max_docs": 120}}
+    data["control"] = {"corpus": "chat"}
+    data["variants"] = {"replay_chat": {"train": {"token_budget": 2048, "replay_fraction": 0.25, "replay_mixture": {"chat": 1}}}}
+    params = validate_params(data)
+    params.source_path = tiny_params.source_path
+    manifest = prepare_data(params, tmp_path, progress=False)
+    ids = {name: {d["id"] for d in PackedSplit(tmp_path / "data" / name).documents()}
+           for name in ("val_chat", "control", "replay_chat")}
+    assert all(ids.values()) and not ids["val_chat"] & (ids["control"] | ids["replay_chat"])
+    assert ids["replay_chat"] == ids["control"]  # no budget in tiny: both hold every chat not held out
+    assert manifest["registers"]["chat"]["replay"]["documents_packed"] == len(ids["replay_chat"])
