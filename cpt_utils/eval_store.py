@@ -29,11 +29,15 @@ def weights_identity(checkpoint: dict | None, model_id: str) -> str:
 def eval_fingerprint(params, data_dir: Path, weights: str = "") -> str:
     """What an evaluation result depends on: eval settings, held-out data, code and weights."""
     manifest = Path(data_dir) / "manifest.json"
-    content = json.loads(manifest.read_text()).get("content_hash") if manifest.is_file() else None
+    prepared = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    content = prepared.get("content_hash")
+    # content_hash covers the standard splits only: each register's held-out split (val_<name>) counts too,
+    # or a result measured before a register was declared would be reused without it
+    heldout = {name: s.get("content_hash") for name, s in prepared.get("splits", {}).items() if name.startswith("val_")}
     files = [HERE / f for f in EVAL_CODE if (HERE / f).is_file()] + sorted((HERE / "tasks").glob("*.*"))
     code = hashlib.sha256(b"".join(p.read_bytes() for p in files if p.suffix in (".py", ".yaml"))).hexdigest()[:12]
     blob = json.dumps([params.eval.model_dump(mode="json"), params.train.precision, content, params.offline, code,
-                       weights], sort_keys=True)
+                       weights, heldout], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

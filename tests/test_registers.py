@@ -222,3 +222,18 @@ def test_chat_template_tokens_are_encoded_as_special_tokens_in_the_split(tiny_pa
     ids = PackedSplit(tmp_path / "val_instructions")[0][0].tolist()
     assert info["chat_template"] and ids[0] == start
     assert ids.count(start) >= 2  # the user and the assistant turn
+
+
+def test_a_registers_held_out_split_is_part_of_the_evaluation_fingerprint(tiny_params, data_dir, tmp_path):
+    """content_hash covers the standard splits only; a cached evaluation (e.g. the base model's) made
+    before a register was declared or changed must not be reused without it."""
+    from cpt_utils.eval_store import eval_fingerprint
+
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    assert "val_news" in manifest["splits"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    same = eval_fingerprint(tiny_params, tmp_path)
+    assert same == eval_fingerprint(tiny_params, data_dir)
+    without = {**manifest, "splits": {k: v for k, v in manifest["splits"].items() if k != "val_news"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(without))
+    assert eval_fingerprint(tiny_params, tmp_path) != same
