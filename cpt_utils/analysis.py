@@ -945,7 +945,7 @@ def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = No
         c = vs_control.get(key)
         if c is not None:
             out.update({"control − base ± SE": f"{c['control − base']:+.{digits}f} ± {c['control − base SE']:.{digits}f}",
-                        "vs control: continued − control ± SE": f"{c['continued − control']:+.{digits}f} ± "
+                        "vs control ± SE": f"{c['continued − control']:+.{digits}f} ± "
                                                                 f"{c['continued − control SE']:.{digits}f}",
                         "p vs control": c["continued − control p"], "reading": c["reading words"]})
         return out

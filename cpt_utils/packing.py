@@ -361,7 +361,7 @@ def replay_split_name(source: str) -> str:
 
 
 def open_split(run_dir: str | Path, split: str) -> PackedSplit:
-    if split not in (*SPLITS, "control") and not split.startswith(("val_", "replay_")):
+    if split not in SPLITS and split != "control" and not split.startswith(("val_", "replay_")):
         raise PackedDataError(f"unknown split '{split}'; allowed: {SPLITS}, control, val_<register>, replay_<register>")
     return PackedSplit(Path(run_dir) / "data" / split)
 
@@ -417,8 +417,7 @@ class MixedSampler:
             raise PackedDataError(f"replay_weights must be positive and sum to 1, got {self.replay_weights}")
         for name in self.replay_weights:
             if replay_fraction > 0 and self.n[name] <= 0:
-                raise PackedDataError("replay_fraction > 0 but the replay split has no sequences"
-                                      + ("" if name == GENERAL_REPLAY_SPLIT else f" ({name})"))
+                raise PackedDataError(f"replay_fraction > 0 but the replay split has no sequences ({name})")
         self.micro_batch_size = micro_batch_size
         self.replay_fraction = replay_fraction
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -429,8 +428,8 @@ class MixedSampler:
         key = (split, epoch, block)
         if key not in self._perm_cache:
             self._perm_cache = {k: v for k, v in self._perm_cache.items() if k[0] != split}
-            which = _split_stream(split)
-            seed = [self.seed, which, epoch] if block == 0 else [self.seed, which, epoch, block]
+            stream = _split_stream(split)
+            seed = [self.seed, stream, epoch] if block == 0 else [self.seed, stream, epoch, block]
             self._perm_cache[key] = np.random.default_rng(seed).permutation(size)
         return self._perm_cache[key]
 
@@ -446,27 +445,44 @@ class MixedSampler:
             start += size
         raise AssertionError("unreachable: offset < n")
 
-    def sequences_needed(self, global_batches: int) -> dict[str, int]:
-        """Sequences each split gives to ``global_batches`` batches from the current state (computed
-        with the same carried rounding and the same per-batch source draws as ``next_global_batch``,
-        on a copy)."""
+    def _replay_rows(self, carry: float) -> tuple[int, float]:
+        """(replay rows of the next global batch, the rounding error carried on)."""
+        if self.replay_fraction <= 0:
+            return 0, carry
         rows = self.micro_batch_size * self.world_size
-        carry, replay = self.state.replay_carry, 0
-        needed = {name: self.state.replay_cursors.get(name, 0) for name in self.replay_weights}
-        for k in range(global_batches if self.replay_fraction > 0 else 0):
-            wanted = self.replay_fraction * rows + carry
-            n_replay = min(rows, int(math.floor(wanted + 0.5)))
-            carry, replay = wanted - n_replay, replay + n_replay
-            for name in self._replay_splits(n_replay, self.state.batches + k):
-                needed[name] += 1
-        return {"train": self.state.train_cursor + global_batches * rows - replay, **needed}
+        wanted = self.replay_fraction * rows + carry
+        n_replay = min(rows, int(math.floor(wanted + 0.5)))
+        return n_replay, wanted - n_replay
+
+    def _replay_splits(self, n_replay: int, batch: int | None = None) -> list[str]:
+        """The split of each of batch ``batch``'s (default: the next one's) replay rows, drawn by the weights."""
+        names = list(self.replay_weights)
+        if len(names) == 1:
+            return names * n_replay
+        rng = np.random.default_rng([self.seed, 2, self.state.batches if batch is None else batch])
+        drawn = rng.choice(len(names), size=n_replay, p=list(self.replay_weights.values()))
+        return [names[i] for i in drawn]
+
+    def sequences_needed(self, global_batches: int) -> dict[str, int]:
+        """Sequences each split gives to ``global_batches`` batches from the current state (the same
+        carried rounding and per-batch draws as ``next_global_batch``, replayed without moving it)."""
+        rows = self.micro_batch_size * self.world_size
+        s = self.state
+        needed = {"train": s.train_cursor, **{name: s.replay_cursors.get(name, 0) for name in self.replay_weights}}
+        carry = s.replay_carry
+        for k in range(global_batches):
+            n_replay, carry = self._replay_rows(carry)
+            for split in self._replay_splits(n_replay, s.batches + k):
+                needed[split] += 1
+            needed["train"] += rows - n_replay
+        return needed
 
     def repeat_warning(self, global_batches: int) -> str | None:
         """What repeats if the run takes ``global_batches`` batches in all: None when every split's
         sequences are each seen at most once."""
         needed = self.sequences_needed(max(0, global_batches - self.state.batches))
-        over = [f"{split}: {needed[split]:,} sequences from {self.n[split]:,} ({needed[split] / self.n[split]:.2f} epochs)"
-                for split in needed if self.n[split] and needed[split] > self.n[split]]
+        over = [f"{split}: {count:,} sequences from {self.n[split]:,} ({count / self.n[split]:.2f} epochs)"
+                for split, count in needed.items() if self.n[split] and count > self.n[split]]
         if not over:
             return None
         return ("the token budget exceeds one epoch of the prepared data, so the sampler repeats sequences ("
@@ -476,11 +492,9 @@ class MixedSampler:
     def next_global_batch(self) -> list[tuple[str, int]]:
         rows = self.micro_batch_size * self.world_size
         s = self.state
-        wanted = self.replay_fraction * rows + s.replay_carry
-        n_replay = min(rows, int(math.floor(wanted + 0.5))) if self.replay_fraction > 0 else 0
-        s.replay_carry = wanted - n_replay
+        n_replay, s.replay_carry = self._replay_rows(s.replay_carry)
         picks = []
-        for split in self._replay_splits(n_replay, s.batches):
+        for split in self._replay_splits(n_replay):
             cursor = s.replay_cursors.get(split, 0)
             picks.append((split, self._index(split, cursor)))
             s.replay_cursors[split] = cursor + 1
@@ -490,15 +504,6 @@ class MixedSampler:
         # interleave deterministically so replay rows are spread over ranks, not all on rank 0
         random.Random(self.seed * 1_000_003 + s.batches).shuffle(picks)
         return picks
-
-    def _replay_splits(self, n_replay: int, batch: int) -> list[str]:
-        """The split of each of global batch ``batch``'s ``n_replay`` replay rows, drawn by the weights."""
-        names = list(self.replay_weights)
-        if len(names) == 1:
-            return names * n_replay
-        rng = np.random.default_rng([self.seed, 2, batch])
-        drawn = rng.choice(len(names), size=n_replay, p=list(self.replay_weights.values()))
-        return [names[i] for i in drawn]
 
     def next_batch(self) -> list[tuple[str, int]]:
         """This rank's micro-batch: its slice of the next global batch."""
@@ -518,6 +523,11 @@ class MixedSampler:
         self.state = SamplerState(**{**state, "replay_cursors": dict(state.get("replay_cursors", {}))})
 
 
+def _blocks(n: int | list[int]) -> list[int]:
+    blocks = [int(n)] if isinstance(n, (int, np.integer)) else [int(b) for b in n]
+    return [b for b in blocks if b > 0] or [0]
+
+
 def _split_stream(split: str) -> int:
     """The permutation stream of a split: train 0 and replay 1 as always (unchanged orders), any other
     split a stable number from its name (never Python's salted ``hash``)."""
@@ -529,15 +539,15 @@ def _split_stream(split: str) -> int:
 
 def training_stream(data_dir: str | Path, train_params, seed: int, rank: int = 0,
                     world_size: int = 1) -> tuple[dict[str, PackedSplit], MixedSampler]:
-    """What training draws from: every split the sampler may name (``train`` — ``train.train_split``, keyed
-    ``train`` —, the general ``replay``
-    split, and ``replay_<register>`` for each source of ``train.replay_mixture``) and the sampler.
+    """What training draws from: the train split (``train_params.train_split``: ``control`` for a control
+    run), the general ``replay`` split and ``replay_<register>`` for each source of
+    ``train.replay_mixture``; and the sampler over them (block-aware, so grown data keep their order).
 
     A mixture source whose split was never packed is refused with what to do: preprocessing packs every
     source the main parameters or any variant name, so this means the data predate that name."""
     data_dir = Path(data_dir)
     weights = {replay_split_name(source): w for source, w in train_params.replay_weights().items()}
-    splits = {"train": PackedSplit(data_dir / train_params.train_split)}  # "control" for a control run
+    splits = {"train": PackedSplit(data_dir / getattr(train_params, "train_split", "train"))}
     for name in dict.fromkeys([GENERAL_REPLAY_SPLIT, *weights]):
         if name != GENERAL_REPLAY_SPLIT and not (data_dir / name / "split.json").is_file():
             source = name.removeprefix("replay_")
@@ -549,8 +559,3 @@ def training_stream(data_dir: str | Path, train_params, seed: int, rank: int = 0
                            train_params.micro_batch_size, train_params.replay_fraction, seed=seed, rank=rank,
                            world_size=world_size, replay_weights=weights)
     return splits, sampler
-
-
-def _blocks(n: int | list[int]) -> list[int]:
-    blocks = [int(n)] if isinstance(n, (int, np.integer)) else [int(b) for b in n]
-    return [b for b in blocks if b > 0] or [0]

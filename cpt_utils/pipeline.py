@@ -322,13 +322,15 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
         control = params.control if params else None
         table = headline_table(run, params.eval.task_groups if params else None, control=control is not None)
         if table is not None and len(table):
-            with_control = "vs control: continued − control ± SE" in table.columns
+            with_control = "vs control ± SE" in table.columns
             parts.append(f"<h2>Headline: base vs continued{' vs control' if with_control else ''}</h2>"
                          "<p>Paired over the same items and documents; "
                          "<i>detectable</i> is the smallest change this comparison could have seen (two paired "
                          "SEs). Gold bits/byte: the correct answer's −log₂ p per UTF-8 byte (lower is better).</p>"
                          + (_control_note(control) if with_control else _no_control_note(control))
-                         + table.fillna("").to_html(classes="table", index=False, float_format=lambda x: f"{x:.4g}"))
+                         + "<div style='overflow-x:auto'>"  # the control columns make it wider than the page
+                         + table.fillna("").to_html(classes="table", index=False, float_format=lambda x: f"{x:.4g}")
+                         + "</div>")
     except ImportError:
         pass
     except Exception as err:  # noqa: BLE001 - a missing result must not hide the rest of the index
@@ -346,7 +348,7 @@ def _control_note(control) -> str:
     return ("<p><b>Control</b>: the same recipe and token budget trained on "
             f"<code>{html.escape(control.corpus)}</code> text instead of the domain"
             f"{' (' + html.escape(control.description) + ')' if control.description else ''}, evaluated on the same "
-            "items and documents. <i>reading</i>: <b>domain-specific</b> only where continued − control is significant "
+            "items and documents. <i>vs control</i>: continued − control, paired. <i>reading</i>: <b>domain-specific</b> only where continued − control is significant "
             "(p &lt; 0.05); <b>generic</b> where continued − base is significant but continued − control is not (the "
             "control changes as much: any training does it); <b>not detected</b> otherwise, with the change each "
             "comparison could have detected.</p>")

@@ -267,7 +267,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     # data: domain (+ replay) sequences, held-out sets for in-loop evaluation
     tokenizer = load_tokenizer(params.model)
     _check_data(params, data_dir, tokenizer)
-    # train (tp.train_split: "control" for a control run) and every replay source of the mixture
+    # the train split is train.train_split ("control" for a control run): training_stream reads it
     splits, sampler = training_stream(data_dir, tp, params.seed, accelerator.process_index, accelerator.num_processes)
     train_split = splits["train"]
     val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir)}  # domain, general, registers

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,10 @@ def _launch(tmp_path: Path, processes: int, run: Path, data_dir: Path, train_upd
                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **(env or {})}, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    summaries = [json.loads(line.split("SUMMARY ", 1)[1]) for line in proc.stdout.splitlines() if "SUMMARY " in line]
+    # the processes share one stdout pipe: two "SUMMARY {...}" lines can arrive glued together, so each
+    # summary is decoded where its marker starts, not line by line
+    decoder = json.JSONDecoder()
+    summaries = [decoder.raw_decode(proc.stdout, m.end())[0] for m in re.finditer(r"SUMMARY ", proc.stdout)]
     assert len(summaries) == processes, proc.stdout[-2000:]
     return summaries[0]
 

@@ -23,6 +23,8 @@ from cpt_utils.params import validate_params
 from cpt_utils.preprocess import prepare_data
 from cpt_utils.train import DataMismatch, train
 
+from .test_preprocess_resume import _local_hub  # the same local stand-in for a hub stream
+
 WORDS = ("energy mass force field charge atom wave light heat motion orbit planet cell gene acid protein "
          "river mountain ocean climate market trade law court poem novel music painting").split()
 A, SEQ = 2048, 64  # the first budget in tokens, and the sequence length (32 sequences = one budget)
@@ -38,19 +40,6 @@ def _write_corpora(folder: Path) -> dict[str, Path]:
         paths[which] = folder / f"{which}.jsonl"
         paths[which].write_text("\n".join(lines) + "\n")
     return paths
-
-
-def _local_hub(monkeypatch, paths: dict[str, Path]) -> None:
-    """``datasets.load_dataset('local/<which>')`` streams the local JSONL (never the hub)."""
-    import datasets
-
-    real = datasets.load_dataset
-
-    def load(name, config=None, split="train", streaming=False, **kw):
-        assert name.startswith("local/") and streaming
-        return real("json", data_files=str(paths[name.split("/")[1]]), split=split, streaming=True)
-
-    monkeypatch.setattr(datasets, "load_dataset", load)
 
 
 def _params(paths: dict[str, Path], budget: int, kind: str = "files", **train):
