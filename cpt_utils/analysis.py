@@ -445,23 +445,16 @@ def per_subject_deltas(base: dict, other: dict, task: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- registers
-#: The held-out split that measures learning; every other held-out split measures forgetting.
-DOMAIN_SPLIT = "val_domain"
 #: How the forgetting axis summarises the registers (``forgetting_score``): see its docstring for why.
 FORGETTING_AXIS = "mean register change"
 
 
-def register_splits(ev: dict) -> list[str]:
-    """The held-out splits of an evaluation that measure forgetting, in its order: every split but the
-    domain's, i.e. the general corpus (``val_general``) and each ``data.registers`` set (``val_<name>``)."""
-    return [s for s in ev.get("perplexity", {}) if s != DOMAIN_SPLIT]
-
-
 def register_deltas(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
-    """Per held-out register, ``other − base``: loss (nats/token) and bits per byte, each paired
-    document by document with its clustered SE, z and p (``heldout_delta``). Positive = forgotten."""
+    """Per held-out register (``forgetting_splits``: the general corpus and each ``data.registers`` set),
+    ``other − base``: loss (nats/token) and bits per byte, each paired document by document with its
+    clustered SE, z and p (``heldout_delta``). Positive = forgotten."""
     rows = []
-    for split in register_splits(base):
+    for split in forgetting_splits(base):
         b, o = base["perplexity"][split], other.get("perplexity", {}).get(split)
         if not o:
             continue
@@ -490,19 +483,19 @@ def forgetting_score(base: dict, other: dict, alpha: float = 0.05) -> dict:
     it are ranked partly by noise; it is reported with its own paired SE so forgetting concentrated in
     one register (e.g. chat, which an Instruct model's users feel first) is never averaged away.
     With only the general held-out set the mean *is* the general change (the axis before registers).
+    The mean and the worst register are ``mean_heldout_change`` over ``forgetting_splits``: the same
+    numbers the mitigation recommendation reads.
     """
-    rows = register_deltas(base, other, alpha)
+    rows = {r["split"]: r for r in register_deltas(base, other, alpha)}
+    summary = mean_heldout_change(base, other, list(rows), alpha)
     if not rows:
         return {"axis": FORGETTING_AXIS, "registers": 0, "mean": math.nan, "mean_se": math.nan, "mean_p": math.nan,
                 "worst_register": None, "worst": math.nan, "worst_se": math.nan, "worst_p": math.nan, "forgotten": []}
-    mean = float(np.mean([r["loss_delta"] for r in rows]))
-    mean_se = math.sqrt(sum(r["loss_se"] ** 2 for r in rows)) / len(rows)
-    _, mean_p = _z_test(mean, mean_se)
-    worst = max(rows, key=lambda r: r["loss_delta"])
-    return {"axis": FORGETTING_AXIS, "registers": len(rows), "mean": mean, "mean_se": mean_se, "mean_p": mean_p,
-            "worst_register": worst["register"], "worst": worst["loss_delta"], "worst_se": worst["loss_se"],
-            "worst_p": worst["loss_p"],
-            "forgotten": [r["register"] for r in rows if r["significant"] and r["loss_delta"] > 0]}
+    worst = rows[summary["worst"]]
+    return {"axis": FORGETTING_AXIS, "registers": summary["splits"], "mean": summary["delta"],
+            "mean_se": summary["se"], "mean_p": summary["p"], "worst_register": worst["register"],
+            "worst": summary["worst_delta"], "worst_se": summary["worst_se"], "worst_p": worst["loss_p"],
+            "forgotten": [r["register"] for r in rows.values() if r["significant"] and r["loss_delta"] > 0]}
 
 
 def stability_plasticity(base: dict, runs: dict[str, dict]) -> list[dict]:

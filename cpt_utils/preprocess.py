@@ -233,29 +233,19 @@ def _held_out_rank(doc_id: str, seed: int) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest(), "big")
 
 
-def _encode_register(tokenizer, docs: list[Document]) -> list[list[int]]:
-    """Token ids of register documents in order; instruction pairs rendered with the chat template
-    are encoded with their template tokens as special tokens, everything else as plain text."""
-    special = [d for d in docs if d.meta.get("special_tokens")]
-    plain = tokenize_batch(tokenizer, [d.text for d in docs if not d.meta.get("special_tokens")])
-    templated = tokenizer([d.text for d in special], add_special_tokens=False)["input_ids"] if special else []
-    plain_it, templated_it = iter(plain), iter(templated)
-    return [next(templated_it) if d.meta.get("special_tokens") else next(plain_it) for d in docs]
-
-
 def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Deduplicator,
-                      val: SequencePacker, replay: SequencePacker | None = None,
-                      control: SequencePacker | None = None) -> dict:
-    """Pack one register (``data.registers.<name>``) into its own held-out split ``val_<name>``, and,
-    when a replay mixture draws from it, its other documents into ``replay_<name>``.
+                      val: SequencePacker, control: SequencePacker | None = None,
+                      replay: SequencePacker | None = None) -> dict:
+    """Pack one register (``data.registers.<name>``) into its own held-out split ``val_<name>``.
 
     The whole register is cleaned (with ``registers.register_quality``: filters that reject the
     register's ordinary text are off) and deduplicated against everything before it, then the
     ``preprocess.val_max_docs`` documents with the smallest hash of (seed, id) are kept: a fixed,
-    reproducible sample spread over the register, not its first files. The held-out selection does not
-    depend on whether the register is also replayed. Instruction pairs rendered with the chat template
-    are encoded with their template tokens as special tokens. ``control``: when this register is the
-    control run's text, the documents *not* held out are packed into it (stream order).
+    reproducible sample spread over the register, not its first files. Instruction pairs rendered with
+    the chat template are encoded with their template tokens as special tokens. ``control``: when this
+    register is the control run's text, the documents *not* held out are packed into it (stream order).
+    ``replay``: likewise when a replay mixture draws from it (``replay_<name>``, up to
+    ``preprocess.replay_token_budget``). Neither changes which documents are held out.
     """
     import heapq
 
@@ -268,12 +258,9 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
     filters, dd = FilterReport(), DedupReport()
     cap = pre.val_max_docs or float("inf")
     chosen: list[tuple[int, int, Document]] = []  # max-heap by rank (negated): the cap smallest ranks
-    kept_ids: set[str] = set()  # every document that survived cleaning and dedup: the replay candidates
-    everything: list[Document] = []  # only kept when the register also feeds the control split
+    everything: list[Document] = []  # only kept when the register also feeds the control or a replay split
     for order, doc in enumerate(dedup.stream(clean_stream(corpus, quality, filters, normalise=pre.normalize), dd)):
-        if replay is not None:
-            kept_ids.add(doc.id)
-        if control is not None:
+        if control is not None or replay is not None:
             everything.append(doc)
         item = (-_held_out_rank(doc.id, params.seed), order, doc)
         if len(chosen) < cap:
@@ -287,57 +274,33 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
             f"{corpus.problems.total} unreadable, {filters.seen - filters.kept} removed by filters "
             f"{dict(filters.removed)}, {dd.exact_removed + dd.near_removed} duplicates)")
     _pack_documents(tokenizer, docs, val)
-    if control is not None:
-        held = {doc.id for doc in docs}
-        rest = [doc for doc in everything if doc.id not in held]
+    held = {doc.id for doc in docs}
+    rest = [doc for doc in everything if doc.id not in held]  # by id: a repeated id is never trained on
+    for packer in (control, replay):
         for batch in _batched(rest, pre.tokenize_batch_size):
-            if control.full:
+            if packer is None or packer.full:
                 break
-            _pack_documents(tokenizer, batch, control)
+            _pack_documents(tokenizer, batch, packer)
     info = {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
             "relaxed_filters": sorted(RELAXED_QUALITY.get(getattr(spec, "register", ""), {})),
             "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
             "documents_read": corpus.documents_read, "documents_selected": len(docs),
             "chat_template": any(d.meta.get("special_tokens") for d in docs)}
     if replay is not None:
-        held_out = {d.id for d in docs}
-        info["replay"] = _pack_register_replay(name, params, tokenizer, quality, kept_ids - held_out, held_out, replay)
+        info["replay"] = {"split": replay_split_name(name), "documents_eligible": len(rest),
+                          "documents_packed": replay.documents, "held_out_documents_excluded": len(held),
+                          "token_budget": pre.replay_token_budget}
     return info
 
 
-def _pack_register_replay(name: str, params: ExperimentParams, tokenizer, quality, eligible: set[str],
-                          held_out: set[str], replay: SequencePacker) -> dict:
-    """Second pass over register ``name``: pack the documents in ``eligible`` (those that survived
-    cleaning and dedup in the first pass, minus every held-out one) into its replay split, in stream
-    order, up to ``preprocess.replay_token_budget``.
-
-    Dedup is not run again (the first pass already dropped every near-duplicate of an earlier document,
-    held-out ones included, and the index now holds them all); membership in ``eligible`` replaces it.
-    Documents are matched by id, so a held-out document can never be replayed, even if an id repeats."""
-    pre, spec = params.preprocess, params.data.registers[name]
-    corpus = open_corpus(spec, base_dir=Path(params.source_path).parent if params.source_path else None,
-                         name=f"registers.{name}", tokenizer=tokenizer)
-    stream = (d for d in clean_stream(corpus, quality, FilterReport(), normalise=pre.normalize) if d.id in eligible)
-    replayed: set[str] = set()
-    for batch in _batched(stream, pre.tokenize_batch_size):
-        for doc, ids in zip(batch, _encode_register(tokenizer, batch)):
-            if replay.full:
-                break
-            replay.add(ids, doc.id, doc.source)
-            replayed.add(doc.id)
-        if replay.full:
-            break
-    if replayed & held_out:  # cannot happen by construction; a silent leak would void the forgetting measure
-        raise PreprocessError(f"data.registers.{name}: {len(replayed & held_out)} held-out document(s) in the replay split")
-    return {"split": replay_split_name(name), "documents_eligible": len(eligible), "documents_packed": replay.documents,
-            "held_out_documents_excluded": len(held_out), "disjoint_from_held_out": True,
-            "token_budget": pre.replay_token_budget}
-
-
 def _pack_documents(tokenizer, docs: list[Document], packer: SequencePacker) -> None:
-    """Tokenize and pack ``docs`` in order (``_encode_register``: chat-template tokens stay special)."""
-    for doc, ids in zip(docs, _encode_register(tokenizer, docs)):
-        packer.add(ids, doc.id, doc.source)
+    """Tokenize and pack ``docs`` in order; chat-template documents keep their template tokens special."""
+    special = [d for d in docs if d.meta.get("special_tokens")]
+    plain = tokenize_batch(tokenizer, [d.text for d in docs if not d.meta.get("special_tokens")])
+    templated = tokenizer([d.text for d in special], add_special_tokens=False)["input_ids"] if special else []
+    plain_it, templated_it = iter(plain), iter(templated)
+    for doc in docs:
+        packer.add(next(templated_it) if doc.meta.get("special_tokens") else next(plain_it), doc.id, doc.source)
 
 
 class _Tee:
@@ -362,22 +325,46 @@ class _Tee:
             packer.add(token_ids, doc_id, source)  # a full packer ignores it
 
 
-def training_data_identity(manifest: dict, split: str) -> str:
+def training_data_identity(manifest: dict, split: str, replay_sources: Iterable[str] = ()) -> str:
     """What identifies the data a run trains on, for its trajectory fingerprint: the prepared data's
-    content hash, plus the control split's own hash for a control run (``content_hash`` covers the
-    standard splits only, so adding a control to a parameter file never orphans the main run). The
-    train data's identity is that of the data as first prepared (``growth.data_identity``): growing
+    content hash, plus the control split's own hash for a control run and each register replay split's
+    hash for a run whose ``train.replay_mixture`` names registers (``content_hash`` covers the standard
+    splits only, so adding a control or a replay source to a parameter file never orphans the main run).
+    The train data's identity is that of the data as first prepared (``growth.data_identity``): growing
     appends train shards and keeps it."""
     root = manifest.get("lineage", {}).get("root") or manifest["content_hash"]
     if split == "train":
-        return root
-    if split not in manifest.get("splits", {}):
+        identity = root
+    elif split not in manifest.get("splits", {}):
         raise DataError(f"the prepared data has no split '{split}': add a control: section to the parameter "
                         "file and prepare the data again (notebook 02 or `cpt prepare`)")
-    return f"{root}:{split}:{manifest['splits'][split]['content_hash']}"
+    else:
+        identity = f"{root}:{split}:{manifest['splits'][split]['content_hash']}"
+    for source in replay_sources:
+        name = replay_split_name(source)
+        if source == GENERAL_SOURCE:
+            continue  # the general replay split is one of the standard splits
+        if name not in manifest.get("splits", {}):
+            raise DataError(f"the prepared data has no replay split '{name}' for train.replay_mixture source "
+                            f"'{source}': prepare the data again with these parameters (notebook 02 or `cpt prepare`)")
+        identity += f":{name}:{manifest['splits'][name]['content_hash']}"
+    return identity
 
 
 CONTROL_SPLIT = "control"
+
+
+def _disjoint_from_held_out(data_dir: Path, split: str) -> list[str]:
+    """The held-out splits ``split`` shares no document with (by id), checked on the written files; a
+    shared document is a bug, never a data property (the split rules keep them apart), so it raises."""
+    ids = lambda name: {json.loads(line)["id"] for line in (data_dir / name / "documents.jsonl").open()}  # noqa: E731
+    mine = ids(split)
+    held_out = [p.name for p in sorted(data_dir.glob("val_*")) if (p / "documents.jsonl").is_file()]
+    overlap = {name: sorted(mine & ids(name))[:5] for name in held_out}
+    overlap = {name: found for name, found in overlap.items() if found}
+    if overlap:
+        raise PreprocessError(f"replay split {split} shares documents with held-out splits: {overlap}")
+    return held_out
 
 
 def _control_report(data_dir: Path, params: ExperimentParams, info: dict, train_info: dict) -> dict:
@@ -430,13 +417,14 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     data_dir = Path(run_dir) / "data"
     manifest_path = data_dir / "manifest.json"
     fingerprint, code = step_fingerprint(params, "preprocess"), _code_version()
-    # every source a replay mixture (main run or variant) names is packed, so a variant can change the
-    # mixture on the same data; prepared data that lack one are prepared again (and then hold it)
-    replayed = [s for s in replay_sources(params) if s != GENERAL_SOURCE]
+    registers_done = all((data_dir / f"val_{r}" / "split.json").is_file() for r in params.data.registers)
     extra = [CONTROL_SPLIT] if params.control is not None else []  # splits beyond the standard ones
+    # every register a replay mixture (main run or variant) names is packed, so a variant can change the
+    # mixture on the same data; prepared data that lack one are prepared again (and then hold it)
+    replayed = [source for source in replay_sources(params) if source != GENERAL_SOURCE]
     replay_extra = [replay_split_name(r) for r in replayed]
-    needed = [f"val_{r}" for r in params.data.registers] + extra + replay_extra
-    registers_done = all((data_dir / split / "split.json").is_file() for split in needed)
+    registers_done = registers_done and all((data_dir / split / "split.json").is_file()
+                                            for split in (*extra, *replay_extra))
     base = Path(params.source_path).parent if params.source_path else None
     sources = {which: open_corpus(getattr(params.data, which), base_dir=base, name=which).source_identity()
                for which in ("domain", "general")}
@@ -518,14 +506,15 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         if name in ("domain", "general"):
             raise PreprocessError(f"data.registers.{name}: the name would collide with split val_{name}")
         packers[f"val_{name}"] = packer(f"val_{name}", None)
+        feeds_control = params.control is not None and params.control.corpus == name
         replay = None
         if name in replayed:
             replay = packers[replay_split_name(name)] = packer(replay_split_name(name), pre.replay_token_budget)
-        feeds_control = params.control is not None and params.control.corpus == name
-        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"], replay,
-                                            packers[CONTROL_SPLIT] if feeds_control else None)
+        registers[name] = _process_register(name, params, tokenizer, dedup, packers[f"val_{name}"],
+                                            packers[CONTROL_SPLIT] if feeds_control else None, replay)
     splits = {name: p.close() for name, p in packers.items()}
     for name in replayed:
+        registers[name]["replay"]["disjoint_from"] = _disjoint_from_held_out(data_dir, replay_split_name(name))
         if splits[replay_split_name(name)]["num_sequences"] == 0:
             raise PreprocessError(
                 f"train.replay_mixture: source '{name}' has no complete replay sequence of {pre.seq_len} tokens: "
@@ -565,13 +554,12 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
                       "vocab_size": vocab, "separator_id": separator,
                       "separator_token": tokenizer.convert_ids_to_tokens(separator)},
         "seq_len": pre.seq_len, "corpora": corpora, "registers": registers,
-        "replay_sources": {source: replay_split_name(source) for source in (GENERAL_SOURCE, *replayed)},
         "control": _control_report(data_dir, params, splits[CONTROL_SPLIT], splits["train"]) if extra else None,
+        "replay_sources": {source: replay_split_name(source) for source in (GENERAL_SOURCE, *replayed)},
         "splits": {name: {k: info[k] for k in ("num_sequences", "num_tokens", "documents", "dropped_tail_tokens",
                                                 "content_hash")} for name, info in splits.items()},
-        # what training can read: a register's replay split is training data too (absent: the hash as before)
-        "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in (
-            *SPLITS, *(replay_split_name(r) for r in replayed))).encode(), digest_size=16).hexdigest(),
+        "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in SPLITS).encode(),
+                                        digest_size=16).hexdigest(),
     }
     # where the domain stream stopped, and the dedup log (kept): how a larger train budget appends (growth.py)
     growth.save_state(data_dir, growth.initial_state(params, code, sources, places["domain"], packers["train"],

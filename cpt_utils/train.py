@@ -126,7 +126,8 @@ def _trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
 
     manifest = json.loads((data_dir / "manifest.json").read_text())
     train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
-    data = training_data_identity(manifest, train.pop("train_split"))  # a control run: its split's hash too
+    # a control run: its split's hash too; a replay mixture: each register replay split's hash
+    data = training_data_identity(manifest, train.pop("train_split"), params.train.replay_weights())
     blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, data], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -122,7 +122,8 @@ def test_register_replay_split_is_disjoint_from_its_held_out_documents(tiny_para
     held = {d["id"] for d in PackedSplit(data_dir / "val_news").documents()}
     replayed = {d["id"] for d in PackedSplit(data_dir / "replay_news").documents()}
     info = manifest["registers"]["news"]["replay"]
-    assert held and replayed and not held & replayed and info["disjoint_from_held_out"]
+    assert held and replayed and not held & replayed
+    assert set(info["disjoint_from"]) == {"val_domain", "val_general", "val_news"}  # checked on the written files
     assert len(held) == tiny_params.preprocess.val_max_docs and len(replayed) == info["documents_packed"]
     # no replay budget in tiny: every article that survived cleaning and was not held out is replayed
     assert info["token_budget"] is None and len(replayed) == info["documents_eligible"]
@@ -141,10 +142,19 @@ def test_replaying_a_register_leaves_its_held_out_selection_unchanged(tiny_param
     assert not (tmp_path / "data" / "replay_news").exists()
     assert (PackedSplit(tmp_path / "data" / "val_news").documents()
             == PackedSplit(data_dir / "val_news").documents())
-    # without a register source the data's content hash covers the four splits alone, as before
+    # the data's content hash covers the standard splits alone, so adding a replay source to a variant
+    # never orphans the main run; a run that replays news has the news replay split in its identity
+    from cpt_utils.preprocess import training_data_identity
+
     with_news = json.loads((data_dir / "manifest.json").read_text())
     assert manifest["splits"]["val_news"]["content_hash"] == with_news["splits"]["val_news"]["content_hash"]
-    assert manifest["content_hash"] != with_news["content_hash"]
+    assert manifest["content_hash"] == with_news["content_hash"]
+    plain = training_data_identity(with_news, "train", ["general"])
+    assert plain == training_data_identity(manifest, "train", ["general"]) == with_news["content_hash"]
+    mixed = training_data_identity(with_news, "train", ["general", "news"])
+    assert mixed == f"{plain}:replay_news:{with_news['splits']['replay_news']['content_hash']}"
+    with pytest.raises(Exception, match="no replay split 'replay_news'"):
+        training_data_identity(manifest, "train", ["news"])
 
 
 def test_training_stream_opens_the_mixture_splits_or_says_to_prepare_again(tiny_params, data_dir):
@@ -159,3 +169,20 @@ def test_training_stream_opens_the_mixture_splits_or_says_to_prepare_again(tiny_
     missing = variant.model_copy(update={"replay_mixture": {"chat": 1}})
     with pytest.raises(PackedDataError, match=r"replay_chat: no replay split for train.replay_mixture source 'chat'"):
         training_stream(data_dir, missing, seed=0)
+
+
+def test_a_register_can_be_the_control_and_a_replay_source_at_once(tiny_params, tmp_path):
+    from cpt_utils.preprocess import prepare_data
+
+    data = tiny_params.model_dump()
+    data["data"]["registers"] = {"chat": {"kind": "packaged_register", "register": "chat", "max_docs": 120}}
+    data["control"] = {"corpus": "chat"}
+    data["variants"] = {"replay_chat": {"train": {"token_budget": 2048, "replay_fraction": 0.25, "replay_mixture": {"chat": 1}}}}
+    params = validate_params(data)
+    params.source_path = tiny_params.source_path
+    manifest = prepare_data(params, tmp_path, progress=False)
+    ids = {name: {d["id"] for d in PackedSplit(tmp_path / "data" / name).documents()}
+           for name in ("val_chat", "control", "replay_chat")}
+    assert all(ids.values()) and not ids["val_chat"] & (ids["control"] | ids["replay_chat"])
+    assert ids["replay_chat"] == ids["control"]  # no budget in tiny: both hold every chat not held out
+    assert manifest["registers"]["chat"]["replay"]["documents_packed"] == len(ids["replay_chat"])
