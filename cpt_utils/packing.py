@@ -275,14 +275,18 @@ class SequencePacker:
     continuing from the previous sequence is a new fragment: attention never reaches back into the
     previous sequence anyway). Only the current documents' tokens are buffered, so memory is bounded by
     the longest document, not by the corpus.
+
+    ``doc_max_tokens`` keeps only each document's first tokens (held-out splits: a long code file or
+    novel otherwise fills many correlated sequences, while the SE's unit is the document).
     """
 
     def __init__(self, writer: ShardWriter, separator_id: int, token_budget: int | None = None,
-                 state: dict | None = None):
+                 state: dict | None = None, doc_max_tokens: int | None = None):
         self.writer = writer
         self.seq_len = writer.seq_len
         self.separator_id = separator_id
         self.token_budget = token_budget
+        self.doc_max_tokens = doc_max_tokens
         self._fragments: list[tuple[int, np.ndarray]] = []  # (document index, remaining tokens)
         self._buffered = 0
         self.documents = 0
@@ -318,7 +322,8 @@ class SequencePacker:
     def add(self, token_ids: list[int] | np.ndarray, doc_id: str, source: str = "") -> None:
         if self.full:
             return
-        ids = np.asarray(list(token_ids) + [self.separator_id], dtype=np.int64)
+        kept = list(token_ids) if self.doc_max_tokens is None else list(token_ids)[: self.doc_max_tokens]
+        ids = np.asarray(kept + [self.separator_id], dtype=np.int64)
         self._docs_tmp.write(json.dumps({"id": doc_id, "source": source, "tokens": int(len(ids))}) + "\n")
         self._fragments.append((self.documents, ids))
         self.documents += 1

@@ -200,6 +200,8 @@ class PreprocessParams(Section):
     dedup: DedupParams = DedupParams()
     val_fraction: float = Field(0.05, ge=0, lt=0.5, description="documents held out per corpus")
     val_max_docs: int | None = Field(200, ge=1)
+    val_doc_tokens: int | None = Field(None, ge=1, description="cut each held-out document to its first N tokens: "
+                                       "more documents (the SE's clusters) per evaluated token")
     train_token_budget: int | None = Field(None, ge=1, description="stop writing domain train tokens here")
     replay_token_budget: int | None = Field(None, ge=1, description="tokens packed for replay, per source "
                                             "(general, and each register a train.replay_mixture names)")
@@ -314,6 +316,8 @@ class ControlParams(Section):
     corpus: str = Field("general", description="general (the general corpus) or a name in data.registers; "
                         "packed into the split `control` from documents no held-out split holds")
     description: str = ""
+    every_milestone: bool = Field(True, description="evaluate the control at each of train.milestones (false: "
+                                  "at its final checkpoint only; each milestone costs a task-suite evaluation)")
 
 
 class VariantParams(Section):
@@ -395,6 +399,8 @@ class ExperimentParams(Section):
             raise ParamsError("control: not set in the parameter file; there is no control run")
         data = self.model_dump()
         data["train"]["train_split"] = "control"
+        if not self.control.every_milestone:  # loose keys: the control's trajectory is the same either way
+            data["train"].update({"milestones": [], "eval_every_tokens": None, "checkpoint_every_tokens": None})
         data["variants"] = {}
         data["run_name"] = f"{self.run_name}.control"
         return ExperimentParams.model_validate(data)
@@ -413,8 +419,9 @@ class ExperimentParams(Section):
 
 
 # ------------------------------------------------------------------------------------------- loading
-#: Keys whose mapping an overriding file replaces as a whole (a child's variants, task groups and replay mixture are its own).
-REPLACED_WHOLE = {"variants", "task_groups", "replay_mixture"}
+#: Keys whose mapping an overriding file replaces as a whole (a child's variants, task groups, replay mixture
+#: and held-out registers are its own: merging them would add the parent's registers to a small child).
+REPLACED_WHOLE = {"variants", "task_groups", "replay_mixture", "registers"}
 #: The corpus kind a mapping without ``kind`` has (``DataParams._default_kind``).
 DEFAULT_CORPUS_KIND = "packaged_wiki"
 

@@ -456,7 +456,8 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     def packer(split: str, budget: int | None, state: dict | None = None) -> SequencePacker:
         writer = ShardWriter(data_dir / split, pre.seq_len, vocab, shard_sequences, meta={"split": split},
                              state=state and state["writer"])
-        return SequencePacker(writer, separator, budget, state=state)
+        cut = pre.val_doc_tokens if split.startswith("val_") else None
+        return SequencePacker(writer, separator, budget, state=state, doc_max_tokens=cut)
 
     budgets = {"train": pre.train_token_budget, "replay": pre.replay_token_budget, "val_domain": None, "val_general": None}
     budgets.update({split: pre.train_token_budget for split in extra})  # the control: as much as the domain may

@@ -62,9 +62,49 @@ def _fresh_if_changed(vparams: ExperimentParams, vdir: Path, data_dir: Path, nam
     return vparams.model_copy(update={"train": vparams.train.model_copy(update={"resume": "never"})})
 
 
+def same_as_main(params: ExperimentParams, vparams: ExperimentParams, run_dir: Path, data_dir: Path) -> dict | None:
+    """The main run's final evaluation when a variant *is* the main recipe at the main budget (typically
+    ``no_mitigation`` when the variants train as long as the main run); ``None`` otherwise.
+
+    Such a variant would retrain the main run's trajectory step for step (milestones, in-loop evaluation
+    and decay branches do not change it: ``train.LOOSE_TRAIN_KEYS``), so its result is the main run's
+    final checkpoint, evaluated with the same settings. Reusing it saves a whole training run."""
+    from .checkpointing import list_checkpoints
+    from .eval_store import eval_fingerprint, weights_identity
+    from .modeling import model_id
+    from .train import run_fingerprint
+
+    if not (data_dir / "manifest.json").is_file():
+        return None
+    expected = run_fingerprint(params, data_dir)
+    if run_fingerprint(vparams, data_dir) != expected:
+        return None
+    final = [c for c in list_checkpoints(run_dir) if c.get("final")]
+    if not final or final[-1].get("params_fingerprint") != expected:
+        return None
+    result = Path(run_dir) / "evals" / f"{final[-1]['name']}.json"
+    if not result.is_file():
+        return None
+    ev = json.loads(result.read_text())
+    weights = weights_identity(final[-1], model_id(vparams.model))
+    return ev if ev.get("eval_fingerprint") == eval_fingerprint(vparams, data_dir, weights) else None
+
+
+def _drop_borrowed_evals(vdir: Path) -> None:
+    """Remove evaluations a variant borrowed from the main run (``same_as_main``)."""
+    for path in (vdir / "evals").glob("*.json") if (vdir / "evals").is_dir() else []:
+        try:
+            borrowed = "same_as" in json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if borrowed:
+            path.unlink()
+
+
 def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool = True):
     """Train and evaluate every variant in ``params.variants`` (skipping finished ones); return one row
-    per variant: name, description, status ("reused", or "computed" when training or evaluation ran),
+    per variant: name, description, status ("reused", "computed" when training or evaluation ran, or the
+    main run's final checkpoint for a variant that is the main recipe at the main budget),
     final checkpoint, tokens, held-out losses and its folder. Full evaluations:
     ``analysis.load_variant_evals(run_dir)``."""
     import pandas as pd
@@ -81,6 +121,12 @@ def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool =
         vdir = variant_dir(run_dir, name)
         ev = finished_variant(vparams, vdir, data_dir)
         status = "reused" if ev else "computed"
+        main = None if ev else same_as_main(params, vparams, run_dir, data_dir)
+        _drop_borrowed_evals(vdir)  # a main-run result recorded earlier is rewritten or no longer applies
+        if main is not None:  # the main recipe at the main budget: its evaluation, recorded as the variant's
+            (vdir / "evals").mkdir(parents=True, exist_ok=True)
+            (vdir / "evals" / f"{main['checkpoint']}.json").write_text(json.dumps(main | {"same_as": "main run"}))
+            ev, status = main, "the main run's final checkpoint (same recipe and budget)"
         if progress:
             print(f"variant {name} ({status if ev else 'training'}): {spec.description or spec.train}", flush=True)
         if ev is None:

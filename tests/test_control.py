@@ -37,6 +37,8 @@ def test_control_parameters_are_validated_with_the_allowed_names():
 
 
 def test_the_control_run_is_the_main_recipe_on_the_control_split(tiny_params):
+    from cpt_utils.train import LOOSE_TRAIN_KEYS
+
     control = tiny_params.control_run()
     assert control.train.train_split == "control" and tiny_params.train.train_split == "train"
     same = {k: v for k, v in tiny_params.train.model_dump().items() if k != "train_split"}
@@ -44,6 +46,12 @@ def test_the_control_run_is_the_main_recipe_on_the_control_split(tiny_params):
     assert control.eval == tiny_params.eval and control.variants == {} and control.run_name == "tiny.control"
     with pytest.raises(ParamsError, match="no control run"):
         tiny_params.model_copy(update={"control": None}).control_run()
+    # final checkpoint only: the same trajectory (milestones are loose keys), no intermediate evaluations
+    final_only = tiny_params.model_copy(update={"control": tiny_params.control.model_copy(update={"every_milestone": False})})
+    short = final_only.control_run().train
+    assert short.milestones == [] and short.eval_every_tokens is None and short.token_budget == tiny_params.train.token_budget
+    assert {k: v for k, v in short.model_dump().items() if k not in LOOSE_TRAIN_KEYS} == \
+        {k: v for k, v in control.train.model_dump().items() if k not in LOOSE_TRAIN_KEYS}
 
 
 # ------------------------------------------------------------------------------------- preprocessing

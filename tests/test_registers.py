@@ -237,3 +237,30 @@ def test_a_registers_held_out_split_is_part_of_the_evaluation_fingerprint(tiny_p
     without = {**manifest, "splits": {k: v for k, v in manifest["splits"].items() if k != "val_news"}}
     (tmp_path / "manifest.json").write_text(json.dumps(without))
     assert eval_fingerprint(tiny_params, tmp_path) != same
+
+
+def test_held_out_documents_are_cut_to_their_first_tokens_and_the_selection_is_unchanged(tiny_params, tmp_path):
+    """``preprocess.val_doc_tokens``: every held-out document (domain, general and register) keeps only its
+    first N tokens, so a long code file counts as one document of N tokens; which documents are held out,
+    and the training splits, do not change."""
+    from cpt_utils.preprocess import prepare_data
+
+    data = tiny_params.model_dump()
+    data["data"]["registers"] = {"code": {"kind": "packaged_register", "register": "code", "max_docs": 60}}
+    data["variants"] = {}
+    full = validate_params(data)
+    data["preprocess"]["val_doc_tokens"] = 24
+    cut = validate_params(data)
+    full.source_path = cut.source_path = tiny_params.source_path
+    a = prepare_data(full, tmp_path / "full", progress=False)
+    b = prepare_data(cut, tmp_path / "cut", progress=False)
+    for split in ("val_domain", "val_general", "val_code"):
+        docs_a = PackedSplit(tmp_path / "full" / "data" / split).documents()
+        docs_b = PackedSplit(tmp_path / "cut" / "data" / split).documents()
+        assert [d["id"] for d in docs_a] == [d["id"] for d in docs_b]
+        assert all(d["tokens"] <= 24 + 1 for d in docs_b)  # + the separator
+        assert all(db["tokens"] == min(da["tokens"], 25) for da, db in zip(docs_a, docs_b))
+        assert any(d["tokens"] > 25 for d in docs_a)  # the cut did something
+        assert b["splits"][split]["num_sequences"] < a["splits"][split]["num_sequences"]
+    for split in ("train", "replay"):
+        assert b["splits"][split]["content_hash"] == a["splits"][split]["content_hash"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cpt_utils.analysis import load_variant_evals
+from cpt_utils.analysis import final_eval, load_variant_evals
 from cpt_utils.preprocess import prepare_data
 from cpt_utils.variants import finished_variant, run_variants, variant_dir
 
@@ -82,3 +82,32 @@ def test_the_control_run_trains_on_its_split_at_the_main_budget_and_is_compared_
     edited = params.model_copy(update={"train": params.train.model_copy(update={"lr": 1e-5})})
     assert finished_control(edited.control_run(), cdir, tmp_path / "data") is None
     assert finished_control(params.control_run(), cdir, tmp_path / "data") is not None
+
+
+def test_a_variant_that_is_the_main_recipe_at_the_main_budget_reuses_the_main_runs_final_checkpoint(tiny_params, tmp_path):
+    """``no_mitigation`` with the main budget would retrain the main trajectory step for step: it takes
+    the main run's final evaluation instead, and trains again once it differs from the main run."""
+    from cpt_utils.evaluate import evaluate_run
+    from cpt_utils.train import train
+
+    ev_params = tiny_params.eval.model_copy(update={"offline_tasks": [], "task_groups": {}})
+    train_params = tiny_params.train.model_copy(update={"token_budget": 2048, "milestones": [1024, 2048]})
+    spec = tiny_params.variants["no_mitigation"]
+    params = tiny_params.model_copy(update={"eval": ev_params, "train": train_params, "control": None,
+                                            "variants": {"no_mitigation": spec.model_copy(update={"train": {}})}})
+    prepare_data(params, tmp_path, progress=False)
+    train(params, tmp_path, data_dir=tmp_path / "data", progress=False)
+    evaluate_run(params, tmp_path, data_dir=tmp_path / "data", progress=False)
+    table = run_variants(params, tmp_path, progress=False)
+    assert "main run" in table.status[0]
+    vdir = variant_dir(tmp_path, "no_mitigation")
+    assert not (vdir / "checkpoints").exists()  # nothing was trained
+    main_final = final_eval(tmp_path)
+    borrowed = load_variant_evals(tmp_path)["no_mitigation"]
+    assert borrowed["same_as"] == "main run" and borrowed["perplexity"] == main_final["perplexity"]
+    # the main run at another LR is no longer the same recipe: the variant trains and its result replaces the borrowed one
+    edited = params.model_copy(update={"variants": {"no_mitigation": spec.model_copy(update={"train": {"lr": 1e-5}})}})
+    again = run_variants(edited, tmp_path, progress=False)
+    assert list(again.status) == ["computed"] and (vdir / "checkpoints").exists()
+    own = load_variant_evals(tmp_path)["no_mitigation"]
+    assert "same_as" not in own and own["perplexity"] != main_final["perplexity"]
