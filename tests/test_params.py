@@ -121,10 +121,13 @@ def test_unknown_key_inside_a_variant_lists_the_variant_keys():
         validate_params({"variants": {"v": {"trian": {}}}})
 
 
-def test_a_child_file_replaces_the_variants_of_its_parent():
+def test_a_child_file_replaces_the_variants_and_registers_of_its_parent():
     tiny = load_params(REPO_ROOT / "params" / "tiny.yaml")
     quick = load_params(REPO_ROOT / "params" / "quickstart.yaml")
-    assert set(tiny.variants) == {"no_mitigation", "replay_25"} and len(quick.variants) == 5
+    assert set(tiny.variants) == {"no_mitigation", "replay_25"} and set(quick.variants) == {"no_mitigation", "replay_registers", "low_lr"}
+    # held-out registers are a child's own: tiny's one small register, not the quickstart's four
+    assert set(quick.data.registers) == {"chat", "fiction", "news", "code"} and set(tiny.data.registers) == {"news"}
+    assert tiny.data.registers["news"].max_docs == 60
 
 
 # --------------------------------------------------------------------------------- --set overrides
