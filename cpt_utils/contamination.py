@@ -1,7 +1,8 @@
 """Contamination check: does any evaluation item's text appear in what the model is trained on?
 
 The test is the GPT-3 one: an item is flagged when any of its 13-token windows also occurs in the
-training shards (domain train and replay). Windows are hashed, and the shards are scanned with
+training shards: every split a run of the experiment trains on (domain train, general replay, the control's
+text and each register's replay split; ``training_splits``). Windows are hashed, and the shards are scanned with
 vectorised rolling hashes, so the check streams through hundreds of millions of tokens shard by shard.
 """
 
@@ -36,8 +37,18 @@ def item_texts(task_file: Path) -> list[str]:
     return task_item_texts(task_file.parent, task_file.stem)
 
 
-def contamination(task_dir: Path, data_dir: Path, tokenizer, splits: tuple[str, ...] = ("train", "replay")) -> dict:
-    """Per task: items whose 13-token windows occur in the training shards (count, share, examples)."""
+def training_splits(data_dir: Path) -> list[str]:
+    """The prepared splits some run of this experiment trains on: ``train`` (the main run and the
+    variants), ``replay`` (general replay), ``control`` (the control run) and each ``replay_<register>``
+    (a replay mixture); an item found in any of them was seen by a run the reports compare."""
+    names = ["train", "replay", "control"] + sorted(p.name for p in Path(data_dir).glob("replay_*"))
+    return [n for n in names if (Path(data_dir) / n / "split.json").is_file()]
+
+
+def contamination(task_dir: Path, data_dir: Path, tokenizer, splits: list[str] | None = None) -> dict:
+    """Per task: items whose 13-token windows occur in the training shards (count, share, examples, and
+    the splits scanned: ``splits``, default ``training_splits(data_dir)``)."""
+    splits = training_splits(data_dir) if splits is None else list(splits)
     task_items: dict[str, list[np.ndarray]] = {}
     for task_file in sorted(Path(task_dir).glob("*.jsonl")):
         encoded = tokenizer(item_texts(task_file), add_special_tokens=False)["input_ids"]
@@ -47,7 +58,7 @@ def contamination(task_dir: Path, data_dir: Path, tokenizer, splits: tuple[str, 
     for split in splits:
         path = Path(data_dir) / split
         if not (path / "split.json").is_file():
-            continue
+            continue  # a split this experiment does not have (e.g. no control)
         data = PackedSplit(path)
         for start in range(0, len(data), 4096):  # a block of sequences at a time: bounded memory
             block = np.concatenate([data[i][0] for i in range(start, min(len(data), start + 4096))])
@@ -57,5 +68,5 @@ def contamination(task_dir: Path, data_dir: Path, tokenizer, splits: tuple[str, 
     for task, hashes in task_items.items():
         flagged = [i for i, h in enumerate(hashes) if len(h) and np.isin(h, seen).any()]
         report[task] = {"items": len(hashes), "contaminated": len(flagged),
-                        "share": len(flagged) / max(1, len(hashes)), "examples": flagged[:5]}
+                        "share": len(flagged) / max(1, len(hashes)), "examples": flagged[:5], "splits": splits}
     return report

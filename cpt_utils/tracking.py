@@ -30,7 +30,10 @@ def _number(value: Any) -> bool:
 
 def train_scalars(row: dict) -> dict[str, float]:
     """A metrics.jsonl training row as tracker scalars (``mfu`` is absent where the peak is unknown)."""
-    return {f"train/{key}": row[key] for key in TRAIN_FIELDS if _number(row.get(key))}
+    out = {f"train/{key}": row[key] for key in TRAIN_FIELDS if _number(row.get(key))}
+    for split, rows in (row.get("replay_by_source") or {}).items():  # a replay mixture's rows per source
+        out[f"train/replay_rows/{split}"] = rows
+    return out
 
 
 def log_train(accelerator, row: dict) -> None:

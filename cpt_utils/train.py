@@ -487,6 +487,16 @@ def _progress_bar(state: TrainState):
                 unit=" tok", unit_scale=True, desc="training", mininterval=5.0)
 
 
+def _replay_by_source(picks: list) -> dict[str, int]:
+    """Replayed rows of a micro-batch per replay split (``replay`` = general, ``replay_<register>``), so a
+    mixture's realised shares can be read back from ``metrics.jsonl``."""
+    counts: dict[str, int] = {}
+    for split, _ in picks:
+        if split != "train":
+            counts[split] = counts.get(split, 0) + 1
+    return counts
+
+
 def _log_train(state: TrainState, result: StepResult, compile_s: float | None, bar) -> None:
     tp, accelerator, plan = state.params.train, state.accelerator, state.plan
     tokens_per_s = plan.tokens_per_step / result.seconds
@@ -497,6 +507,7 @@ def _log_train(state: TrainState, result: StepResult, compile_s: float | None, b
             "mfu": mfu(tokens_per_s / accelerator.num_processes, state.flops_token, state.peak),
             "mem_mb": _memory_mb(accelerator.device.type), "time_s": result.seconds,
             "replay_rows": sum(1 for s, _ in result.picks if s != "train"),
+            **({"replay_by_source": by_source} if (by_source := _replay_by_source(result.picks)) else {}),
             **({"compile_s": compile_s} if compile_s is not None else {})})
         log_train(accelerator, row)  # to train.trackers (cpt_utils.tracking)
     if bar is not None:

@@ -38,7 +38,9 @@ def config_table(params: ExperimentParams, summary: dict):
         "schedule": f"{tp.schedule}, peak LR {tp.lr:g}, re-warm {tp.warmup_tokens:,} tokens, floor {tp.min_lr_ratio:g}× peak",
         "precision": summary.get("precision", tp.precision),
         "per-document attention": tp.per_document_attention,
-        "replay fraction": tp.replay_fraction,
+        "replay fraction": (f"{tp.replay_fraction:g} of each batch from "
+                            + ", ".join(f"{name} {w:.0%}" for name, w in tp.replay_weights().items())
+                            if tp.replay_fraction else 0),
         "L2 pull to initial weights": tp.l2_init_weight,
         "gradient checkpointing / compile": f"{tp.gradient_checkpointing} / {tp.compile}",
     }

@@ -191,7 +191,11 @@ def test_contamination_check_flags_an_item_that_is_in_the_training_data(tmp_path
         packer.add(tok(text)["input_ids"], "d")
     packer.close()
     report = contamination(task_dir, tmp_path / "data", tok)
-    assert report["quiz"] == {"items": 2, "contaminated": 1, "share": 0.5, "examples": [0]}
+    assert report["quiz"] == {"items": 2, "contaminated": 1, "share": 0.5, "examples": [0], "splits": ["train"]}
+    # a register's replay split is training data too (a replay mixture trains on it): scanned, and found
+    (tmp_path / "data" / "train").rename(tmp_path / "data" / "replay_news")
+    report = contamination(task_dir, tmp_path / "data", tok)
+    assert report["quiz"]["contaminated"] == 1 and report["quiz"]["splits"] == ["replay_news"]
 
 
 # Measured once (2026-11-24, this repo's pinned environment, 2-core x86 CPU, bf16 autocast): the packaged

@@ -23,6 +23,12 @@ def test_variants_share_the_data_and_are_reused(tiny_params, tmp_path, capsys):
         rows = [json.loads(l) for l in (vdir / "metrics.jsonl").read_text().splitlines()]
         replay = sum(r.get("replay_rows", 0) for r in rows if r["kind"] == "train")
         assert replay == (8 if name == "replay_25" else 0)  # 25% of 8 steps × 4 rows
+        by_source: dict[str, int] = {}
+        for r in rows:
+            for split, n in r.get("replay_by_source", {}).items():
+                by_source[split] = by_source.get(split, 0) + n
+        # the mixture's rows per source are logged: general (split "replay") and news, summing to the replay rows
+        assert sum(by_source.values()) == replay and (set(by_source) == {"replay", "replay_news"} if replay else not by_source)
     # the two variants really differ (replay changes the trajectory), and the table reports their losses
     assert table.val_domain_loss.nunique() == 2
     again = run_variants(params, tmp_path, progress=False)
