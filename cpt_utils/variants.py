@@ -69,25 +69,13 @@ def same_as_main(params: ExperimentParams, vparams: ExperimentParams, run_dir: P
     Such a variant would retrain the main run's trajectory step for step (milestones, in-loop evaluation
     and decay branches do not change it: ``train.LOOSE_TRAIN_KEYS``), so its result is the main run's
     final checkpoint, evaluated with the same settings. Reusing it saves a whole training run."""
-    from .checkpointing import list_checkpoints
-    from .eval_store import eval_fingerprint, weights_identity
-    from .modeling import model_id
     from .train import run_fingerprint
 
     if not (data_dir / "manifest.json").is_file():
         return None
-    expected = run_fingerprint(params, data_dir)
-    if run_fingerprint(vparams, data_dir) != expected:
+    if run_fingerprint(vparams, data_dir) != run_fingerprint(params, data_dir):
         return None
-    final = [c for c in list_checkpoints(run_dir) if c.get("final")]
-    if not final or final[-1].get("params_fingerprint") != expected:
-        return None
-    result = Path(run_dir) / "evals" / f"{final[-1]['name']}.json"
-    if not result.is_file():
-        return None
-    ev = json.loads(result.read_text())
-    weights = weights_identity(final[-1], model_id(vparams.model))
-    return ev if ev.get("eval_fingerprint") == eval_fingerprint(vparams, data_dir, weights) else None
+    return finished_variant(vparams, Path(run_dir), data_dir)  # the main run's folder, judged as the variant's
 
 
 def _drop_borrowed_evals(vdir: Path) -> None:
