@@ -16,6 +16,13 @@ sequence length and micro-batch. Each loop runs in its own process (peak memory 
     .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--warmup 1] [--old-steps 1] [--batch 4]
     .venv/bin/python benchmarks/train_throughput.py --gpu   # = --device cuda --seq-len 2048 --batch 8
 
+On a machine that cannot install the packaged model (a lent GPU without a package index), give the
+architecture and tokenizer as a folder and let the benchmark initialise the weights at random; throughput
+does not depend on the weights' values, and every loop gets the same ones:
+
+    python benchmarks/train_throughput.py --gpu --model-dir CONFIG_AND_TOKENIZER --random-weights \
+        --data-dir PREPARED_DATA    # data prepared elsewhere at the same --seq-len with the same tokenizer
+
 MFU = tokens/s × (6N + 12·L·d·T) FLOPs per token (``cpt_utils.train.flops_per_token``) ÷ the device's
 peak from ``cpt_utils.hardware`` (CPU: the faster of its measured bf16/fp32 matmul peaks, cached once
 per machine; GPU: the exact-name bf16 table, unknown → MFU "unknown").
@@ -39,23 +46,59 @@ sys.path.insert(0, str(ROOT))
 
 
 
-def _data_dir(seq_len: int) -> Path:
-    return ROOT / "runs" / f"bench-train-{seq_len}" / "data"
+def _data_dir(args) -> Path:
+    """The prepared quickstart data at --seq-len: --data-dir when given, else prepared here once."""
+    return Path(args.data_dir) if args.data_dir else ROOT / "runs" / f"bench-train-{args.seq_len}" / "data"
 
 
-def _model(device: str):
-    """The packaged SmolLM2-135M (fp32 weights, SDPA) — the same model cpt's loop loads."""
-    from cpt_utils.modeling import load_model
+def _params(args):
+    """The quickstart's parameters at --seq-len, with --model-dir (a local folder) and --attn applied."""
     from cpt_utils.params import load_params
 
-    return load_model(load_params(ROOT / "params/quickstart.yaml").model).to(device)
+    params = load_params(ROOT / "params/quickstart.yaml")
+    model = params.model.model_copy(update={"attn_implementation": args.attn, **(
+        {"source": "local", "name": str(Path(args.model_dir).resolve())} if args.model_dir else {})})
+    return params.model_copy(update={
+        "model": model, "preprocess": params.preprocess.model_copy(update={"seq_len": args.seq_len})})
 
 
-def _blocks(seq_len: int, n: int):
+def _model(args):
+    """The benchmark's model (fp32 weights; the packaged SmolLM2-135M unless --model-dir) — the one cpt's loop loads."""
+    from cpt_utils.modeling import load_model
+
+    return load_model(_params(args).model).to(args.device)
+
+
+def write_random_weights(source_dir: Path, out_dir: Path, seed: int = 0) -> Path:
+    """A model folder with ``source_dir``'s config and tokenizer and seeded random weights (fp32).
+
+    For machines where the packaged weights cannot be installed: step time depends on shapes, not values."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    stamp = json.dumps({"config": json.loads((source_dir / "config.json").read_text()), "seed": seed}, sort_keys=True)
+    if (out_dir / "model.safetensors").is_file() and (out_dir / "random_from.json").is_file() \
+            and (out_dir / "random_from.json").read_text() == stamp:
+        return out_dir  # written before from the same config and seed: reuse
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in source_dir.iterdir():
+        if f.is_file() and not f.name.endswith((".safetensors", ".bin", ".gguf")):
+            shutil.copy2(f, out_dir / f.name)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source_dir), dtype=torch.float32)
+    model.save_pretrained(out_dir)
+    (out_dir / "random_from.json").write_text(stamp)
+    return out_dir
+
+
+def _blocks(args, n: int):
     """Token blocks from the quickstart training split (prepared once by the parent process)."""
     from cpt_utils.packing import PackedSplit
 
-    split = PackedSplit(_data_dir(seq_len) / "train")
+    seq_len = args.seq_len
+    split = PackedSplit(_data_dir(args) / "train")
     import numpy as np
 
     stream = np.concatenate([split[i][0] for i in range(len(split))])
@@ -66,15 +109,14 @@ def _blocks(seq_len: int, n: int):
     return blocks
 
 
-def _config_and_size():
+def _config_and_size(args):
     """The model's config and parameter count, from a weightless (meta-device) copy."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from cpt_utils.modeling import resolve_model_dir
-    from cpt_utils.params import load_params
 
-    config = AutoConfig.from_pretrained(resolve_model_dir(load_params(ROOT / "params/quickstart.yaml").model))
+    config = AutoConfig.from_pretrained(resolve_model_dir(_params(args).model))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return config, sum(p.numel() for p in model.parameters())
@@ -103,8 +145,8 @@ def run_reference(args) -> list[float]:
 
     precision = accelerate_mixed_precision(_new_precision(args.device))
     accelerator = Accelerator(mixed_precision=precision, cpu=args.device == "cpu")
-    model = _model(args.device)
-    blocks = _blocks(args.seq_len, (args.steps + args.warmup) * args.batch)
+    model = _model(args)
+    blocks = _blocks(args, (args.steps + args.warmup) * args.batch)
     dataset = [{"input_ids": b.tolist(), "attention_mask": [1] * len(b), "labels": b.tolist()} for b in blocks]
     loader = DataLoader(dataset, shuffle=False, collate_fn=default_data_collator, batch_size=args.batch)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -137,20 +179,36 @@ CPT_LOOPS = {
 
 
 def run_cpt(args) -> tuple[list[float], dict]:
-    from cpt_utils.params import load_params
     from cpt_utils.train import train
 
     steps, warmup = (args.old_steps, args.old_warmup) if args.worker == "cpt-old" else (args.steps, args.warmup)
-    params = load_params(ROOT / "params/quickstart.yaml")
+    params = _params(args)
     params = params.model_copy(update={"train": params.train.model_copy(update={
         "token_budget": (steps + warmup) * args.batch * args.seq_len, "milestones": [], "eval_every_tokens": None,
         "eval_max_sequences": 1, "micro_batch_size": args.batch, "resume": "never", **CPT_LOOPS[args.worker]})})
-    params = params.model_copy(update={"preprocess": params.preprocess.model_copy(update={"seq_len": args.seq_len})})
+    if args.set:  # validated like a parameter file: a wrong key or value names itself
+        train_params = type(params.train).model_validate({**params.train.model_dump(), **_overrides(args.set)})
+        params = params.model_copy(update={"train": train_params})
     with tempfile.TemporaryDirectory() as tmp:
-        summary = train(params, tmp, data_dir=_data_dir(args.seq_len), progress=False)
+        summary = train(params, tmp, data_dir=_data_dir(args), progress=False)
         rows = [json.loads(l) for l in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-    return [r["time_s"] for r in rows if r["kind"] == "train"][warmup:], {
-        "precision": summary["precision"], "compile_s": summary["compile_s"]}
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    return [r["time_s"] for r in train_rows][warmup:], {
+        "precision": summary["precision"], "compile_s": summary["compile_s"],
+        "losses": [round(r["loss"], 5) for r in train_rows]}
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``key=value`` pairs of train.* settings (values read as YAML: ``false``, ``0``, ``bf16``)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair}: expected train_key=value, e.g. per_document_attention=false")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def worker(args) -> None:
@@ -161,6 +219,8 @@ def worker(args) -> None:
 
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count())
+    if args.ieee_fp32:
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     if args.worker == "reference":
@@ -169,7 +229,7 @@ def worker(args) -> None:
         times, extra = run_cpt(args)
     result = {"median_step_s": statistics.median(times), "steps": len(times), **extra,
               "cpu_over_wall": (time.process_time() - cpu0) / (time.perf_counter() - wall0)}
-    config, n_params = _config_and_size()
+    config, n_params = _config_and_size(args)
     tokens_per_s = args.batch * args.seq_len / result["median_step_s"]
     result["mfu"] = mfu(tokens_per_s, flops_per_token(config, n_params, args.seq_len), peak_flops(args.device))
     if args.device == "cuda":
@@ -179,13 +239,15 @@ def worker(args) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def prepare_data(seq_len: int) -> None:
-    from cpt_utils.params import load_params
+def prepare_data(args) -> None:
+    """The quickstart corpus packed at --seq-len with the benchmark model's tokenizer (cached)."""
     from cpt_utils.preprocess import prepare_data as prepare
 
-    params = load_params(ROOT / "params/quickstart.yaml")
-    params = params.model_copy(update={"preprocess": params.preprocess.model_copy(update={"seq_len": seq_len})})
-    prepare(params, _data_dir(seq_len).parent, progress=False)
+    if args.data_dir:
+        if not (Path(args.data_dir) / "manifest.json").is_file():
+            raise SystemExit(f"--data-dir {args.data_dir}: no manifest.json (prepare it with `cpt prepare` first)")
+        return
+    prepare(_params(args), _data_dir(args).parent, progress=False)
 
 
 def main() -> None:
@@ -199,6 +261,16 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="--device cuda, --seq-len 2048, --batch 8 unless given")
     parser.add_argument("--seq-len", type=int, default=None, help="default 256 (2048 with --gpu)")
     parser.add_argument("--batch", type=int, default=None, help="default 4 (8 with --gpu; the quickstart corpus holds ≈ 320k tokens)")
+    parser.add_argument("--model-dir", default=None, help="a local model folder instead of the packaged SmolLM2-135M")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="seeded random weights with --model-dir's config and tokenizer (its weights may be absent)")
+    parser.add_argument("--data-dir", default=None, help="data already prepared at --seq-len with this tokenizer")
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"],
+                        help="model.attn_implementation (flash_attention_2 needs the flash-attn package and --batch 1)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="train.* settings for the cpt loops, e.g. per_document_attention=false loss_chunk_tokens=0")
+    parser.add_argument("--ieee-fp32", action="store_true", help="CUDA: keep the training loss head in IEEE fp32 "
+                        "(torch.backends.cuda.matmul.fp32_precision = 'ieee'), not TF32 (cpt_utils.losses.head_tf32)")
     parser.add_argument("--loops", nargs="+", default=["reference", *CPT_LOOPS], choices=["reference", *CPT_LOOPS])
     parser.add_argument("--worker", choices=["reference", *CPT_LOOPS])
     args = parser.parse_args()
@@ -213,24 +285,41 @@ def main() -> None:
     configure_environment(offline=True)
     if args.worker:
         return worker(args)
-    prepare_data(args.seq_len)
+    if args.random_weights:
+        from cpt_utils.modeling import resolve_model_dir
+
+        source = Path(args.model_dir) if args.model_dir else Path(resolve_model_dir(_params(args).model))
+        args.model_dir = str(write_random_weights(source, ROOT / "runs" / "bench-train-random-model"))
+    prepare_data(args)
     tokens = args.batch * args.seq_len
     from cpt_utils.hardware import cpu_model, peak_flops
 
+    import torch
+    import transformers
+
     peak = peak_flops(args.device)
-    print(f"device {args.device} ({cpu_model() if args.device == 'cpu' else 'cuda'}), peak "
+    name = cpu_model() if args.device == "cpu" else torch.cuda.get_device_name()
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}; attention {args.attn}; model "
+          f"{args.model_dir or 'packaged SmolLM2-135M'}{' (random weights)' if args.random_weights else ''}"
+          + (f"; cpt loops with train.{', train.'.join(args.set)}" if args.set else ""))
+    print(f"device {args.device} ({name}), peak "
           f"{'unknown' if peak is None else f'{peak / 1e9:,.0f} GFLOP/s'}; seq {args.seq_len} × batch {args.batch} = "
           f"{tokens} tokens/step; {args.warmup} warm-up + {args.steps} timed steps (cpt-old: "
           f"{args.old_warmup} + {args.old_steps})", flush=True)
-    results = {}
+    results, failed = {}, []
     for kind in args.loops:
         cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--old-steps", str(args.old_steps), "--old-warmup", str(args.old_warmup), "--device", args.device,
-               "--seq-len", str(args.seq_len), "--batch", str(args.batch)]
+               "--seq-len", str(args.seq_len), "--batch", str(args.batch), "--attn", args.attn,
+               *(["--model-dir", args.model_dir] if args.model_dir else []),
+               *(["--data-dir", args.data_dir] if args.data_dir else []), *(["--set", *args.set] if args.set else []),
+               *(["--ieee-fp32"] if args.ieee_fp32 else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if line is None:
-            raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
+        if line is None:  # report it and go on: one broken loop must not cost the others' figures
+            failed.append(kind)
+            print(f"{kind:>12}: FAILED (exit {proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
+            continue
         r = json.loads(line[7:])
         r["tokens_per_s"] = tokens / r["median_step_s"]
         results[kind] = r
@@ -239,6 +328,8 @@ def main() -> None:
         print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  ({r['precision']}, median of "
               f"{r['steps']} steps {r['median_step_s']:.2f} s, cpu/wall {r['cpu_over_wall']:.2f}, peak memory "
               f"{r['peak_mem_mb']:,.0f} MB{compile_text})", flush=True)
+        if r.get("losses"):
+            print(f"{'':>12}  losses by step: {', '.join(f'{x:.4f}' for x in r['losses'])}", flush=True)
     base_kind = "cpt-old" if "cpt-old" in results else "reference"
     base = results.get(base_kind)
     for kind, r in results.items():
@@ -248,6 +339,8 @@ def main() -> None:
               f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}×"
               + (f"; / reference {r['tokens_per_s'] / results['reference']['tokens_per_s']:.2f}×"
                  if "reference" in results and "cpt-old" in results else ""))
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

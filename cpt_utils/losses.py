@@ -46,7 +46,8 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, bias, targets, head, chunk, n_items, grad_enabled):  # noqa: D102
         wants_grad = grad_enabled and any(ctx.needs_input_grad[:3])  # needs_input_grad ignores no_grad()
         ctx.n_items = n_items
-        with torch.autocast(hidden.device.type, enabled=False):  # fp32 gradients too, not just logits
+        tf32 = head_tf32(hidden.device.type)  # read before autocast is switched off below
+        with torch.autocast(hidden.device.type, enabled=False), _cuda_tf32(tf32):  # fp32 gradients too
             grads = _forward_chunks(hidden, weight, bias, targets, head, chunk, wants_grad)
         total, grad_hidden, grad_weight, grad_bias = grads
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
@@ -58,6 +59,36 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         scale = grad_loss.float() / ctx.n_items
         grads = [None if g is None else (g * scale).to(dtype) for g, dtype in zip(ctx.saved_tensors, ctx.dtypes)]
         return (*grads, None, None, None, None, None)
+
+
+def head_tf32(device_type: str) -> bool:
+    """Whether the training loss head runs its fp32 matmuls on TF32 tensor cores: on CUDA under a 16-bit
+    autocast only. The body then computes in bf16 (7-bit mantissa), so a TF32 head (10-bit inputs, fp32
+    accumulation) is still the most precise part of the step, and it costs the head a quarter of the
+    time: an eager SmolLM2-135M step on an H200 ran 1.31× faster (benchmarks/README.md). Evaluation
+    (``precision.fp32_logits`` outside this loss) and fp32 training keep IEEE fp32; CPUs have no TF32.
+    ``torch.backends.cuda.matmul.fp32_precision = "ieee"`` set by the user keeps IEEE here too."""
+    return (device_type == "cuda" and torch.is_autocast_enabled("cuda")
+            and torch.get_autocast_dtype("cuda") in (torch.bfloat16, torch.float16))
+
+
+class _cuda_tf32:
+    """TF32 for CUDA fp32 matmuls inside the block only (``fp32_precision``, the non-legacy switch)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.before = enabled, None
+
+    def __enter__(self):
+        matmul = torch.backends.cuda.matmul
+        # a user's explicit torch.backends.cuda.matmul.fp32_precision = "ieee" is kept
+        self.enabled = self.enabled and matmul.fp32_precision != "ieee"
+        if self.enabled:
+            self.before, matmul.fp32_precision = matmul.fp32_precision, "tf32"
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            torch.backends.cuda.matmul.fp32_precision = self.before
+        return False
 
 
 def _forward_chunks(hidden, weight, bias, targets, head, chunk, wants_grad):

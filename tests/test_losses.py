@@ -132,3 +132,25 @@ def test_a_tiny_training_run_gives_the_same_losses_chunked_or_not(tiny_params, d
 
     hf, chunked = first_losses(0, "hf"), first_losses(100, "chunked")  # 100 does not divide 4 × 63 targets
     assert len(hf) == 4 and chunked == pytest.approx(hf, rel=1e-5)
+
+
+def test_tf32_head_is_for_cuda_training_under_16_bit_autocast_only():
+    """The TF32 head (a GPU speed-up) is never chosen on a CPU, with or without autocast, and the CUDA
+    matmul switch is set only inside the loss and left as the user set it (an explicit IEEE is kept)."""
+    from cpt_utils.losses import _cuda_tf32, head_tf32
+
+    assert not head_tf32("cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not head_tf32("cpu")
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    try:
+        matmul.fp32_precision = "ieee"  # a user's explicit choice is kept
+        with _cuda_tf32(True):
+            assert matmul.fp32_precision == "ieee"
+        matmul.fp32_precision = "none"
+        with _cuda_tf32(True):
+            assert matmul.fp32_precision == "tf32"
+        assert matmul.fp32_precision == "none"
+    finally:
+        matmul.fp32_precision = before
