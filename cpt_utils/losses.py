@@ -65,7 +65,7 @@ def head_tf32(device_type: str) -> bool:
     """Whether the training loss head runs its fp32 matmuls on TF32 tensor cores: on CUDA under a 16-bit
     autocast only. The body then computes in bf16 (7-bit mantissa), so a TF32 head (10-bit inputs, fp32
     accumulation) is still the most precise part of the step, and it costs the head a quarter of the
-    time: an eager SmolLM2-135M step on an H200 ran 1.31× faster (benchmarks/README.md). Evaluation
+    time: an eager SmolLM2-135M step on an H200 ran 1.39× faster, same losses (benchmarks/README.md). Evaluation
     (``precision.fp32_logits`` outside this loss) and fp32 training keep IEEE fp32; CPUs have no TF32.
     ``torch.backends.cuda.matmul.fp32_precision = "ieee"`` set by the user keeps IEEE here too."""
     return (device_type == "cuda" and torch.is_autocast_enabled("cuda")
