@@ -13,7 +13,7 @@ TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements.lock)
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser assets report test test-fast lab clean-reports strip
+.PHONY: help venv browser assets report test test-cpu-kinds test-fast lab clean-reports strip
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ browser: ## Debian's chromium, which the report tests look at pages with (instal
 
 test: venv browser ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
+
+test-cpu-kinds: venv browser ## the suite as this CPU resolves precision auto, then as the other kind does (bf16 native vs emulated)
+	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cpu-bf16=other
 
 test-fast: venv ## the tests that do not load the real model or run notebooks
 	$(BIN)/python -m pytest -m "not slow"

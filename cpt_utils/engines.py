@@ -71,10 +71,12 @@ def make_accelerator(tp, precision: str, run_dir, on_cpu: bool) -> "Accelerator"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if wanted == "deepspeed" and on_cpu and world > 1:
         raise EngineError(f"DeepSpeed with {world} processes on CPU: {DEEPSPEED_CPU_REASON}; use DDP on CPU")
+    mixed = accelerate_mixed_precision(precision)
+    _forget_another_precision(mixed)
     # cpu=True on a CPU machine: Accelerate only sets up multi-process (gloo) CPU training when told so;
     # DeepSpeed is set up only with cpu=False (it then uses its own CPU accelerator)
     accelerator = Accelerator(cpu=on_cpu and wanted != "deepspeed",
-                              mixed_precision=accelerate_mixed_precision(precision),
+                              mixed_precision=mixed,
                               gradient_accumulation_steps=tp.grad_accum_steps,
                               log_with=tp.trackers or None, project_dir=str(run_dir))
     if wanted == "fsdp" and accelerator.distributed_type == DistributedType.MULTI_CPU:
@@ -85,6 +87,19 @@ def make_accelerator(tp, precision: str, run_dir, on_cpu: bool) -> "Accelerator"
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         configure_deepspeed(accelerator.state.deepspeed_plugin.deepspeed_config, tp, accelerator.num_processes)
     return accelerator
+
+
+def _forget_another_precision(mixed: str) -> None:
+    """Let a second run in the same process (a notebook, the test suite) use another precision.
+
+    Accelerate keeps one ``AcceleratorState`` per process and refuses a new ``Accelerator`` whose
+    ``mixed_precision`` differs ("restart your runtime completely"). Training state lives in the run
+    folder, not there, so that state is dropped; the process group (``PartialState``) is kept."""
+    from accelerate.state import AcceleratorState
+
+    before = AcceleratorState._shared_state.get("_mixed_precision")
+    if before is not None and before != mixed:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def _fsdp2_on_gloo(accelerator: "Accelerator") -> None:

@@ -15,20 +15,37 @@ runs the matmuls in half precision. ``auto`` is the fast choice *for this hardwa
 
 An explicit ``bf16`` on such a CPU is honoured (results must be reproducible across machines when
 asked for), with a one-line warning that it is slow.
+
+``CPT_CPU_BF16=native|emulated`` overrides the probe, so one machine can run what ``auto`` does on the
+other kind of CPU (``make test-bf16`` runs the suite as a bf16-native CPU resolves it, slowly, on AVX2).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from typing import Iterator, Literal
 
 Precision = Literal["bf16", "fp16", "fp32"]
 REQUESTS = ("auto", "bf16", "fp16", "fp32")
+CPU_BF16_OVERRIDE = "CPT_CPU_BF16"
+CPU_BF16_KINDS = ("native", "emulated")
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 matmul instructions (AMX tiles or AVX-512 BF16) that oneDNN uses."""
+    """True when the CPU has bf16 matmul instructions (AMX tiles or AVX-512 BF16) that oneDNN uses,
+    or when ``CPT_CPU_BF16`` says which kind to behave as (tests of the other CPU kind's path)."""
+    override = os.environ.get(CPU_BF16_OVERRIDE, "").strip().lower()
+    if override:
+        if override not in CPU_BF16_KINDS:
+            raise ValueError(f"{CPU_BF16_OVERRIDE}: '{override}' is not one of {CPU_BF16_KINDS}")
+        return override == "native"
+    return cpu_multiplies_bf16()
+
+
+def cpu_multiplies_bf16() -> bool:
+    """What the CPU itself can do, whatever ``CPT_CPU_BF16`` says."""
     import torch
 
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")

@@ -17,6 +17,35 @@ from cpt_utils.paths import REPO_ROOT, configure_environment  # noqa: E402
 configure_environment(offline=True)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--cpu-bf16", choices=("native", "emulated", "other"), default=None,
+        help="resolve precision: auto as a CPU of this kind would (native: bf16, emulated: fp32); 'other' "
+             "is the kind this machine is not. Sets CPT_CPU_BF16 for the tests and every process they start.")
+
+
+def pytest_configure(config):
+    from cpt_utils.precision import CPU_BF16_OVERRIDE, cpu_multiplies_bf16
+
+    kind = config.getoption("--cpu-bf16")
+    if kind == "other":
+        kind = "emulated" if cpu_multiplies_bf16() else "native"
+    if kind:
+        os.environ[CPU_BF16_OVERRIDE] = kind
+
+
+def pytest_report_header(config):
+    """Which machine the suite ran on and what ``precision: auto`` resolved to: a failure that only one
+    CPU kind shows is read against this line."""
+    from cpt_utils.hardware import cpu_model
+    from cpt_utils.precision import CPU_BF16_OVERRIDE, cpu_multiplies_bf16, resolve_precision
+
+    native = "bf16 native (AMX/AVX-512 BF16)" if cpu_multiplies_bf16() else "bf16 emulated (no AMX/AVX-512 BF16)"
+    forced = os.environ.get(CPU_BF16_OVERRIDE)
+    note = f"; {CPU_BF16_OVERRIDE}={forced}" if forced else ""
+    return f"cpt: CPU {cpu_model()}, {native}{note}; precision auto -> {resolve_precision('auto', 'cpu')}"
+
+
 @pytest.fixture()
 def tiny_params_path() -> Path:
     return REPO_ROOT / "params" / "tiny.yaml"

@@ -13,6 +13,8 @@ from cpt_utils.checkpointing import list_checkpoints
 from cpt_utils.evaluate import evaluate_run
 from cpt_utils.train import train
 
+from .numerics import exact
+
 STEP = 256  # tokens per step of the tiny parameters (4 × 64)
 
 
@@ -39,7 +41,7 @@ def test_a_branch_continues_the_milestone_exactly_when_nothing_decays(tiny_param
     """With min_lr_ratio 1 a branch is the main run's own continuation: equal losses step for step prove
     it resumed the milestone's weights, data position *and* optimizer state (a fresh AdamW would take a
     different second step)."""
-    params = _params(tiny_params, min_lr_ratio=1.0, decay_branch_tasks=False, milestones=[3072, 4096])
+    params = _params(exact(tiny_params), min_lr_ratio=1.0, decay_branch_tasks=False, milestones=[3072, 4096])
     run = _run(tmp_path, data_dir)
     train(params, run, progress=False)
     table = branches.run_branches(params, run, progress=False)

@@ -23,6 +23,7 @@ from cpt_utils.params import validate_params
 from cpt_utils.preprocess import prepare_data
 from cpt_utils.train import DataMismatch, train
 
+from .numerics import EXACT
 from .test_preprocess_resume import _local_hub  # the same local stand-in for a hub stream
 
 WORDS = ("energy mass force field charge atom wave light heat motion orbit planet cell gene acid protein "
@@ -52,7 +53,7 @@ def _params(paths: dict[str, Path], budget: int, kind: str = "files", **train):
         "preprocess": {"seq_len": SEQ, "val_fraction": 0.1, "val_max_docs": 6, "shard_tokens": 1024,
                        "tokenize_batch_size": 16, "train_token_budget": budget},
         "train": {"token_budget": budget, "micro_batch_size": 4, "lr": 1e-3, "warmup_tokens": 512,
-                  "eval_max_sequences": 4, "compile": False, **train},
+                  "eval_max_sequences": 4, "compile": False, "precision": EXACT, **train},
     })
 
 

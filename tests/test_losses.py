@@ -13,6 +13,8 @@ from cpt_utils.modeling import build_tiny_model
 from cpt_utils.params import TinyModelParams, TrainParams
 from cpt_utils.train import train
 
+from .numerics import EXACT
+
 VOCAB = 512
 #: fp32 sums in another order: measured ≤ 1e-6 relative on the tiny model; a wrong shift, mask or mean
 #: moves the loss by > 1e-2 and the gradients by far more.
@@ -124,8 +126,9 @@ def test_the_chunk_size_is_validated():
 
 def test_a_tiny_training_run_gives_the_same_losses_chunked_or_not(tiny_params, data_dir, tmp_path):
     def first_losses(chunk: int, name: str) -> list[float]:
-        params = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={
-            "token_budget": 4 * 256, "milestones": [], "eval_every_tokens": None, "loss_chunk_tokens": chunk})})
+        params = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={  # fp32: exact claim
+            "token_budget": 4 * 256, "milestones": [], "eval_every_tokens": None, "loss_chunk_tokens": chunk,
+            "precision": EXACT})})
         train(params, tmp_path / name, data_dir=data_dir, progress=False)
         rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         return [r["loss"] for r in rows if r["kind"] == "train"]

@@ -16,6 +16,8 @@ from cpt_utils.params import TinyModelParams
 from cpt_utils.precision import autocast, resolve_precision
 from cpt_utils.train import compiled_for_training, train
 
+from .numerics import exact
+
 #: Compiled and eager kernels sum in other orders; over 6 steps of the tiny model at lr 1e-3 the
 #: losses agree to ~1e-6 relative (measured); 1e-4 leaves room without hiding a wrong mask (≥ 1e-2).
 COMPILE_RTOL = 1e-4
@@ -37,8 +39,8 @@ def test_compiled_loop_matches_eager_losses_without_recompiling(tiny_params, dat
     from cpt_utils.paths import cache_dir
     from cpt_utils.train import compile_cache_dir
 
-    params = _with(tiny_params, token_budget=6 * 256, milestones=[], eval_every_tokens=None,
-                   checkpoint_every_tokens=None)
+    params = _with(exact(tiny_params), token_budget=6 * 256, milestones=[], eval_every_tokens=None,
+                   checkpoint_every_tokens=None)  # fp32: compiled and eager differ only in summation order
     train(_with(params, compile=False), tmp_path / "eager", data_dir=data_dir, progress=False)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
@@ -75,6 +77,22 @@ def test_precision_policy():
         assert lin(torch.randn(2, 8)).dtype == torch.float32
     with autocast("bf16", "cpu"):
         assert lin(torch.randn(2, 8)).dtype == torch.bfloat16
+
+
+def test_auto_follows_the_cpu_kind_and_the_override_that_stands_in_for_the_other_kind(monkeypatch):
+    """``auto`` is bf16 exactly where the CPU multiplies bf16 natively; ``CPT_CPU_BF16`` makes one machine
+    resolve as the other kind does (how the suite is run both ways), and a typo in it is named."""
+    from cpt_utils import precision
+
+    monkeypatch.delenv(precision.CPU_BF16_OVERRIDE, raising=False)
+    assert resolve_precision("auto", "cpu") == ("bf16" if precision.cpu_multiplies_bf16() else "fp32")
+    monkeypatch.setenv(precision.CPU_BF16_OVERRIDE, "native")
+    assert resolve_precision("auto", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setenv(precision.CPU_BF16_OVERRIDE, "emulated")
+    assert resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setenv(precision.CPU_BF16_OVERRIDE, "amx")
+    with pytest.raises(ValueError, match=r"CPT_CPU_BF16: 'amx' is not one of \('native', 'emulated'\)"):
+        resolve_precision("auto", "cpu")
 
 
 def test_cpu_peak_is_measured_once_and_cached(tmp_path, monkeypatch):

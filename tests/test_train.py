@@ -17,6 +17,7 @@ from cpt_utils.modeling import build_tiny_model
 from cpt_utils.params import TinyModelParams
 from cpt_utils.train import DataMismatch, TrainingDiverged, train
 
+from .numerics import exact
 
 
 def _with(params, **train):
@@ -46,7 +47,7 @@ def test_loss_goes_down_and_checkpoints_land_on_milestones(tiny_params, data_dir
 
 
 def test_kill_and_resume_is_exact(tiny_params, data_dir, tmp_path):
-    params = _with(tiny_params, checkpoint_every_tokens=1024, replay_fraction=0.25)
+    params = _with(exact(tiny_params), checkpoint_every_tokens=1024, replay_fraction=0.25)  # fp32: an exact claim
     train(params, tmp_path / "straight", data_dir=data_dir, progress=False)
     # "kill" after step 6: the newest checkpoint is at step 4 (1,024 tokens / 256 per step)
     train(params, tmp_path / "killed", data_dir=data_dir, progress=False, stop_after_steps=6)
@@ -70,6 +71,17 @@ def test_growing_the_budget_continues_with_a_new_rewarmed_segment(tiny_params, d
     assert lrs[7] == pytest.approx(1e-4)            # the first run decayed to its floor
     assert lrs[8] < lrs[9] == pytest.approx(1e-3)   # then re-warmed over 2 steps
     assert [c["tokens"] for c in list_checkpoints(tmp_path)] == [2048, 4096]
+
+
+@pytest.mark.filterwarnings("ignore:precision bf16 on a CPU without AMX")
+def test_one_process_trains_in_one_precision_then_another(tiny_params, data_dir, tmp_path):
+    """A notebook session (or this suite) that trains in fp32 and then under bf16 autocast: Accelerate's
+    per-process state would refuse the second ("restart your runtime"); each run gets its own precision."""
+    short = _with(tiny_params, token_budget=512, milestones=[], eval_every_tokens=None)
+    assert train(_with(short, precision="fp32"), tmp_path / "fp32", data_dir=data_dir, progress=False)["precision"] == "fp32"
+    assert train(_with(short, precision="bf16"), tmp_path / "bf16", data_dir=data_dir, progress=False)["precision"] == "bf16"
+    assert train(_with(short, precision="fp32"), tmp_path / "again", data_dir=data_dir, progress=False)["precision"] == "fp32"
+    assert [r["loss"] for r in _rows(tmp_path / "again")] == [r["loss"] for r in _rows(tmp_path / "fp32")]
 
 
 def test_resuming_with_other_hyperparameters_is_refused(tiny_params, data_dir, tmp_path):
@@ -172,7 +184,7 @@ def test_two_process_ddp_on_cpu_ends_with_identical_weights(tiny_params_path, da
 
 
 def test_gradient_checkpointing_changes_memory_not_the_result(tiny_params, data_dir, tmp_path):
-    plain = _with(tiny_params, token_budget=1024)
+    plain = _with(exact(tiny_params), token_budget=1024)  # fp32: recomputation must give the same numbers
     train(plain, tmp_path / "plain", data_dir=data_dir, progress=False)
     train(_with(plain, gradient_checkpointing=True), tmp_path / "ckpt", data_dir=data_dir, progress=False)
     a, b = _rows(tmp_path / "plain"), _rows(tmp_path / "ckpt")
