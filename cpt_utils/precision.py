@@ -17,7 +17,7 @@ An explicit ``bf16`` on such a CPU is honoured (results must be reproducible acr
 asked for), with a one-line warning that it is slow.
 
 ``CPT_CPU_BF16=native|emulated`` overrides the probe, so one machine can run what ``auto`` does on the
-other kind of CPU (``make test-bf16`` runs the suite as a bf16-native CPU resolves it, slowly, on AVX2).
+other kind of CPU (``make test-cpu-kinds`` runs the suite both ways; bf16 is slow, emulated, on AVX2).
 """
 
 from __future__ import annotations

@@ -22,22 +22,18 @@ from __future__ import annotations
 
 from typing import Iterable
 
-#: bf16 stores 8 significant bits (7 explicit + 1 implicit): rounding moves a value by ≤ 2⁻⁸ of itself.
-BF16_UNIT_ROUNDOFF = 2.0 ** -8
-#: fp32 stores 24 significant bits.
-FP32_UNIT_ROUNDOFF = 2.0 ** -24
+#: Rounding to a 16-bit float moves a value by at most this fraction of itself: bf16 keeps 8 significant
+#: bits (7 stored + 1 implicit), f16 keeps 11.
+UNIT_ROUNDOFF = {"bf16": 2.0 ** -8, "f16": 2.0 ** -11}
+BF16_UNIT_ROUNDOFF = UNIT_ROUNDOFF["bf16"]
 #: The precision exact-arithmetic claims are made in, on every CPU kind.
 EXACT = "fp32"
 
 
-def in_precision(params, precision: str):
-    """``params`` with ``train.precision`` set (training and evaluation both read it)."""
-    return params.model_copy(update={"train": params.train.model_copy(update={"precision": precision})})
-
-
 def exact(params):
-    """``params`` pinned to fp32, for a comparison that claims exact arithmetic up to summation order."""
-    return in_precision(params, EXACT)
+    """``params`` pinned to fp32 (training and evaluation both read ``train.precision``), for a
+    comparison that claims exact arithmetic up to summation order."""
+    return params.model_copy(update={"train": params.train.model_copy(update={"precision": EXACT})})
 
 
 def assert_within_bf16_rounding(got: Iterable[float], expected: Iterable[float], what: str = "values") -> None:

@@ -24,8 +24,9 @@ from cpt_utils.cli import main as cli_main
 from cpt_utils.export import ExportError, MARKER, export
 from cpt_utils.model_card import read_front_matter
 
+from .numerics import UNIT_ROUNDOFF
+
 TEXT = "The derivative of x^2 is 2x, and 12345 + 678 = 13023.<|endoftext|>Euler's number"
-UNIT_ROUNDOFF = {"f16": 2.0 ** -11, "bf16": 2.0 ** -8}
 TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16}
 
 
