@@ -3,6 +3,10 @@
 Every source streams (nothing is held in memory beyond one parquet batch), so the same code serves the
 10k-document packaged corpus and a streamed FineWeb-Edu. A malformed line never stops a run and is
 never silently dropped: it is counted by reason in ``CorpusStream.problems`` with a few examples.
+
+Order: local files and hub streams are read in their own order; the packaged Wikipedia, given a seed
+(preprocessing passes ``params.seed``), in a seeded random permutation, so that the part of it read
+before the training budget fills is a random sample of the whole file, not its first topic.
 """
 
 from __future__ import annotations
@@ -70,8 +74,10 @@ class ProblemReport:
 class CorpusStream:
     """An iterable of ``Document``s from one corpus spec; re-iterable, counting problems per pass."""
 
-    def __init__(self, spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus", tokenizer=None):
+    def __init__(self, spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus", tokenizer=None,
+                 seed: int | None = None):
         self.spec = spec
+        self.seed = seed  # the packaged Wikipedia is read in the permutation this seeds (None: file order)
         self.tokenizer = tokenizer  # only registers use it: instruction pairs in the model's chat template
         self.name = name
         self.base_dir = Path(base_dir) if base_dir else Path.cwd()
@@ -115,7 +121,7 @@ class CorpusStream:
 
     def _documents(self, hub_state: dict | None = None) -> Iterator[Document]:
         if isinstance(self.spec, PackagedWikiCorpus):
-            yield from iter_packaged_wiki(self.spec.topics)
+            yield from iter_packaged_wiki(self.spec.topics, self.seed)
         elif isinstance(self.spec, FilesCorpus):
             try:
                 files = _expand(self.spec.paths, self.base_dir)
@@ -145,7 +151,8 @@ class CorpusStream:
     def describe(self) -> str:
         spec = self.spec
         if isinstance(spec, PackagedWikiCorpus):
-            return f"packaged Wikipedia Vital Articles, topics: {', '.join(spec.topics)}"
+            order = "file order" if self.seed is None else f"a random permutation seeded by {self.seed}"
+            return f"packaged Wikipedia Vital Articles, topics: {', '.join(spec.topics)} (read in {order})"
         if isinstance(spec, FilesCorpus):
             return f"local files {', '.join(spec.paths)} (field '{spec.text_field}')"
         if spec.kind == "packaged_register":
@@ -156,19 +163,44 @@ class CorpusStream:
         return f"hub dataset {spec.dataset}{'/' + spec.config if spec.config else ''} [{spec.split}]{score}"
 
 
-def open_corpus(spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus", tokenizer=None) -> CorpusStream:
-    return CorpusStream(spec, base_dir, name, tokenizer)
+    @property
+    def permuted(self) -> bool:
+        """Whether the stream is a seeded random permutation of its source (else: the source's order)."""
+        return isinstance(self.spec, PackagedWikiCorpus) and self.seed is not None
+
+
+def open_corpus(spec: Corpus, base_dir: str | Path | None = None, name: str = "corpus", tokenizer=None,
+                seed: int | None = None) -> CorpusStream:
+    return CorpusStream(spec, base_dir, name, tokenizer, seed)
 
 
 # ------------------------------------------------------------------------------------------ sources
-def iter_packaged_wiki(topics: list[str] | None) -> Iterator[Document]:
-    """The packaged Vital Articles lead sections, in file order, restricted to ``topics``."""
+def wiki_order(keys: list[str], seed: int | None) -> list[str]:
+    """``keys`` in the order they are read: file order for ``seed`` None, else a permutation of the whole
+    file seeded by ``seed``. The file is sorted by topic, then title, so a stream read only in part (the
+    training budget fills first) would otherwise be one topic, titles A–E; a permutation makes any prefix
+    a uniform random sample. It permutes the whole file (before the topic filter), so the order of an
+    article does not depend on which topics are chosen."""
+    if seed is None:
+        return list(keys)
+    import numpy as np
+
+    return [keys[i] for i in np.random.default_rng([seed, WIKI_ORDER_STREAM]).permutation(len(keys))]
+
+
+WIKI_ORDER_STREAM = 0x77696B69  # "wiki": the permutation's own random stream, apart from other seeded draws
+
+
+def iter_packaged_wiki(topics: list[str] | None, seed: int | None = None) -> Iterator[Document]:
+    """The packaged Vital Articles lead sections, restricted to ``topics``, in file order or (``seed``)
+    in a seeded random permutation (``wiki_order``)."""
     from .assets import fetch
 
     with open(fetch("wiki-vital-summaries"), encoding="utf-8") as fh:
         articles = json.load(fh)  # 6.5 MB: the one source small enough to read whole
     wanted = set(topics) if topics is not None else None
-    for key, article in articles.items():
+    for key in wiki_order(list(articles), seed):
+        article = articles[key]
         topic = article.get("topic")
         if wanted is not None and topic not in wanted:
             continue

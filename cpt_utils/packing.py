@@ -14,8 +14,12 @@ and per register ``val_<name>`` and, when a replay mixture draws from it, ``repl
     documents.jsonl            one line per packed document: id, source, tokens (provenance, and how
                                tests prove that no document is in two splits)
 
-Every sequence is full (the last partial one is dropped, so there is no padding to mask), documents are
-followed by the separator token, and a split without ``split.json`` is incomplete and refused.
+Every training sequence is full (the last partial one is dropped, so there is no padding to mask).
+Held-out splits (``pad_tail``) instead pad their last sequence with separator tokens, so no kept
+document is lost: ``split.json`` records ``padding_tokens`` (all at the end of the last sequence), whose
+positions belong to document −1 (``PackedSplit.document_indices``) and carry label −100 (``batch``).
+Documents are followed by the separator token, and a split without ``split.json`` is incomplete and
+refused.
 """
 
 from __future__ import annotations
@@ -239,13 +243,28 @@ class PackedSplit:
         shard, row = self._locate(index)
         return self._ids[shard][row].astype(np.int64), self._pos[shard][row].astype(np.int64)
 
+    @property
+    def padding_tokens(self) -> int:
+        """Padding at the end of the last sequence (held-out splits; 0 for splits that drop their tail)."""
+        return int(self.info.get("padding_tokens", 0))
+
+    def padding_mask(self, index: int) -> np.ndarray:
+        """True at the padding positions of sequence ``index`` (only the last sequence has any)."""
+        mask = np.zeros(self.seq_len, dtype=bool)
+        if self.padding_tokens and index == len(self) - 1:
+            mask[self.seq_len - self.padding_tokens:] = True
+        return mask
+
     def document_indices(self, index: int) -> np.ndarray:
-        """For each token of sequence ``index``, the index of its document in ``documents.jsonl``."""
+        """For each token of sequence ``index``, the index of its document in ``documents.jsonl``;
+        −1 for padding (no document: every per-document statistic must skip it)."""
         shard, row = self._locate(index)
         pos = self._pos[shard][row]
         starts = (pos == 0).astype(np.int64)
         starts[0] = 0  # the first token belongs to ``first_doc`` whether it starts it or continues it
-        return int(self._doc[shard][row]) + np.cumsum(starts)
+        owner = int(self._doc[shard][row]) + np.cumsum(starts)
+        owner[self.padding_mask(index)] = -1
+        return owner
 
     def documents(self) -> list[dict]:
         """The packed documents, in packing order (empty if the split predates documents.jsonl)."""
@@ -265,7 +284,9 @@ class PackedSplit:
         ids = np.stack([self[i][0] for i in indices])
         pos = np.stack([self[i][1] for i in indices])
         ids_t = torch.from_numpy(ids)
-        return {"input_ids": ids_t, "position_ids": torch.from_numpy(pos), "labels": ids_t.clone()}
+        labels = ids_t.clone()
+        labels[torch.from_numpy(np.stack([self.padding_mask(i) for i in indices]))] = -100  # padding: no loss
+        return {"input_ids": ids_t, "position_ids": torch.from_numpy(pos), "labels": labels}
 
 
 class SequencePacker:
@@ -278,11 +299,14 @@ class SequencePacker:
 
     ``doc_max_tokens`` keeps only each document's first tokens (held-out splits: a long code file or
     novel otherwise fills many correlated sequences, while the SE's unit is the document).
+    ``pad_tail`` (held-out splits) pads the last partial sequence at ``close`` instead of dropping it:
+    a held-out sample of a few dozen documents must not silently lose its last one.
     """
 
     def __init__(self, writer: ShardWriter, separator_id: int, token_budget: int | None = None,
-                 state: dict | None = None, doc_max_tokens: int | None = None):
+                 state: dict | None = None, doc_max_tokens: int | None = None, pad_tail: bool = False):
         self.writer = writer
+        self.pad_tail = pad_tail
         self.seq_len = writer.seq_len
         self.separator_id = separator_id
         self.token_budget = token_budget
@@ -348,14 +372,26 @@ class SequencePacker:
         self._buffered -= self.seq_len
         self.writer.add(ids, pos, first_doc)
 
+    def _pad(self) -> int:
+        """Fill the last partial sequence with separator tokens (a fragment of its own: positions restart
+        at 0, so no document attends to it); returns the padding added."""
+        padding = self.seq_len - self._buffered if self._buffered else 0
+        if padding:
+            self._fragments.append((self.documents, np.full(padding, self.separator_id, dtype=np.int64)))
+            self._buffered += padding
+            self._emit()
+        return padding
+
     def close(self) -> dict:
-        """Drop the incomplete last sequence (no padding in the format) and publish the split."""
+        """Drop the incomplete last sequence (``pad_tail``: pad it) and publish the split; ``split.json``
+        records the documents and the padding."""
         self._docs_tmp.flush()
         self._docs_size = self._docs_tmp.tell()
         self._docs_tmp.close()
         (self.writer.dir / "documents.jsonl.tmp").replace(self.writer.dir / "documents.jsonl")
+        padding = self._pad() if self.pad_tail else 0
+        self.writer.meta.update(documents=self.documents, padding_tokens=padding)
         info = self.writer.close()
-        info["documents"] = self.documents
         info["dropped_tail_tokens"] = self._buffered
         return info
 

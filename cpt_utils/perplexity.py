@@ -96,7 +96,7 @@ def perplexity(model: "PreTrainedModel", split: PackedSplit, max_sequences: int 
             targets = batch["input_ids"][:, 1:].numpy()
             for r, row in enumerate(rows):
                 owner = split.document_indices(row)[1:]  # the document of each target token
-                for d in np.unique(owner):
+                for d in np.unique(owner[owner >= 0]):  # owner −1: padding, in no document's loss
                     mask = owner == d
                     entry = docs.setdefault(int(d), {"nats": 0.0, "tokens": 0, "text_nats": 0.0, "ids": []})
                     entry["nats"] += float(nats[r][mask].sum())

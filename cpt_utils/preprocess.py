@@ -26,14 +26,20 @@ the log grows by ≈ 235 bytes per document (≈ 120 MB for the 400M-token setti
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import heapq
 import json
 import pickle
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+
+import numpy as np
 
 from .clean import FilterReport, clean_stream
 from .corpora import Document, open_corpus
@@ -42,7 +48,7 @@ from .dedup import DedupReport, Deduplicator
 from .errors import DataError
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, replay_split_name, verify_split
 from .params import GENERAL_SOURCE, ExperimentParams, ModelParams, load_params, replay_sources, step_fingerprint
-from .preprocess_report import drop_summary, removals, stage_label
+from .preprocess_report import drop_summary, held_out_lines, removals, stage_label
 
 MAX_CHARS_PER_PIECE = 50_000  # enormous documents are tokenized in pieces (bounded memory and time)
 
@@ -103,9 +109,82 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def is_held_out(doc_id: str, seed: int, fraction: float) -> bool:
-    """Deterministic document-level split: the same document lands in the same split on every run."""
-    digest = hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < fraction
+    """Deterministic document-level split: the same document is a held-out candidate on every run."""
+    return held_out_rank(doc_id, seed) / 2**64 < fraction
+
+
+def held_out_rank(doc_id: str, seed: int) -> int:
+    """The document's 64-bit hash of (seed, id): below ``fraction · 2^64`` it is a held-out candidate, and
+    the smallest ones are kept (``HeldOutSample``). The same hash as ``is_held_out``."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest(), "big")
+
+
+MIN_HELD_OUT_DOCUMENTS = 20  # below this a document-clustered SE is unreliable: the manifest says so
+
+
+def document_group(doc: Document) -> str:
+    """What a held-out set's composition counts: the topic (packaged Wikipedia), the work (fiction), else
+    the source (file, dataset or register)."""
+    return str(doc.meta.get("topic") or doc.meta.get("work") or doc.source)
+
+
+@dataclass(order=True)
+class HeldItem:
+    """One kept candidate; ``payload`` is its token ids (domain, general) or the document (registers)."""
+
+    rank: int
+    order: int
+    doc_id: str = field(compare=False)
+    source: str = field(compare=False)
+    group: str = field(compare=False)
+    payload: object = field(compare=False, repr=False)
+
+
+@dataclass
+class HeldOutSample:
+    """A bottom-k sample: of every candidate offered (a document whose hash of (seed, id) fell in the
+    held-out fraction), the ``cap`` with the smallest hash are kept. The hash is independent of the
+    document's place in the stream, so the set is a uniform random sample of the candidates read, the
+    same whatever their order (the first ``cap`` in stream order would be the stream's first topic).
+    Candidates not kept are never trained on either. Picklable: the preprocessing snapshot holds it."""
+
+    cap: int | None
+    candidates: int = 0
+    heap: list[tuple[int, int, HeldItem]] = field(default_factory=list)  # max-heap by rank (negated)
+
+    def would_keep(self, rank: int) -> bool:
+        """Whether a candidate of this rank would be kept now (a rejected one never is later: the
+        threshold only falls), so a candidate can be rejected before it is tokenized."""
+        return self.cap is None or len(self.heap) < self.cap or rank < -self.heap[0][0]
+
+    def count(self) -> None:
+        """A candidate was read (kept or not)."""
+        self.candidates += 1
+
+    def offer(self, item: HeldItem) -> None:
+        """Keep ``item`` if it is among the ``cap`` smallest ranks so far (it was counted already)."""
+        entry = (-item.rank, -item.order, item)
+        if self.cap is None or len(self.heap) < self.cap:
+            heapq.heappush(self.heap, entry)
+        elif item.rank < -self.heap[0][0]:
+            heapq.heapreplace(self.heap, entry)
+
+    def kept(self) -> list[HeldItem]:
+        """The kept candidates by rank: the packing order, so the split does not depend on stream order."""
+        return sorted(item for _, _, item in self.heap)
+
+    def report(self, documents_read: int, whole_stream_read: bool, ordered_by: str) -> dict:
+        """The manifest's ``held_out`` entry (without the split's padding, added when it is packed)."""
+        kept = self.kept()
+        by = Counter(item.group for item in kept)
+        return {"documents": len(kept), "composition": dict(by.most_common()),
+                "candidates_seen": self.candidates, "cap": self.cap, "documents_read": documents_read,
+                "whole_stream_read": whole_stream_read, "stream_order": ordered_by,
+                "corpus_had_fewer": self.cap is not None and self.candidates < self.cap,
+                "too_few_for_se": len(kept) < MIN_HELD_OUT_DOCUMENTS,
+                "how": (f"the {len(kept)} of {self.candidates} held-out candidates with the smallest hash of "
+                        f"(seed, id) among the {documents_read} documents read"
+                        + ("" if whole_stream_read else " (the stream was not read to its end)"))}
 
 
 def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
@@ -148,27 +227,37 @@ def _nothing_left_error(which: str, filters: FilterReport, dedup: DedupReport, u
 def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: int, dedup: Deduplicator,
                     train: SequencePacker, val: SequencePacker, progress: bool,
                     resume: dict | None = None, save: Callable[[dict], None] | None = None) -> dict:
-    """Stream one corpus into its training (or replay) packer and its held-out packer.
+    """Stream one corpus into its training (or replay) packer and its held-out sample.
 
     Two stages overlap: while a worker thread tokenizes batch *i* (the fast tokenizer runs in Rust
     without the GIL), the main thread reads, cleans and deduplicates batch *i + 1* and packs batch
     *i − 1*'s tokens. Packing stays in stream order, so the output does not depend on the timing.
 
+    A document whose hash falls in ``preprocess.val_fraction`` is a held-out candidate: never trained on,
+    offered to a ``HeldOutSample`` (its token ids buffered, cut to ``val_doc_tokens``) that keeps the
+    ``val_max_docs`` smallest hashes; they are packed into ``val`` (padded tail) when the stream ends.
+    Reading stops once the training budget is full and ``val_max_docs`` candidates were seen. A frozen
+    ``val`` (growth: ``full``) keeps nothing new, and its candidates still stay out of training.
+
     Each time the training packer completes a shard, the pipeline is drained (the batch in flight is
-    packed too) and ``save`` receives this corpus's place: the stream position, the reports and the
-    held-out count. ``resume`` (such a place) continues from there instead of from the start.
+    packed too) and ``save`` receives this corpus's place: the stream position, the reports, the
+    candidate count and the sample. ``resume`` (such a place) continues from there instead of from the start.
     """
     pre = params.preprocess
     spec = getattr(params.data, which)
     base = Path(params.source_path).parent if params.source_path else None
-    corpus = open_corpus(spec, base_dir=base, name=which)
+    corpus = open_corpus(spec, base_dir=base, name=which, seed=params.seed)
     filters, dd = FilterReport(), DedupReport()
-    held_out = 0  # documents assigned to the held-out split so far (decided before packing)
+    sample = HeldOutSample(pre.val_max_docs)
     tokens = 0
+    trained: Counter = Counter()  # documents packed into training, by topic or source
     if resume is not None:
         corpus.resume_from(resume["stream"])
-        filters, dd, held_out, tokens = resume["filters"], resume["dedup"], resume["held_out"], resume["tokens"]
+        filters, dd, tokens = resume["filters"], resume["dedup"], resume["tokens"]
+        sample = copy.deepcopy(resume.get("sample")) or HeldOutSample(pre.val_max_docs, resume["held_out"])
+        trained = Counter(resume.get("trained", {}))
     docs = dedup.stream(clean_stream(corpus, pre.quality, filters, normalise=pre.normalize), dd)
+    frozen = val.full  # growth: the held-out set is fixed
     val_cap = pre.val_max_docs if pre.val_max_docs is not None else float("inf")
     shards_saved = len(train.writer.shards)
     bar = None
@@ -177,27 +266,41 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
 
         bar = tqdm(desc=f"{which}: packing", unit=" tok", unit_scale=True, mininterval=2.0, initial=tokens)
 
-    def assign(batch: list[Document]) -> list[tuple[Document, SequencePacker]]:
-        nonlocal held_out
+    def assign(batch: list[Document]) -> list[tuple[Document, SequencePacker | int]]:
+        """Each document's destination: the train packer, or (its rank) the held-out sample."""
         chosen = []
         for doc in batch:
-            if held_out < val_cap and is_held_out(doc.id, params.seed, pre.val_fraction):
-                chosen.append((doc, val))
-                held_out += 1
+            if is_held_out(doc.id, params.seed, pre.val_fraction):
+                sample.count()
+                rank = held_out_rank(doc.id, params.seed)
+                if not frozen and sample.would_keep(rank):
+                    chosen.append((doc, rank))
             elif not train.full:
                 chosen.append((doc, train))
         return chosen
 
-    def pack(chosen: list[tuple[Document, SequencePacker]], encoded: Future) -> int:
+    def pack(chosen: list[tuple[Document, SequencePacker | int]], encoded: Future) -> int:
         added = 0
-        for (doc, packer), ids in zip(chosen, encoded.result()):
-            if not packer.full:
-                packer.add(ids, doc.id, doc.source)
+        for (doc, into), ids in zip(chosen, encoded.result()):
+            if isinstance(into, int):
+                cut = ids if pre.val_doc_tokens is None else ids[: pre.val_doc_tokens]
+                sample.offer(HeldItem(into, sample.candidates, doc.id, doc.source, document_group(doc),
+                                      np.asarray(cut, dtype=np.uint32)))
+                added += len(ids) + 1
+            elif not into.full:
+                into.add(ids, doc.id, doc.source)
+                trained[document_group(doc)] += 1
                 added += len(ids) + 1
         if bar is not None:
             bar.update(added)
         return added
 
+    def place() -> dict:
+        return {"which": which, "stream": corpus.state_dict(), "filters": filters, "dedup": dd,
+                "held_out": sample.candidates, "tokens": tokens, "sample": copy.deepcopy(sample),
+                "trained": dict(trained)}
+
+    whole = True  # the stream was read to its end (or to data.<which>.max_docs)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool:
         pending = None
         for batch in _batched(docs, pre.tokenize_batch_size):
@@ -210,27 +313,31 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
             if new_shard:
                 tokens += pack(*pending)  # drained: everything read so far is packed
                 pending, shards_saved = None, len(train.writer.shards)
-            if train.full and held_out >= val_cap:
-                break  # budget reached and held-out set complete: stop reading the source
+            if train.full and (frozen or sample.candidates >= val_cap):
+                whole = False
+                break  # budget reached and the held-out sample has its cap of candidates: stop reading
             if new_shard and save is not None:
-                save({"which": which, "stream": corpus.state_dict(), "filters": filters, "dedup": dd,
-                      "held_out": held_out, "tokens": tokens})
+                save(place())
         if pending is not None:
             tokens += pack(*pending)
     if bar is not None:
         bar.close()
-    if filters.kept == 0 or (train.documents + val.documents) == 0:
+    held = sample.kept()
+    if not frozen:
+        for item in held:
+            val.add(item.payload, item.doc_id, item.source)
+    if filters.kept == 0 or (train.documents + len(held)) == 0:
         raise _nothing_left_error(which, filters, dd, corpus.problems.as_dict(), corpus.describe())
-    return {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
-            "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
-            "tokens_tokenized": tokens, "documents_read": corpus.documents_read,
-            # where the stream stopped: how a larger train budget continues it (cpt_utils.growth; not in the manifest)
-            "_place": {"which": which, "stream": corpus.state_dict(), "filters": filters, "dedup": dd,
-                       "held_out": held_out, "tokens": tokens}}
-
-
-def _held_out_rank(doc_id: str, seed: int) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest(), "big")
+    out = {"source": spec.model_dump(mode="json"), "description": corpus.describe(),
+           "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
+           "tokens_tokenized": tokens, "documents_read": corpus.documents_read,
+           "trained_composition": dict(trained.most_common()),
+           # where the stream stopped: how a larger train budget continues it (cpt_utils.growth; not in the manifest)
+           "_place": {**place(), "sample": None}}  # the sample is packed: growth keeps it frozen
+    if not frozen:
+        order = "a seeded random permutation of the file" if corpus.permuted else "the source's own order"
+        out["held_out"] = sample.report(corpus.documents_read, whole, order)
+    return out
 
 
 def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Deduplicator,
@@ -240,34 +347,28 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
 
     The whole register is cleaned (with ``registers.register_quality``: filters that reject the
     register's ordinary text are off) and deduplicated against everything before it, then the
-    ``preprocess.val_max_docs`` documents with the smallest hash of (seed, id) are kept: a fixed,
-    reproducible sample spread over the register, not its first files. Instruction pairs rendered with
-    the chat template are encoded with their template tokens as special tokens. ``control``: when this
+    ``preprocess.val_max_docs`` documents with the smallest hash of (seed, id) are kept (``HeldOutSample``,
+    packed in hash order): a fixed, reproducible sample spread over the register, not its first files.
+    Instruction pairs rendered with the chat template are encoded with their template tokens as special tokens. ``control``: when this
     register is the control run's text, the documents *not* held out are packed into it (stream order).
     ``replay``: likewise when a replay mixture draws from it (``replay_<name>``, up to
     ``preprocess.replay_token_budget``). Neither changes which documents are held out.
     """
-    import heapq
-
     from .registers import RELAXED_QUALITY, register_quality
 
     pre, spec = params.preprocess, params.data.registers[name]
     quality = register_quality(spec.register, pre.quality) if spec.kind == "packaged_register" else pre.quality
     corpus = open_corpus(spec, base_dir=Path(params.source_path).parent if params.source_path else None,
-                         name=f"registers.{name}", tokenizer=tokenizer)
+                         name=f"registers.{name}", tokenizer=tokenizer, seed=params.seed)
     filters, dd = FilterReport(), DedupReport()
-    cap = pre.val_max_docs or float("inf")
-    chosen: list[tuple[int, int, Document]] = []  # max-heap by rank (negated): the cap smallest ranks
+    sample = HeldOutSample(pre.val_max_docs)  # every document is a candidate: registers are small
     everything: list[Document] = []  # only kept when the register also feeds the control or a replay split
     for order, doc in enumerate(dedup.stream(clean_stream(corpus, quality, filters, normalise=pre.normalize), dd)):
         if control is not None or replay is not None:
             everything.append(doc)
-        item = (-_held_out_rank(doc.id, params.seed), order, doc)
-        if len(chosen) < cap:
-            heapq.heappush(chosen, item)
-        elif item[0] > chosen[0][0]:
-            heapq.heapreplace(chosen, item)
-    docs = [doc for _, _, doc in sorted(chosen, key=lambda c: c[1])]  # stream order
+        sample.count()
+        sample.offer(HeldItem(held_out_rank(doc.id, params.seed), order, doc.id, doc.source, document_group(doc), doc))
+    docs = [item.payload for item in sample.kept()]
     if not docs:
         raise PreprocessError(
             f"data.registers.{name}: no document left ({corpus.documents_read} read, "
@@ -285,7 +386,8 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
             "relaxed_filters": sorted(RELAXED_QUALITY.get(getattr(spec, "register", ""), {})),
             "unreadable": corpus.problems.as_dict(), "filters": filters.as_dict(), "dedup": dd.as_dict(),
             "documents_read": corpus.documents_read, "documents_selected": len(docs),
-            "chat_template": any(d.meta.get("special_tokens") for d in docs)}
+            "chat_template": any(d.meta.get("special_tokens") for d in docs),
+            "held_out": sample.report(corpus.documents_read, True, "the source's own order")}
     if replay is not None:
         info["replay"] = {"split": replay_split_name(name), "documents_eligible": len(rest),
                           "documents_packed": replay.documents, "held_out_documents_excluded": len(held),
@@ -456,8 +558,9 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
     def packer(split: str, budget: int | None, state: dict | None = None) -> SequencePacker:
         writer = ShardWriter(data_dir / split, pre.seq_len, vocab, shard_sequences, meta={"split": split},
                              state=state and state["writer"])
-        cut = pre.val_doc_tokens if split.startswith("val_") else None
-        return SequencePacker(writer, separator, budget, state=state, doc_max_tokens=cut)
+        held_out = split.startswith("val_")  # a held-out sample keeps every document: its tail is padded
+        return SequencePacker(writer, separator, budget, state=state,
+                              doc_max_tokens=pre.val_doc_tokens if held_out else None, pad_tail=held_out)
 
     budgets = {"train": pre.train_token_budget, "replay": pre.replay_token_budget, "val_domain": None, "val_general": None}
     budgets.update({split: pre.train_token_budget for split in extra})  # the control: as much as the domain may
@@ -545,6 +648,8 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
                 "preprocess.val_max_docs/val_fraction, a shorter seq_len or a gentler stage")
     seconds = time.perf_counter() - started
     places = {which: c.pop("_place") for which, c in corpora.items()}
+    held_out = {f"val_{which}": {**c.pop("held_out"), "padding_tokens": splits[f"val_{which}"]["padding_tokens"]}
+                for which, c in (*corpora.items(), *registers.items())}
     tokenized = sum(c["tokens_tokenized"] for c in corpora.values())
     manifest = {
         "fingerprint": fingerprint, "code_version": code, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -557,8 +662,9 @@ def prepare_data(params: ExperimentParams, run_dir: Path, progress: bool = True,
         "seq_len": pre.seq_len, "corpora": corpora, "registers": registers,
         "control": _control_report(data_dir, params, splits[CONTROL_SPLIT], splits["train"]) if extra else None,
         "replay_sources": {source: replay_split_name(source) for source in (GENERAL_SOURCE, *replayed)},
+        "held_out": held_out,
         "splits": {name: {k: info[k] for k in ("num_sequences", "num_tokens", "documents", "dropped_tail_tokens",
-                                                "content_hash")} for name, info in splits.items()},
+                                                "padding_tokens", "content_hash")} for name, info in splits.items()},
         "content_hash": hashlib.blake2b("".join(splits[s]["content_hash"] for s in SPLITS).encode(),
                                         digest_size=16).hexdigest(),
     }
@@ -624,3 +730,5 @@ def main(params_path: str) -> None:
     for name, split in manifest["splits"].items():
         print(f"{name:12s} {split['num_sequences']:>9,} sequences {split['num_tokens']:>13,} tokens "
               f"{split['documents']:>8,} documents")
+    for line in held_out_lines(manifest):
+        print(line)

@@ -102,7 +102,7 @@ def split_table(manifest: dict):
     import pandas as pd
 
     rows = {name: {"sequences": s["num_sequences"], "tokens": s["num_tokens"], "documents": s["documents"],
-                   "tail tokens dropped": s["dropped_tail_tokens"]} for name, s in manifest["splits"].items()}
+                   "tail tokens dropped": s["dropped_tail_tokens"], "padding tokens": s.get("padding_tokens", 0)} for name, s in manifest["splits"].items()}
     return pd.DataFrame(rows).T.map(lambda v: f"{int(v):,}")
 
 
@@ -252,3 +252,74 @@ def narrative(manifest: dict, composition: dict) -> str:
         f"- Throughput: {manifest['tokens_per_second']:,.0f} tokens/s end to end ({manifest['seconds']:.1f} s), "
         "including cleaning and deduplication.",
     ])
+
+
+# ------------------------------------------------------------------------------------ held-out sets
+def _composition_text(composition: dict[str, int], top: int = 4) -> str:
+    """'Arts 9, People 7, History 5, +3 more (4)': the largest groups of a held-out set."""
+    items = list(composition.items())
+    text = ", ".join(f"{group} {n}" for group, n in items[:top])
+    rest = items[top:]
+    return text + (f", +{len(rest)} more ({sum(n for _, n in rest)})" if rest else "")
+
+
+def _held_out_flags(entry: dict) -> list[str]:
+    """What a reader must know before trusting a held-out set's SE."""
+    flags = []
+    if entry.get("too_few_for_se"):
+        flags.append("too few documents for a reliable SE")
+    if entry.get("corpus_had_fewer"):
+        flags.append("corpus had fewer candidates than the cap")
+    if not entry.get("whole_stream_read", True):
+        flags.append(f"sample of the {entry['documents_read']:,} documents read")
+    return flags
+
+
+def held_out_lines(manifest: dict) -> list[str]:
+    """One terminal line per held-out set (``cpt prepare``): documents, composition, caveats. Data
+    prepared before held-out samples were recorded give no lines."""
+    lines = []
+    for split, entry in manifest.get("held_out", {}).items():
+        flags = _held_out_flags(entry)
+        lines.append(f"{split:12s} held out {entry['documents']:>4,} of {entry['candidates_seen']:,} candidates: "
+                     f"{_composition_text(entry['composition'])}" + (f" [{'; '.join(flags)}]" if flags else ""))
+    return lines
+
+
+def held_out_table(manifest: dict):
+    """Each held-out set: documents kept, candidates seen, the cap, its largest groups and the caveats."""
+    import pandas as pd
+
+    rows = {split: {"documents": e["documents"], "candidates seen": e["candidates_seen"],
+                    "cap (val_max_docs)": "none" if e["cap"] is None else e["cap"],
+                    "groups": len(e["composition"]), "composition": _composition_text(e["composition"]),
+                    "padding tokens": e.get("padding_tokens", 0), "read in": e["stream_order"],
+                    "caveats": "; ".join(_held_out_flags(e)) or "none"}
+            for split, e in manifest.get("held_out", {}).items()}
+    return pd.DataFrame(rows).T
+
+
+def training_composition(manifest: dict) -> dict[str, dict[str, int]]:
+    """Documents packed into training (train, replay) by topic or source, per corpus."""
+    return {which: c.get("trained_composition", {}) for which, c in manifest["corpora"].items()}
+
+
+def fig_held_out_composition(manifest: dict, top: int = 8):
+    """One panel per held-out set: documents per topic (or source), largest first, the rest pooled.
+    A set drawn from one topic shows as one bar: the evidence that the sample is spread."""
+    import matplotlib.pyplot as plt
+
+    from .plots import PALETTE, label
+
+    sets = manifest.get("held_out", {})
+    fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(3.6 * max(1, len(sets)), 3.4), squeeze=False)
+    for ax, (split, entry) in zip(axes[0], sets.items()):
+        items = list(entry["composition"].items())
+        shown = items[:top] + ([("other", sum(n for _, n in items[top:]))] if len(items) > top else [])
+        colour = PALETTE["general"] if split == "val_general" else PALETTE["domain"]
+        ax.barh([g[:28] for g, _ in shown], [n for _, n in shown], color=colour)
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        label(ax, f"{split}: {entry['documents']} documents", "documents in the held-out set", "topic or source")
+    fig.tight_layout()
+    return fig
