@@ -26,8 +26,9 @@ def prepared(tmp_path_factory):
 
 
 def _documents_of(split, sep: int) -> list[list[int]]:
-    """Reassemble the packed token stream into documents (split at the separator)."""
+    """Reassemble the packed token stream into documents (split at the separator), padding left out."""
     stream = np.concatenate([split[i][0] for i in range(len(split))]) if len(split) else np.array([], int)
+    stream = stream[: len(stream) - split.padding_tokens]
     cuts = np.flatnonzero(stream == sep)
     docs, start = [], 0
     for cut in cuts:
@@ -66,6 +67,9 @@ def test_no_document_is_in_two_splits(prepared):
     n_docs = len(split.documents())
     for i in range(len(split)):
         assert split.document_indices(i).max() < n_docs
+    owners = np.concatenate([split.document_indices(i) for i in range(len(split))])
+    assert (owners == -1).sum() == split.padding_tokens  # padding belongs to no document
+    assert set(owners[owners >= 0]) == set(range(n_docs))  # and every kept document is in the split
 
 
 def test_packed_stream_decodes_back_to_the_cleaned_documents(prepared):
@@ -73,13 +77,15 @@ def test_packed_stream_decodes_back_to_the_cleaned_documents(prepared):
     tok = load_tokenizer(params.model)
     sep = document_separator_id(tok)
     for corpus, splits in (("domain", ("train", "val_domain")), ("general", ("replay", "val_general"))):
-        source = {d.id: normalize(d.text) for d in open_corpus(getattr(params.data, corpus))}
+        source = {d.id: normalize(d.text) for d in open_corpus(getattr(params.data, corpus), seed=params.seed)}
         for name in splits:
             split = open_split(run, name)
             packed_ids = [d["id"] for d in split.documents()]
             decoded = _documents_of(split, sep)
-            # every document is complete except those in the tail dropped at the end (< one sequence)
-            assert len(packed_ids) - 3 <= len(decoded) <= len(packed_ids), name
+            if name.startswith("val_"):  # a held-out split pads its tail: every document is complete
+                assert len(decoded) == len(packed_ids) == split.info["documents"], name
+            else:  # every document is complete except those in the tail dropped at the end (< one sequence)
+                assert len(packed_ids) - 3 <= len(decoded) <= len(packed_ids), name
             for doc_id, ids in zip(packed_ids, decoded):
                 assert tok.decode(ids) == source[doc_id], (name, doc_id)
 
@@ -124,7 +130,7 @@ def test_bad_input_is_counted_and_enormous_documents_span_many_sequences(tmp_pat
               b'{"text": "caf\xe9 bytes that are not UTF-8"}\n',                 # non-UTF-8
               b"{broken json\n",
               json.dumps({"id": "huge", "text": enormous}).encode() + b"\n"]
-    params = _files_params(tmp_path, lines)
+    params = _files_params(tmp_path, lines, val_max_docs=50)  # every candidate kept: 'huge' is packed somewhere
     manifest = prepare_data(params, tmp_path / "run", progress=False)
     domain = manifest["corpora"]["domain"]
     assert domain["unreadable"]["by_reason"] == {"non-UTF-8 bytes": 1, "invalid JSON": 1}
