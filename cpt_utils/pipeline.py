@@ -361,6 +361,20 @@ def _no_control_note(control) -> str:
     return "<p class='warn'>The control run has no evaluation at the final checkpoint yet (notebook 05 runs it).</p>"
 
 
+def _held_out_html(run: Path) -> str:
+    """The held-out sets every held-out number describes: documents and composition (notebook 02 has more)."""
+    from .preprocess_report import held_out_rows
+
+    path = Path(run) / "data" / "manifest.json"
+    rows = held_out_rows(json.loads(path.read_text())) if path.is_file() else []
+    if not rows:
+        return ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    return (f"<h2>Held-out sets</h2><p>Uniform random samples (smallest hash of seed and id) of the documents "
+            f"read; never trained on.</p><table><tr>{head}</tr>{body}</table>")
+
+
 def write_index(params: ExperimentParams, report_dir: Path, run: Path, records: list[NotebookRecord],
                 prov: dict) -> Path:
     import yaml
@@ -387,6 +401,7 @@ table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #cc
 <table><tr><th>report</th><th>status</th><th>wall time (s)</th><th>error</th></tr>{''.join(rows)}
 <tr><td><b>total</b></td><td></td><td><b>{total:.0f}</b></td><td></td></tr></table>
 {_headline_html(run, params)}
+{_held_out_html(run)}
 <h2>Provenance</h2>
 <p>Generated {html.escape(prov['time'])} from <code>{html.escape(str(prov['params_file']))}</code>{html.escape(_overrides_text(prov))};
 git commit <code>{html.escape(git['commit'])}</code>{' <span class="warn">(with uncommitted changes)</span>' if git['dirty'] else ''};

@@ -286,6 +286,13 @@ def held_out_lines(manifest: dict) -> list[str]:
     return lines
 
 
+def held_out_rows(manifest: dict) -> list[dict[str, str]]:
+    """The index's short table: set, documents, composition, caveats (empty for older data)."""
+    return [{"set": split, "documents": f"{e['documents']:,} of {e['candidates_seen']:,} candidates",
+             "composition": _composition_text(e["composition"]), "caveats": "; ".join(_held_out_flags(e)) or "none"}
+            for split, e in manifest.get("held_out", {}).items()]
+
+
 def held_out_table(manifest: dict):
     """Each held-out set: documents kept, candidates seen, the cap, its largest groups and the caveats."""
     import pandas as pd

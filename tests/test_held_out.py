@@ -133,3 +133,25 @@ def test_packaged_wikipedia_permutation_is_seeded():
     assert one == again and one != other and one != file_order
     assert sorted(one) == sorted(other) == sorted(file_order)  # a permutation: nothing added or lost
     assert np.mean([a == b for a, b in zip(one, other)]) < 0.05
+
+
+def test_held_out_sets_are_shown_in_the_terminal_the_notebook_and_the_index(several_topics):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cpt_utils import preprocess_report as report
+    from cpt_utils.pipeline import _held_out_html
+
+    _, run, manifest = several_topics
+    lines = report.held_out_lines(manifest)
+    assert [line.split()[0] for line in lines] == ["val_domain", "val_general"]
+    assert "too few documents for a reliable SE" in lines[0]  # tiny holds out 10 < 20
+    table = report.held_out_table(manifest)
+    assert list(table.index) == ["val_domain", "val_general"]
+    for split, entry in manifest["held_out"].items():  # the cap, or every candidate where there were fewer
+        assert table.loc[split, "documents"] == min(10, entry["candidates_seen"])
+        assert entry["corpus_had_fewer"] == (entry["candidates_seen"] < 10)
+    fig = report.fig_held_out_composition(manifest)
+    assert all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    page = _held_out_html(run)
+    assert "<h2>Held-out sets</h2>" in page and page.count("<tr>") == 3
