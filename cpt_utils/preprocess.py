@@ -3,9 +3,14 @@
 Nothing holds the corpus: documents flow through generators, are tokenized a batch at a time (in a
 worker thread, overlapping the cleaning of the next batch) and packed straight into shards, so peak
 memory is the batch, one shard buffer per split (``preprocess.shard_tokens``) and the dedup index
-(≈ 0.7 KB per kept document, the only part that grows with the corpus). The held-out split is decided per *document* (a hash of its id), before packing, so no
-sequence can mix training and validation text. ``manifest.json`` is written last; its fingerprint lets
-training refuse mismatched data and lets a re-run skip the whole step.
+(≈ 0.7 KB per kept document, the only part that grows with the corpus) and the held-out samples. The
+held-out split is decided per *document* (a hash of seed and id), before packing, so no sequence can mix
+training and validation text: every candidate (hash in ``val_fraction``) stays out of training, and the
+``val_max_docs`` with the smallest hash form the held-out set (``HeldOutSample``, a uniform random
+sample of the candidates read whatever the stream's order), packed when the stream ends with its last
+sequence padded. ``manifest.json`` is written last; its ``held_out`` section says what each set is a
+sample of (composition, candidates, whether the whole stream was read); its fingerprint lets training
+refuse mismatched data and lets a re-run skip the whole step.
 
 Replay: the general corpus's non-held-out documents fill ``replay``; every register that a
 ``train.replay_mixture`` of the main parameters or of any variant names also gets ``replay_<name>``,
@@ -15,7 +20,7 @@ again, and their content hash then covers that split too (runs trained on the ol
 
 An interrupted run resumes: after each train (or replay) shard the pipeline is drained and a snapshot
 (``data/resume.pkl``, written atomically) records the stream position, the filter/dedup/unreadable
-reports, the held-out count, every packer's buffered fragments, unfinished shard rows and
+reports, the held-out sample (its candidates' token ids), every packer's buffered fragments, unfinished shard rows and
 ``documents.jsonl`` length, and the length of the dedup log (``data/dedup.log``, the index as an
 append-only log, so a snapshot never rewrites it). The next ``prepare_data`` with the same fingerprint,
 code and input files continues after that shard, re-verifying the shards already written by content
