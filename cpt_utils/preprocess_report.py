@@ -319,11 +319,16 @@ def fig_held_out_composition(manifest: dict, top: int = 8):
     from .plots import PALETTE, label
 
     sets = manifest.get("held_out", {})
-    fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(3.6 * max(1, len(sets)), 3.4), squeeze=False)
-    for ax, (split, entry) in zip(axes[0], sets.items()):
+    cols = min(3, max(1, len(sets)))
+    rows = -(-max(1, len(sets)) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(sets):]:
+        ax.set_visible(False)
+    colours = {"val_domain": PALETTE["domain"], "val_general": PALETTE["general"]}  # registers: grey
+    for ax, (split, entry) in zip(axes.flat, sets.items()):
         items = list(entry["composition"].items())
         shown = items[:top] + ([("other", sum(n for _, n in items[top:]))] if len(items) > top else [])
-        colour = PALETTE["general"] if split == "val_general" else PALETTE["domain"]
+        colour = colours.get(split, PALETTE["base"])
         ax.barh([g[:28] for g, _ in shown], [n for _, n in shown], color=colour)
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
