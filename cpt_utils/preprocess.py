@@ -271,26 +271,25 @@ def _process_corpus(which: str, params: ExperimentParams, tokenizer, separator: 
 
         bar = tqdm(desc=f"{which}: packing", unit=" tok", unit_scale=True, mininterval=2.0, initial=tokens)
 
-    def assign(batch: list[Document]) -> list[tuple[Document, SequencePacker | int]]:
-        """Each document's destination: the train packer, or (its rank) the held-out sample."""
+    def assign(batch: list[Document]) -> list[tuple[Document, SequencePacker | tuple[int, int]]]:
+        """Each document's destination: the train packer, or the held-out sample as (rank, candidate index)."""
         chosen = []
         for doc in batch:
             if is_held_out(doc.id, params.seed, pre.val_fraction):
                 sample.count()
                 rank = held_out_rank(doc.id, params.seed)
                 if not frozen and sample.would_keep(rank):
-                    chosen.append((doc, rank))
+                    chosen.append((doc, (rank, sample.candidates)))
             elif not train.full:
                 chosen.append((doc, train))
         return chosen
 
-    def pack(chosen: list[tuple[Document, SequencePacker | int]], encoded: Future) -> int:
+    def pack(chosen: list[tuple[Document, SequencePacker | tuple[int, int]]], encoded: Future) -> int:
         added = 0
         for (doc, into), ids in zip(chosen, encoded.result()):
-            if isinstance(into, int):
+            if isinstance(into, tuple):
                 cut = ids if pre.val_doc_tokens is None else ids[: pre.val_doc_tokens]
-                sample.offer(HeldItem(into, sample.candidates, doc.id, doc.source, document_group(doc),
-                                      np.asarray(cut, dtype=np.uint32)))
+                sample.offer(HeldItem(*into, doc.id, doc.source, document_group(doc), np.asarray(cut, np.uint32)))
                 added += len(ids) + 1
             elif not into.full:
                 into.add(ids, doc.id, doc.source)
@@ -354,8 +353,9 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
     register's ordinary text are off) and deduplicated against everything before it, then the
     ``preprocess.val_max_docs`` documents with the smallest hash of (seed, id) are kept (``HeldOutSample``,
     packed in hash order): a fixed, reproducible sample spread over the register, not its first files.
-    Instruction pairs rendered with the chat template are encoded with their template tokens as special tokens. ``control``: when this
-    register is the control run's text, the documents *not* held out are packed into it (stream order).
+    Instruction pairs rendered with the chat template are encoded with their template tokens as special
+    tokens. ``control``: when this register is the control run's text, the documents *not* held out are
+    packed into it (stream order).
     ``replay``: likewise when a replay mixture draws from it (``replay_<name>``, up to
     ``preprocess.replay_token_budget``). Neither changes which documents are held out.
     """
@@ -372,7 +372,8 @@ def _process_register(name: str, params: ExperimentParams, tokenizer, dedup: Ded
         if control is not None or replay is not None:
             everything.append(doc)
         sample.count()
-        sample.offer(HeldItem(held_out_rank(doc.id, params.seed), order, doc.id, doc.source, document_group(doc), doc))
+        rank = held_out_rank(doc.id, params.seed)
+        sample.offer(HeldItem(rank, order, doc.id, doc.source, document_group(doc), doc))
     docs = [item.payload for item in sample.kept()]
     if not docs:
         raise PreprocessError(

@@ -102,7 +102,8 @@ def split_table(manifest: dict):
     import pandas as pd
 
     rows = {name: {"sequences": s["num_sequences"], "tokens": s["num_tokens"], "documents": s["documents"],
-                   "tail tokens dropped": s["dropped_tail_tokens"], "padding tokens": s.get("padding_tokens", 0)} for name, s in manifest["splits"].items()}
+                   "tail tokens dropped": s["dropped_tail_tokens"], "padding tokens": s.get("padding_tokens", 0)}
+            for name, s in manifest["splits"].items()}
     return pd.DataFrame(rows).T.map(lambda v: f"{int(v):,}")
 
 
