@@ -150,6 +150,8 @@ def fit_loss_curve(tokens, losses, model: str = "power law", cov=None, se=None, 
         fit.chi2_p = float(chi2.sf(float(resid @ np.linalg.solve(cov, resid)), dof))
         half = norm.ppf(0.975) * np.sqrt(np.diag(pcov))
         fit.intervals = {n: (float(popt[i] - half[i]), float(popt[i] + half[i])) for i, n in enumerate(names)}
+        if model == "power law" and popt[1] > 0:  # A is a positive scale: its interval is symmetric in log A
+            fit.intervals["A"] = (float(popt[1] * math.exp(-half[1] / popt[1])), float(popt[1] * math.exp(half[1] / popt[1])))
         fit.samples = np.random.default_rng(seed).multivariate_normal(popt, pcov, size=draws, method="eigh")
     return fit
 
