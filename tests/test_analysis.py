@@ -396,3 +396,13 @@ def test_register_view_tables_figure_and_note():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_bits_per_byte_se_counts_only_the_items_that_were_scored():
+    """An item whose gold answer could not be scored (NaN) is not in n: counting it shrinks the SE."""
+    from cpt_utils.perplexity import finite_mean_se
+
+    scored = np.array([1.2, 1.5, 0.9, 1.4])
+    mean, se = finite_mean_se([*scored, math.nan, math.nan])
+    assert mean == pytest.approx(scored.mean()) and se == pytest.approx(scored.std(ddof=1) / math.sqrt(4))
+    assert all(math.isnan(x) for x in finite_mean_se([math.nan]))
