@@ -39,12 +39,14 @@ def _document_sums(rng, lengths: np.ndarray, delta: float, n: int, rho: float = 
     return base, base + lengths * (delta + shared) + own
 
 
-@pytest.fixture(scope="module")
-def documents():
-    """12 held-out documents of very unequal length (log-normal tokens: a few long ones carry the
-    ratio), and the clustered tests of EXPERIMENTS experiments at zero effect."""
+@pytest.fixture(scope="module", params=[(12, 1.0), (15, 1.5)], ids=["12 documents", "15 very unequal documents"])
+def documents(request):
+    """Held-out documents of very unequal length (log-normal tokens: a few long ones carry the ratio;
+    the second design so unequal that only ≈ 5 count), and the clustered tests of EXPERIMENTS
+    experiments at zero effect."""
+    n_docs, spread = request.param
     rng = np.random.default_rng(0)
-    lengths = np.maximum(5, rng.lognormal(5, 1.0, 12).astype(int)).astype(float)
+    lengths = np.maximum(5, rng.lognormal(5, spread, n_docs).astype(int)).astype(float)
     base, other = _document_sums(rng, lengths, 0.0, EXPERIMENTS)
     return lengths, [analysis.clustered_delta(b, o, lengths) for b, o in zip(base, other)]
 
