@@ -68,17 +68,23 @@ ASSUMED_POINT_CORRELATION = 0.9
 def point_covariance(evals: list[dict], split: str = "val_domain") -> np.ndarray | None:
     """Covariance of the points' held-out losses, measured: the points are scored on the same documents,
     so the cluster-robust (linearised) covariance of their ratios over the per-document sums. None when
-    any point lacks the sums or the documents differ."""
+    any point lacks the sums, the documents differ, or there are too few documents to measure it (fewer
+    than ``MIN_DOCUMENTS``, or a covariance that is not positive definite: fewer documents than points)."""
     docs = [(ev.get("perplexity", {}).get(split) or {}).get("per_document") or {} for ev in evals]
     if not evals or any(not d.get("nats") for d in docs) or any(d.get("tokens") != docs[0].get("tokens") for d in docs):
         return None
     counts = np.asarray(docs[0]["tokens"], dtype=float)
     sums = np.asarray([d["nats"] for d in docs], dtype=float)
     n_docs, total = len(counts), counts.sum()
-    if n_docs < 2:
+    if n_docs < MIN_DOCUMENTS:
         return None
     resid = sums - np.outer(sums.sum(axis=1) / total, counts)
-    return resid @ resid.T * n_docs / (n_docs - 1) / total ** 2
+    cov = resid @ resid.T * n_docs / (n_docs - 1) / total ** 2
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return None
+    return cov
 
 
 def assumed_covariance(se, rho: float = ASSUMED_POINT_CORRELATION) -> np.ndarray:

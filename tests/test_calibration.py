@@ -182,3 +182,28 @@ def test_a_fit_without_residual_freedom_shows_no_interval_and_no_band():
     assert np.isfinite([lo[0], hi[0]]).all() and np.isnan([lo[1], hi[1]]).all()  # nothing beyond the data
     lo, hi = analysis.prediction_band(wider, [1e9], allow_extrapolation=True)
     assert np.isfinite([lo[0], hi[0]]).all()
+
+
+def test_the_points_covariance_is_measured_from_shared_documents():
+    """Three checkpoints scored on the same 40 documents: the measured covariance of their losses equals
+    the covariance of the loss ratios over simulated experiments (within sampling error), and its strong
+    correlation (a hard document is hard at every checkpoint) is what the GLS fit is told."""
+    rng = np.random.default_rng(7)
+    lengths = np.maximum(5, rng.lognormal(5, 0.5, 40).astype(int)).astype(float)
+
+    def experiment():
+        difficulty = rng.normal(3.0, 0.4, 40)
+        sums = [lengths * (difficulty - shift + rng.normal(0, 0.05, 40)) for shift in (0.0, 0.2, 0.3)]
+        return [{"perplexity": {"val_domain": {"per_document": {"nats": list(s), "tokens": list(lengths)}}}} for s in sums]
+
+    losses = []
+    measured = []
+    for _ in range(EXPERIMENTS // 2):
+        evals = experiment()
+        losses.append([sum(e["perplexity"]["val_domain"]["per_document"]["nats"]) / lengths.sum() for e in evals])
+        measured.append(analysis.point_covariance(evals))
+    true = np.cov(np.asarray(losses).T)
+    mean = np.mean(measured, axis=0)
+    assert np.allclose(mean, true, rtol=0.15)
+    assert true[0, 1] / math.sqrt(true[0, 0] * true[1, 1]) > 0.9
+    assert analysis.point_covariance(experiment()[:1] * 2 + [{"perplexity": {}}]) is None  # a point without sums
