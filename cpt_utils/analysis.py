@@ -1022,6 +1022,9 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
         parts.append(f"Without mitigation (`{reference}`) the held-out loss outside the domain rises by {_pm(f_ref, 4)} "
                      f"nats/token on average over {splits} (p = {f_ref['p']:.2g}; worst: {f_ref['worst']} "
                      f"{f_ref['worst_delta']:+.4f} ± {f_ref['worst_se']:.4f}).")
+    elif not f_ref["testable"]:
+        parts.append(f"Without mitigation (`{reference}`) the mean held-out loss change over {splits} is {_pm(f_ref, 4)} "
+                     f"nats/token but cannot be tested: a split has fewer than {MIN_DOCUMENTS} documents.")
     else:
         parts.append(f"Without mitigation (`{reference}`) no forgetting is detected: the mean held-out loss change over "
                      f"{splits} is {_pm(f_ref, 4)} nats/token (p = {f_ref['p']:.2g}; MDE at 80% power ≈ {f_ref['mde_80']:.4f}), "
@@ -1077,6 +1080,7 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
         "worst split": r["forgetting vs base"]["worst"],
         "forgetting vs reference": _pm(r["forgetting vs reference"], 4),
         "p (forgetting vs reference)": r["forgetting vs reference"]["p"],
+        "p adjusted (forgetting vs reference)": r["forgetting vs reference"].get("p_adj", math.nan),
         "domain loss vs base": _pm(r["domain loss vs base"], 4),
         "domain loss vs reference": _pm(r["domain loss vs reference"], 4),
         "p (domain loss vs reference)": r["domain loss vs reference"]["p"],

@@ -582,9 +582,11 @@ def forgetting_axis_note(base: dict, continued: dict | None) -> str:
             "largest of several noisy changes is biased upward and has no simple SE, but forgetting "
             "concentrated in one register must not be averaged away.")
     if f and f["registers"]:
-        verdict = "significant" if f["mean_p"] < 0.05 else "within noise"
+        verdict = ("significant" if f["mean_p"] < 0.05 else "within noise") if f["mean_testable"] else \
+            f"cannot be tested: a register has fewer than {analysis.MIN_DOCUMENTS} documents"
+        verdict += f", p = {f['mean_p']:.2g}" if f["mean_testable"] else ""
         text += (f"\n\nMain run: mean change {f['mean']:+.4f} ± {f['mean_se']:.4f} nats/token over {f['registers']} "
-                 f"register{'s' if f['registers'] != 1 else ''} ({verdict}, p = {f['mean_p']:.2g}); worst register "
+                 f"register{'s' if f['registers'] != 1 else ''} ({verdict}); worst register "
                  f"`{f['worst_register']}` {f['worst']:+.4f} ± {f['worst_se']:.4f} (p = {f['worst_p']:.2g}); "
                  + (f"significantly forgotten: {', '.join(f['forgotten'])}." if f["forgotten"]
                     else "no register's loss rose significantly."))
