@@ -111,7 +111,9 @@ def fit_loss_curve(tokens, losses, model: str = "power law", cov=None, se=None, 
     d = np.asarray(tokens, dtype=float)
     y = np.asarray(losses, dtype=float)
     keep = d > 0
-    if cov is None and se is not None and np.all(np.isfinite(np.asarray(se, dtype=float)[keep])):
+    usable_se = se is not None and bool(np.all(np.isfinite(np.asarray(se, dtype=float)[keep]))
+                                        and np.all(np.asarray(se, dtype=float)[keep] > 0))
+    if cov is None and usable_se:
         cov, source = assumed_covariance(np.asarray(se, dtype=float)), f"assumed correlation {ASSUMED_POINT_CORRELATION} (unmeasured)"
     else:
         source = "measured from per-document sums" if cov is not None else "none (no standard errors)"

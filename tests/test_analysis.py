@@ -406,3 +406,17 @@ def test_bits_per_byte_se_counts_only_the_items_that_were_scored():
     mean, se = finite_mean_se([*scored, math.nan, math.nan])
     assert mean == pytest.approx(scored.mean()) and se == pytest.approx(scored.std(ddof=1) / math.sqrt(4))
     assert all(math.isnan(x) for x in finite_mean_se([math.nan]))
+
+
+def test_a_family_reads_its_adjusted_p_values():
+    """Three tests, each p < 0.05 alone: within one family (Holm, fewer than 5 tests) only the smallest
+    survives, and ``significant`` follows the adjusted p; an untestable row stays out of the count."""
+    from cpt_utils.analysis import FAMILIES, mark_family
+
+    rows = [{"p": 0.01}, {"p": 0.04}, {"p": 0.03}, {"p": math.nan}]
+    mark_family(rows, "registers")
+    assert [r["significant"] for r in rows] == [True, False, False, False]
+    assert rows[0]["p_adj"] == pytest.approx(0.03) and math.isnan(rows[3]["p_adj"])
+    assert {r["family"] for r in rows} == {"registers"} and "registers" in FAMILIES
+    with pytest.raises(AssertionError):
+        mark_family(rows, "not a declared family")
