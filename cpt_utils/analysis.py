@@ -445,7 +445,8 @@ def adjust_pvalues(pvalues, method: str | None = None) -> np.ndarray:
 
 def mark_family(rows: list[dict], family: str, alpha: float = 0.05, p: str = "p", prefix: str = "") -> list[dict]:
     """Adjust the ``p`` of ``rows`` as one family and set ``{prefix}p_adj`` and ``{prefix}significant``."""
-    assert family in FAMILIES, family
+    if family not in FAMILIES:
+        raise ValueError(f"{family!r} is not a declared family of tests (analysis.FAMILIES)")
     adjusted = adjust_pvalues([r[p] for r in rows]) if rows else []
     for r, q in zip(rows, adjusted):
         r[f"{prefix}p_adj"], r[f"{prefix}family"] = float(q), family

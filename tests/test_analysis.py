@@ -418,5 +418,5 @@ def test_a_family_reads_its_adjusted_p_values():
     assert [r["significant"] for r in rows] == [True, False, False, False]
     assert rows[0]["p_adj"] == pytest.approx(0.03) and math.isnan(rows[3]["p_adj"])
     assert {r["family"] for r in rows} == {"registers"} and "registers" in FAMILIES
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="not a declared family"):
         mark_family(rows, "not a declared family")
