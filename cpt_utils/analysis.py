@@ -21,7 +21,8 @@ import numpy as np
 
 @dataclass
 class Fit:
-    """A fitted loss curve: parameters with bootstrap intervals, quality, and why it may be unusable."""
+    """A fitted loss curve: parameters with 95% intervals (where the fit has the residual degrees of freedom
+    to support them), quality, and why it may be unusable."""
 
     model: str                       # "power law" or "log-linear"
     params: dict[str, float]
@@ -32,7 +33,11 @@ class Fit:
     n_points: int = 0
     ok: bool = False
     reason: str = ""
-    samples: np.ndarray | None = None  # bootstrap parameter draws (rows) for prediction bands
+    samples: np.ndarray | None = None  # parameter draws (rows) for prediction bands; None: no interval
+    token_range: tuple[float, float] = (math.nan, math.nan)  # the fitted data's tokens: a band stays inside
+    covariance: str = ""             # where the points' covariance came from (measured, assumed, none)
+    interval_note: str = ""          # why there are no intervals, when there are none
+    chi2_p: float = float("nan")     # goodness of fit against the points' covariance
 
     def predict(self, tokens) -> np.ndarray:
         return _curve(self.model, np.asarray(tokens, dtype=float), *self.params.values())
@@ -53,21 +58,69 @@ def _r2_aic(y: np.ndarray, yhat: np.ndarray, k: int) -> tuple[float, float]:
     return 1 - rss / tss, n * math.log(max(rss, 1e-30) / n) + 2 * k
 
 
-def fit_loss_curve(tokens, losses, model: str = "power law", bootstrap: int = 1000, seed: int = 0,
+#: Correlation assumed between two points' held-out losses when their per-document sums are not stored.
+#: UNMEASURED: every point is scored on the same documents, so their errors are strongly and positively
+#: correlated (a hard document is hard at every checkpoint); ``point_covariance`` measures it instead
+#: whenever the evaluations carry per-document sums.
+ASSUMED_POINT_CORRELATION = 0.9
+
+
+def point_covariance(evals: list[dict], split: str = "val_domain") -> np.ndarray | None:
+    """Covariance of the points' held-out losses, measured: the points are scored on the same documents,
+    so the cluster-robust (linearised) covariance of their ratios over the per-document sums. None when
+    any point lacks the sums, the documents differ, or there are too few documents to measure it (fewer
+    than ``MIN_DOCUMENTS``, or a covariance that is not positive definite: fewer documents than points)."""
+    docs = [(ev.get("perplexity", {}).get(split) or {}).get("per_document") or {} for ev in evals]
+    if not evals or any(not d.get("nats") for d in docs) or any(d.get("tokens") != docs[0].get("tokens") for d in docs):
+        return None
+    counts = np.asarray(docs[0]["tokens"], dtype=float)
+    sums = np.asarray([d["nats"] for d in docs], dtype=float)
+    n_docs, total = len(counts), counts.sum()
+    if n_docs < MIN_DOCUMENTS:
+        return None
+    resid = sums - np.outer(sums.sum(axis=1) / total, counts)
+    cov = resid @ resid.T * n_docs / (n_docs - 1) / total ** 2
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return None
+    return cov
+
+
+def assumed_covariance(se, rho: float = ASSUMED_POINT_CORRELATION) -> np.ndarray:
+    """The points' covariance from their SEs and an assumed correlation ``rho`` (see
+    ``ASSUMED_POINT_CORRELATION``: unmeasured)."""
+    s = np.asarray(se, dtype=float)
+    return (rho + (1 - rho) * np.eye(len(s))) * np.outer(s, s)
+
+
+def fit_loss_curve(tokens, losses, model: str = "power law", cov=None, se=None, draws: int = 1000, seed: int = 0,
                    min_points: int = 4) -> Fit:
-    """Fit L(D) = E + A·D^(−α) (or L = a + b·ln D) to losses at D > 0 tokens seen.
+    """Fit L(D) = E + A·D^(−α) (or L = a + b·ln D) to losses at D > 0 tokens seen, by generalised least
+    squares with the points' covariance ``cov`` (``point_covariance``; or, from ``se`` and
+    ``ASSUMED_POINT_CORRELATION``, ``assumed_covariance``).
 
     The base model's point (D = 0) is left out: the power law is a statement about training tokens and
-    diverges at 0. Uncertainty: residual bootstrap (refit on fitted values + resampled residuals).
-    """
+    diverges at 0. Intervals: the GLS estimate's covariance (JᵀΣ⁻¹J)⁻¹ and parametric draws from it
+    (normal: Σ is known, not estimated from the residuals) — calibrated in tests/test_calibration.py.
+    A residual bootstrap over 4 points and 3 parameters covers far less than 95%, so with fewer than
+    ``MIN_RESIDUAL_DOF`` residual degrees of freedom, or no covariance, no interval is given."""
     from scipy.optimize import curve_fit
+    from scipy.stats import chi2, norm
 
     d = np.asarray(tokens, dtype=float)
     y = np.asarray(losses, dtype=float)
     keep = d > 0
+    usable_se = se is not None and bool(np.all(np.isfinite(np.asarray(se, dtype=float)[keep]))
+                                        and np.all(np.asarray(se, dtype=float)[keep] > 0))
+    if cov is None and usable_se:
+        cov, source = assumed_covariance(np.asarray(se, dtype=float)), f"assumed correlation {ASSUMED_POINT_CORRELATION} (unmeasured)"
+    else:
+        source = "measured from per-document sums" if cov is not None else "none (no standard errors)"
+    cov = None if cov is None else np.asarray(cov, dtype=float)[np.ix_(keep, keep)]
     d, y = d[keep], y[keep]
     k = 3 if model == "power law" else 2
-    fit = Fit(model=model, params={}, n_points=len(d))
+    fit = Fit(model=model, params={}, n_points=len(d), covariance=source)
     if len(d) < max(min_points, k + 1):
         fit.reason = f"{len(d)} points with tokens > 0; at least {max(min_points, k + 1)} are needed for a {model} fit"
         return fit
@@ -81,39 +134,48 @@ def fit_loss_curve(tokens, losses, model: str = "power law", bootstrap: int = 10
     else:
         p0, bounds = [y.mean(), -0.1], ([-np.inf, -np.inf], [np.inf, np.inf])
     try:
-        popt, _ = curve_fit(f, d, y, p0=p0, bounds=bounds, maxfev=20000)
-    except (RuntimeError, ValueError) as err:
+        popt, pcov = curve_fit(f, d, y, p0=p0, bounds=bounds, maxfev=20000, sigma=cov, absolute_sigma=True)
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as err:
         fit.reason = f"the {model} fit did not converge ({err})"
         return fit
     names = ["E", "A", "alpha"] if model == "power law" else ["a", "b"]
     fit.params = dict(zip(names, map(float, popt)))
+    fit.token_range = (float(d.min()), float(d.max()))
     yhat = f(d, *popt)
     fit.r2, fit.aic = _r2_aic(y, yhat, k)
     fit.aicc = fit.aic + (2 * k * (k + 1) / (len(d) - k - 1) if len(d) > k + 1 else math.inf)
-    rng = np.random.default_rng(seed)
-    resid = y - yhat
-    draws = []
-    for _ in range(bootstrap):
-        try:
-            draws.append(curve_fit(f, d, yhat + rng.choice(resid, len(resid)), p0=popt, bounds=bounds, maxfev=5000)[0])
-        except (RuntimeError, ValueError):
-            continue
-    if draws:
-        fit.samples = np.asarray(draws)
-        fit.intervals = {n: (float(np.percentile(fit.samples[:, i], 2.5)), float(np.percentile(fit.samples[:, i], 97.5)))
-                         for i, n in enumerate(names)}
     fit.ok = True
+    dof = len(d) - k
+    if cov is None:
+        fit.interval_note = "no intervals: the points have no standard errors"
+    elif dof < MIN_RESIDUAL_DOF:
+        fit.interval_note = (f"no intervals: {len(d)} points for {k} parameters leave {dof} residual degree"
+                             f"{'s' if dof != 1 else ''} of freedom (at least {MIN_RESIDUAL_DOF} needed)")
+    elif not np.all(np.isfinite(pcov)):
+        fit.interval_note = "no intervals: the parameters are not identified by these points"
+    else:
+        resid = y - yhat
+        fit.chi2_p = float(chi2.sf(float(resid @ np.linalg.solve(cov, resid)), dof))
+        half = norm.ppf(0.975) * np.sqrt(np.diag(pcov))
+        fit.intervals = {n: (float(popt[i] - half[i]), float(popt[i] + half[i])) for i, n in enumerate(names)}
+        if model == "power law" and popt[1] > 0:  # A is a positive scale: its interval is symmetric in log A
+            fit.intervals["A"] = (float(popt[1] * math.exp(-half[1] / popt[1])), float(popt[1] * math.exp(half[1] / popt[1])))
+        fit.samples = np.random.default_rng(seed).multivariate_normal(popt, pcov, size=draws, method="eigh")
     return fit
 
 
-def prediction_band(fit: Fit, tokens) -> tuple[np.ndarray, np.ndarray]:
-    """2.5–97.5% band of the fitted curve at ``tokens`` from the bootstrap draws."""
+def prediction_band(fit: Fit, tokens, allow_extrapolation: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """2.5–97.5% band of the fitted curve at ``tokens`` from the parameter draws; NaN (nothing drawn)
+    where the fit has no intervals and, unless ``allow_extrapolation``, beyond the fitted tokens."""
     d = np.asarray(tokens, dtype=float)
     if fit.samples is None or not len(fit.samples):
-        y = fit.predict(d)
-        return y, y
+        return np.full(d.shape, np.nan), np.full(d.shape, np.nan)
     curves = np.stack([_curve(fit.model, d, *p) for p in fit.samples])
-    return np.percentile(curves, 2.5, axis=0), np.percentile(curves, 97.5, axis=0)
+    lo, hi = np.nanpercentile(curves, 2.5, axis=0), np.nanpercentile(curves, 97.5, axis=0)
+    if not allow_extrapolation:
+        outside = (d < fit.token_range[0]) | (d > fit.token_range[1])
+        lo, hi = np.where(outside, np.nan, lo), np.where(outside, np.nan, hi)
+    return lo, hi
 
 
 def holdout_error(tokens, losses, model: str = "power law", holdout: int = 2) -> dict:
@@ -122,14 +184,15 @@ def holdout_error(tokens, losses, model: str = "power law", holdout: int = 2) ->
     d, y = np.asarray(tokens, dtype=float), np.asarray(losses, dtype=float)
     order = np.argsort(d)
     d, y = d[order][d[order] > 0], y[order][d[order] > 0]
-    fit = fit_loss_curve(d[:-holdout], y[:-holdout], model=model, bootstrap=0, min_points=3)
+    fit = fit_loss_curve(d[:-holdout], y[:-holdout], model=model, min_points=3)
     if not fit.ok:
         return {"ok": False, "model": model, "reason": f"fit on the first {len(d) - holdout} points failed: {fit.reason}"}
     err = y[-holdout:] - fit.predict(d[-holdout:])
     return {"ok": True, "model": model, "rmse": float(np.sqrt(np.mean(err ** 2))), "held_out_tokens": d[-holdout:].tolist()}
 
 
-#: Points beyond the parameter count before a fit may be extrapolated: with fewer, any smooth curve fits.
+#: Points beyond the parameter count before a fit has intervals or may be extrapolated: with fewer, any
+#: smooth curve fits and the interval has nothing to stand on.
 MIN_RESIDUAL_DOF = 2
 
 
@@ -158,7 +221,10 @@ def tokens_to_reach(fit: Fit, target: float, min_r2: float = 0.9, increasing: bo
         else:
             why = f"against the fitted trend (slope {fit.params['b']:+.3g} per ln token)"
         return {"ok": False, "reason": f"target {target:.3f} is {why}: not reachable on this curve"}
-    draws = np.array([solve(p) for p in fit.samples]) if fit.samples is not None else np.array([point])
+    if fit.samples is None:
+        return {"ok": True, "tokens": point, "interval": (math.nan, math.nan), "share_of_draws_unreachable": math.nan,
+                "note": fit.interval_note}
+    draws = np.array([solve(p) for p in fit.samples])
     finite = draws[np.isfinite(draws)]
     lo, hi = (np.percentile(finite, 2.5), np.percentile(finite, 97.5)) if len(finite) else (point, point)
     unreachable = 1 - len(finite) / max(1, len(draws))
@@ -195,7 +261,9 @@ def score_trends(evals: dict[str, dict], min_r2: float = 0.9, alpha: float = 0.0
     """Per task: did the score move beyond its standard error (base → final, paired over items)? Only
     then fit score = a + b·ln D over the trained checkpoints and extrapolate the tokens to gain one more
     standard error in the same direction; otherwise say why not (a score moving within noise has no
-    trend to extrapolate)."""
+    trend to extrapolate). The tasks are one family (``FAMILIES["score trends"]``): *moved* reads the
+    adjusted p. Pass annealed evaluations (``analysis_report.annealed_evals``): a peak-LR checkpoint
+    against the annealed final credits the decay to the tokens."""
     ordered = sorted(evals.values(), key=lambda e: e["tokens"])
     if len(ordered) < 2:
         return []
@@ -203,30 +271,32 @@ def score_trends(evals: dict[str, dict], min_r2: float = 0.9, alpha: float = 0.0
     rows = []
     for task, b in first.get("tasks", {}).items():
         o = last.get("tasks", {}).get(task)
-        if not o:
-            continue
-        d = _task_delta(b, o)
-        row = {"task": task, "metric": b["metric"], "from_tokens": first["tokens"], "to_tokens": last["tokens"],
-               "first": b["value"], "last": o["value"], "delta": d["delta"], "se": d["se"], "p": d["p"],
-               "moved": bool(math.isfinite(d["p"]) and d["p"] < alpha)}
+        if o:
+            d = _task_delta(b, o)
+            rows.append({"task": task, "metric": b["metric"], "from_tokens": first["tokens"], "to_tokens": last["tokens"],
+                         "first": b["value"], "last": o["value"], "delta": d["delta"], "se": d["se"], "p": d["p"]})
+    mark_family(rows, "score trends", alpha)
+    for row in rows:
+        task, o, d = row["task"], last["tasks"][row["task"]], row
+        row["moved"] = row.pop("significant")
         if not row["moved"]:
-            row["extrapolation"] = f"not attempted: the change {d['delta']:+.3f} is within noise (p = {d['p']:.2f})"
-            rows.append(row)
+            row["extrapolation"] = (f"not attempted: the change {d['delta']:+.3f} is within noise (p = {d['p']:.2f}, "
+                                    f"adjusted {d['p_adj']:.2f})")
             continue
         trained = [e for e in ordered if e["tokens"] > 0 and task in e.get("tasks", {})]
         fit = fit_loss_curve([e["tokens"] for e in trained], [e["tasks"][task]["value"] for e in trained],
-                             model="log-linear", bootstrap=200, min_points=3)
+                             model="log-linear", draws=200, min_points=3,
+                             se=[e["tasks"][task]["stderr"] for e in trained])
         target = o["value"] + math.copysign(o["stderr"], d["delta"])
         reach = tokens_to_reach(fit, target, min_r2, increasing=d["delta"] > 0)
         row["fit_r2"] = fit.r2
         if reach["ok"]:
             lo, hi = reach["interval"]
             row["extrapolation"] = (f"{target:.3f} (one more SE) at ≈ {reach['tokens']:.3g} tokens "
-                                    f"(95% interval {lo:.3g}–{hi:.3g})")
+                                    + (f"(95% interval {lo:.3g}–{hi:.3g})" if math.isfinite(lo) else f"({reach['note']})"))
             row["tokens_to_target"] = reach["tokens"]
         else:
             row["extrapolation"] = f"refused: {reach['reason']}"
-        rows.append(row)
     return rows
 
 
@@ -236,7 +306,9 @@ PAPER_MID_FRACTION = 0.4
 
 def paper_finding(evals: dict[str, dict], alpha: float = 0.05) -> dict:
     """Test the paper's finding (400M → 1B tokens: positive but diminishing returns) on this run: take
-    the checkpoint nearest 40% of the final budget; *positive* = the domain loss falls significantly
+    the annealed point nearest 40% of the final budget (pass annealed evaluations only,
+    ``analysis_report.annealed_evals``: a peak-LR checkpoint against the annealed final would credit the
+    decay's drop to the tokens); *positive* = the domain loss falls significantly
     from it to the final checkpoint (paired over sequences); *diminishing* = that later drop per token is
     smaller than the drop per token from the base to the checkpoint. A later change within noise makes
     the finding not testable at this scale (the run cannot tell whether the extra tokens helped)."""
@@ -248,16 +320,19 @@ def paper_finding(evals: dict[str, dict], alpha: float = 0.05) -> dict:
                           f"(have {'a' if ordered and ordered[0]['tokens'] == 0 else 'no'} base and {len(trained)})"}
     base, final = ordered[0], trained[-1]
     mid = min(trained[:-1], key=lambda e: abs(e["tokens"] - PAPER_MID_FRACTION * final["tokens"]))
-    later = compare_evals(mid, final, alpha)
-    later = next((r for r in later if r["measure"] == "val_domain loss"), None)
-    if later is None:
+    if "val_domain" not in mid["perplexity"] or "val_domain" not in final["perplexity"]:
         return {"verdict": "not testable at this scale", "reason": "no domain held-out loss in the evaluations"}
+    # one pre-specified test (a family of one): its raw p is the one to read
+    later = heldout_delta(mid["perplexity"]["val_domain"], final["perplexity"]["val_domain"])
+    later["significant"] = bool(math.isfinite(later["p"]) and later["p"] < alpha)
     early_drop = base["perplexity"]["val_domain"]["loss"] - mid["perplexity"]["val_domain"]["loss"]
     early_rate, late_rate = early_drop / mid["tokens"], -later["delta"] / (final["tokens"] - mid["tokens"])
     out = {"mid_tokens": mid["tokens"], "final_tokens": final["tokens"], "later_gain": -later["delta"],
            "later_gain_se": later["se"], "later_p": later["p"], "early_drop_per_token": early_rate,
            "late_drop_per_token": late_rate, "rate_ratio": late_rate / early_rate if early_rate else math.nan}
-    if not later["significant"]:
+    if not later["testable"]:
+        out.update(verdict="not testable at this scale", reason=f"the domain held-out set {later['reason']}")
+    elif not later["significant"]:
         out.update(verdict="not testable at this scale",
                    reason=f"the domain loss change from {mid['tokens']:,} to {final['tokens']:,} tokens "
                           f"({-later['delta']:+.4f} ± {later['se']:.4f} nats) is within noise (p = {later['p']:.2f})")
@@ -274,46 +349,146 @@ def paper_finding(evals: dict[str, dict], alpha: float = 0.05) -> dict:
 
 
 # -------------------------------------------------------------------------------------- forgetting
-def _z_test(delta: float, se: float) -> tuple[float, float]:
-    from scipy.stats import norm
+# Every test below is calibrated by simulation in tests/test_calibration.py (coverage, false positives,
+# power, false discovery rate): change a formula here and that file says whether it still holds.
 
-    if not se or not math.isfinite(se):
+#: Fewest documents a held-out comparison is tested on: with fewer, the cluster-robust SE is itself too
+#: noisy for any reference distribution, so the set is reported as "cannot be tested (n documents)".
+MIN_DOCUMENTS = 10
+#: The power at which "detectable" is stated (the minimum detectable effect, ``min_detectable_effect``).
+POWER = 0.8
+#: Families with fewer tests than this are adjusted by Holm (family-wise) instead of Benjamini–Hochberg.
+HOLM_BELOW = 5
+#: The families of tests whose false discovery rate is controlled together (``adjust_pvalues``): every
+#: reading ("significant", "forgotten", "domain-specific", "generic", "reduces forgetting") reads the
+#: adjusted p of its family.
+FAMILIES = {
+    "vs base": "one checkpoint against the base: every held-out split (loss, bits/byte) and task (accuracy, "
+               "gold bits/byte) of compare_evals",
+    "task groups vs base": "the task-group aggregates of one checkpoint against the base (group_deltas)",
+    "continued − base": "every measure of the control comparison, continued − base (control_deltas)",
+    "control − base": "every measure of the control comparison, control − base (control_deltas)",
+    "continued − control": "every measure of the control comparison, continued − control (control_deltas)",
+    "registers": "the held-out registers' loss changes of one run (register_deltas)",
+    "score trends": "each task's base → final change (score_trends)",
+    "mitigation": "every variant against the unmitigated reference: forgetting, domain loss, domain accuracy "
+                  "and gold bits/byte (mitigation_table)",
+}
+
+
+def t_test(delta: float, se: float, df: float) -> tuple[float, float]:
+    """Two-sided Student's t test of ``delta / se`` on ``df`` degrees of freedom (inf: the normal)."""
+    from scipy.stats import t as student_t
+
+    if not se or not math.isfinite(se) or not df > 0:
         return float("nan"), float("nan")
-    z = delta / se
-    return z, float(2 * norm.sf(abs(z)))
+    t = delta / se
+    return t, float(2 * student_t.sf(abs(t), df))
+
+
+def min_detectable_effect(se: float, df: float, alpha: float = 0.05, power: float = POWER) -> float:
+    """The change a two-sided level-``alpha`` t test detects with probability ``power``:
+    (t₁₋α/₂ + t_power)·SE. Two SEs is only the significance threshold, found half the time."""
+    from scipy.stats import t as student_t
+
+    if not math.isfinite(se) or not df > 0:
+        return float("nan")
+    return float((student_t.ppf(1 - alpha / 2, df) + student_t.ppf(power, df)) * se)
+
+
+def confidence_interval(d: dict, level: float = 0.95) -> tuple[float, float]:
+    """``delta ± t·SE`` on the row's degrees of freedom."""
+    from scipy.stats import t as student_t
+
+    half = student_t.ppf(0.5 + level / 2, d.get("df", math.inf)) * d["se"]
+    return d["delta"] - half, d["delta"] + half
+
+
+def effective_clusters(sizes) -> float:
+    """Kish's effective number of clusters, (Σn)²/Σn²: unequal documents weigh unequally in a ratio
+    over tokens, so a few long ones carry the SE and the t reference must have fewer df."""
+    w = np.asarray(sizes, dtype=float)
+    return float(w.sum() ** 2 / (w ** 2).sum()) if (w ** 2).sum() > 0 else 0.0
+
+
+def satterthwaite_df(ses, dfs) -> float:
+    """Welch–Satterthwaite df of a sum of independent estimates with these SEs and df."""
+    v = np.asarray(ses, dtype=float) ** 2
+    dfs = np.asarray(dfs, dtype=float)
+    den = float(np.sum(v ** 2 / dfs))
+    return float(v.sum() ** 2 / den) if den > 0 else math.inf
+
+
+def adjust_pvalues(pvalues, method: str | None = None) -> np.ndarray:
+    """p-values adjusted within one family (``FAMILIES``): Benjamini–Hochberg (false discovery rate), or
+    Holm (family-wise) when the family has fewer than ``HOLM_BELOW`` tests, where BH gains little and
+    Holm is exact. NaN (untestable) entries stay NaN and do not count."""
+    from scipy.stats import false_discovery_control
+
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    m = int(finite.sum())
+    if not m:
+        return out
+    method = method or ("holm" if m < HOLM_BELOW else "bh")
+    if method == "bh":
+        out[finite] = false_discovery_control(p[finite], method="bh")
+        return out
+    order = np.argsort(p[finite])
+    held = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[finite][order]))
+    adjusted = np.empty(m)
+    adjusted[order] = held
+    out[finite] = adjusted
+    return out
+
+
+def mark_family(rows: list[dict], family: str, alpha: float = 0.05, p: str = "p", prefix: str = "") -> list[dict]:
+    """Adjust the ``p`` of ``rows`` as one family and set ``{prefix}p_adj`` and ``{prefix}significant``."""
+    if family not in FAMILIES:
+        raise ValueError(f"{family!r} is not a declared family of tests (analysis.FAMILIES)")
+    adjusted = adjust_pvalues([r[p] for r in rows]) if rows else []
+    for r, q in zip(rows, adjusted):
+        r[f"{prefix}p_adj"], r[f"{prefix}family"] = float(q), family
+        r[f"{prefix}significant"] = bool(math.isfinite(q) and q < alpha)
+    return rows
 
 
 def paired_delta(base: list[float], other: list[float]) -> dict:
     """Mean of ``other − base`` over the same items/sequences with its paired standard error.
 
     The p-value is McNemar's exact test when both lists are 0/1 item outcomes (only the items that
-    changed carry information, and a z test is wrong when few did, e.g. p = NaN when none did), and a
-    paired z test on the differences otherwise (per-sequence losses: tens of sequences or more).
-    """
+    changed carry information, and a t test is wrong when few did, e.g. p = NaN when none did), and a
+    paired t test on the differences (n − 1 df) otherwise."""
     b, o = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
     if len(b) != len(o) or len(b) < 2:
         raise ValueError(f"paired comparison needs equal lengths ≥ 2, got {len(b)} and {len(o)}")
     diff = o - b
-    se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
-    z, p = _z_test(float(diff.mean()), se)
-    test = "paired z"
+    n = len(diff)
+    se = float(diff.std(ddof=1) / math.sqrt(n))
+    t, p = t_test(float(diff.mean()), se, n - 1)
+    test = "paired t"
     if np.isin(b, (0, 1)).all() and np.isin(o, (0, 1)).all():
         p, test = mcnemar_exact(int((diff > 0).sum()), int((diff < 0).sum())), "McNemar exact"
-    return {"delta": float(diff.mean()), "se": se, "z": z, "p": p, "n": int(len(diff)), "paired": True, "test": test}
+    return {"delta": float(diff.mean()), "se": se, "t": t, "df": n - 1, "p": p, "n": n, "paired": True,
+            "testable": True, "test": test, "mde_80": min_detectable_effect(se, n - 1)}
 
 
 def mcnemar_exact(gained: int, lost: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant pairs (items that flipped either way)."""
-    from scipy.stats import binomtest
+    """Two-sided exact McNemar p-value from the discordant pairs (items that flipped either way): the
+    binomial(n, ½) tail, doubled (symmetric, so this equals scipy's binomtest at a fraction of its cost)."""
+    from scipy.stats import binom
 
     n = gained + lost
-    return 1.0 if n == 0 else float(binomtest(gained, n, 0.5).pvalue)
+    return 1.0 if n == 0 else float(min(1.0, 2 * binom.cdf(min(gained, lost), n, 0.5)))
 
 
 def unpaired_delta(base: float, base_se: float, other: float, other_se: float) -> dict:
+    """Two independent estimates (no shared items): a normal reference, df unknown and taken as large."""
     se = math.hypot(base_se, other_se)
-    z, p = _z_test(other - base, se)
-    return {"delta": other - base, "se": se, "z": z, "p": p, "paired": False, "test": "unpaired z"}
+    t, p = t_test(other - base, se, math.inf)
+    return {"delta": other - base, "se": se, "t": t, "df": math.inf, "p": p, "paired": False, "testable": True,
+            "test": "unpaired z", "mde_80": min_detectable_effect(se, math.inf)}
 
 
 def _task_delta(b: dict, o: dict) -> dict:
@@ -323,30 +498,60 @@ def _task_delta(b: dict, o: dict) -> dict:
     return unpaired_delta(b["value"], b["stderr"], o["value"], o["stderr"])
 
 
+def cannot_test_words(n: int) -> str:
+    """How an untestable held-out set is shown in place of a p-value."""
+    return f"cannot be tested ({n} documents)"
+
+
+def jackknife_cluster_delta(base_sums, other_sums, counts) -> tuple[float, float]:
+    """(Σ other − Σ base) / Σ counts over the same documents, with the jackknife (CR3) cluster-robust SE:
+    each document's residual ``s_d − Δ·c_d`` scaled by 1 / (1 − c_d/Σc), its leverage. The plain
+    linearised SE (``perplexity.paired_cluster_delta``) is biased low when a few long documents carry
+    the ratio; the simulations in tests/test_calibration.py show its t test rejecting 7–10% at no effect."""
+    diff = np.asarray(other_sums, dtype=float) - np.asarray(base_sums, dtype=float)
+    c = np.asarray(counts, dtype=float)
+    total = c.sum()
+    if total <= 0 or len(c) < 2:
+        return float("nan"), float("nan")
+    delta = float(diff.sum() / total)
+    resid = (diff - delta * c) / (1 - c / total)
+    return delta, float(math.sqrt(float((resid ** 2).sum())) / total)
+
+
+def clustered_delta(base_sums, other_sums, counts) -> dict:
+    """(Σ other − Σ base) / Σ counts over the same documents: jackknife cluster-robust SE
+    (``jackknife_cluster_delta``) and Student's t on (effective documents − 1) df (``effective_clusters``);
+    fewer than ``MIN_DOCUMENTS`` documents are not tested."""
+    delta, se = jackknife_cluster_delta(base_sums, other_sums, counts)
+    n = len(counts)
+    df = effective_clusters(counts) - 1
+    out = {"delta": delta, "se": se, "df": df, "n": n, "paired": True, "test": "paired t, clustered by document"}
+    if n < MIN_DOCUMENTS:
+        return out | {"t": math.nan, "p": math.nan, "testable": False, "mde_80": math.nan,
+                      "reason": cannot_test_words(n)}
+    t, p = t_test(delta, se, df)
+    return out | {"t": t, "p": p, "testable": True, "mde_80": min_detectable_effect(se, df)}
+
+
 def heldout_delta(b: dict, o: dict, measure: str = "loss") -> dict:
     """Change of a held-out measure (``loss`` in nats/token or ``bits_per_byte``): paired document by
     document and clustered by document when both results carry the same documents, else unpaired."""
-    from .perplexity import paired_cluster_delta
-
     num, den = ("nats", "tokens") if measure == "loss" else ("bits", "bytes")
     pb, po = b.get("per_document") or {}, o.get("per_document") or {}
     if pb.get(num) and po.get(num) and pb.get(den) == po.get(den) and len(pb[den]) >= 2:
-        delta, se = paired_cluster_delta(pb[num], po[num], pb[den])
-        z, p = _z_test(delta, se)
-        return {"delta": delta, "se": se, "z": z, "p": p, "n": len(pb[den]), "paired": True,
-                "test": "paired z, clustered by document"}
+        return clustered_delta(pb[num], po[num], pb[den])
     key = "loss" if measure == "loss" else "bits_per_byte"
     return unpaired_delta(b[key], b.get(f"{key}_se", float("nan")), o[key], o.get(f"{key}_se", float("nan")))
 
 
 def detectable_change(d: dict, b: dict | None = None, o: dict | None = None) -> float:
-    """The smallest change this comparison could detect: two paired SEs. When no item changed, the
+    """The minimum detectable effect at 80% power (``min_detectable_effect``). When no item changed, the
     observed paired SE is 0; then the conservative unpaired SE of the two proportions stands in."""
-    se = d.get("se", float("nan"))
+    se, df = d.get("se", float("nan")), d.get("df", math.inf)
     if (not se or not math.isfinite(se)) and b is not None and o is not None and "value" in b:
         n = max(1, b.get("n", 1))
         se = math.sqrt((b["value"] * (1 - b["value"]) + o["value"] * (1 - o["value"])) / n)
-    return 2 * se
+    return min_detectable_effect(se, df)
 
 
 def _gold_bpb_delta(b: dict, o: dict) -> dict | None:
@@ -358,9 +563,11 @@ def _gold_bpb_delta(b: dict, o: dict) -> dict | None:
 
 
 def compare_evals(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
-    """Per held-out split and per task: other − base with SE, p, n and the smallest detectable change
-    (two paired SEs). Held-out splits: loss and bits per byte, clustered by document. Tasks: the
-    headline accuracy (McNemar) and the gold answer's bits per byte (paired z), each its own row."""
+    """Per held-out split and per task: other − base with SE, p, n and the minimum detectable effect at
+    80% power (``mde_80``). Held-out splits: loss and bits per byte, clustered by document (t on effective
+    documents − 1 df). Tasks: the headline accuracy (McNemar) and the gold answer's bits per byte (paired
+    t), each its own row. The rows are one family (``FAMILIES["vs base"]``): ``significant`` reads the
+    adjusted ``p_adj``."""
     rows = []
     for split, b in base["perplexity"].items():
         o = other["perplexity"].get(split)
@@ -382,21 +589,19 @@ def compare_evals(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
             continue
         d = _task_delta(b, o)
         rows.append({"measure": f"{task} ({b['metric']})", "kind": "accuracy", "subject": task, "base": b["value"],
-                     "other": o["value"], **d, "mde": detectable_change(d, b, o), "better_when": "higher"})
+                     "other": o["value"], **d, "mde_80": detectable_change(d, b, o), "better_when": "higher"})
         g = _gold_bpb_delta(b, o)
         if g:
             rows.append({"measure": f"{task} (gold bits/byte)", "kind": "gold bits/byte", "subject": task,
                          "base": b["gold_bpb"], "other": o["gold_bpb"], **g, "better_when": "lower"})
-    for r in rows:
-        r.setdefault("mde", detectable_change(r))
-        r["significant"] = bool(r["p"] < alpha) if math.isfinite(r["p"]) else False
-    return rows
+    return mark_family(rows, "vs base", alpha)
 
 
 def group_deltas(base: dict, other: dict, groups: dict[str, list[str]], alpha: float = 0.05) -> list[dict]:
     """Per task group (e.g. domain / general, declared in ``eval.task_groups``): the macro-average over
     its tasks of the base value, the other value and the paired change, for accuracy and for the gold
-    answer's bits per byte. Tasks are independent item sets, so SE = √(Σ SE²) / T."""
+    answer's bits per byte. Tasks are independent item sets, so SE = √(Σ SE²) / T, on Welch–Satterthwaite
+    df; the groups of one comparison are one family (``FAMILIES["task groups vs base"]``)."""
     by_task: dict[tuple[str, str], dict] = {(r["kind"], r["subject"]): r for r in compare_evals(base, other, alpha)}
     rows = []
     for group, tasks in groups.items():
@@ -406,13 +611,14 @@ def group_deltas(base: dict, other: dict, groups: dict[str, list[str]], alpha: f
                 continue
             delta = float(np.mean([r["delta"] for r in found]))
             se = math.sqrt(sum(r["se"] ** 2 for r in found)) / len(found)
-            z, p = _z_test(delta, se)
+            df = satterthwaite_df([r["se"] for r in found], [r.get("df", math.inf) for r in found])
+            t, p = t_test(delta, se, df)
             rows.append({"group": group, "kind": kind, "tasks": len(found), "missing": [t for t in tasks if (kind, t) not in by_task],
                          "n": int(sum(r["n"] for r in found)), "base": float(np.mean([r["base"] for r in found])),
-                         "other": float(np.mean([r["other"] for r in found])), "delta": delta, "se": se, "z": z, "p": p,
-                         "mde": 2 * se, "significant": bool(p < alpha) if math.isfinite(p) else False,
+                         "other": float(np.mean([r["other"] for r in found])), "delta": delta, "se": se, "t": t, "df": df,
+                         "p": p, "testable": True, "mde_80": min_detectable_effect(se, df),
                          "better_when": "higher" if kind == "accuracy" else "lower"})
-    return rows
+    return mark_family(rows, "task groups vs base", alpha)
 
 
 def position_bias(evals: dict) -> list[dict]:
@@ -452,7 +658,9 @@ FORGETTING_AXIS = "mean register change"
 def register_deltas(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
     """Per held-out register (``forgetting_splits``: the general corpus and each ``data.registers`` set),
     ``other − base``: loss (nats/token) and bits per byte, each paired document by document with its
-    clustered SE, z and p (``heldout_delta``). Positive = forgotten."""
+    clustered SE, t and p (``heldout_delta``). Positive = forgotten. The registers' loss tests are one
+    family (``FAMILIES["registers"]``): ``significant`` reads ``loss_p_adj``; a register with fewer than
+    ``MIN_DOCUMENTS`` documents is ``testable: False``."""
     rows = []
     for split in forgetting_splits(base):
         b, o = base["perplexity"][split], other.get("perplexity", {}).get(split)
@@ -461,13 +669,16 @@ def register_deltas(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
         loss = heldout_delta(b, o, "loss")
         row = {"register": split.removeprefix("val_"), "split": split, "n": loss.get("n"), "paired": loss["paired"],
                "base_loss": b["loss"], "loss": o["loss"], "loss_delta": loss["delta"], "loss_se": loss["se"],
-               "loss_z": loss["z"], "loss_p": loss["p"]}
+               "loss_t": loss["t"], "loss_df": loss["df"], "loss_p": loss["p"], "loss_mde_80": loss["mde_80"],
+               "testable": loss["testable"]}
         if "bits_per_byte" in b and "bits_per_byte" in o:
             bpb = heldout_delta(b, o, "bits_per_byte")
             row.update(base_bpb=b["bits_per_byte"], bpb=o["bits_per_byte"], bpb_delta=bpb["delta"], bpb_se=bpb["se"],
-                       bpb_z=bpb["z"], bpb_p=bpb["p"])
-        row["significant"] = bool(math.isfinite(loss["p"]) and loss["p"] < alpha)
+                       bpb_t=bpb["t"], bpb_p=bpb["p"])
         rows.append(row)
+    mark_family(rows, "registers", alpha, p="loss_p")
+    for r in rows:
+        r["loss_p_adj"] = r.pop("p_adj")
     return rows
 
 
@@ -494,7 +705,9 @@ def forgetting_score(base: dict, other: dict, alpha: float = 0.05) -> dict:
     worst = rows[summary["worst"]]
     return {"axis": FORGETTING_AXIS, "registers": summary["splits"], "mean": summary["delta"],
             "mean_se": summary["se"], "mean_p": summary["p"], "worst_register": worst["register"],
+            "mean_mde_80": summary["mde_80"], "mean_testable": summary["testable"],
             "worst": summary["worst_delta"], "worst_se": summary["worst_se"], "worst_p": worst["loss_p"],
+            "worst_p_adj": worst["loss_p_adj"],
             "forgotten": [r["register"] for r in rows.values() if r["significant"] and r["loss_delta"] > 0]}
 
 
@@ -555,8 +768,8 @@ def _score_difference_se(a: dict, b: dict, evals: dict[str, dict] | None) -> tup
 
 def recommend(rows: list[dict], reference: str | None = None, evals: dict[str, dict] | None = None) -> str:
     """A recommendation that follows from the table: the Pareto-optimal run with the largest domain gain
-    net of any general-loss increase, with a caveat naming the runs it is not separable from (within two
-    standard errors; paired over sequences when ``evals`` — run name → its final evaluation — are given)."""
+    net of any general-loss increase, with a caveat naming the runs it is not separable from (their score
+    difference not significant at 5%, two-sided; paired over documents when ``evals`` — run name → its final evaluation — are given)."""
     if not rows:
         return "No runs to compare."
     best = next(r for r in rows if r["run"] == recommend_best(rows))
@@ -569,13 +782,13 @@ def recommend(rows: list[dict], reference: str | None = None, evals: dict[str, d
             continue
         se, paired = _score_difference_se(best, r, evals)
         all_paired &= paired
-        if abs(_score(r) - _score(best)) < 2 * se:
+        if not t_test(_score(r) - _score(best), se, math.inf)[1] < 0.05:
             close.append(r["run"])
     if close:
         how = ("paired over the shared held-out documents" if all_paired else
                "unpaired SEs across runs, conservative since the held-out documents are shared")
-        text += (f" Caveat: {', '.join(close)} {'is' if len(close) == 1 else 'are'} within two standard errors "
-                 f"of it ({how}) — the data do not separate them.")
+        text += (f" Caveat: {', '.join(close)} {'is' if len(close) == 1 else 'are'} not significantly different "
+                 f"from it (p ≥ 0.05, {how}) — the data do not separate them.")
     if best["general_change"] < 0:
         text += (" General held-out loss *fell* for this run: on this data the general text benefits from the domain "
                  "training too (no forgetting to mitigate on perplexity).")
@@ -589,26 +802,38 @@ def recommend(rows: list[dict], reference: str | None = None, evals: dict[str, d
 
 # ------------------------------------------------------------------------- control: generic vs domain
 #: How a change reads once the control run is beside it (``effect_reading``).
-DOMAIN_SPECIFIC, GENERIC, NOT_DETECTED = "domain-specific", "generic", "not detected"
+DOMAIN_SPECIFIC, GENERIC, INCONCLUSIVE, NOT_DETECTED, CANNOT_TEST = (
+    "domain-specific", "generic", "inconclusive", "not detected", "cannot be tested")
 
 
 def _improves(delta: float, better_when: str) -> bool:
     return delta < 0 if better_when == "lower" else delta > 0
 
 
-def effect_reading(vs_base: dict, vs_control: dict, better_when: str) -> tuple[str, str]:
-    """(class, words) of one measure given ``continued − base`` and ``continued − control``: *domain-
-    specific* only where continued − control is significant; *generic* where continued − base is
-    significant but continued − control is not (the control, the same recipe on other text, changes as
-    much); *not detected* otherwise. The words always carry the detectable change (two paired SEs)."""
-    mde_c, mde_b = (_mde_words(d.get("mde", 2 * d["se"])) for d in (vs_control, vs_base))
+def effect_reading(vs_base: dict, vs_control: dict, better_when: str,
+                   control_vs_base: dict | None = None) -> tuple[str, str]:
+    """(class, words) of one measure given ``continued − base``, ``continued − control`` and the control's
+    own change ``control − base`` (each with its family-adjusted ``significant``): *domain-specific* only
+    where continued − control is significant; *generic* only where continued − base is significant and
+    the control's own change is significant in the same direction (evidence that any training does it,
+    not merely no evidence of a difference); *inconclusive*, with the interval of continued − control,
+    where continued − base is significant but the control's change is not; *not detected* otherwise.
+    The words carry the minimum detectable effect at 80% power."""
+    if not (vs_base.get("testable", True) and vs_control.get("testable", True)):
+        return CANNOT_TEST, cannot_test_words(vs_control.get("n") or vs_base.get("n") or 0)
+    mde_c, mde_b = (_mde_words(d.get("mde_80", math.nan)) for d in (vs_control, vs_base))
     if vs_control["significant"]:
         which = "gain" if _improves(vs_control["delta"], better_when) else "loss"
-        return DOMAIN_SPECIFIC, f"domain-specific {which} (vs control detectable ≈ {mde_c})"
+        return DOMAIN_SPECIFIC, f"domain-specific {which} (MDE vs control ≈ {mde_c})"
     if vs_base["significant"]:
-        which = "gains" if _improves(vs_base["delta"], better_when) else "loses"
-        return GENERIC, f"generic: the control {which} as much (vs control detectable ≈ {mde_c})"
-    return NOT_DETECTED, f"not detected (detectable ≈ {mde_b} vs base, {mde_c} vs control)"
+        own = control_vs_base
+        if own is not None and own["significant"] and np.sign(own["delta"]) == np.sign(vs_base["delta"]):
+            which = "gains" if _improves(vs_base["delta"], better_when) else "loses"
+            return GENERIC, f"generic: the control {which} as much (its own change {own['delta']:+.3g}; MDE vs control ≈ {mde_c})"
+        lo, hi = confidence_interval(vs_control)
+        return INCONCLUSIVE, (f"inconclusive: continued − control {vs_control['delta']:+.3g} (95% interval {lo:+.3g} to "
+                              f"{hi:+.3g}) and the control's own change is not significant")
+    return NOT_DETECTED, f"not detected (MDE ≈ {mde_b} vs base, {mde_c} vs control)"
 
 
 def _mde_words(mde: float) -> str:
@@ -627,28 +852,34 @@ def control_deltas(base: dict, continued: dict, control: dict, groups: dict[str,
                    alpha: float = 0.05) -> list[dict]:
     """Every measure three ways, each paired (per item for tasks — the items are identical across
     checkpoints —, per document for held-out text, macro-averaged for task groups): ``continued − base``,
-    ``control − base`` and ``continued − control``, each with SE and p, and its reading
-    (``effect_reading``). Keys: kind, subject (a task, a split or a group), measure, better_when."""
+    ``control − base`` and ``continued − control``, each with SE, p and the p adjusted within its column
+    (each column is one family, ``FAMILIES``), and its reading (``effect_reading``). Keys: kind, subject
+    (a task, a split or a group), measure, better_when."""
     groups = groups or {}
     vs_base = _keyed_task_rows(base, continued, groups, alpha)
     ctl_base = _keyed_task_rows(base, control, groups, alpha)
     vs_ctl = _keyed_task_rows(control, continued, groups, alpha)
+    keys = [k for k in vs_base if k in ctl_base and k in vs_ctl]
+    for family, found in (("continued − base", vs_base), ("control − base", ctl_base), ("continued − control", vs_ctl)):
+        mark_family([found[k] for k in keys], family, alpha)
     rows = []
-    for key, cb in vs_base.items():
-        if key not in ctl_base or key not in vs_ctl:
-            continue
-        kb, cc = ctl_base[key], vs_ctl[key]
+    for key in keys:
+        cb, kb, cc = vs_base[key], ctl_base[key], vs_ctl[key]
         is_group = key[0] == "group"
         kind, subject = (key[2], key[1]) if is_group else key
         measure = (f"{subject} group: mean {kind} over {cb['tasks']} tasks" if is_group else cb["measure"])
-        reading, words = effect_reading(cb, cc, cb["better_when"])
+        reading, words = effect_reading(cb, cc, cb["better_when"], kb)
         rows.append({"kind": f"group {kind}" if is_group else kind, "subject": subject, "measure": measure,
                      "better_when": cb["better_when"], "n": cb["n"],
                      "base": cb["base"], "continued": cb["other"], "control": kb["other"],
                      "continued − base": cb["delta"], "continued − base SE": cb["se"], "continued − base p": cb["p"],
+                     "continued − base p_adj": cb["p_adj"],
                      "control − base": kb["delta"], "control − base SE": kb["se"], "control − base p": kb["p"],
+                     "control − base p_adj": kb["p_adj"],
                      "continued − control": cc["delta"], "continued − control SE": cc["se"],
-                     "continued − control p": cc["p"], "detectable vs control (2 SE)": cc.get("mde", 2 * cc["se"]),
+                     "continued − control p": cc["p"], "continued − control p_adj": cc["p_adj"],
+                     "MDE vs control (80% power)": cc.get("mde_80", math.nan),
+                     "testable": bool(cb.get("testable", True) and cc.get("testable", True)),
                      "paired": bool(cb.get("paired", True) and cc.get("paired", True)),
                      "reading": reading, "reading words": words})
     return rows
@@ -686,22 +917,29 @@ def forgetting_splits(ev: dict) -> list[str]:
 def mean_heldout_change(a: dict, b: dict, splits: list[str], alpha: float = 0.05) -> dict:
     """``b − a`` held-out loss averaged over ``splits`` (macro mean: each register counts once, whatever
     its size), paired per document within each split; splits hold different documents, so their errors
-    add: SE = √(Σ SE²) / S. Also the worst split (largest increase) and its own change."""
+    add: SE = √(Σ SE²) / S, on Welch–Satterthwaite df. Also the worst split (largest increase) and its own
+    change. Not testable when any split is not (too few documents)."""
     parts = {s: heldout_delta(a["perplexity"][s], b["perplexity"][s]) for s in splits
              if s in a.get("perplexity", {}) and s in b.get("perplexity", {})}
     if not parts:
-        return {"delta": math.nan, "se": math.nan, "z": math.nan, "p": math.nan, "significant": False, "splits": 0,
-                "worst": None, "worst_delta": math.nan, "worst_se": math.nan}
+        return {"delta": math.nan, "se": math.nan, "t": math.nan, "df": math.nan, "p": math.nan, "significant": False,
+                "testable": False, "mde_80": math.nan, "splits": 0, "worst": None, "worst_delta": math.nan,
+                "worst_se": math.nan}
     delta = float(np.mean([d["delta"] for d in parts.values()]))
     se = math.sqrt(sum(d["se"] ** 2 for d in parts.values())) / len(parts)
-    z, p = _z_test(delta, se)
+    df = satterthwaite_df([d["se"] for d in parts.values()], [d["df"] for d in parts.values()])
+    testable = all(d["testable"] for d in parts.values())
+    t, p = t_test(delta, se, df) if testable else (math.nan, math.nan)
     worst = max(parts, key=lambda s: parts[s]["delta"])
-    return {"delta": delta, "se": se, "z": z, "p": p, "significant": bool(math.isfinite(p) and p < alpha),
+    return {"delta": delta, "se": se, "t": t, "df": df, "p": p, "significant": bool(math.isfinite(p) and p < alpha),
+            "testable": testable, "mde_80": min_detectable_effect(se, df) if testable else math.nan,
             "splits": len(parts), "worst": worst, "worst_delta": parts[worst]["delta"], "worst_se": parts[worst]["se"]}
 
 
 def _significant(d: dict | None, alpha: float) -> bool:
-    return bool(d and math.isfinite(d.get("p", math.nan)) and d["p"] < alpha)
+    """Significant on the family-adjusted p where the row has one (``mark_family``), else the raw p."""
+    p = d.get("p_adj", d.get("p", math.nan)) if d else math.nan
+    return bool(math.isfinite(p) and p < alpha)
 
 
 def _pm(d: dict | None, digits: int = 3) -> str:
@@ -715,14 +953,14 @@ def mitigation_table(base: dict, variants: dict[str, dict], reference: str, grou
     """Per variant, against the base and against ``reference`` (the unmitigated variant at the same
     budget), paired over the shared held-out documents and task items: forgetting (mean held-out loss
     change over ``forgetting_splits``), held-out domain loss, and the domain task group's accuracy and
-    gold bits per byte. Each comparison: delta, SE, p."""
+    gold bits per byte. Each comparison: delta, SE, p; every comparison against the reference is in one
+    family (``FAMILIES["mitigation"]``), so ``significant`` reads its adjusted p."""
     ref = variants[reference]
     splits = forgetting_splits(base)
     group = {domain_group: (groups or {}).get(domain_group, [])} if (groups or {}).get(domain_group) else {}
     rows = []
     for name, ev in variants.items():
         dom_vs_ref = heldout_delta(ref["perplexity"]["val_domain"], ev["perplexity"]["val_domain"])
-        dom_vs_ref["significant"] = _significant(dom_vs_ref, alpha)
         g = {r["kind"]: r for r in group_deltas(ref, ev, group, alpha)} if group else {}
         row = {"variant": name, "tokens": ev.get("tokens"), "reference": name == reference,
                "forgetting vs base": mean_heldout_change(base, ev, splits, alpha),
@@ -731,7 +969,14 @@ def mitigation_table(base: dict, variants: dict[str, dict], reference: str, grou
                "domain loss vs reference": dom_vs_ref,
                "domain accuracy vs reference": g.get("accuracy"), "domain gold bpb vs reference": g.get("gold bits/byte")}
         rows.append(row)
+    vs_reference = [r[k] for r in rows if not r["reference"] for k in MITIGATION_TESTS if r[k] is not None]
+    mark_family(vs_reference, "mitigation", alpha)
     return rows
+
+
+#: The comparisons with the reference that make up the mitigation family.
+MITIGATION_TESTS = ("forgetting vs reference", "domain loss vs reference", "domain accuracy vs reference",
+                    "domain gold bpb vs reference")
 
 
 def _domain_cost(row: dict, alpha: float) -> list[str]:
@@ -756,10 +1001,11 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
     with the unmitigated ``reference`` variant (same budget, same held-out documents and items).
 
     Forgetting is the mean held-out loss change over every non-domain split (``mean_heldout_change``);
-    a variant *reduces* it when its forgetting minus the reference's is significantly negative. Among
+    a variant *reduces* it when its forgetting minus the reference's is significantly negative (adjusted
+    within the mitigation family, ``FAMILIES``). Among
     those, the one with no detected domain cost and the largest reduction is recommended (or, when all
     cost something, the largest reduction, with its cost named). Every variant not separable from it
-    (paired difference within two SEs) is named, and when no variant differs from the reference the
+    (paired difference not significant) is named, and when no variant differs from the reference the
     sentence says the data cannot separate them. Returns (markdown sentence, table)."""
     import pandas as pd
 
@@ -779,9 +1025,12 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
         parts.append(f"Without mitigation (`{reference}`) the held-out loss outside the domain rises by {_pm(f_ref, 4)} "
                      f"nats/token on average over {splits} (p = {f_ref['p']:.2g}; worst: {f_ref['worst']} "
                      f"{f_ref['worst_delta']:+.4f} ± {f_ref['worst_se']:.4f}).")
+    elif not f_ref["testable"]:
+        parts.append(f"Without mitigation (`{reference}`) the mean held-out loss change over {splits} is {_pm(f_ref, 4)} "
+                     f"nats/token but cannot be tested: a split has fewer than {MIN_DOCUMENTS} documents.")
     else:
         parts.append(f"Without mitigation (`{reference}`) no forgetting is detected: the mean held-out loss change over "
-                     f"{splits} is {_pm(f_ref, 4)} nats/token (p = {f_ref['p']:.2g}; detectable ≈ {2 * f_ref['se']:.4f}), "
+                     f"{splits} is {_pm(f_ref, 4)} nats/token (p = {f_ref['p']:.2g}; MDE at 80% power ≈ {f_ref['mde_80']:.4f}), "
                      "so there is little for a mitigation to reduce on these held-out sets.")
     others = [r for r in rows if not r["reference"]]
     reducers = [r for r in others if _significant(r["forgetting vs reference"], alpha)
@@ -794,9 +1043,9 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
                         else "more forgetting" if r in worse else "not separable from the reference")
         r["domain cost"] = "—" if r["reference"] else ("; ".join(_domain_cost(r, alpha)) or "none detected")
     if not reducers:
-        ses = [2 * r["forgetting vs reference"]["se"] for r in others if math.isfinite(r["forgetting vs reference"]["se"])]
+        ses = [r["forgetting vs reference"]["mde_80"] for r in others if math.isfinite(r["forgetting vs reference"]["mde_80"])]
         parts.append(f"No variant reduces forgetting detectably against `{reference}` "
-                     + (f"(each comparison could detect ≈ {min(ses):.4f}–{max(ses):.4f} nats/token)" if ses else "")
+                     + (f"(each comparison's MDE at 80% power ≈ {min(ses):.4f}–{max(ses):.4f} nats/token)" if ses else "")
                      + ": the data cannot separate the variants, so none is recommended on this evidence.")
         if worse:
             names = ", ".join(f"`{r['variant']}`" for r in worse)
@@ -809,10 +1058,10 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
         cost = _domain_cost(best, alpha)
         dom = best["domain loss vs reference"]
         parts.append(f"**Recommended: `{best['variant']}`** — it reduces forgetting by {-d['delta']:.4f} ± {d['se']:.4f} "
-                     f"nats/token against `{reference}` (p = {d['p']:.2g}), "
+                     f"nats/token against `{reference}` (p = {d['p']:.2g}, adjusted {d['p_adj']:.2g}), "
                      + (f"at a cost of {'; '.join(cost)}." if cost else
                         f"with no detected cost in domain gain (held-out domain loss {_pm(dom, 4)} nats/token against "
-                        f"`{reference}`, p = {dom['p']:.2g}; detectable ≈ {2 * dom['se']:.4f})."))
+                        f"`{reference}`, p = {dom['p']:.2g}; MDE at 80% power ≈ {dom['mde_80']:.4f})."))
         tied = []
         for r in reducers:
             if r is best:
@@ -834,6 +1083,7 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
         "worst split": r["forgetting vs base"]["worst"],
         "forgetting vs reference": _pm(r["forgetting vs reference"], 4),
         "p (forgetting vs reference)": r["forgetting vs reference"]["p"],
+        "p adjusted (forgetting vs reference)": r["forgetting vs reference"].get("p_adj", math.nan),
         "domain loss vs base": _pm(r["domain loss vs base"], 4),
         "domain loss vs reference": _pm(r["domain loss vs reference"], 4),
         "p (domain loss vs reference)": r["domain loss vs reference"]["p"],
@@ -918,14 +1168,15 @@ def _task_sections(tasks: list[str], groups: dict[str, list[str]]) -> list[tuple
 
 
 def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = None, control: bool = True):
-    """The paper's table, computed from the run: benchmark × (n, base, continued, change ± SE, p, smallest
-    detectable change), tasks grouped as declared in ``eval.task_groups`` with each group's paired
+    """The paper's table, computed from the run: benchmark × (n, base, continued, change ± SE, p raw and
+    adjusted within its family (``FAMILIES``), minimum detectable effect at 80% power), tasks grouped as declared in ``eval.task_groups`` with each group's paired
     aggregate, then held-out text by register (loss and bits per byte), then tokens and time. Empty
     until the run has the base and at least one checkpoint evaluated.
 
     With a control run evaluated at the final checkpoint's token count (``control``: look for one), each
-    row gains ``control − base``, the "vs control" column ``continued − control ± SE`` with its p, and
-    the reading (``effect_reading``: domain-specific, generic, not detected)."""
+    row gains ``control − base``, the "vs control" column ``continued − control ± SE`` with its p (raw and
+    adjusted), and the reading (``effect_reading``: domain-specific, generic, inconclusive, not detected).
+    A held-out set too small to test shows "cannot be tested (n documents)" in place of its p."""
     import pandas as pd
 
     run_dir = Path(run_dir)
@@ -941,13 +1192,16 @@ def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = No
     def row(section: str, measure: str, r: dict, digits: int = 3, key: tuple | None = None) -> dict:
         out = {"section": section, "measure": measure, "n": r.get("n"), "base": round(r["base"], digits),
                "continued": round(r["other"], digits), "change ± SE": f"{r['delta']:+.{digits}f} ± {r['se']:.{digits}f}",
-               "p": r["p"], "detectable (2 SE)": round(r["mde"], digits), "better": r["better_when"]}
+               **_p_cells(r, "p"), "MDE (80% power)": round(r["mde_80"], digits), "better": r["better_when"]}
         c = vs_control.get(key)
         if c is not None:
             out.update({"control − base ± SE": f"{c['control − base']:+.{digits}f} ± {c['control − base SE']:.{digits}f}",
                         "vs control ± SE": f"{c['continued − control']:+.{digits}f} ± "
                                                                 f"{c['continued − control SE']:.{digits}f}",
-                        "p vs control": c["continued − control p"], "reading": c["reading words"]})
+                        **_p_cells({"p": c["continued − control p"], "p_adj": c["continued − control p_adj"],
+                                    "testable": c["testable"], "n": c["n"]}, "p vs control"),
+                        "MDE vs control (80% power)": round(c["MDE vs control (80% power)"], digits),
+                        "reading": c["reading words"]})
         return out
 
     rows = []
@@ -977,6 +1231,14 @@ def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = No
     rows.append({"section": "run", "measure": "evaluation time per checkpoint (s)", "base": round(base.get("time_s", math.nan), 1),
                  "continued": round(final.get("time_s", math.nan), 1)})
     return pd.DataFrame(rows)
+
+
+def _p_cells(r: dict, name: str) -> dict:
+    """The raw and family-adjusted p of a row, or "cannot be tested (n documents)" in both."""
+    if not r.get("testable", True):
+        words = cannot_test_words(r.get("n") or 0)
+        return {name: words, f"{name} (adjusted)": words}
+    return {name: r["p"], f"{name} (adjusted)": r.get("p_adj", math.nan)}
 
 
 def recommend_best(rows: list[dict]) -> str:

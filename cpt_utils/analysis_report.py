@@ -68,14 +68,43 @@ def fit_points(run_dir: Path, params: ExperimentParams):
     return points, text
 
 
-def fits(points, params: ExperimentParams) -> dict[str, analysis.Fit]:
+def annealed_evals(params: ExperimentParams, run_dir: Path) -> dict[str, dict]:
+    """The evaluations of the annealed models only, by checkpoint name in token order: the base model,
+    each finished decay branch's end, and the main run's final checkpoint when its schedule decays.
+
+    Why: a checkpoint taken at the peak learning rate sits above what an annealed model of the same
+    tokens reaches, so comparing it with the annealed final (``analysis.paper_finding``,
+    ``analysis.score_trends``) credits the decay's drop to the extra tokens."""
+    from .branches import branch_dir, branch_points, main_final
+
+    main = analysis.load_evals(run_dir)
+    found = {"base": main["base"]} if "base" in main else {}
+    for checkpoint in branch_points(params, run_dir):
+        ev = analysis.final_eval(branch_dir(run_dir, checkpoint["name"]))
+        if ev is not None:
+            found[f"branch-{checkpoint['name']}"] = ev
+    final = main_final(params, run_dir)
+    if final is not None and final["name"] in main and params.train.schedule != "constant":
+        found[final["name"]] = main[final["name"]]
+    return dict(sorted(found.items(), key=lambda kv: kv[1]["tokens"]))
+
+
+def fits(points, params: ExperimentParams, evals: dict[str, dict] | None = None) -> dict[str, analysis.Fit]:
+    """Power-law and log-linear fits of the domain loss by GLS. The points' covariance is measured from
+    the per-document sums of ``evals`` (the annealed evaluations the points came from, same order) when
+    they carry them, else assumed from the points' SEs (``analysis.ASSUMED_POINT_CORRELATION``)."""
     d, y = points.tokens.to_numpy(), points.val_domain_loss.to_numpy()
-    return {m: analysis.fit_loss_curve(d, y, model=m, bootstrap=params.analysis.bootstrap_samples, seed=params.seed)
+    ordered = sorted((evals or {}).values(), key=lambda e: e["tokens"])
+    cov = (analysis.point_covariance(ordered) if ordered and [e["tokens"] for e in ordered] == list(d) else None)
+    se = points.val_domain_loss_se.to_numpy() if "val_domain_loss_se" in points else None
+    return {m: analysis.fit_loss_curve(d, y, model=m, cov=cov, se=se, draws=params.analysis.bootstrap_samples,
+                                       seed=params.seed)
             for m in ("power law", "log-linear")}
 
 
 def fit_table(fitted: dict[str, analysis.Fit], points=None):
-    """Both fits side by side: parameters with 95% bootstrap intervals, R², AICc (lower is better), and
+    """Both fits side by side: parameters with 95% intervals (GLS with the points' covariance; none where
+    the fit has fewer than 2 residual degrees of freedom), R², AICc (lower is better), and
     — given the points — the RMSE of predicting the last two evaluations from a fit to the earlier ones."""
     import pandas as pd
 
@@ -88,8 +117,11 @@ def fit_table(fitted: dict[str, analysis.Fit], points=None):
         if not f.ok:
             rows.append({**row, "parameters (95% interval)": f"fit failed: {f.reason}"})
             continue
-        text = ", ".join(f"{k} = {v:.4g} [{f.intervals.get(k, (math.nan,))[0]:.3g}, {f.intervals.get(k, (0, math.nan))[1]:.3g}]"
-                         for k, v in f.params.items())
+        if f.intervals:
+            text = ", ".join(f"{k} = {v:.4g} [{f.intervals[k][0]:.3g}, {f.intervals[k][1]:.3g}]" for k, v in f.params.items())
+            text += f" (covariance: {f.covariance})"
+        else:
+            text = ", ".join(f"{k} = {v:.4g}" for k, v in f.params.items()) + f"; {f.interval_note}"
         rows.append({**row, "parameters (95% interval)": text, "R²": round(f.r2, 4),
                      "AICc": round(f.aicc, 2) if math.isfinite(f.aicc) else None})
     return pd.DataFrame(rows).set_index("model")[["parameters (95% interval)", "R²", "AICc",
@@ -97,8 +129,9 @@ def fit_table(fitted: dict[str, analysis.Fit], points=None):
 
 
 def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[int], context=None):
-    """The fitted points (±1 SE) with the domain fit and its band; ``context`` (e.g. the in-loop points
-    when annealed points are fitted) drawn faintly behind them."""
+    """The fitted points (±1 SE) with the domain fit and its 95% band (only over the fitted tokens, and
+    only where the fit has intervals); ``context`` (e.g. the in-loop points when annealed points are
+    fitted) drawn faintly behind them."""
     import matplotlib.pyplot as plt
 
     from .plots import PALETTE, label
@@ -117,7 +150,8 @@ def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[in
         lo, hi = analysis.prediction_band(pl, grid)
         ax.plot(grid, pl.predict(grid), color=PALETTE["fit"],
                 label=f"domain fit E + A·D^−α (α = {pl.params['alpha']:.2f}, R² = {pl.r2:.3f})")
-        ax.fill_between(grid, lo, hi, color=PALETTE["fit"], alpha=0.2, label="95% bootstrap band")
+        if np.isfinite(lo).any():
+            ax.fill_between(grid, lo, hi, color=PALETTE["fit"], alpha=0.2, label="95% band (GLS, within the data)")
     for i, m in enumerate(milestones):
         ax.axvline(m, color="grey", ls=":", lw=1, label="checkpoint milestones" if i == 0 else None)
     ax.legend(fontsize=8)
@@ -169,7 +203,8 @@ def group_curve_table(evals: dict[str, dict], groups: dict[str, list[str]]):
         for g in analysis.group_deltas(base, ev, groups):
             rows.append({"checkpoint": name, "tokens": ev["tokens"], "group": g["group"], "measure": g["kind"],
                          "tasks": g["tasks"], "n": g["n"], "base": g["base"], "checkpoint value": g["other"],
-                         "change": g["delta"], "SE": g["se"], "p": g["p"], "detectable (2 SE)": g["mde"]})
+                         "change": g["delta"], "SE": g["se"], "p": g["p"], "p (adjusted)": g["p_adj"],
+                         "MDE (80% power)": g["mde_80"]})
     return pd.DataFrame(rows).round(4)
 
 
@@ -217,7 +252,8 @@ def efficiency_narrative(points, fitted, params: ExperimentParams, n_params: int
                      f"that of the first half: returns are {'diminishing' if dr['diminishing'] else 'not diminishing'}.")
     pl, ll = fitted["power law"], fitted["log-linear"]
     if pl.ok:
-        alpha_ci = pl.intervals.get("alpha", (math.nan, math.nan))
+        alpha_ci = (f" [{pl.intervals['alpha'][0]:.3f}, {pl.intervals['alpha'][1]:.3f}]" if pl.intervals
+                    else f" ({pl.interval_note})")
         if ll.ok and math.isfinite(pl.aicc) and math.isfinite(ll.aicc):
             better = "power law" if pl.aicc < ll.aicc else "log-linear"
             verdict = f"by AICc (ΔAICc = {abs(pl.aicc - ll.aicc):.1f}) the {better} describes the points better"
@@ -225,7 +261,7 @@ def efficiency_narrative(points, fitted, params: ExperimentParams, n_params: int
             verdict = (f"with {pl.n_points} points AICc cannot compare it with the log-linear alternative "
                        "(the power law's 3 parameters need at least 5)")
         lines.append(f"- Power-law fit: E = {pl.params['E']:.3f} (the loss this data would approach), α = "
-                     f"{pl.params['alpha']:.3f} [{alpha_ci[0]:.3f}, {alpha_ci[1]:.3f}], R² = {pl.r2:.3f}; {verdict}.")
+                     f"{pl.params['alpha']:.3f}{alpha_ci}, R² = {pl.r2:.3f}; {verdict}.")
         held = {m: analysis.holdout_error(d, y, model=m) for m in ("power law", "log-linear")}
         if all(h["ok"] for h in held.values()):
             lines.append(f"- Predicting the last two evaluations from the earlier ones: RMSE "
@@ -240,8 +276,9 @@ def efficiency_narrative(points, fitted, params: ExperimentParams, n_params: int
         if reach["ok"]:
             lo, hi = reach["interval"]
             lines.append(f"- Extrapolation (stated with its error): a domain loss of {target:.3f} {how} would take "
-                         f"≈ {_fmt_tokens(reach['tokens'])} tokens (95% interval {_fmt_tokens(lo)}–{_fmt_tokens(hi)}); "
-                         "extrapolating a few points far beyond the data is fragile.")
+                         f"≈ {_fmt_tokens(reach['tokens'])} tokens "
+                         + (f"(95% interval {_fmt_tokens(lo)}–{_fmt_tokens(hi)}); " if not math.isnan(lo) else f"({reach['note']}); ")
+                         + "extrapolating a few points far beyond the data is fragile.")
         else:
             lines.append(f"- No extrapolation to a loss of {target:.3f} {how}: {reach['reason']}.")
     else:
@@ -250,8 +287,9 @@ def efficiency_narrative(points, fitted, params: ExperimentParams, n_params: int
 
 
 def paper_comparison(evals: dict[str, dict]):
-    """The paper's finding (400M → 1B: positive but diminishing returns) tested on this run's
-    checkpoints with ``analysis.paper_finding``: one row with the verdict and the numbers behind it."""
+    """The paper's finding (400M → 1B: positive but diminishing returns) tested on this run's annealed
+    evaluations (``annealed_evals``) with ``analysis.paper_finding``: one row with the verdict and the
+    numbers behind it."""
     import pandas as pd
 
     f = analysis.paper_finding(evals)
@@ -263,27 +301,29 @@ def paper_comparison(evals: dict[str, dict]):
 
 
 def score_trend_table(evals: dict[str, dict], params: ExperimentParams):
-    """Task scores base → final: moved beyond noise or not, and the extrapolation where it is allowed."""
+    """Task scores base → final (pass ``annealed_evals``): moved beyond noise or not (adjusted p within the
+    tasks' family), and the extrapolation where it is allowed."""
     import pandas as pd
 
     rows = analysis.score_trends(evals, min_r2=params.analysis.min_fit_r2)
-    cols = ["task", "metric", "first", "last", "delta", "se", "p", "moved", "extrapolation"]
-    return pd.DataFrame(rows, columns=cols).round({"first": 3, "last": 3, "delta": 3, "se": 3, "p": 3})
+    cols = ["task", "metric", "first", "last", "delta", "se", "p", "p_adj", "moved", "extrapolation"]
+    return pd.DataFrame(rows, columns=cols).round({"first": 3, "last": 3, "delta": 3, "se": 3, "p": 3, "p_adj": 3}).rename(columns={"p_adj": "p (adjusted)"})
 
 
 # ------------------------------------------------------------------------------- 05: forgetting
 def comparison_table(base: dict, other: dict):
-    """Every held-out split and task, base vs other: n, values, paired change ± SE, p and the smallest
-    change this comparison could detect (two paired SEs)."""
+    """Every held-out split and task, base vs other: n, values, paired change ± SE, p (raw and adjusted
+    within the comparison's family), and the minimum detectable effect at 80% power."""
     import pandas as pd
 
     frame = pd.DataFrame(analysis.compare_evals(base, other))
     if "ppl_change_pct" not in frame:
         frame["ppl_change_pct"] = frame["ppl_change_pct_se"] = math.nan
-    frame = frame[["measure", "n", "base", "other", "delta", "se", "mde", "p", "test", "significant", "better_when",
-                   "ppl_change_pct", "ppl_change_pct_se"]]
-    return frame.rename(columns={"other": "continued", "delta": "continued − base", "se": "SE",
-                                 "mde": "detectable (2 SE)", "ppl_change_pct": "perplexity change %",
+    frame["p"] = [p if t else analysis.cannot_test_words(n) for p, t, n in zip(frame.p, frame.testable, frame.n)]
+    frame = frame[["measure", "n", "base", "other", "delta", "se", "mde_80", "p", "p_adj", "test", "significant",
+                   "better_when", "ppl_change_pct", "ppl_change_pct_se"]]
+    return frame.rename(columns={"other": "continued", "delta": "continued − base", "se": "SE", "p_adj": "p (adjusted)",
+                                 "mde_80": "MDE (80% power)", "ppl_change_pct": "perplexity change %",
                                  "ppl_change_pct_se": "SE (%)"}).round(4)
 
 
@@ -292,9 +332,10 @@ def group_table(base: dict, other: dict, params: ExperimentParams):
     import pandas as pd
 
     rows = analysis.group_deltas(base, other, params.eval.task_groups)
-    cols = ["group", "kind", "tasks", "n", "base", "other", "delta", "se", "p", "mde", "significant"]
+    cols = ["group", "kind", "tasks", "n", "base", "other", "delta", "se", "p", "p_adj", "mde_80", "significant"]
     return pd.DataFrame(rows, columns=cols).rename(columns={
-        "kind": "measure", "other": "continued", "delta": "change", "se": "SE", "mde": "detectable (2 SE)"}).round(4)
+        "kind": "measure", "other": "continued", "delta": "change", "se": "SE", "p_adj": "p (adjusted)",
+        "mde_80": "MDE (80% power)"}).round(4)
 
 
 def task_info_table(ev: dict, run_dir: Path):
@@ -329,7 +370,11 @@ def forgetting_narrative(base: dict, other: dict, params: ExperimentParams | Non
     for r in rows:
         if r["kind"] != "held-out loss":
             continue
-        verdict = ("significant" if r["significant"] else "within noise") + f", p = {r['p']:.2g}"
+        if not r["testable"]:
+            lines.append(f"- `{r['subject']}` held-out loss {r['delta']:+.3f} ± {r['se']:.3f} nats: "
+                         f"{analysis.cannot_test_words(r['n'])}.")
+            continue
+        verdict = ("significant" if r["significant"] else "within noise") + f", p = {r['p']:.2g}, adjusted {r['p_adj']:.2g}"
         lines.append(f"- `{r['subject']}` held-out perplexity changed by {r['ppl_change_pct']:+.1f}% ± "
                      f"{r['ppl_change_pct_se']:.1f}% (loss {r['delta']:+.3f} ± {r['se']:.3f} nats over {r['n']} "
                      f"documents; {verdict}).")
@@ -338,16 +383,17 @@ def forgetting_narrative(base: dict, other: dict, params: ExperimentParams | Non
         if not tasks:
             continue
         moved = [r for r in tasks if r["significant"]]
-        mde = [r["mde"] for r in tasks if math.isfinite(r["mde"]) and r["mde"] > 0]
-        lines.append(f"- {len(moved)} of {len(tasks)} task {what} moved beyond noise (p < 0.05)"
+        mde = [r["mde_80"] for r in tasks if math.isfinite(r["mde_80"]) and r["mde_80"] > 0]
+        lines.append(f"- {len(moved)} of {len(tasks)} task {what} moved beyond noise (p < 0.05 "
+                     "adjusted within the 'vs base' family)"
                      + (": " + ", ".join(f"{r['subject']} {r['delta']:+.3f}" for r in moved) if moved else "")
                      + (f"; these item counts detect changes of about {min(mde):.3f}–{max(mde):.3f} "
-                        "(two paired SEs)." if mde else "."))
+                        "(minimum detectable effects at 80% power)." if mde else "."))
     if params is not None and params.eval.task_groups:
         for g in analysis.group_deltas(base, other, params.eval.task_groups):
             lines.append(f"- Group **{g['group']}** ({g['tasks']} tasks, {g['n']} items), {g['kind']}: "
-                         f"{g['base']:.3f} → {g['other']:.3f}, change {g['delta']:+.4f} ± {g['se']:.4f} (p = {g['p']:.2g}; "
-                         f"detectable ≈ {g['mde']:.4f}).")
+                         f"{g['base']:.3f} → {g['other']:.3f}, change {g['delta']:+.4f} ± {g['se']:.4f} (p = {g['p']:.2g}, "
+                         f"adjusted {g['p_adj']:.2g}; MDE at 80% power ≈ {g['mde_80']:.4f}).")
     return "\n".join(lines)
 
 
@@ -457,7 +503,9 @@ def _register_runs(continued: dict | None, variants: dict[str, dict] | None, par
 def register_table(base: dict, continued: dict | None, variants: dict[str, dict] | None = None,
                    params: ExperimentParams | None = None):
     """Per run and held-out register: documents, loss and bits-per-byte change vs base ± paired SE
-    (clustered by document), p, and whether the loss change is significant (p < 0.05)."""
+    (clustered by document), p raw and adjusted within the run's registers (one family), and whether the
+    loss change is significant (adjusted p < 0.05); a register with too few documents reads "cannot be
+    tested (n documents)"."""
     import pandas as pd
 
     rows = []
@@ -465,7 +513,8 @@ def register_table(base: dict, continued: dict | None, variants: dict[str, dict]
         for r in analysis.register_deltas(base, ev):
             rows.append({"run": run, "register": r["register"], "documents": r["n"],
                          "base loss": r["base_loss"], "loss change (nats/token)": r["loss_delta"], "SE": r["loss_se"],
-                         "p": r["loss_p"], "bits/byte change": r.get("bpb_delta", math.nan),
+                         "p": r["loss_p"] if r["testable"] else analysis.cannot_test_words(r["n"]),
+                         "p (adjusted)": r["loss_p_adj"], "bits/byte change": r.get("bpb_delta", math.nan),
                          "SE (bits/byte)": r.get("bpb_se", math.nan), "p (bits/byte)": r.get("bpb_p", math.nan),
                          "significant": r["significant"]})
     return pd.DataFrame(rows).round(4)
@@ -475,7 +524,7 @@ def forgetting_table(base: dict, continued: dict | None, variants: dict[str, dic
                      params: ExperimentParams | None = None):
     """Per run, the two summaries of the registers side by side with the domain gain: the forgetting
     axis (mean change ± SE, p) and the worst register (its change ± SE, p), and the registers whose
-    loss rose significantly."""
+    loss rose significantly (adjusted within the run's registers)."""
     import pandas as pd
 
     rows = []
@@ -487,6 +536,7 @@ def forgetting_table(base: dict, continued: dict | None, variants: dict[str, dic
                      "forgetting: mean register change": f["mean"], "SE (mean)": f["mean_se"], "p (mean)": f["mean_p"],
                      "registers": f["registers"], "worst register": f["worst_register"], "worst change": f["worst"],
                      "SE (worst)": f["worst_se"], "p (worst)": f["worst_p"],
+                     "p (worst, adjusted)": f["worst_p_adj"],
                      "significantly forgotten": ", ".join(f["forgotten"]) or "none"})
     return pd.DataFrame(rows).round(4)
 
@@ -532,9 +582,11 @@ def forgetting_axis_note(base: dict, continued: dict | None) -> str:
             "largest of several noisy changes is biased upward and has no simple SE, but forgetting "
             "concentrated in one register must not be averaged away.")
     if f and f["registers"]:
-        verdict = "significant" if f["mean_p"] < 0.05 else "within noise"
+        verdict = ("significant" if f["mean_p"] < 0.05 else "within noise") if f["mean_testable"] else \
+            f"cannot be tested: a register has fewer than {analysis.MIN_DOCUMENTS} documents"
+        verdict += f", p = {f['mean_p']:.2g}" if f["mean_testable"] else ""
         text += (f"\n\nMain run: mean change {f['mean']:+.4f} ± {f['mean_se']:.4f} nats/token over {f['registers']} "
-                 f"register{'s' if f['registers'] != 1 else ''} ({verdict}, p = {f['mean_p']:.2g}); worst register "
+                 f"register{'s' if f['registers'] != 1 else ''} ({verdict}); worst register "
                  f"`{f['worst_register']}` {f['worst']:+.4f} ± {f['worst_se']:.4f} (p = {f['worst_p']:.2g}); "
                  + (f"significantly forgotten: {', '.join(f['forgotten'])}." if f["forgotten"]
                     else "no register's loss rose significantly."))
@@ -586,33 +638,40 @@ def control_table(rows: list[dict], checkpoint: str | None = None):
         out.append({"measure": r["measure"], "n": r["n"], "base": round(r["base"], digits),
                     "continued": round(r["continued"], digits), "control": round(r["control"], digits),
                     "continued − base": pm("continued − base"), "p (vs base)": r["continued − base p"],
-                    "control − base": pm("control − base"), "continued − control": pm("continued − control"),
-                    "p (vs control)": r["continued − control p"], "reading": r["reading words"]})
+                    "p (vs base, adjusted)": r["continued − base p_adj"],
+                    "control − base": pm("control − base"), "p (control vs base, adjusted)": r["control − base p_adj"],
+                    "continued − control": pm("continued − control"),
+                    "p (vs control)": r["continued − control p"], "p (vs control, adjusted)": r["continued − control p_adj"],
+                    "MDE vs control (80% power)": r["MDE vs control (80% power)"], "reading": r["reading words"]})
     return pd.DataFrame(out)
 
 
 def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
-    """One sentence per reading class at the last compared checkpoint, from the numbers: which changes
-    are domain-specific (continued − control significant), which generic (continued − base significant,
-    continued − control not: the control changes as much), and which not detected, with the changes
-    each comparison could have detected."""
+    """One sentence per reading class at the last compared checkpoint, from the numbers (every test read
+    at its p adjusted within its column's family): which changes are domain-specific (continued − control
+    significant), which generic (continued − base significant and the control's own change significant
+    the same way), which inconclusive (continued − base significant, the control's own change not: the
+    interval of continued − control says how large a domain effect it allows), and which not detected,
+    with the minimum detectable effects at 80% power."""
     if not rows:
         return ("No control run to compare with (declare `control:` in the parameter file): every change below is "
                 "against the base model only, so generic effects of training cannot be told from domain effects.")
     last = rows[-1]["checkpoint"]
     final = [r for r in rows if r["checkpoint"] == last]
     by = {cls: [r for r in final if r["reading"] == cls] for cls in (analysis.DOMAIN_SPECIFIC, analysis.GENERIC,
-                                                                     analysis.NOT_DETECTED)}
+                                                                     analysis.INCONCLUSIVE, analysis.NOT_DETECTED,
+                                                                     analysis.CANNOT_TEST)}
     fmt = lambda r, key: f"{r[key]:+.4g} ± {r[key + ' SE']:.2g}"  # noqa: E731
-    lines = [f"At {last} ({final[0]['tokens']:,} tokens), against the same recipe and budget on {corpus} (the control):"]
+    lines = [f"At {last} ({final[0]['tokens']:,} tokens), against the same recipe and budget on {corpus} (the control); "
+             "p-values adjusted within each family of comparisons (Benjamini–Hochberg, Holm below 5 tests):"]
     spec = by[analysis.DOMAIN_SPECIFIC]
     detail = lambda r: (f"{r['measure']} continued − control {fmt(r, 'continued − control')} "  # noqa: E731
-                        f"(p = {r['continued − control p']:.2g}; vs base {fmt(r, 'continued − base')}, control vs base "
-                        f"{fmt(r, 'control − base')})")
+                        f"(p = {r['continued − control p']:.2g}, adjusted {r['continued − control p_adj']:.2g}; vs base "
+                        f"{fmt(r, 'continued − base')}, control vs base {fmt(r, 'control − base')})")
     better = [r for r in spec if analysis._improves(r["continued − control"], r["better_when"])]
     worse = [r for r in spec if r not in better]
     if better:
-        lines.append(f"- **Domain-specific gain** (continued − control significant, p < 0.05), {len(better)} measure(s): "
+        lines.append(f"- **Domain-specific gain** (continued − control significant), {len(better)} measure(s): "
                      + "; ".join(map(detail, better)) + ".")
     if worse:
         lines.append(f"- **Domain-specific loss** (the continued run significantly *worse* than the control), "
@@ -622,20 +681,31 @@ def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
     gen = by[analysis.GENERIC]
     if gen:
         verb = "gains" if all(analysis._improves(r["continued − base"], r["better_when"]) for r in gen) else "changes"
-        lines.append(f"- **Generic (the control {verb} as much)**, {len(gen)} measure(s) that moved against the base but not "
-                     "against the control: " + "; ".join(
+        lines.append(f"- **Generic (the control {verb} as much)**, {len(gen)} measure(s) where the control's own change "
+                     "is significant in the same direction and continued − control is not: " + "; ".join(
                          f"{r['measure']} vs base {fmt(r, 'continued − base')}, control vs base {fmt(r, 'control − base')}, "
-                         f"continued − control {fmt(r, 'continued − control')} (detectable ≈ {r['detectable vs control (2 SE)']:.2g})"
+                         f"continued − control {fmt(r, 'continued − control')} (MDE vs control ≈ "
+                         f"{r['MDE vs control (80% power)']:.2g})"
                          for r in gen) + ". Crediting these to the domain would be wrong: any training of this recipe moves them.")
     else:
-        lines.append("- **Generic**: none — every change against the base is also a change against the control.")
+        lines.append("- **Generic**: none — no change against the base is matched by a significant change of the control.")
+    inc = by[analysis.INCONCLUSIVE]
+    if inc:
+        lines.append(f"- **Inconclusive**, {len(inc)} measure(s) that moved against the base while neither the control's "
+                     "own change nor the difference from the control is significant: "
+                     + "; ".join(f"{r['measure']}: {r['reading words'].removeprefix('inconclusive: ')}" for r in inc)
+                     + ". Neither generic nor domain-specific is shown.")
     nd = by[analysis.NOT_DETECTED]
     if nd:
-        mdes = [r["detectable vs control (2 SE)"] for r in nd if math.isfinite(r["detectable vs control (2 SE)"])
-                and r["detectable vs control (2 SE)"] > 0]
+        mdes = [r["MDE vs control (80% power)"] for r in nd if math.isfinite(r["MDE vs control (80% power)"])
+                and r["MDE vs control (80% power)"] > 0]
         lines.append(f"- **Not detected**, {len(nd)} measure(s) moved neither against the base nor against the control: "
                      + ", ".join(r["measure"] for r in nd)
-                     + (f" (these comparisons detect changes of ≈ {min(mdes):.3g}–{max(mdes):.3g}, two paired SEs)." if mdes else "."))
+                     + (f" (minimum detectable effects vs control at 80% power ≈ {min(mdes):.3g}–{max(mdes):.3g})."
+                        if mdes else "."))
+    untested = by[analysis.CANNOT_TEST]
+    if untested:
+        lines.append("- **Not tested**: " + "; ".join(f"{r['measure']}: {r['reading words']}" for r in untested) + ".")
     return "\n".join(lines)
 
 

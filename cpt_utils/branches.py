@@ -121,8 +121,9 @@ def run_branches(params: ExperimentParams, run_dir: str | Path, progress: bool =
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _main_final(params: ExperimentParams, run_dir: Path) -> dict | None:
+def main_final(params: ExperimentParams, run_dir: str | Path) -> dict | None:
     """The main run's final checkpoint at its current budget, if trained."""
+    run_dir = Path(run_dir)
     from .checkpointing import list_checkpoints
     from .train import run_fingerprint
 
@@ -157,7 +158,7 @@ def annealed_points(params: ExperimentParams, run_dir: str | Path):
         if ev is not None:
             rows.append(row(ev, f"decay branch from {checkpoint['name']} ({checkpoint['tokens']:,} + "
                                 f"{ev['tokens'] - checkpoint['tokens']:,} tokens)"))
-    final = _main_final(params, run_dir)
+    final = main_final(params, run_dir)
     if final is not None and final["name"] in main and params.train.schedule != "constant":
         rows.append(row(main[final["name"]], f"main run's final checkpoint (annealed by its own {params.train.schedule} decay)"))
     frame = pd.DataFrame(rows)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .analysis import compare_evals, group_deltas, load_evals
+from .analysis import cannot_test_words, compare_evals, group_deltas, load_evals
 
 #: Where a packaged base model came from on the hub (the GGUF's general.organization / name).
 PACKAGED_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -201,6 +201,14 @@ def _p(p: float) -> str:
     return "n/a" if p is None or not math.isfinite(p) else f"{p:.2g}"
 
 
+def _p_cells(r: dict) -> list[str]:
+    """Raw and family-adjusted p of a comparison, or the reason it was not tested (twice)."""
+    if not r.get("testable", True):
+        words = cannot_test_words(r.get("n") or 0)
+        return [words, words]
+    return [_p(r["p"]), _p(r.get("p_adj"))]
+
+
 def _num(x, digits: int = 4) -> str:
     if x is None:
         return "—"
@@ -267,7 +275,7 @@ def _summary(facts: dict) -> str:
         dom = next((r for r in res["rows"] if r["measure"] == "val_domain loss"), None)
         if dom:
             text += (f"\n\nHeld-out domain loss {dom['base']:.4f} → {dom['other']:.4f} nats/token "
-                     f"({change(dom, 4)}, p = {_p(dom['p'])}).")
+                     f"({change(dom, 4)}, p = {_p_cells(dom)[0]}).")
     return text
 
 
@@ -330,7 +338,7 @@ def _data_md(facts: dict) -> str:
 def _benchmark_md(facts: dict) -> str:
     res = facts["results"]
     ctl = res["control_name"]
-    header = ["measure", "n", "base", "continued", "change ± SE", "p", "detectable (2 SE)"]
+    header = ["measure", "n", "base", "continued", "change ± SE", "p", "p (adjusted)", "MDE (80% power)"]
     if ctl:
         header += [f"continued − {ctl} ± SE", "p (vs control)"]
     rows = []
@@ -338,16 +346,16 @@ def _benchmark_md(facts: dict) -> str:
         if r["kind"] not in ("accuracy", "gold bits/byte"):
             continue
         d = digits_for(r["kind"])
-        row = [r["measure"], _num(r["n"]), f"{r['base']:.{d}f}", f"{r['other']:.{d}f}", change(r, d), _p(r["p"]),
-               f"{r['mde']:.{d}f}"]
+        row = [r["measure"], _num(r["n"]), f"{r['base']:.{d}f}", f"{r['other']:.{d}f}", change(r, d), *_p_cells(r),
+               f"{r['mde_80']:.{d}f}"]
         if ctl:
             c = res["vs_control"].get((r["kind"], r["subject"]))
-            row += [change(c, d), _p(c["p"])] if c else ["—", "—"]
+            row += [change(c, d), _p_cells(c)[0]] if c else ["—", "—"]
         rows.append(row)
     for g in res["groups"]:
         d = digits_for(g["kind"])
         row = [f"**{g['group']} group**: mean {g['kind']} over {g['tasks']} tasks", _num(g["n"]), f"{g['base']:.{d}f}",
-               f"{g['other']:.{d}f}", change(g, d), _p(g["p"]), f"{g['mde']:.{d}f}"]
+               f"{g['other']:.{d}f}", change(g, d), *_p_cells(g), f"{g['mde_80']:.{d}f}"]
         rows.append(row + (["—", "—"] if ctl else []))
     if not rows:
         return "No benchmark tasks were evaluated."
@@ -362,36 +370,37 @@ def _heldout_md(facts: dict) -> str:
         loss, bpb = by.get(("held-out loss", split)), by.get(("held-out bits/byte", split))
         if loss is None:
             continue
-        row = [split, _num(loss["n"]), f"{loss['base']:.4f} → {loss['other']:.4f}", change(loss, 4), _p(loss["p"])]
-        row += ([f"{bpb['base']:.4f} → {bpb['other']:.4f}", change(bpb, 4), _p(bpb["p"])] if bpb else ["—", "—", "—"])
+        row = [split, _num(loss["n"]), f"{loss['base']:.4f} → {loss['other']:.4f}", change(loss, 4), *_p_cells(loss)]
+        row += ([f"{bpb['base']:.4f} → {bpb['other']:.4f}", change(bpb, 4), *_p_cells(bpb)] if bpb else ["—"] * 4)
         if res["control_name"]:
             c = res["vs_control"].get(("held-out loss", split))
             row += [change(c, 4) if c else "—"]
         rows.append(row)
-    header = ["held-out text", "documents", "loss (nats/token)", "change ± SE", "p", "bits/byte", "change ± SE", "p"]
+    header = ["held-out text", "documents", "loss (nats/token)", "change ± SE", "p", "p (adjusted)", "bits/byte",
+              "change ± SE", "p", "p (adjusted)"]
     if res["control_name"]:
         header.append(f"loss: continued − {res['control_name']}")
     return _table(header, rows)
 
 
 def not_shown(facts: dict) -> list[dict]:
-    """Rows whose change is within what the evaluation could detect (|change| ≤ two paired SEs; a zero
-    change with a zero SE — no item flipped — is within it too)."""
+    """Rows whose change is not significant at its family-adjusted p (a zero change with a zero SE — no
+    item flipped — included), and rows that could not be tested (too few documents)."""
     res = facts["results"]
-    rows = [r for r in res["rows"] if math.isfinite(r.get("mde", math.nan)) and abs(r["delta"]) <= r["mde"]]
-    return rows + [g | {"measure": f"{g['group']} group: mean {g['kind']}"} for g in res["groups"]
-                   if abs(g["delta"]) <= g["mde"]]
+    rows = [r for r in res["rows"] if not r["significant"]]
+    return rows + [g | {"measure": f"{g['group']} group: mean {g['kind']}"} for g in res["groups"] if not g["significant"]]
 
 
 def _not_shown_md(facts: dict) -> str:
     rows = not_shown(facts)
     if not rows:
-        return "Every measured change is larger than its detectable change (two paired standard errors)."
-    items = [f"- {r['measure']}: {change(r, digits_for(r['kind']))}, detectable {r['mde']:.{digits_for(r['kind'])}f}"
-             for r in rows]
-    return ("These changes are within what this evaluation can detect (|change| ≤ two paired standard errors): "
-            "they are not evidence of no effect, only of none large enough to see with these items and documents.\n\n"
-            + "\n".join(items))
+        return "Every measured change is significant (p < 0.05 after adjustment within its family)."
+    items = [f"- {r['measure']}: {change(r, digits_for(r['kind']))}, "
+             + (cannot_test_words(r.get("n") or 0) if not r.get("testable", True) else
+                f"MDE at 80% power {r['mde_80']:.{digits_for(r['kind'])}f}") for r in rows]
+    return ("These changes are not significant (p ≥ 0.05 after adjustment within their family: Benjamini–Hochberg, "
+            "Holm below 5 tests) or could not be tested: they are not evidence of no effect. The minimum detectable "
+            "effect is the change these items and documents would find 80% of the time.\n\n" + "\n".join(items))
 
 
 def render(facts: dict) -> str:
@@ -405,7 +414,7 @@ def render(facts: dict) -> str:
     if res["available"]:
         ev = res["eval"]
         parts += ["## Benchmarks: base vs continued",
-                  f"Paired over the same items (accuracy: McNemar's exact test; gold-answer bits per byte: paired z); "
+                  f"Paired over the same items (accuracy: McNemar's exact test; gold-answer bits per byte: paired t); "
                   f"evaluated in {ev.get('precision', '?')} (`evals/base.json`, `evals/{facts['checkpoint']['name']}.json`)."
                   + (f" The control column compares against the same-budget control run `variants/{res['control_name']}`."
                      if res["control_name"] else " The run has no control run, so no control column."),

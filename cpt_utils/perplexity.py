@@ -45,6 +45,16 @@ def cluster_ratio(sums, counts) -> tuple[float, float]:
     return ratio, float(math.sqrt(d / (d - 1) * float((resid**2).sum())) / total)
 
 
+def finite_mean_se(values) -> tuple[float, float]:
+    """Mean and SE of the finite entries only: an item that could not be scored (NaN) is not an item,
+    so it must not count in n (which would shrink the SE)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return float("nan"), float("nan")
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
 def paired_cluster_delta(base_sums, other_sums, counts) -> tuple[float, float]:
     """(Σ other − Σ base) / Σ counts over the same clusters, with its paired cluster-robust SE."""
     diff = np.asarray(other_sums, dtype=float) - np.asarray(base_sums, dtype=float)

@@ -317,16 +317,19 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
     produced it; the corpus summary in any case."""
     parts = []
     try:
-        from .analysis import headline_table
+        from .analysis import MIN_DOCUMENTS, headline_table
 
         control = params.control if params else None
         table = headline_table(run, params.eval.task_groups if params else None, control=control is not None)
         if table is not None and len(table):
             with_control = "vs control ± SE" in table.columns
             parts.append(f"<h2>Headline: base vs continued{' vs control' if with_control else ''}</h2>"
-                         "<p>Paired over the same items and documents; "
-                         "<i>detectable</i> is the smallest change this comparison could have seen (two paired "
-                         "SEs). Gold bits/byte: the correct answer's −log₂ p per UTF-8 byte (lower is better).</p>"
+                         "<p>Paired over the same items and documents: Student's t (items: n − 1 df; documents: "
+                         "clustered, effective documents − 1 df), McNemar's exact test for accuracy. <i>p (adjusted)</i>: "
+                         "within its family of tests (Benjamini–Hochberg; Holm below 5 tests), the p every reading "
+                         "uses. <i>MDE (80% power)</i>: the change this comparison would find 80% of the time. A "
+                         f"held-out set of fewer than {MIN_DOCUMENTS} documents <i>cannot be tested</i>. Gold bits/byte: "
+                         "the correct answer's −log₂ p per UTF-8 byte (lower is better).</p>"
                          + (_control_note(control) if with_control else _no_control_note(control))
                          + "<div style='overflow-x:auto'>"  # the control columns make it wider than the page
                          + table.fillna("").to_html(classes="table", index=False, float_format=lambda x: f"{x:.4g}")
@@ -348,10 +351,12 @@ def _control_note(control) -> str:
     return ("<p><b>Control</b>: the same recipe and token budget trained on "
             f"<code>{html.escape(control.corpus)}</code> text instead of the domain"
             f"{' (' + html.escape(control.description) + ')' if control.description else ''}, evaluated on the same "
-            "items and documents. <i>vs control</i>: continued − control, paired. <i>reading</i>: <b>domain-specific</b> only where continued − control is significant "
-            "(p &lt; 0.05); <b>generic</b> where continued − base is significant but continued − control is not (the "
-            "control changes as much: any training does it); <b>not detected</b> otherwise, with the change each "
-            "comparison could have detected.</p>")
+            "items and documents. <i>vs control</i>: continued − control, paired. <i>reading</i> (each p adjusted within "
+            "its family): <b>domain-specific</b> only where continued − control is significant; <b>generic</b> only "
+            "where continued − base is significant and the control's own change (control − base) is significant in "
+            "the same direction (any training does it); <b>inconclusive</b>, with the interval of continued − control, "
+            "where continued − base is significant but the control's own change is not; <b>not detected</b> "
+            "otherwise, with each comparison's minimum detectable effect at 80% power.</p>")
 
 
 def _no_control_note(control) -> str:

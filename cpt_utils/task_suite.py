@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .perplexity import finite_mean_se
+
 #: A task whose most frequent predicted choice exceeds this share is answering by position, not content.
 POSITION_BIAS_LIMIT = 0.5
 
@@ -124,13 +126,12 @@ def summarise_task(task, samples: list[dict], metrics: dict, meta: dict | None =
     p = sum(items) / max(1, n)
     pred_share = Counter(per["pred"]).most_common(1)[0][1] / n if n else float("nan")
     gold_share = Counter(per["gold"]).most_common(1)[0][1] / n if n else float("nan")
-    bpb = np.asarray(per["gold_bpb"], dtype=float)
+    bpb_mean, bpb_se = finite_mean_se(per["gold_bpb"])
     letter_format = _letter_format(task, samples)
     return {
         "metric": metric, "value": p, "stderr": math.sqrt(p * (1 - p) / max(1, n - 1)), "n": n,
         "per_item": items, **{f"per_item_{k}": v for k, v in per.items()},
-        "gold_bpb": float(np.nanmean(bpb)) if n else float("nan"),
-        "gold_bpb_se": float(np.nanstd(bpb, ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "gold_bpb": bpb_mean, "gold_bpb_se": bpb_se,
         "chance": float(np.mean([1 / c for c in per["n_choices"]])) if n else float("nan"),
         # the most common gold answer is a baseline only where every item offers the same choices (BoolQ's
         # "yes", a letter); the task builder knows that, the sample alone does not (SciQ's gold is always last)

@@ -14,6 +14,8 @@ from cpt_utils.analysis import (
 )
 
 TOKENS = np.array([0, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6])
+#: The simulated points' covariance: independent noise of SD 0.002 (what the fits below are told).
+COV = 0.002 ** 2 * np.eye(len(TOKENS))
 
 
 def _power_law(d, e=2.0, a=40.0, alpha=0.35):
@@ -23,7 +25,7 @@ def _power_law(d, e=2.0, a=40.0, alpha=0.35):
 def test_power_law_parameters_are_recovered_with_honest_intervals():
     rng = np.random.default_rng(0)
     losses = _power_law(np.maximum(TOKENS, 1)) + rng.normal(0, 0.002, len(TOKENS))
-    fit = fit_loss_curve(TOKENS, losses, bootstrap=300)
+    fit = fit_loss_curve(TOKENS, losses, cov=COV, draws=300)
     assert fit.ok and fit.n_points == 7  # the D = 0 point is excluded
     assert fit.params["E"] == pytest.approx(2.0, abs=0.05)
     assert fit.params["alpha"] == pytest.approx(0.35, abs=0.03)
@@ -33,26 +35,26 @@ def test_power_law_parameters_are_recovered_with_honest_intervals():
     assert lo[0] <= fit.predict([3e5])[0] <= hi[0]
     assert abs(fit.predict([3e5])[0] - _power_law(3e5)) < 0.01 and 0 < hi[0] - lo[0] < 0.02
     # the power law beats the log-linear alternative on data generated from a power law
-    assert fit.aic < fit_loss_curve(TOKENS, losses, model="log-linear", bootstrap=50).aic
+    assert fit.aic < fit_loss_curve(TOKENS, losses, model="log-linear").aic
 
 
 def test_extrapolation_has_an_interval_and_is_refused_when_it_should_be():
     losses = _power_law(np.maximum(TOKENS, 1)) + np.random.default_rng(1).normal(0, 0.002, len(TOKENS))
-    fit = fit_loss_curve(TOKENS, losses, bootstrap=300)
+    fit = fit_loss_curve(TOKENS, losses, cov=COV, draws=300)
     target = float(_power_law(4e6))
     reach = tokens_to_reach(fit, target)
     assert reach["ok"] and reach["interval"][0] <= reach["tokens"] <= reach["interval"][1]
     assert reach["tokens"] == pytest.approx(4e6, rel=0.3)
     below = tokens_to_reach(fit, 1.5)
     assert not below["ok"] and "asymptote" in below["reason"]
-    noise = fit_loss_curve(TOKENS, 3 + np.random.default_rng(2).normal(0, 0.2, len(TOKENS)), bootstrap=50)
+    noise = fit_loss_curve(TOKENS, 3 + np.random.default_rng(2).normal(0, 0.2, len(TOKENS)))
     refused = tokens_to_reach(noise, 2.5)
     assert not refused["ok"] and ("R²" in refused["reason"] or "converge" in refused["reason"])
     few = fit_loss_curve([0, 1e4, 2e4], [3.0, 2.9, 2.85])
     assert not few.ok and "at least 4" in few.reason and not tokens_to_reach(few, 2.0)["ok"]
     # 4 points, 3 parameters: the fit succeeds with R² ≈ 1, but extrapolating it is refused
-    snug = fit_loss_curve(TOKENS[1:5], _power_law(TOKENS[1:5]), bootstrap=20)
-    assert snug.ok and snug.r2 > 0.99
+    snug = fit_loss_curve(TOKENS[1:5], _power_law(TOKENS[1:5]), se=np.full(4, 0.002))
+    assert snug.ok and snug.r2 > 0.99 and not snug.intervals  # 1 residual df: no interval either
     assert not tokens_to_reach(snug, 2.1)["ok"] and "needs ≥ 5 points" in tokens_to_reach(snug, 2.1)["reason"]
 
 
@@ -116,9 +118,9 @@ def test_pareto_front_and_recommendation_on_a_hand_made_table():
     ]
     assert pareto_front(rows) == ["none", "replay", "l2"]  # low_lr is dominated by replay
     # ranked by domain gain net of general loss: replay 0.33 vs none 0.30; the difference's SE combines
-    # both axes of both runs (√4 · 0.01 = 0.02), so 0.03 is within two SEs ...
+    # both axes of both runs (√4 · 0.01 = 0.02), so 0.03 is not significant (z = 1.5) ...
     text = recommend(rows, reference="none")
-    assert text.startswith("**replay**") and "Caveat: none is within two standard errors" in text
+    assert text.startswith("**replay**") and "Caveat: none is not significantly different" in text
     assert "domain gain -0.050" in text
     # ... and with half the standard errors it is not
     precise = [{**r, "domain_gain_se": 0.005, "general_change_se": 0.005} for r in rows]
@@ -137,7 +139,7 @@ def test_model_comparison_prefers_the_generating_curve_in_and_out_of_sample():
     d = TOKENS[1:]
     power = _power_law(d) + rng.normal(0, 0.002, len(d))
     loglin = 5.0 - 0.2 * np.log(d) + rng.normal(0, 0.002, len(d))
-    pl, ll = fit_loss_curve(d, power, bootstrap=20), fit_loss_curve(d, power, model="log-linear", bootstrap=20)
+    pl, ll = fit_loss_curve(d, power), fit_loss_curve(d, power, model="log-linear")
     assert pl.aicc < ll.aicc and pl.aicc > pl.aic  # the small-sample penalty is added
     assert holdout_error(d, power)["rmse"] < holdout_error(d, power, model="log-linear")["rmse"]
     assert holdout_error(d, loglin, model="log-linear")["rmse"] < 0.01
@@ -150,7 +152,7 @@ def test_mcnemar_counts_only_the_items_that_flipped():
     assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(5, 5) == pytest.approx(1.0)
     unchanged = paired_delta([0, 1, 1, 0], [0, 1, 1, 0])
     assert unchanged["test"] == "McNemar exact" and unchanged["p"] == 1.0  # a z test would give NaN here
-    assert paired_delta([2.5, 3.0, 3.1], [2.4, 2.9, 3.0])["test"] == "paired z"
+    assert paired_delta([2.5, 3.0, 3.1], [2.4, 2.9, 3.0])["test"] == "paired t"
 
 
 def _checkpoint_evals(domain_means, tokens, scores, rng, n_seq=40, noise=0.3):
@@ -214,16 +216,16 @@ def test_recommendation_caveat_uses_paired_differences_when_evals_are_given():
     runs = {name: _eval(list(shift + difficulty + moved + rng.normal(0, 0.002, 60)), list(2.99 + difficulty), [0, 1] * 5)
             for name, shift in (("a", 2.70), ("b", 2.72))}
     rows = stability_plasticity(base, runs)
-    assert "Caveat: b is within two standard errors" in recommend(rows)
+    assert "Caveat: b is not significantly different" in recommend(rows)
     paired = recommend(rows, evals=runs)
     assert paired.startswith("**a**") and "Caveat" not in paired
 
 
 def test_heldout_change_is_clustered_by_document():
     """Two documents of very different length: the ratio estimator weights them by tokens, and the
-    paired SE comes from document-level differences, not from independent tokens or sequences."""
+    paired SE comes from document-level differences (the jackknife: leave one document out), not from
+    independent tokens or sequences; the t test has the effective documents − 1 df."""
     from cpt_utils.analysis import heldout_delta
-    from cpt_utils.perplexity import cluster_ratio
 
     rng = np.random.default_rng(0)
     tokens = rng.integers(50, 2000, 40)
@@ -234,11 +236,16 @@ def test_heldout_change_is_clustered_by_document():
     d = heldout_delta(b, o)
     assert d["paired"] and d["n"] == 40
     assert d["delta"] == pytest.approx((other_nats.sum() - base_nats.sum()) / tokens.sum())
-    ratio, se = cluster_ratio(other_nats - base_nats, tokens)
+    diff = other_nats - base_nats
+    leave_one_out = (diff.sum() - diff) / (tokens.sum() - tokens)
+    se = math.sqrt(((leave_one_out - d["delta"]) ** 2).sum())
     assert d["se"] == pytest.approx(se) and 0.005 < se < 0.05 and d["p"] < 1e-6
+    assert d["df"] == pytest.approx(tokens.sum() ** 2 / (tokens ** 2).sum() - 1) and d["df"] < 39
 
 
-def test_task_rows_carry_the_gold_bits_per_byte_and_the_smallest_detectable_change():
+def test_task_rows_carry_the_gold_bits_per_byte_and_the_minimum_detectable_effect():
+    from scipy.stats import t
+
     rng = np.random.default_rng(1)
     bpb = list(rng.normal(1.5, 0.3, 200))
     items = [int(x) for x in rng.integers(0, 2, 200)]
@@ -246,8 +253,10 @@ def test_task_rows_carry_the_gold_bits_per_byte_and_the_smallest_detectable_chan
     other = _eval([3.0] * 5, [3.0] * 5, items, gold_bpb=[x - 0.05 + rng.normal(0, 0.02) for x in bpb])
     rows = {r["measure"]: r for r in compare_evals(base, other)}
     acc, cont = rows["mmlu_offline_domain (acc)"], rows["mmlu_offline_domain (gold bits/byte)"]
-    assert acc["delta"] == 0 and acc["mde"] == pytest.approx(2 * math.sqrt(2 * 0.25 * 200 / 200 / 200), rel=0.1)
-    assert cont["delta"] == pytest.approx(-0.05, abs=0.005) and cont["significant"] and cont["mde"] < 0.01
+    # no item flipped: the paired SE is 0, so the MDE at 80% power uses the unpaired SE of two proportions
+    unpaired = math.sqrt(2 * acc["base"] * (1 - acc["base"]) / 200)
+    assert acc["delta"] == 0 and acc["mde_80"] == pytest.approx((t.ppf(0.975, 199) + t.ppf(0.8, 199)) * unpaired)
+    assert cont["delta"] == pytest.approx(-0.05, abs=0.005) and cont["significant"] and cont["mde_80"] < 0.01
 
 
 def test_group_aggregates_are_macro_means_with_combined_paired_ses():
@@ -387,3 +396,27 @@ def test_register_view_tables_figure_and_note():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_bits_per_byte_se_counts_only_the_items_that_were_scored():
+    """An item whose gold answer could not be scored (NaN) is not in n: counting it shrinks the SE."""
+    from cpt_utils.perplexity import finite_mean_se
+
+    scored = np.array([1.2, 1.5, 0.9, 1.4])
+    mean, se = finite_mean_se([*scored, math.nan, math.nan])
+    assert mean == pytest.approx(scored.mean()) and se == pytest.approx(scored.std(ddof=1) / math.sqrt(4))
+    assert all(math.isnan(x) for x in finite_mean_se([math.nan]))
+
+
+def test_a_family_reads_its_adjusted_p_values():
+    """Three tests, each p < 0.05 alone: within one family (Holm, fewer than 5 tests) only the smallest
+    survives, and ``significant`` follows the adjusted p; an untestable row stays out of the count."""
+    from cpt_utils.analysis import FAMILIES, mark_family
+
+    rows = [{"p": 0.01}, {"p": 0.04}, {"p": 0.03}, {"p": math.nan}]
+    mark_family(rows, "registers")
+    assert [r["significant"] for r in rows] == [True, False, False, False]
+    assert rows[0]["p_adj"] == pytest.approx(0.03) and math.isnan(rows[3]["p_adj"])
+    assert {r["family"] for r in rows} == {"registers"} and "registers" in FAMILIES
+    with pytest.raises(ValueError, match="not a declared family"):
+        mark_family(rows, "not a declared family")

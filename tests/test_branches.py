@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_utils import analysis_report, branches
+from cpt_utils import analysis, analysis_report, branches
 from cpt_utils.checkpointing import list_checkpoints
 from cpt_utils.evaluate import evaluate_run
 from cpt_utils.train import train
@@ -88,6 +88,18 @@ def test_branches_decay_to_the_minimum_are_reused_and_feed_the_fit(tiny_params, 
     assert "Fitted: 4 annealed points" in design and "Too few" not in design
     fitted = analysis_report.fits(points, params)
     assert fitted["power law"].n_points == 4 and fitted["log-linear"].ok
+    # the same annealed models as evaluations: their covariance is measured from the shared documents
+    # (the tiny run has too few of them, so it is assumed from the SEs, and said so), and 4 points for 3
+    # parameters leave too few residual degrees of freedom for an interval
+    annealed = analysis_report.annealed_evals(params, run)
+    assert [e["tokens"] for e in annealed.values()] == list(points.tokens)
+    documents = annealed["base"]["perplexity"]["val_domain"]["documents"]
+    measured = analysis_report.fits(points, params, annealed)["power law"]
+    assert measured.ok and not measured.intervals and "residual degree" in measured.interval_note
+    assert measured.covariance == ("measured from per-document sums" if documents >= analysis.MIN_DOCUMENTS
+                                   else f"assumed correlation {analysis.ASSUMED_POINT_CORRELATION} (unmeasured)")
+    # the paper's test compares annealed points only: its midpoint is a branch end, never a milestone
+    assert analysis.paper_finding(annealed)["mid_tokens"] in (1280, 2560, 3840)
 
     # a branch whose milestone lost its optimizer state cannot run, and says why
     longer = params.model_copy(update={"train": params.train.model_copy(update={"decay_branch_fraction": 0.5})})

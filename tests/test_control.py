@@ -5,9 +5,11 @@ mitigation recommendation from paired comparisons — on synthetic results whose
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 
 from cpt_utils import analysis, analysis_report
 from cpt_utils.packing import PackedSplit
@@ -192,22 +194,42 @@ def test_control_deltas_separate_domain_specific_from_generic_changes(three_runs
     assert sci["reading words"].startswith("generic: the control gains as much")
     assert rows[("group gold bits/byte", "domain")]["reading"] == analysis.GENERIC
     gen = rows[("gold bits/byte", "gen")]
-    assert gen["reading"] == analysis.NOT_DETECTED and "detectable ≈" in gen["reading words"]
-    # the same answers on every item: the paired SE is 0, so the detectable change is the unpaired one,
-    # 2·√(2·0.25/200) = 0.1 (compare_evals' fallback)
+    assert gen["reading"] == analysis.NOT_DETECTED and "MDE ≈" in gen["reading words"]
+    # the same answers on every item: the paired SE is 0, so the minimum detectable effect uses the
+    # unpaired SE of two proportions, √(2·p(1 − p)/200) (compare_evals' fallback), at 80% power
     acc = rows[("accuracy", "sci")]
-    assert acc["reading"] == analysis.NOT_DETECTED and "detectable ≈ 0.1 vs base, 0.1 vs control" in acc["reading words"]
+    mde = analysis._mde_words(analysis.min_detectable_effect(math.sqrt(2 * acc["base"] * (1 - acc["base"]) / 200), 199))
+    assert acc["reading"] == analysis.NOT_DETECTED and f"MDE ≈ {mde} vs base, {mde} vs control" in acc["reading words"]
     # paired per document: the documents' spread (SD 0.3, unpaired SE ≈ 0.055) cancels, the 0.01 noise remains
     assert dom["continued − control SE"] < 0.005
 
 
-def test_effect_reading_names_a_loss_against_the_control_and_a_generic_loss():
-    sig = lambda d: {"delta": d, "se": 0.01, "p": 1e-5, "significant": True}  # noqa: E731
-    flat = {"delta": 0.001, "se": 0.01, "p": 0.9, "significant": False}
+def test_effect_reading_needs_the_controls_own_change_to_call_a_change_generic():
+    sig = lambda d: {"delta": d, "se": 0.01, "df": 50, "p": 1e-5, "significant": True}  # noqa: E731
+    flat = {"delta": 0.001, "se": 0.01, "df": 50, "p": 0.9, "significant": False}
     assert analysis.effect_reading(sig(0.2), sig(0.1), "lower")[1].startswith("domain-specific loss")
-    assert analysis.effect_reading(sig(0.2), flat, "lower")[1].startswith("generic: the control loses as much")
-    assert analysis.effect_reading(sig(0.2), flat, "higher")[1].startswith("generic: the control gains as much")
+    assert analysis.effect_reading(sig(0.2), flat, "lower", sig(0.2))[1].startswith("generic: the control loses as much")
+    assert analysis.effect_reading(sig(0.2), flat, "higher", sig(0.2))[1].startswith("generic: the control gains as much")
+    # no difference from the control is not evidence that the control changed too: inconclusive, with the interval
+    reading, words = analysis.effect_reading(sig(0.2), flat, "lower", flat)
+    half = student_t.ppf(0.975, 50) * 0.01
+    assert reading == analysis.INCONCLUSIVE and f"95% interval {0.001 - half:+.3g} to {0.001 + half:+.3g}" in words
+    assert analysis.effect_reading(sig(0.2), flat, "lower", sig(-0.2))[0] == analysis.INCONCLUSIVE  # the other way
     assert analysis.effect_reading(flat, flat, "lower")[0] == analysis.NOT_DETECTED
+    few = {**flat, "testable": False, "n": 8}
+    assert analysis.effect_reading(sig(0.2), few, "lower") == (analysis.CANNOT_TEST, "cannot be tested (8 documents)")
+
+
+def test_a_held_out_set_too_small_to_test_shows_no_p_value(tmp_path):
+    """Eight documents (< MIN_DOCUMENTS): the change is shown, its p is replaced by the reason."""
+    rng = np.random.default_rng(3)
+    docs = 3 + rng.normal(0, 0.3, 8)
+    base = _ev({"val_domain": docs}, {}, "base", 0)
+    final = _ev({"val_domain": docs - 0.5 + _noise(rng, 8)}, {}, "tokens-1000", 1000)
+    _write_run(tmp_path, {"base": base, "tokens-1000": final})
+    table = analysis.headline_table(tmp_path).set_index("measure")
+    assert table.loc["val_domain loss (nats/token)", "p"] == "cannot be tested (8 documents)"
+    assert table.loc["val_domain loss (nats/token)", "change ± SE"].startswith("-0.5")
 
 
 def _write_run(run, evals: dict[str, dict]) -> None:
@@ -305,7 +327,7 @@ def test_recommend_mitigation_says_when_the_data_cannot_separate_the_variants(sw
     flat_base = {**base, "perplexity": {**base["perplexity"], **{s: variants["replay"]["perplexity"][s]
                                                                   for s in ("val_general", "val_chat")}}}
     text, _ = analysis.recommend_mitigation(flat_base, calm, "no_mitigation")
-    assert "no forgetting is detected" in text and "detectable ≈" in text
+    assert "no forgetting is detected" in text and "MDE at 80% power ≈" in text
     # more forgetting than the reference is named
     text, _ = analysis.recommend_mitigation(base, {"replay": variants["replay"], "worse": variants["no_mitigation"]}, "replay")
     assert "`worse` forgets *more* than the reference" in text
