@@ -19,7 +19,8 @@ largest logit (a log-softmax error is bounded by twice the largest logit error),
 margin. Measured on this machine (AVX2 CPU): the tiny model (weights ×WEIGHT_SCALE) ≤ 8.5 u (F32) and
 ≤ 2.4 u (F16); SmolLM2-135M ≤ 28 u (F32) and ≤ 3.3 u (F16). A layout error is far outside: without
 llama.cpp's rotary q/k row order the tiny model's log-probabilities move by 0.33 (4.6·10⁴ × the F32
-tolerance), and with one weight matrix scaled by 1 + 2⁻⁷ by 7.6·10⁻³ (10³ ×), both shown below.
+tolerance), and with one weight matrix scaled by 1 + 2⁻⁷ by 7.6·10⁻³ (10³ ×), both shown below; the
+token check fails when the file names another pre-tokenizer split (digits one by one).
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ def export_gguf(run: Path, dtype: str, out: Path) -> Path:
     return next(folder.glob("*.gguf"))
 
 
+def vocab_only(path: Path):
+    """llama.cpp's tokenizer from the file's vocabulary alone (no weights loaded)."""
+    return closing(llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False))
+
+
+def llama_ids(vocab, text: str) -> list[int]:
+    return vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
 def open_llama(path: Path, dtype: str, n_ctx: int = 256):
     """llama.cpp on ``path`` with logits at every position and its K/V cache in the file's type."""
     return closing(llama_cpp.Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, verbose=False,
@@ -111,10 +121,9 @@ def file_deviation(path: Path, dtype: str, model, ids: list[int]) -> tuple[float
 def assert_llama_cpp_agrees_with_torch(path: Path, dtype: str, model, tokenizer) -> None:
     """Same ids from llama.cpp's tokenizer (the vocabulary alone, as a client loads it) and from torch's;
     log-probabilities within the tolerance at every position."""
-    with closing(llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)) as vocab:
+    with vocab_only(path) as vocab:
         for kind, text in TEXTS.items():
-            ids = tokenizer(text, add_special_tokens=False).input_ids
-            assert vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True) == ids, kind
+            assert llama_ids(vocab, text) == tokenizer(text, add_special_tokens=False).input_ids, kind
     with open_llama(path, dtype) as llm:
         for kind, text in TEXTS.items():
             dev, tol = deviation(llm, dtype, model, tokenizer(text, add_special_tokens=False).input_ids)
@@ -162,6 +171,16 @@ def test_a_wrong_layout_or_weight_is_out_of_tolerance(tiny, tmp_path, monkeypatc
         changed.model.layers[0].mlp.down_proj.weight.mul_(1 + 2.0 ** -7)
     perturbed = export_gguf(as_run(changed, tokenizer, tmp_path / "changed-run"), "f32", tmp_path / "changed")
     assert file_deviation(perturbed, "f32", model, ids)[0] > tol
+
+
+def test_a_wrong_pre_tokenizer_name_splits_digits_differently(tiny, tmp_path, monkeypatch):
+    """The token check can fail: the tiny tokenizer splits like GPT-2; a GGUF that names SmolLM's split
+    (each digit alone) makes llama.cpp tokenize the digit and code texts differently."""
+    _, tokenizer, run = tiny
+    monkeypatch.setattr(export_module, "tokenizer_pre", lambda tok: "smollm")
+    path = export_gguf(run, "f32", tmp_path / "smollm-split")
+    with vocab_only(path) as vocab:
+        assert llama_ids(vocab, TEXTS["digits"]) != tokenizer(TEXTS["digits"], add_special_tokens=False).input_ids
 
 
 # ------------------------------------------------------------------------------------ packaged model
