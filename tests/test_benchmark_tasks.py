@@ -28,9 +28,9 @@ OLMES_TASKS = [n for n, e in registry().items() if e["data"] == "olmes"]
 
 
 # ----------------------------------------------------------------------------------- lm-eval plumbing
-def lm_eval_requests(config: dict, records: list[dict], workdir: Path) -> list[dict]:
-    """Per record: the loglikelihood requests lm-eval builds for it, its target and the delimiter, from a
-    task config whose data source is replaced by a local JSON file holding ``records``."""
+def local_task(config: dict, records: list[dict], workdir: Path):
+    """lm-eval's ConfigurableTask for ``config`` with its data source replaced by a local JSON file
+    holding ``records`` (so nothing is downloaded)."""
     from lm_eval.api.task import ConfigurableTask
 
     cfg = {k: v for k, v in config.items() if k not in ("tag", "group", "task_list", "include")}
@@ -41,7 +41,13 @@ def lm_eval_requests(config: dict, records: list[dict], workdir: Path) -> list[d
                training_split=None, fewshot_split=None,
                validation_split=split if cfg.get("validation_split") == split else None,
                test_split=split if cfg.get("test_split") == split else None)
-    task = ConfigurableTask(config=cfg)
+    return ConfigurableTask(config=cfg)
+
+
+def lm_eval_requests(config: dict, records: list[dict], workdir: Path) -> list[dict]:
+    """Per record: the loglikelihood requests lm-eval builds for it, its target and the delimiter, from a
+    task config whose data source is replaced by a local JSON file holding ``records``."""
+    task = local_task(config, records, workdir)
     task.build_all_requests()
     args: dict[int, list] = {}
     for inst in task.instances:
@@ -184,6 +190,48 @@ def test_cloze_variants_score_answer_texts_on_the_same_records(tmp_path):
     assert ours["requests"] == [("Question: Vitamin C deficiency causes\nAnswer:", f" {c}")
                                 for c in ("rickets", "scurvy", "pellagra", "beriberi")] and ours["target"] == 1
     assert records[0]["subject"] == "Biochemistry"
+
+
+def test_continuation_request_has_one_space_between_context_and_answer(tmp_path):
+    """lm-eval prefixes each choice with its target delimiter " ": a stored choice must be bare, and the
+    contamination scan must read the same text lm-eval scores (context + " " + answer)."""
+    from cpt_utils.tasks import continuation_items, item_texts
+
+    docs = [f"Document {d} opens with a long first sentence here. It then goes on with a second sentence "
+            f"number {d}. A third sentence follows for document {d}. The fourth one ends document {d} now."
+            for d in range(8)]
+    items = continuation_items(docs, seed=3, limit=None)
+    assert items
+    (tmp_path / "continuation_domain.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    built = lm_eval_requests(our_config("continuation_domain"), items, tmp_path)
+    for item, ours, text in zip(items, built, item_texts(tmp_path, "continuation_domain")):
+        assert ours["delimiter"] == " "
+        for (context, continuation), choice in zip(ours["requests"], item["choices"]):
+            assert context == item["context"] and continuation == " " + choice
+            assert not continuation[1].isspace() and "  " not in context + continuation
+        gold_context, gold_continuation = ours["requests"][item["answer"]]
+        assert text == gold_context + gold_continuation
+
+
+def test_acc_norm_divides_by_characters_as_lm_eval_does(tmp_path):
+    """cpt's acc_norm (summarise_task, where a sample lacks lm-eval's own) must be lm-eval's: the
+    log-likelihood over the choice's length in characters. With a non-ASCII choice the two normalisations
+    pick different answers here, so a per-byte acc_norm would fail."""
+    from cpt_utils.task_suite import summarise_task
+
+    record = {"question": "Which word is Portuguese?", "choices": ["ééé", "abcd"], "answer": 1, "subject": "x"}
+    task = local_task(our_config("mmlu_offline_general_cloze"), [record], tmp_path)
+    doc = task.eval_docs[0]
+    lls = np.array([-6.6, -5.0])
+    chars = np.array([len(c) for c in record["choices"]], dtype=float)
+    nbytes = np.array([len(c.encode("utf-8")) for c in record["choices"]], dtype=float)
+    assert np.argmax(lls / chars) != np.argmax(lls / nbytes)  # the item separates the two definitions
+    theirs = task.process_results(doc, [(float(ll), False) for ll in lls])
+    sample = {"doc": doc, "filtered_resps": [(float(ll), False) for ll in lls],
+              "arguments": [(task.doc_to_text(doc), " " + c) for c in record["choices"]]}
+    ours = summarise_task(task, [sample], {"acc_norm,none": 0.0})
+    assert ours["per_item_acc_norm"] == [theirs["acc_norm"]] == [1.0]
+    assert ours["per_item_pred"] == [int(np.argmax(lls / chars))]
 
 
 def test_malformed_packaged_items_are_clear_errors(tmp_path):

@@ -122,7 +122,9 @@ def heldout_documents(split_dir: Path, tokenizer) -> list[str]:
 
 def continuation_items(docs: list[str], seed: int, limit: int | None) -> list[dict]:
     """Context = the opening sentences (up to 3) of a document; choices = its next sentence and three
-    sentences from other documents of the same set; the true one's position is random (seeded)."""
+    sentences from other documents of the same set; the true one's position is random (seeded).
+    Choices are stored bare: lm-eval puts its target delimiter " " between context and choice, so a
+    stored leading space would make two."""
     rng = np.random.default_rng(seed)
     sentences = [[s.strip() for s in _SENTENCE.split(d) if len(s.strip()) > 20] for d in docs]
     pool = [(i, s) for i, ss in enumerate(sentences) for s in ss[1:]]
@@ -136,7 +138,7 @@ def continuation_items(docs: list[str], seed: int, limit: int | None) -> list[di
             continue
         choices = others + [ss[k]]
         order = rng.permutation(4)
-        items.append({"context": " ".join(ss[:k]), "choices": [" " + choices[o] for o in order],
+        items.append({"context": " ".join(ss[:k]), "choices": [choices[o] for o in order],
                       "answer": int(np.flatnonzero(order == 3)[0]), "doc": i})
     return _sample(items, limit, seed)
 
@@ -215,7 +217,7 @@ def _meta(name: str, entry: dict, items: list[dict], partial: dict) -> dict:
 def item_texts(task_dir: Path, task: str) -> list[str]:
     """Each item's text (question and answers), in item order, for the contamination check: benchmark
     records by their benchmark (from meta.json), MMLU-style rows as question + choices, continuation rows
-    as context + true continuation."""
+    as context + " " + true continuation (the text lm-eval scores, with its target delimiter)."""
     from .benchmarks import BENCHMARKS
 
     task_dir = Path(task_dir)
@@ -229,7 +231,7 @@ def item_texts(task_dir: Path, task: str) -> list[str]:
         elif "question" in item:
             texts.append(item["question"] + " " + " ".join(item["choices"]))
         else:
-            texts.append(item["context"] + item["choices"][item["answer"]])
+            texts.append(item["context"] + " " + item["choices"][item["answer"]])
     return texts
 
 
