@@ -3,9 +3,9 @@
 Why: the evidence of a run lives in its HTML reports; a shared model needs it beside the weights, in
 Hugging Face's card format (YAML front matter with ``model-index``, then Markdown). Every number is read
 from the run directory — ``checkpoints/*/checkpoint.json``, ``params.yaml``, ``metrics.jsonl``,
-``data/manifest.json``, ``evals/*.json`` (current ones only: ``eval_store.stale_reason``; a control's under ``control/``) — and the paired
-comparisons are ``cpt_utils.analysis``'s, so the card and the reports cannot disagree. What the run did
-not record is said to be missing, never guessed.
+``data/manifest.json``, ``evals/*.json`` (current ones only, ``eval_store.stale_reason``; the control's
+under ``control/``) — and the paired comparisons are ``cpt_utils.analysis``'s, so the card and the
+reports cannot disagree. What the run did not record is said to be missing, never guessed.
 """
 
 from __future__ import annotations
