@@ -246,3 +246,17 @@ def test_the_card_names_the_controls_real_folder_and_skips_a_stale_control(tmp_p
     assert _control(run, 1024) == ("control", ev)
     (folder / "checkpoint.json").write_text(json.dumps({**info, "time": 2.0}))  # the control was retrained
     assert _control(run, 1024) is None
+
+
+def test_trackers_never_receive_the_old_models_benchmark(retrained, tmp_path):
+    """The final checkpoint of the retrained run has the old final's name; the old result put back in
+    its place is stale, so nothing is sent to the trackers."""
+    pytest.importorskip("tensorboard", reason="tensorboard is the optional [tracking] extra")
+    from cpt_utils.tracking import log_benchmark
+
+    run, again, old = retrained
+    final = list_checkpoints(run)[-1]
+    assert final["final"] and final["name"] == "tokens-000000000512"
+    eval_store.write_result(run, final["name"], old[final["name"]])
+    tracked = again.model_copy(update={"run_name": "stale", "train": again.train.model_copy(update={"trackers": ["tensorboard"]})})
+    assert log_benchmark(tracked, run) is None
