@@ -9,12 +9,13 @@ result instead of returning a number.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .eval_store import IncomparableResults, check_comparable, current_results  # noqa: F401  (re-exported)
 
 # ------------------------------------------------------------------------------------ token efficiency
 
@@ -567,7 +568,9 @@ def compare_evals(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
     80% power (``mde_80``). Held-out splits: loss and bits per byte, clustered by document (t on effective
     documents − 1 df). Tasks: the headline accuracy (McNemar) and the gold answer's bits per byte (paired
     t), each its own row. The rows are one family (``FAMILIES["vs base"]``): ``significant`` reads the
-    adjusted ``p_adj``."""
+    adjusted ``p_adj``.
+    Refuses (``IncomparableResults``) two evaluations made in another precision, model, data or code."""
+    check_comparable(base, other)
     rows = []
     for split, b in base["perplexity"].items():
         o = other["perplexity"].get(split)
@@ -1095,16 +1098,13 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
 
 # ------------------------------------------------------------------------------------------ loaders
 def load_evals(run_dir: str | Path) -> dict[str, dict]:
-    """``evals/*.json`` of a run by checkpoint name, sorted by tokens."""
-    found = {}
-    for path in sorted((Path(run_dir) / "evals").glob("*.json")):
-        r = json.loads(path.read_text())
-        if "perplexity" in r:
-            found[r["checkpoint"]] = r
-    return dict(sorted(found.items(), key=lambda kv: kv[1]["tokens"]))
+    """The *current* ``evals/*.json`` of a run by checkpoint name, sorted by tokens: a result whose
+    checkpoint was retrained or removed is left out (``eval_store.stale_reason``)."""
+    return current_results(Path(run_dir))
 
 
 def final_eval(run_dir: str | Path) -> dict | None:
+    """The current evaluation with the most tokens (None without one)."""
     evals = load_evals(run_dir)
     return list(evals.values())[-1] if evals else None
 

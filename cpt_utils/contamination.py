@@ -45,6 +45,23 @@ def training_splits(data_dir: Path) -> list[str]:
     return [n for n in names if (Path(data_dir) / n / "split.json").is_file()]
 
 
+def contamination_key(params, data_dir: Path) -> str:
+    """What a contamination report depends on: the evaluation settings and held-out data
+    (``eval_store.eval_fingerprint``) and the content of *every* split scanned (``training_splits``), so
+    adding a control or a register's replay split rescans instead of reusing a report that never saw it."""
+    import hashlib
+    import json
+
+    from .eval_store import eval_fingerprint
+
+    manifest_path = Path(data_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    splits = manifest.get("splits", {})
+    scanned = {name: (splits.get(name) or {}).get("content_hash") for name in training_splits(data_dir)}
+    blob = json.dumps([eval_fingerprint(params, data_dir), manifest.get("content_hash"), scanned, WINDOW], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def contamination(task_dir: Path, data_dir: Path, tokenizer, splits: list[str] | None = None) -> dict:
     """Per task: items whose 13-token windows occur in the training shards (count, share, examples, and
     the splits scanned: ``splits``, default ``training_splits(data_dir)``)."""

@@ -1,21 +1,35 @@
 """Stored evaluation results: ``runs/<run>/evals/<checkpoint>.json``, what they are keyed on, and the
 tidy table the notebooks read.
 
-A stored result is reused only while it still describes the same thing: the evaluation settings, the
-held-out data's content, the evaluation code, and the **identity of the weights** it scored (the
-checkpoint's trajectory, step and save time; the base model's id). A retrained run (``resume: never``)
-therefore never shows the previous model's scores.
+A stored result is reused or read only while it still describes the same thing: the evaluation settings,
+the *resolved* precision, per-document attention, the base model's architecture and file content, the
+held-out data's content, the evaluation/modeling/packing code and library versions, and the **identity
+of the weights** it scored (the checkpoint's trajectory, step and save time; the base model). Each result
+records those parts (``evaluated_with``) and its ``weights``, so a reader can say why a result is stale
+(``stale_reason``) and refuse to pair results made differently (``check_comparable``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
-#: The modules whose code changes what an evaluation computes.
-EVAL_CODE = ("evaluate.py", "perplexity.py", "task_suite.py", "scoring.py", "precision.py")
+#: The modules whose code changes what an evaluation computes (the model's forward pass and the packed
+#: sequences' positions included).
+EVAL_CODE = ("evaluate.py", "perplexity.py", "task_suite.py", "scoring.py", "precision.py", "modeling.py",
+             "packing.py")
+#: The libraries whose versions change the numbers.
+EVAL_LIBRARIES = ("torch", "transformers", "lm_eval")
+#: Where a local model file's content hash is cached, keyed by path, mtime and size.
+_HASH_CACHE = "file-hashes.json"
+
+
+class IncomparableResults(ValueError):
+    """Two evaluations that were made differently (precision, model, data, code…) cannot be paired."""
 
 
 def weights_identity(checkpoint: dict | None, model_id: str) -> str:
@@ -26,18 +40,93 @@ def weights_identity(checkpoint: dict | None, model_id: str) -> str:
     return f"{checkpoint.get('trajectory_fingerprint')}:{checkpoint.get('step')}:{checkpoint.get('time')}"
 
 
-def eval_fingerprint(params, data_dir: Path, weights: str = "") -> str:
-    """What an evaluation result depends on: eval settings, held-out data, code and weights."""
+def file_content_hash(path: Path) -> str:
+    """sha256 of a file's bytes, cached on disk by (path, mtime, size): a multi-GB GGUF is read once."""
+    from .assets import _sha256
+    from .paths import cache_dir
+
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}|{stat.st_mtime_ns}|{stat.st_size}"
+    store = cache_dir() / _HASH_CACHE
+    try:
+        known = json.loads(store.read_text()) if store.is_file() else {}
+    except ValueError:
+        known = {}
+    if key not in known:
+        known[key] = _sha256(path)
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_suffix(f".{time.time_ns()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(store)
+    return known[key]
+
+
+def model_content(spec) -> str | None:
+    """The content of a local base model (a ``.gguf`` file, or a folder's weights and config): editing
+    the file under the same name must not reuse the old model's scores. None for other sources."""
+    if spec.source not in ("local", "gguf"):
+        return None
+    root = Path(spec.name).expanduser()
+    if root.is_file():
+        files = [root]
+    else:
+        patterns = ("*.safetensors", "*.bin", "*.gguf", "config.json")
+        files = sorted({p for pattern in patterns for p in root.glob(pattern)}) if root.is_dir() else []
+    if not files:
+        return "missing"
+    return hashlib.sha256("".join(f"{p.name}:{file_content_hash(p)}" for p in files).encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries that compute the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in EVAL_LIBRARIES:
+        try:
+            out[name] = version(name.replace("_", "-"))
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def code_hash() -> str:
+    """Hash of the evaluation, modeling and packing code and the task definitions."""
+    files = [HERE / f for f in EVAL_CODE if (HERE / f).is_file()] + sorted((HERE / "tasks").glob("*.*"))
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files if p.suffix in (".py", ".yaml"))).hexdigest()[:12]
+
+
+def eval_precision_for(params, device_type: str = "cpu") -> str:
+    """The precision an evaluation on ``device_type`` runs in (``auto`` resolved for this machine);
+    evaluation loads models on the CPU (``evaluate.evaluate_run``)."""
+    from .precision import resolve_precision
+
+    with warnings.catch_warnings():  # the slow-bf16 warning belongs to the run, not to a key
+        warnings.simplefilter("ignore")
+        return resolve_precision(params.train.precision, device_type)
+
+
+def evaluation_settings(params, data_dir: Path, precision: str | None = None) -> dict:
+    """Everything but the weights that an evaluation's numbers depend on, part by part (so a refusal
+    can name what differs)."""
     manifest = Path(data_dir) / "manifest.json"
     prepared = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    content = prepared.get("content_hash")
     # content_hash covers the standard splits only: each register's held-out split (val_<name>) counts too,
     # or a result measured before a register was declared would be reused without it
     heldout = {name: s.get("content_hash") for name, s in prepared.get("splits", {}).items() if name.startswith("val_")}
-    files = [HERE / f for f in EVAL_CODE if (HERE / f).is_file()] + sorted((HERE / "tasks").glob("*.*"))
-    code = hashlib.sha256(b"".join(p.read_bytes() for p in files if p.suffix in (".py", ".yaml"))).hexdigest()[:12]
-    blob = json.dumps([params.eval.model_dump(mode="json"), params.train.precision, content, params.offline, code,
-                       weights, heldout], sort_keys=True)
+    data = hashlib.sha256(json.dumps([prepared.get("content_hash"), heldout], sort_keys=True).encode()).hexdigest()[:12]
+    settings = hashlib.sha256(json.dumps([params.eval.model_dump(mode="json"), params.offline],
+                                         sort_keys=True).encode()).hexdigest()[:12]
+    return {"precision": precision or eval_precision_for(params),
+            "per_document_attention": bool(params.train.per_document_attention),
+            "model": params.model.model_dump(mode="json"), "model_content": model_content(params.model),
+            "eval_settings": settings, "heldout_data": data, "code": code_hash(), "versions": library_versions()}
+
+
+def eval_fingerprint(params, data_dir: Path, weights: str = "", precision: str | None = None) -> str:
+    """What an evaluation result depends on: ``evaluation_settings`` and the weights."""
+    blob = json.dumps([evaluation_settings(params, data_dir, precision), weights], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -61,12 +150,11 @@ def read_current(run_dir: Path, name: str, fingerprint: str) -> dict | None:
 
 
 def results_table(run_dir: Path):
-    """All ``evals/*.json`` of a run as a tidy DataFrame: checkpoint, tokens, measure, value, stderr, n."""
+    """The current ``evals/*.json`` of a run as a tidy DataFrame: checkpoint, tokens, measure, value, stderr, n."""
     import pandas as pd
 
     rows = []
-    for path in sorted((Path(run_dir) / "evals").glob("*.json")):
-        r = json.loads(path.read_text())
+    for r in current_results(run_dir).values():  # a stale result (retrained, removed) is not shown
         for split, p in r["perplexity"].items():
             n = p.get("documents", p["sequences"])
             rows.append({"checkpoint": r["checkpoint"], "tokens": r["tokens"], "measure": f"{split} loss",
@@ -82,3 +170,77 @@ def results_table(run_dir: Path):
                              "value": t["gold_bpb"], "stderr": t["gold_bpb_se"], "n": t["n"]})
     return pd.DataFrame(rows, columns=["checkpoint", "tokens", "measure", "value", "stderr", "n"]).sort_values(
         ["tokens", "measure"]).reset_index(drop=True)
+
+
+def stale_reason(result: dict, run_dir: Path, checkpoints: list[dict] | None = None,
+                 settings: dict | None = None) -> str | None:
+    """Why a stored result no longer describes the weights that exist now (None when it still does).
+
+    A checkpoint's result is current while a checkpoint of that name exists with the weights the result
+    recorded (``weights``); a borrowed result (``same_as``, a variant that is the main recipe) is judged
+    against the main run it came from. With ``settings`` (``evaluation_settings`` of the parameters now)
+    the evaluation settings must match too. A result without a ``weights`` record is accepted only
+    where the run has no checkpoints to check it against (a hand-made record)."""
+    from .checkpointing import list_checkpoints
+
+    run_dir = Path(run_dir)
+    name = result.get("checkpoint")
+    if settings is not None:
+        differ = _differences(result.get("evaluated_with") or {}, settings, strict=True)
+        if differ:
+            return f"{name}: evaluated with other {', '.join(differ)}"
+    if name == "base":
+        weights = result.get("weights")
+        return None if weights is None or weights.startswith("base:") else f"base: scored other weights ({weights})"
+    owner = run_dir.parent.parent if result.get("same_as") else run_dir
+    if checkpoints is None or result.get("same_as"):
+        checkpoints = list_checkpoints(owner)
+    if "weights" not in result and not (owner / "checkpoints").is_dir():
+        return None
+    found = next((c for c in checkpoints if c.get("name") == name), None)
+    if found is None:
+        return f"{name}: its checkpoint no longer exists (retrained or removed)"
+    if result.get("weights") != weights_identity(found, ""):
+        return f"{name}: the checkpoint was retrained after this evaluation"
+    return None
+
+
+def current_results(run_dir: Path, settings: dict | None = None) -> dict[str, dict]:
+    """The run's stored results that still describe its weights (``stale_reason``), by checkpoint name,
+    sorted by tokens."""
+    from .checkpointing import list_checkpoints
+
+    run_dir = Path(run_dir)
+    checkpoints = list_checkpoints(run_dir)
+    found = {}
+    for path in sorted((run_dir / "evals").glob("*.json")):
+        try:
+            r = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if "perplexity" in r and stale_reason(r, run_dir, checkpoints, settings) is None:
+            found[r["checkpoint"]] = r
+    return dict(sorted(found.items(), key=lambda kv: kv[1]["tokens"]))
+
+
+def _label(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)[:60]
+
+
+def _differences(a: dict, b: dict, strict: bool = False) -> list[str]:
+    """The parts of two ``evaluated_with`` records that differ, as 'part (a vs b)'; a part only one of
+    them records counts only when ``strict``."""
+    keys = sorted(set(a) | set(b)) if strict else sorted(set(a) & set(b))
+    return [f"{k} ({_label(a.get(k))} vs {_label(b.get(k))})" for k in keys if a.get(k) != b.get(k)]
+
+
+def check_comparable(a: dict, b: dict) -> None:
+    """Refuse to pair two evaluations that were made differently (another precision, model, data, code
+    or library version): their difference would mix the weights' effect with the setting's."""
+    wa = {"precision": a.get("precision"), **(a.get("evaluated_with") or {})}
+    wb = {"precision": b.get("precision"), **(b.get("evaluated_with") or {})}
+    wa, wb = ({k: v for k, v in w.items() if v is not None} for w in (wa, wb))
+    differ = _differences(wa, wb)
+    if differ:
+        raise IncomparableResults(f"cannot pair {a.get('checkpoint', '?')} with {b.get('checkpoint', '?')}: "
+                                  f"evaluated with different {'; '.join(differ)}")

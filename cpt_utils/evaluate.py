@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .eval_store import eval_fingerprint, read_current, results_table, weights_identity, write_result
+from .eval_store import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
+                         weights_identity, write_result)
 from .packing import PackedSplit
 from .perplexity import perplexity
 from .precision import resolve_precision
@@ -48,15 +49,18 @@ def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, n
     run_dir = Path(run_dir)
     data_dir = Path(data_dir or run_dir / "data")
     precision = eval_precision(params, model)
+    weights = weights or weights_identity(None, model_id(params.model))
     started = time.perf_counter()
     heldout = {split: perplexity(model, PackedSplit(data_dir / split), params.eval.perplexity_max_sequences,
                                  params.eval.batch_size, params.train.per_document_attention, precision, tokenizer)
                for split in heldout_splits(data_dir)}
     heldout_s = time.perf_counter() - started
     tasks = run_tasks(params, model, tokenizer, data_dir, precision)
+    # what the numbers describe (weights, run) and were made with (``eval_store.stale_reason``/``check_comparable``)
     result = {"checkpoint": name, "tokens": tokens, "model": model_id(params.model), "precision": precision,
+              "weights": weights, "run": run_dir.name, "evaluated_with": evaluation_settings(params, data_dir, precision),
               "perplexity": heldout, "tasks": tasks,
-              "eval_fingerprint": eval_fingerprint(params, data_dir, weights or weights_identity(None, model_id(params.model))),
+              "eval_fingerprint": eval_fingerprint(params, data_dir, weights, precision),
               "time_s": time.perf_counter() - started, "heldout_time_s": heldout_s,
               "tasks_time_s": time.perf_counter() - started - heldout_s}
     write_result(run_dir, name, result)
@@ -64,10 +68,25 @@ def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, n
 
 
 def _base_cache(params, data_dir: Path, fingerprint: str) -> Path:
+    """The base model's cached evaluation, shared across runs: keyed by the fingerprint (which holds the
+    *resolved* precision, so another machine's bf16 scores are never paired with this one's fp32) and
+    named with that precision."""
     from .modeling import model_id
     from .paths import cache_dir
 
-    return cache_dir() / "evals" / f"{model_id(params.model).replace('/', '_').replace(':', '_')}-{fingerprint}.json"
+    name = model_id(params.model).replace('/', '_').replace(':', '_')
+    return cache_dir() / "evals" / f"{name}-{eval_precision_for(params)}-{fingerprint}.json"
+
+
+def _reusable_base(cached: Path, fingerprint: str, precision: str) -> bool:
+    """A cached base evaluation is reused only when it records this fingerprint and precision."""
+    if not cached.is_file():
+        return False
+    try:
+        r = json.loads(cached.read_text())
+    except ValueError:
+        return False
+    return r.get("eval_fingerprint") == fingerprint and r.get("precision") == precision
 
 
 def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: bool = True,
@@ -87,9 +106,8 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
         if read_current(run_dir, name, fingerprint) is not None:
             continue
         cached = _base_cache(params, data_dir, fingerprint)
-        if checkpoint is None and cached.is_file():
-            (run_dir / "evals").mkdir(parents=True, exist_ok=True)
-            shutil.copy(cached, run_dir / "evals" / f"{name}.json")
+        if checkpoint is None and _reusable_base(cached, fingerprint, eval_precision_for(params)):
+            write_result(run_dir, name, {**json.loads(cached.read_text()), "run": run_dir.name})
             print(f"base model: reusing cached evaluation {cached.name}")
             continue
         if progress:
@@ -108,17 +126,17 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
 
 def _check_contamination(params, run_dir: Path, data_dir: Path, tokenizer) -> dict | None:
     """Write ``contamination.json``: offline task items whose text occurs in the training shards."""
-    from .contamination import contamination
+    from .contamination import contamination, contamination_key
     from .tasks import build_task_dir
 
     if not params.eval.offline_tasks:
         return None
-    fingerprint = eval_fingerprint(params, data_dir)
+    fingerprint = contamination_key(params, data_dir)
     out = run_dir / "contamination.json"
-    if out.is_file() and json.loads(out.read_text()).get("eval_fingerprint") == fingerprint:
+    if out.is_file() and json.loads(out.read_text()).get("contamination_key") == fingerprint:
         return json.loads(out.read_text())
     task_dir, _ = build_task_dir(params, data_dir, tokenizer)
-    report = {"eval_fingerprint": fingerprint, "window_tokens": 13, "tasks": contamination(task_dir, data_dir, tokenizer)}
+    report = {"contamination_key": fingerprint, "window_tokens": 13, "tasks": contamination(task_dir, data_dir, tokenizer)}
     out.write_text(json.dumps(report, indent=1))
     return report
 

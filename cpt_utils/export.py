@@ -300,7 +300,10 @@ def export(run: str | Path, checkpoint: str | None = None, fmt: str = "hf", out:
         write_gguf(model, tokenizer, staging, tmp / name, dtype, name=f"{run_dir.name} {info['name']}")
         shutil.rmtree(staging)
         files = [name]
+    from .eval_store import weights_identity
+
     record = {"run": run_dir.name, "run_dir": str(run_dir), "checkpoint": info["name"], "tokens": info["tokens"],
+              "weights": weights_identity(info, ""),  # the card's results are those of these weights only
               "format": fmt, "dtype": dtype, "files": files, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     if card:
         from .model_card import write_card

@@ -3,9 +3,9 @@
 Why: the evidence of a run lives in its HTML reports; a shared model needs it beside the weights, in
 Hugging Face's card format (YAML front matter with ``model-index``, then Markdown). Every number is read
 from the run directory — ``checkpoints/*/checkpoint.json``, ``params.yaml``, ``metrics.jsonl``,
-``data/manifest.json``, ``evals/*.json`` (and a control's under ``variants/control``) — and the paired
-comparisons are ``cpt_utils.analysis``'s, so the card and the reports cannot disagree. What the run did
-not record is said to be missing, never guessed.
+``data/manifest.json``, ``evals/*.json`` (current ones only, ``eval_store.stale_reason``; the control's
+under ``control/``) — and the paired comparisons are ``cpt_utils.analysis``'s, so the card and the
+reports cannot disagree. What the run did not record is said to be missing, never guessed.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from .analysis import cannot_test_words, compare_evals, group_deltas, load_evals
 
 #: Where a packaged base model came from on the hub (the GGUF's general.organization / name).
 PACKAGED_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-#: Variant folder names a same-budget control run may have (``runs/<run>/variants/<name>``).
-CONTROL_NAMES = ("control",)
 #: The asset each packaged corpus kind reads (registers name theirs in ``registers.REGISTERS``).
 WIKI_ASSET = "wiki-vital-summaries"
 
@@ -59,11 +57,14 @@ def _commit(run_dir: Path) -> dict:
 
 
 def _control(run_dir: Path, tokens: int) -> tuple[str, dict] | None:
-    """A same-budget control run's evaluation at the exported checkpoint's token count, if the run has one."""
-    for name, folder in [("control", run_dir / "control")] + [(n, run_dir / "variants" / n) for n in CONTROL_NAMES]:
-        for ev in load_evals(folder).values():  # runs/<run>/control: where variants.run_control trains it
-            if ev["tokens"] == tokens:
-                return name, ev
+    """A same-budget control run's current evaluation at the exported checkpoint's token count, and the
+    control's folder relative to the run (``variants.control_dir``), if the run has one."""
+    from .variants import control_dir
+
+    folder = control_dir(run_dir)
+    for ev in load_evals(folder).values():
+        if ev["tokens"] == tokens and ev["checkpoint"] != "base":
+            return folder.relative_to(run_dir).as_posix(), ev
     return None
 
 
@@ -145,26 +146,66 @@ def recipe(run_dir: Path, checkpoint: dict, params: dict) -> dict:
     return out
 
 
+def trained_splits(params: dict, manifest: dict) -> dict[str, float]:
+    """The prepared splits the run trained on, each with its share of every batch: the run's train
+    split (``train``, or ``control`` for a control run) and each replay source's split (``replay`` for
+    general text, ``replay_<register>`` for a register in ``train.replay_mixture``), as the run's
+    resolved parameters say and the manifest holds."""
+    from .packing import replay_split_name
+
+    train = params.get("train") or {}
+    replay = float(train.get("replay_fraction") or 0)
+    mixture = {k: float(v) for k, v in (train.get("replay_mixture") or {"general": 1.0}).items() if float(v) > 0}
+    total = sum(mixture.values()) or 1.0
+    shares = {train.get("train_split") or "train": 1 - replay}
+    for source, weight in mixture.items():
+        if replay > 0:
+            shares[replay_split_name(source)] = replay * weight / total
+    known = manifest.get("splits")
+    return {split: share for split, share in shares.items() if share > 0 and (known is None or split in known)}
+
+
+def _corpus_splits(corpus: str, params: dict) -> list[str]:
+    """The training splits a corpus of the manifest feeds: domain → train; general → replay; a register
+    → replay_<name>; and the control split for the control run's corpus."""
+    from .packing import replay_split_name
+
+    own = {"domain": ["train"], "general": [replay_split_name("general")]}.get(corpus, [replay_split_name(corpus)])
+    control = (params.get("control") or {}).get("corpus")
+    return own + (["control"] if control == corpus else [])
+
+
+def _role(corpus: str, shares: dict[str, float], register: bool) -> str:
+    """What the run did with a corpus, from the shares of the splits it trained on."""
+    held = "held-out (forgetting)" if register else "held-out"
+    if shares.get("control"):
+        return f"control: trained on ({shares['control']:.0%} of each batch); {held}"
+    if shares.get("train"):
+        return "domain: trained on"
+    replayed = sum(v for k, v in shares.items() if k.startswith("replay"))
+    if replayed:
+        return f"{'register' if register else 'general'}: replayed at {replayed:.0%} of each batch; {held}"
+    return f"{held} only" if register else "general: not trained on; held-out"
+
+
 def data_rows(run_dir: Path, params: dict) -> list[dict]:
-    """One row per corpus of the manifest: its role, description, provenance, licence and split sizes."""
+    """One row per corpus of the manifest: its role (from ``trained_splits``: a replayed register is
+    trained on), description, provenance, licence and split sizes."""
     manifest = _read_json(run_dir / "data" / "manifest.json") or {}
     splits = manifest.get("splits", {})
-    replay = (params.get("train") or {}).get("replay_fraction") or 0
+    trained = trained_splits(params, manifest)
+    corpora = [(which, c, False) for which, c in manifest.get("corpora", {}).items()]
+    corpora += [(name, r, True) for name, r in manifest.get("registers", {}).items()]
     rows = []
-    for which, c in manifest.get("corpora", {}).items():
-        train_split = "train" if which == "domain" else "replay"
-        role = ("domain: trained on" if which == "domain" else
-                f"general: {'replayed at ' + format(replay, '.0%') + ' of each batch' if replay else 'not trained on'}; held-out")
-        rows.append({"corpus": which, "role": role, "description": c.get("description", ""),
-                     **corpus_provenance(c.get("source", {})), "documents_read": c.get("documents_read"),
-                     "train_tokens": splits.get(train_split, {}).get("num_tokens"),
-                     "heldout_documents": splits.get(f"val_{which}", {}).get("documents"),
-                     "trained_on": which == "domain" or bool(replay)})
-    for name, r in manifest.get("registers", {}).items():
-        rows.append({"corpus": f"register {name}", "role": "held-out only (forgetting)", "description": r.get("description", ""),
-                     **corpus_provenance(r.get("source", {})), "documents_read": r.get("documents_read"),
-                     "train_tokens": None, "heldout_documents": splits.get(f"val_{name}", {}).get("documents"),
-                     "trained_on": False})
+    for name, c, register in corpora:
+        shares = {s: trained[s] for s in _corpus_splits(name, params) if s in trained}
+        tokens = [splits.get(s, {}).get("num_tokens") for s in shares]
+        rows.append({"corpus": f"register {name}" if register else name, "role": _role(name, shares, register),
+                     "description": c.get("description", ""), **corpus_provenance(c.get("source", {})),
+                     "documents_read": c.get("documents_read"),
+                     "train_tokens": sum(t for t in tokens if t) if any(tokens) else None,
+                     "heldout_documents": splits.get(f"val_{name}", {}).get("documents"),
+                     "trained_on": bool(shares), "trained_splits": sorted(shares)})
     return rows
 
 
@@ -416,7 +457,7 @@ def render(facts: dict) -> str:
         parts += ["## Benchmarks: base vs continued",
                   f"Paired over the same items (accuracy: McNemar's exact test; gold-answer bits per byte: paired t); "
                   f"evaluated in {ev.get('precision', '?')} (`evals/base.json`, `evals/{facts['checkpoint']['name']}.json`)."
-                  + (f" The control column compares against the same-budget control run `variants/{res['control_name']}`."
+                  + (f" The control column compares against the same-budget control run `{facts['run']}/{res['control_name']}`."
                      if res["control_name"] else " The run has no control run, so no control column."),
                   _benchmark_md(facts),
                   "## Forgetting by register (held-out text)",

@@ -89,13 +89,18 @@ def log_benchmark(params, run_dir: Path) -> dict[str, float] | None:
     path = run_dir / "evals" / f"{final['name']}.json" if final else None
     if path is None or not path.is_file():
         return None
+    from .eval_store import stale_reason
+
     result = json.loads(path.read_text())
+    if stale_reason(result, run_dir) is not None:  # scores of weights that are gone are never sent
+        return None
     mark = run_dir / LOGGED_MARK
     identity = {"checkpoint": final["name"], "eval_fingerprint": result.get("eval_fingerprint")}
     if mark.is_file() and json.loads(mark.read_text()) == identity:
         return None
     base_path = run_dir / "evals" / "base.json"
     base = json.loads(base_path.read_text()) if base_path.is_file() else None
+    base = base if base is not None and stale_reason(base, run_dir) is None else None
     scalars = benchmark_scalars(result, base, params.eval.task_groups)
     for tracker in _start_trackers(params, run_dir):
         tracker.log(scalars, step=final["step"])

@@ -234,6 +234,19 @@ def _finished_run(params: ExperimentParams, run_dir: Path, data_dir: Path) -> di
     return finished[-1] if finished and params.train.resume != "never" else None
 
 
+def forget_trained_model(run_dir: Path) -> None:
+    """Remove what described the previous trained model: its checkpoints, its evaluations (the base
+    model's is kept: those weights still exist), its decay branches and the trackers' record of it."""
+    from .tracking import LOGGED_MARK
+
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / "branches", ignore_errors=True)
+    for path in (run_dir / "evals").glob("*.json") if (run_dir / "evals").is_dir() else []:
+        if path.name != "base.json":
+            path.unlink()
+    (run_dir / LOGGED_MARK).unlink(missing_ok=True)
+
+
 def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState:
     """Accelerator and precision, data and sampler, model and optimizer, and the step arithmetic."""
     import torch
@@ -254,11 +267,12 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     precision = resolve_precision(tp.precision, device_probe)  # bf16 on CPU only with AMX/AVX-512 BF16
     # the engine (DDP, FSDP2, DeepSpeed) comes from the launcher; engines.py enables it, on CPU too
     accelerator = engines.make_accelerator(tp, precision, run_dir, on_cpu=device_probe == "cpu")
-    if tp.resume == "never" and (run_dir / "checkpoints").is_dir():
-        # a deliberate fresh start: no stale checkpoint may linger. One process deletes, after every
-        # process exists, and the others wait (deleting on every rank before that raced)
+    if tp.resume == "never":
+        # a deliberate fresh start: no stale checkpoint, nor any result of the model that is gone, may
+        # linger. One process deletes, after every process exists, and the others wait (deleting on
+        # every rank before that raced)
         if accelerator.is_main_process:
-            shutil.rmtree(run_dir / "checkpoints")
+            forget_trained_model(run_dir)
         accelerator.wait_for_everyone()
     if tp.num_threads and accelerator.device.type == "cpu":
         torch.set_num_threads(tp.num_threads)

@@ -125,11 +125,16 @@ def test_a_control_run_adds_the_vs_control_column(evaluated_run, tmp_path, monke
     final, base, ev, _ = _files(evaluated_run)
     run = tmp_path / "runs" / "tiny"
     shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns("export"))
-    (run / "variants" / "control" / "evals").mkdir(parents=True)
-    (run / "variants" / "control" / "evals" / f"{final['name']}.json").write_text(
-        json.dumps({**base, "checkpoint": final["name"], "tokens": final["tokens"]}))
+    # the control's real folder (variants.control_dir), with a checkpoint its result describes (a result
+    # without current weights is stale and never shown)
+    control = run / "control"
+    shutil.copytree(run / "checkpoints" / final["name"], control / "checkpoints" / final["name"])
+    (control / "evals").mkdir(parents=True)
+    (control / "evals" / f"{final['name']}.json").write_text(json.dumps(
+        {**base, "checkpoint": final["name"], "tokens": final["tokens"], "weights": ev["weights"]}))
     card, _ = _card(run, tmp_path)
     assert "continued − control ± SE" in card
+    assert "same-budget control run `tiny/control`" in card and "variants/control" not in card
     for task, t in ev["tasks"].items():
         cells = _row(card, f"{task} ({t['metric']})")
         assert cells[8] == cells[4] and cells[9] == cells[5]
