@@ -397,11 +397,17 @@ def min_detectable_effect(se: float, df: float, alpha: float = 0.05, power: floa
     return float((student_t.ppf(1 - alpha / 2, df) + student_t.ppf(power, df)) * se)
 
 
-def confidence_interval(d: dict, level: float = 0.95) -> tuple[float, float]:
-    """``delta ± t·SE`` on the row's degrees of freedom."""
+def ci_half_width(se: float, df: float = math.inf, level: float = 0.95) -> float:
+    """Half the width of the ``level`` interval, t·SE on ``df`` degrees of freedom: error bars drawn as
+    ±2 SE would claim more than the t test behind the same row (few documents, few df)."""
     from scipy.stats import t as student_t
 
-    half = student_t.ppf(0.5 + level / 2, d.get("df", math.inf)) * d["se"]
+    return float(student_t.ppf(0.5 + level / 2, df) * se)
+
+
+def confidence_interval(d: dict, level: float = 0.95) -> tuple[float, float]:
+    """``delta ± t·SE`` on the row's degrees of freedom."""
+    half = ci_half_width(d["se"], d.get("df", math.inf), level)
     return d["delta"] - half, d["delta"] + half
 
 
@@ -677,7 +683,7 @@ def register_deltas(base: dict, other: dict, alpha: float = 0.05) -> list[dict]:
         if "bits_per_byte" in b and "bits_per_byte" in o:
             bpb = heldout_delta(b, o, "bits_per_byte")
             row.update(base_bpb=b["bits_per_byte"], bpb=o["bits_per_byte"], bpb_delta=bpb["delta"], bpb_se=bpb["se"],
-                       bpb_t=bpb["t"], bpb_p=bpb["p"])
+                       bpb_t=bpb["t"], bpb_df=bpb["df"], bpb_p=bpb["p"])
         rows.append(row)
     mark_family(rows, "registers", alpha, p="loss_p")
     for r in rows:
@@ -875,9 +881,11 @@ def control_deltas(base: dict, continued: dict, control: dict, groups: dict[str,
         rows.append({"kind": f"group {kind}" if is_group else kind, "subject": subject, "measure": measure,
                      "better_when": cb["better_when"], "n": cb["n"],
                      "base": cb["base"], "continued": cb["other"], "control": kb["other"],
-                     "continued − base": cb["delta"], "continued − base SE": cb["se"], "continued − base p": cb["p"],
+                     "continued − base": cb["delta"], "continued − base SE": cb["se"], "continued − base df": cb.get("df", math.inf),
+                     "continued − base p": cb["p"],
                      "continued − base p_adj": cb["p_adj"],
-                     "control − base": kb["delta"], "control − base SE": kb["se"], "control − base p": kb["p"],
+                     "control − base": kb["delta"], "control − base SE": kb["se"], "control − base df": kb.get("df", math.inf),
+                     "control − base p": kb["p"],
                      "control − base p_adj": kb["p_adj"],
                      "continued − control": cc["delta"], "continued − control SE": cc["se"],
                      "continued − control p": cc["p"], "continued − control p_adj": cc["p_adj"],

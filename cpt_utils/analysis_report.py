@@ -544,7 +544,7 @@ def forgetting_table(base: dict, continued: dict | None, variants: dict[str, dic
 def fig_register_deltas(base: dict, continued: dict | None, variants: dict[str, dict] | None = None,
                         params: ExperimentParams | None = None):
     """Loss (nats/token) and bits-per-byte change vs base per held-out register, one bar per register
-    and run, with 2-SE error bars (paired, clustered by document): above zero = forgotten."""
+    and run, with 95% intervals (t on the row's df; paired, clustered by document): above zero = forgotten."""
     import matplotlib.pyplot as plt
 
     from .plots import PALETTE, label
@@ -560,11 +560,12 @@ def fig_register_deltas(base: dict, continued: dict | None, variants: dict[str, 
             color = PALETTE["continued"] if run == "main run" else f"C{(j + 3) % 10}"
             x = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(registers))]
             delta = [table[run].get(reg, {}).get(f"{key}_delta", math.nan) for reg in registers]
-            se = [table[run].get(reg, {}).get(f"{key}_se", math.nan) for reg in registers]
-            ax.bar(x, delta, width=width, yerr=[2 * e for e in se], capsize=3, color=color, label=run)
+            half = [analysis.ci_half_width(r.get(f"{key}_se", math.nan), r.get(f"{key}_df", math.inf))
+                    for r in (table[run].get(reg, {}) for reg in registers)]
+            ax.bar(x, delta, width=width, yerr=half, capsize=3, color=color, label=run)
         ax.axhline(0, color="grey", lw=1)
         ax.set_xticks(range(len(registers)), registers, rotation=30 if len(registers) > 4 else 0)
-        label(ax, f"{what} change per register (±2 SE)", "held-out register",
+        label(ax, f"{what} change per register (95% interval)", "held-out register",
               f"{unit}, continued − base\n(up = forgotten)")
     if len(runs) > 1:
         axes[0].legend(fontsize=7)
@@ -711,7 +712,7 @@ def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
 
 def fig_control(rows: list[dict]):
     """Held-out losses and task-group gold bits per byte at the last compared checkpoint: the continued
-    run's and the control's change against the base side by side, ±2 paired SEs."""
+    run's and the control's change against the base side by side, with paired 95% intervals (t)."""
     import matplotlib.pyplot as plt
 
     from .plots import PALETTE, label
@@ -724,14 +725,14 @@ def fig_control(rows: list[dict]):
     y = np.arange(len(shown))
     for offset, key, color, name in ((-0.18, "continued − base", PALETTE["continued"], "continued − base"),
                                      (0.18, "control − base", PALETTE["variant"], "control − base")):
-        ax.barh(y + offset, [r[key] for r in shown], height=0.34, xerr=[2 * r[key + " SE"] for r in shown],
+        ax.barh(y + offset, [r[key] for r in shown], height=0.34, xerr=[analysis.ci_half_width(r[key + " SE"], r.get(key + " df", math.inf)) for r in shown],
                 color=color, capsize=3, label=name)
     ax.set_yticks(y, [r["measure"] + (" *" if r["reading"] == analysis.DOMAIN_SPECIFIC else "") for r in shown], fontsize=7)
     ax.axvline(0, color="grey", lw=1)
     ax.invert_yaxis()  # the file's order, top to bottom
     if shown:
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
-    label(ax, "Continued run and control: change against the base\n(±2 paired SE; * continued − control significant)",
+    label(ax, "Continued run and control: change against the base\n(paired 95% intervals; * continued − control significant)",
           "change vs base (nats/token or bits/byte; left = better)", "measure")
     fig.tight_layout()
     return fig

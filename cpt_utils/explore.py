@@ -142,13 +142,14 @@ def vocabulary_overlap(domain: Counter, general: Counter) -> dict:
 def _load_texts(params: ExperimentParams, which: str) -> tuple[list[str], list[dict], dict]:
     """A uniform sample of ``explore_max_docs`` documents (reservoir sampling, fixed seed).
 
-    Taking the first N would follow the file's order (the packaged corpus is sorted by title, a hub
-    stream by crawl): a biased sample. The reservoir only looks at the first 10 × N documents, so a
-    streamed FineWeb-Edu is not read to the end just to describe it.
+    Taking the first N would follow the file's order (the packaged corpus is sorted by topic and title,
+    a hub stream by crawl): a biased sample. The packaged Wikipedia is read in the same seeded
+    permutation as preprocessing, so its first 10 × N documents are already a random sample; the
+    reservoir only looks at those, so a streamed FineWeb-Edu is not read to the end just to describe it.
     """
     spec = getattr(params.data, which)
     base = Path(params.source_path).parent if params.source_path else None
-    stream = open_corpus(spec, base_dir=base, name=which)
+    stream = open_corpus(spec, base_dir=base, name=which, seed=params.seed)
     limit = params.data.explore_max_docs
     rng = np.random.default_rng(params.seed)
     sample: list[tuple[str, dict]] = []

@@ -13,8 +13,9 @@ parameters, code and input files, ``prepare_data`` continues from there:
   appended; ``split.json`` records the sequences each preparation added (``blocks``), which the sampler
   shuffles one after the other, so the first 400M tokens are drawn in exactly the same order;
 - every other split (held-out, replay, registers) is untouched: a held-out-hashed document met in the
-  continuation is left out of both splits when the held-out set was still open (it is frozen, so earlier
-  evaluations stay comparable), and new documents are deduplicated against everything prepared so far;
+  continuation is left out of both splits (the held-out sample is frozen, so earlier evaluations stay
+  comparable, and a held-out candidate is never trained on), and new documents are deduplicated
+  against everything prepared so far;
 - documents the first preparation read but did not pack (the rest of the tokenizer batch that filled
   the budget, and, while the held-out set was still filling, later ones) are not revisited: the
   continuation starts after the last document read, which the manifest records;

@@ -63,3 +63,20 @@ def test_the_label_check_catches_an_unlabelled_figure():
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
     assert unlabelled_axes(fig) == ["axes 0: no title", "axes 0: no x label", "axes 0: no y label"]
+
+
+def test_register_error_bars_are_the_t_intervals_of_the_rows(tiny_run):
+    """Error bars drawn as ±2 SE would promise more than the t test on few documents reads: each bar's
+    half-length is t(0.975, df)·SE of its row, wider than 2 SE when the set has few documents."""
+    params, run, *_ = tiny_run
+    base, final = analysis.load_evals(run)["base"], analysis.final_eval(run)
+    rows = analysis.register_deltas(base, final)
+    fig = analysis_report.fig_register_deltas(base, final, None, params)
+    from matplotlib.container import ErrorbarContainer
+
+    bars = next(c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer))
+    segments = bars.lines[2][0].get_segments()
+    drawn = [abs(seg[1][1] - seg[0][1]) / 2 for seg in segments]
+    expected = [analysis.ci_half_width(r["loss_se"], r["loss_df"]) for r in rows]
+    assert drawn == pytest.approx(expected, rel=1e-6)
+    assert all(h > 2 * r["loss_se"] for h, r in zip(drawn, rows) if r["loss_df"] < 30)
