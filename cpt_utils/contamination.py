@@ -8,11 +8,15 @@ vectorised rolling hashes, so the check streams through hundreds of millions of 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
+from .eval_store import eval_fingerprint
 from .packing import PackedSplit
+from .tasks import item_texts as task_item_texts
 
 WINDOW = 13
 _BASE = np.uint64(1_000_003)
@@ -32,8 +36,6 @@ def _window_hashes(ids: np.ndarray) -> np.ndarray:
 
 def item_texts(task_file: Path) -> list[str]:
     """The text an item contributes (question and answers; the task folder knows each task's row shape)."""
-    from .tasks import item_texts as task_item_texts
-
     return task_item_texts(task_file.parent, task_file.stem)
 
 
@@ -49,11 +51,6 @@ def contamination_key(params, data_dir: Path) -> str:
     """What a contamination report depends on: the evaluation settings and held-out data
     (``eval_store.eval_fingerprint``) and the content of *every* split scanned (``training_splits``), so
     adding a control or a register's replay split rescans instead of reusing a report that never saw it."""
-    import hashlib
-    import json
-
-    from .eval_store import eval_fingerprint
-
     manifest_path = Path(data_dir) / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     splits = manifest.get("splits", {})

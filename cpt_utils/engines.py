@@ -20,13 +20,16 @@ module holds the few places where they differ, so ``train.py`` does not branch o
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+from transformers import AutoModelForCausalLM
 
 from .errors import CptError
-
-if TYPE_CHECKING:
-    import torch
-    from accelerate import Accelerator
+from .precision import accelerate_mixed_precision
 
 ENGINES = ("single", "ddp", "fsdp", "deepspeed")
 
@@ -51,8 +54,6 @@ def requested_engine() -> str:
 
 def engine_name(accelerator: "Accelerator") -> str:
     """What actually runs: ``single``, ``ddp``, ``fsdp`` or ``deepspeed``."""
-    from accelerate.utils import DistributedType
-
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         return "deepspeed"
     if accelerator.distributed_type == DistributedType.FSDP:
@@ -62,11 +63,6 @@ def engine_name(accelerator: "Accelerator") -> str:
 
 def make_accelerator(tp, precision: str, run_dir, on_cpu: bool) -> "Accelerator":
     """The Accelerator for this launch, with the engine asked for actually enabled (or a clear refusal)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType
-
-    from .precision import accelerate_mixed_precision
-
     wanted = requested_engine()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if wanted == "deepspeed" and on_cpu and world > 1:
@@ -95,8 +91,6 @@ def _forget_another_precision(mixed: str) -> None:
     Accelerate keeps one ``AcceleratorState`` per process and refuses a new ``Accelerator`` whose
     ``mixed_precision`` differs ("restart your runtime completely"). Training state lives in the run
     folder, not there, so that state is dropped; the process group (``PartialState``) is kept."""
-    from accelerate.state import AcceleratorState
-
     before = AcceleratorState._shared_state.get("_mixed_precision")
     if before is not None and before != mixed:
         AcceleratorState._reset_state(reset_partial_state=False)
@@ -104,9 +98,6 @@ def _forget_another_precision(mixed: str) -> None:
 
 def _fsdp2_on_gloo(accelerator: "Accelerator") -> None:
     """Switch a multi-process CPU state to FSDP2 (see the module docstring for why accelerate does not)."""
-    from accelerate.state import PartialState
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-
     plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables, as Accelerator does on GPUs
     if plugin.fsdp_version != 2:
         raise EngineError("FSDP on CPU needs fsdp_version: 2 (FSDP_VERSION=2): FSDP1 has no CPU/gloo path")
@@ -135,8 +126,6 @@ def configure_deepspeed(config: dict, tp, num_processes: int) -> dict:
 
 def shards_parameters(accelerator: "Accelerator") -> bool:
     """Whether a process holds only part of each parameter (FSDP, ZeRO-3)."""
-    from accelerate.utils import DistributedType
-
     if accelerator.distributed_type == DistributedType.FSDP:
         return True
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -161,24 +150,18 @@ class L2Pull:
     ``backward``, so there the term is added to the loss instead (its parameters are whole under ZeRO-2)."""
 
     def __init__(self, accelerator: "Accelerator", model, weight: float):
-        from accelerate.utils import DistributedType
-
         self.weight = weight
         self.initial = [local(p).detach().clone() for p in model.parameters()]
         self.in_loss = accelerator.distributed_type == DistributedType.DEEPSPEED
 
     def loss_term(self, model) -> "torch.Tensor | float":
         """What to add to each micro-step's loss (0 unless the engine steps inside backward)."""
-        import torch
-
         if not self.in_loss:
             return 0.0
         return self.weight * torch.stack([(p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), self.initial)]).sum()
 
     def add_to_gradients(self, model) -> None:
         """Add 2w(θ − θ₀) to the accumulated gradients (after the last micro-step's backward)."""
-        import torch
-
         if self.in_loss:
             return
         with torch.no_grad():
@@ -206,8 +189,6 @@ class EvalCopy:
         if not accelerator.is_main_process:
             return None
         if self.copy is None:
-            from transformers import AutoModelForCausalLM
-
             self.copy = AutoModelForCausalLM.from_config(unwrapped.config).to(accelerator.device)
         self.copy.load_state_dict(state_dict)
         return self.copy
@@ -219,8 +200,6 @@ def ranks_consistent(accelerator: "Accelerator", model) -> bool:
     Replicated engines (DDP, ZeRO-2) compare one checksum of each process's full weights. Under FSDP each
     process owns distinct shards, so there are no replicas to compare: the check gathers the full weights
     on every process and compares their checksums, which proves the shards form one model everywhere."""
-    import torch
-
     if accelerator.num_processes == 1:
         return True
     params = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in accelerator.unwrap_model(model).parameters()]

@@ -10,16 +10,22 @@ the base model's are cached across runs that share model, data and settings.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import atomic_write, atomic_write_json
+from .checkpointing import list_checkpoints, load_checkpoint_model
+from .contamination import contamination, contamination_key
 from .eval_store import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
                          weights_identity, write_result)
-from .packing import PackedSplit
+from .modeling import load_model, load_tokenizer, model_id
+from .packing import PackedSplit, heldout_splits
+from .params import load_params
+from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import resolve_precision
+from .tasks import build_task_dir
 from .task_suite import run_tasks
 from .tracking import log_benchmark
 
@@ -30,13 +36,6 @@ __all__ = ["evaluate_model", "evaluate_run", "heldout_splits", "perplexity", "re
            "eval_fingerprint", "main"]
 
 
-def heldout_splits(data_dir: Path) -> list[str]:
-    """The held-out splits prepared for a run: domain, general, then one per register (``val_<name>``)."""
-    found = sorted(p.name for p in Path(data_dir).glob("val_*") if (p / "split.json").is_file())
-    first = [s for s in ("val_domain", "val_general") if s in found]
-    return first + [s for s in found if s not in first]
-
-
 def eval_precision(params, model: "PreTrainedModel") -> str:
     return resolve_precision(params.train.precision, next(model.parameters()).device.type)
 
@@ -44,8 +43,6 @@ def eval_precision(params, model: "PreTrainedModel") -> str:
 def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, name: str, tokens: int,
                    data_dir: Path | None = None, weights: str = "") -> dict:
     """Held-out measures and task scores of one model; written to ``evals/<name>.json`` atomically."""
-    from .modeling import model_id
-
     run_dir = Path(run_dir)
     data_dir = Path(data_dir or run_dir / "data")
     precision = eval_precision(params, model)
@@ -71,9 +68,6 @@ def _base_cache(params, data_dir: Path, fingerprint: str) -> Path:
     """The base model's cached evaluation, shared across runs: keyed by the fingerprint (which holds the
     *resolved* precision, so another machine's bf16 scores are never paired with this one's fp32) and
     named with that precision."""
-    from .modeling import model_id
-    from .paths import cache_dir
-
     name = model_id(params.model).replace('/', '_').replace(':', '_')
     return cache_dir() / "evals" / f"{name}-{eval_precision_for(params)}-{fingerprint}.json"
 
@@ -93,9 +87,6 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
                  include_base: bool = True):
     """Evaluate the base model and every checkpoint that lacks a current result; return the tidy table
     (one row per checkpoint × measure)."""
-    from .checkpointing import list_checkpoints, load_checkpoint_model
-    from .modeling import load_model, load_tokenizer, model_id
-
     run_dir = Path(run_dir)
     data_dir = Path(data_dir or run_dir / "data")
     tokenizer = load_tokenizer(params.model)
@@ -115,8 +106,7 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
         model = load_model(params.model, seed=params.seed) if checkpoint is None else load_checkpoint_model(checkpoint["path"])
         evaluate_model(params, model, tokenizer, run_dir, name, tokens, data_dir, weights)
         if checkpoint is None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(run_dir / "evals" / f"{name}.json", cached)
+            atomic_write(cached, (run_dir / "evals" / f"{name}.json").read_bytes())
         del model
     if include_base:  # variants share the parent's training data: checked once, for the parent
         _check_contamination(params, run_dir, data_dir, tokenizer)
@@ -126,9 +116,6 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
 
 def _check_contamination(params, run_dir: Path, data_dir: Path, tokenizer) -> dict | None:
     """Write ``contamination.json``: offline task items whose text occurs in the training shards."""
-    from .contamination import contamination, contamination_key
-    from .tasks import build_task_dir
-
     if not params.eval.offline_tasks:
         return None
     fingerprint = contamination_key(params, data_dir)
@@ -137,17 +124,12 @@ def _check_contamination(params, run_dir: Path, data_dir: Path, tokenizer) -> di
         return json.loads(out.read_text())
     task_dir, _ = build_task_dir(params, data_dir, tokenizer)
     report = {"contamination_key": fingerprint, "window_tokens": 13, "tasks": contamination(task_dir, data_dir, tokenizer)}
-    out.write_text(json.dumps(report, indent=1))
+    atomic_write_json(out, report, indent=1)
     return report
 
 
 def main(params_path: str, checkpoint: str = "base") -> None:
     """``cpt eval PARAMS [--checkpoint base|all|NAME]``."""
-    from .checkpointing import list_checkpoints, load_checkpoint_model
-    from .modeling import load_model, load_tokenizer, model_id
-    from .params import load_params
-    from .paths import configure_environment, run_dir as make_run_dir
-
     params = load_params(params_path)
     configure_environment(offline=params.offline)
     run = make_run_dir(params.run_name)

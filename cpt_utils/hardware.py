@@ -22,6 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .atomic import atomic_write_json
 from .paths import cache_dir
 
 #: Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, keyed by ``torch.cuda.get_device_name()``.
@@ -150,10 +151,7 @@ def cpu_peak_flops(refresh: bool = False) -> dict[str, float]:
         result["measurements"] = cached.get("measurements", 1) + 1
         # the load that matters is the quietest one any kept peak was measured at
         result["load_average_1min"] = min(load, cached.get("load_average_1min", load))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    atomic_write_json(path, result, indent=1)
     return _with_fewer_threads(result, threads)
 
 

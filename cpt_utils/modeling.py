@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from .atomic import atomic_dir
 from .errors import CptError
 from .params import ModelParams, TinyModelParams
 from .paths import cache_dir
@@ -68,13 +68,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path | None = None) -> Path:
         raise ModelLoadError(f"GGUF conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
     plain.tie_weights()
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "cpt_source.json").write_text(json.dumps({"gguf": str(gguf_path), "converted_by": "cpt_utils"}))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)  # atomic publish: a half-written folder is never loaded
+    with atomic_dir(out_dir) as tmp:  # a half-written folder is never loaded
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "cpt_source.json").write_text(json.dumps({"gguf": str(gguf_path), "converted_by": "cpt_utils"}))
     return out_dir
 
 
@@ -125,11 +122,8 @@ def train_tiny_tokenizer(vocab_size: int, texts: Iterable[str] | None = None) ->
             tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
             pad_token="<|endoftext|>", unk_token="<|endoftext|>",
         )
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        fast.save_pretrained(tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        with atomic_dir(out) as tmp:
+            fast.save_pretrained(tmp)
     return PreTrainedTokenizerFast.from_pretrained(str(out))
 
 

@@ -34,6 +34,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .atomic import atomic_file, atomic_write_json
 from .errors import CptError
 
 SPLITS = ("train", "replay", "val_domain", "val_general")
@@ -96,7 +97,8 @@ class ShardWriter:
             keep.add("documents.jsonl.tmp")  # the packer truncates it to the saved length
         if append:
             keep |= {"split.json", "documents.jsonl"}
-        for stale in [*self.dir.glob("shard-*"), *self.dir.glob("split.json*"), *self.dir.glob("documents.jsonl*")]:
+        for stale in [*self.dir.glob("shard-*"), *self.dir.glob("split.json*"), *self.dir.glob("documents.jsonl*"),
+                      *self.dir.glob(".*.tmp")]:  # a killed writer's temporaries (cpt_utils.atomic)
             if stale.name not in keep:
                 stale.unlink()  # a restart rewrites the split from scratch (a resumed one from its last shard)
         self.seq_len = seq_len
@@ -167,10 +169,9 @@ class ShardWriter:
         digests = {}
         for suffix, array in (("ids", self._ids[:n]), ("pos", self._pos[:n]), ("doc", self._doc[:n])):
             final = self.dir / f"{name}.{suffix}.npy"
-            tmp = self.dir / f"{name}.{suffix}.tmp.npy"
-            np.save(tmp, array)
-            digests[suffix] = file_digest(tmp)  # read back from the page cache: what is on disk
-            tmp.replace(final)
+            with atomic_file(final) as handle:
+                np.save(handle, array)
+            digests[suffix] = file_digest(final)  # read back from the page cache: what is on disk
         self.shards.append({"name": name, "num_sequences": n, "files": digests})
         self._rows = 0
 
@@ -184,9 +185,7 @@ class ShardWriter:
         if self.blocks:  # a grown split: the sequences each preparation added, in order (the sampler's blocks)
             added = self.num_sequences - sum(self.blocks)
             info["blocks"] = self.blocks + ([added] if added else [])
-        tmp = self.dir / "split.json.tmp"
-        tmp.write_text(json.dumps(info, indent=1))
-        tmp.replace(self.dir / "split.json")
+        atomic_write_json(self.dir / "split.json", info, indent=1)
         return info
 
 
@@ -600,3 +599,10 @@ def training_stream(data_dir: str | Path, train_params, seed: int, rank: int = 0
                            train_params.micro_batch_size, train_params.replay_fraction, seed=seed, rank=rank,
                            world_size=world_size, replay_weights=weights)
     return splits, sampler
+
+
+def heldout_splits(data_dir: Path) -> list[str]:
+    """The held-out splits prepared for a run: domain, general, then one per register (``val_<name>``)."""
+    found = sorted(p.name for p in Path(data_dir).glob("val_*") if (p / "split.json").is_file())
+    first = [s for s in ("val_domain", "val_general") if s in found]
+    return first + [s for s in found if s not in first]

@@ -20,7 +20,9 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from .modeling import document_separator_id
 from .packing import PackedSplit
 from .precision import autocast, fp32_logits
 
@@ -63,8 +65,6 @@ def paired_cluster_delta(base_sums, other_sums, counts) -> tuple[float, float]:
 
 def token_nats(model: "PreTrainedModel", input_ids, position_ids=None, precision: str = "fp32"):
     """Per-target next-token loss (nats, fp32) of a batch: shape (batch, seq_len − 1)."""
-    import torch
-
     body = model.base_model  # the decoder without its head: the head runs in fp32 below
     with autocast(precision, input_ids.device.type):
         kwargs = {"position_ids": position_ids} if position_ids is not None else {}
@@ -84,10 +84,6 @@ def perplexity(model: "PreTrainedModel", split: PackedSplit, max_sequences: int 
 
     ``per_document`` holds the per-document sums (nats, tokens, text nats, bytes) so that two
     checkpoints can be compared paired, document by document."""
-    import torch
-
-    from .modeling import document_separator_id
-
     n = len(split) if max_sequences is None else min(max_sequences, len(split))
     if n == 0:
         raise ValueError(f"{split.dir}: no sequences to evaluate")

@@ -17,12 +17,12 @@ model's window is left-truncated exactly as HFLM does and scored in a row of its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+import torch
 from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
 
-if TYPE_CHECKING:
-    import torch
+from .precision import fp32_logits
 
 Request = tuple[tuple[str, str] | None, list[int], list[int]]
 
@@ -122,8 +122,6 @@ class FastMCLM(HFLM):
     # ------------------------------------------------------------------------------- scoring
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
-        from tqdm import tqdm
-
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         batch_size = override_bs or (self.batch_size if isinstance(self.batch_size, int) else 64)
         batches = self._batches(self._plan(requests), batch_size)
@@ -142,8 +140,6 @@ class FastMCLM(HFLM):
 
     def _score_batch(self, batch: list[_Row]) -> list[list[tuple[float, bool]]]:
         """Run one padded batch; return, per row, (log-likelihood, is_greedy) for each continuation."""
-        import torch
-
         width = len(batch[0])
         n = len(batch)
         ids = torch.full((n, width), self.eot_token_id if self.eot_token_id is not None else 0, dtype=torch.long)
@@ -196,8 +192,6 @@ class FastMCLM(HFLM):
 
     def _hidden_states(self, ids: "torch.Tensor", pos: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
         """Final hidden states of the decoder (before the output head), under the chosen precision."""
-        import torch
-
         model = self.model
         attention = mask if model.config._attn_implementation != "eager" else _additive(mask)
         base = model.base_model
@@ -218,12 +212,8 @@ class FastMCLM(HFLM):
 
     def _head_logprobs(self, hidden: "torch.Tensor", rows: "torch.Tensor", cols: "torch.Tensor") -> "torch.Tensor":
         """fp32 log-probabilities at the selected positions (the head runs in fp32 on those rows only)."""
-        import torch
-
         selected = hidden[rows, cols]
         if self.model.base_model is not self.model and self._plain_head:
-            from .precision import fp32_logits
-
             with torch.no_grad():
                 logits = fp32_logits(self.model, selected)
         else:  # the model's own logits (already full-vocabulary)
@@ -233,7 +223,5 @@ class FastMCLM(HFLM):
 
 def _additive(mask: "torch.Tensor") -> "torch.Tensor":
     """A boolean keep-mask as the additive float mask eager attention expects."""
-    import torch
-
     out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     return out.masked_fill_(~mask, torch.finfo(torch.float32).min)

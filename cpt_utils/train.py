@@ -252,7 +252,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     import torch
     from accelerate.utils import set_seed
 
-    from .evaluate import heldout_splits
+    from .packing import heldout_splits
     from .modeling import load_model, load_tokenizer
 
     tp = params.train
