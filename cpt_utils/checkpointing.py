@@ -90,7 +90,7 @@ def _prune(root: Path, keep: Path) -> None:
 
 def load_checkpoint_model(checkpoint_dir: str | Path, dtype: str = "float32"):
     """The model of a checkpoint, for evaluation (a plain transformers folder)."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    import torch  # lazy: listing checkpoints (results, reports) must not import torch
+    from transformers import AutoModelForCausalLM  # lazy: listing checkpoints (results, reports) must not import torch
 
     return AutoModelForCausalLM.from_pretrained(Path(checkpoint_dir) / "model", dtype=getattr(torch, dtype))

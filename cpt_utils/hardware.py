@@ -73,7 +73,7 @@ def measure_matmul_flops(dtype: str, budget_s: float = 1.0) -> float:
     at the largest size is kept. On a heavily shared machine it still reads low (OpenMP threads spin
     while waiting for a descheduled sibling): refresh the cache on a quiet machine for MFU you report.
     """
-    import torch
+    import torch  # lazy: reading the cached peak must not import torch
 
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     threads = torch.get_num_threads()
@@ -133,7 +133,7 @@ def cpu_peak_flops(refresh: bool = False) -> dict[str, float]:
     measurement only ever raises the cached peaks. Peaks measured with fewer torch threads are lower bounds
     too (more threads never make the machine slower), so they count.
     """
-    import torch
+    import torch  # lazy: reading the cached peak must not import torch
 
     threads = torch.get_num_threads()
     path = _cache_path(threads)
@@ -174,7 +174,7 @@ def gpu_peak_flops(name: str) -> float | None:
 def peak_flops(device_type: str) -> float | None:
     """The device's best dense matmul FLOP/s (per device), or None when unknown."""
     if device_type == "cuda":
-        import torch
+        import torch  # lazy: reading the cached peak must not import torch
 
         return gpu_peak_flops(torch.cuda.get_device_name())
     if device_type == "cpu":
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refresh", action="store_true", help="measure again (a new peak only ever raises it)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
-    import torch
+    import torch  # lazy: reading the cached peak must not import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import warnings
 
 import torch
+from accelerate.utils import extract_model_from_parallel
+from torch.distributed.tensor import DTensor
 
 from .precision import fp32_logits
 
@@ -153,8 +155,6 @@ def causal_lm_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor | 
     kwargs = {} if position_ids is None else {"position_ids": position_ids}
     if not chunk:
         return model(input_ids=input_ids, labels=input_ids, use_cache=False, **kwargs).loss
-    from accelerate.utils import extract_model_from_parallel
-
     inner = extract_model_from_parallel(model)
     head = inner.get_output_embeddings()
     if head is None or _sharded(head.weight):
@@ -190,6 +190,4 @@ def _hidden_capture(decoder: torch.nn.Module) -> dict:
 
 
 def _sharded(weight: torch.Tensor) -> bool:
-    from torch.distributed.tensor import DTensor
-
     return isinstance(weight, DTensor) or weight.dim() != 2 or weight.numel() == 0

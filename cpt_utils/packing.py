@@ -278,7 +278,7 @@ class PackedSplit:
 
     def batch(self, indices: list[int]) -> dict:
         """A training/eval batch as torch tensors: input_ids, position_ids and labels (= input_ids)."""
-        import torch
+        import torch  # lazy: preparing and reading splits needs numpy only; torch for training batches
 
         ids = np.stack([self[i][0] for i in indices])
         pos = np.stack([self[i][1] for i in indices])

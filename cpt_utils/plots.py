@@ -13,7 +13,7 @@ PALETTE = {"domain": "#1f77b4", "general": "#ff7f0e", "base": "#7f7f7f", "contin
 
 
 def apply_style() -> None:
-    import matplotlib.pyplot as plt  # headless machines get Agg automatically
+    import matplotlib.pyplot as plt  # lazy: matplotlib only where a figure is drawn (headless: Agg)
 
     plt.rcParams.update({
         "figure.figsize": (7.5, 4.2), "figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,

@@ -46,7 +46,7 @@ def cpu_has_native_bf16() -> bool:
 
 def cpu_multiplies_bf16() -> bool:
     """What the CPU itself can do, whatever ``CPT_CPU_BF16`` says."""
-    import torch
+    import torch  # lazy: the results and config code import this module; torch only when a device is asked about
 
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
@@ -58,7 +58,7 @@ def resolve_precision(requested: str, device_type: str) -> Precision:
         raise ValueError(f"precision: '{requested}' is not one of {REQUESTS}")
     if requested == "auto":
         if device_type == "cuda":
-            import torch
+            import torch  # lazy: the results and config code import this module; torch only when a device is asked about
 
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if device_type == "cpu" and cpu_has_native_bf16() else "fp32"
@@ -72,7 +72,7 @@ def resolve_precision(requested: str, device_type: str) -> Precision:
 
 def autocast_dtype(precision: Precision):
     """The torch dtype autocast runs matmuls in, or None for fp32 (autocast off)."""
-    import torch
+    import torch  # lazy: the results and config code import this module; torch only when a device is asked about
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
@@ -85,7 +85,7 @@ def accelerate_mixed_precision(precision: Precision) -> str:
 @contextlib.contextmanager
 def autocast(precision: Precision, device_type: str) -> Iterator[None]:
     """``torch.autocast`` for ``precision`` on ``device_type`` (a no-op for fp32)."""
-    import torch
+    import torch  # lazy: the results and config code import this module; torch only when a device is asked about
 
     dtype = autocast_dtype(precision)
     with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
@@ -96,7 +96,7 @@ def fp32_logits(model, hidden):
     """Logits from the output head computed in fp32 outside autocast, whatever precision the body ran
     in: the head's rounding would otherwise dominate the small log-likelihood deltas between checkpoints
     (a logit of 10 in bf16 is off by up to 0.04, the size of the effects evaluation looks for)."""
-    import torch
+    import torch  # lazy: the results and config code import this module; torch only when a device is asked about
 
     head = model.get_output_embeddings()
     with torch.autocast(device_type=hidden.device.type, enabled=False):
