@@ -29,7 +29,7 @@ import traceback
 def _cmd_validate(args: argparse.Namespace) -> int:
     import yaml
 
-    from .params import load_params
+    from .config import load_params
 
     params = load_params(args.params, sets=args.sets)
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
@@ -63,7 +63,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _resolved(args: argparse.Namespace) -> str:
     """The parameters a working command runs with: the file with its ``--set`` overrides, checked, then
     written to runs/<run>/params.yaml (which records them); that file is what the step reads."""
-    from .params import load_params
+    from .config import load_params
     from .pipeline import freeze_params
 
     return str(freeze_params(load_params(args.params, sets=args.sets)))

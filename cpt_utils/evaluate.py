@@ -20,7 +20,7 @@ from .eval_store import (eval_fingerprint, eval_precision_for, evaluation_settin
 from .packing import PackedSplit
 from .perplexity import perplexity
 from .precision import resolve_precision
-from .task_suite import run_tasks
+from .task_build import run_tasks
 from .tracking import log_benchmark
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
 def _check_contamination(params, run_dir: Path, data_dir: Path, tokenizer) -> dict | None:
     """Write ``contamination.json``: offline task items whose text occurs in the training shards."""
     from .contamination import contamination, contamination_key
-    from .tasks import build_task_dir
+    from .task_build import build_task_dir
 
     if not params.eval.offline_tasks:
         return None
@@ -145,7 +145,7 @@ def main(params_path: str, checkpoint: str = "base") -> None:
     """``cpt eval PARAMS [--checkpoint base|all|NAME]``."""
     from .checkpointing import list_checkpoints, load_checkpoint_model
     from .modeling import load_model, load_tokenizer, model_id
-    from .params import load_params
+    from .config import load_params
     from .paths import configure_environment, run_dir as make_run_dir
 
     params = load_params(params_path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .params import ExperimentParams, load_params, save_resolved
+from .config import ExperimentParams, load_params, save_resolved
 from .paths import configure_environment, run_dir as make_run_dir
 
 

@@ -13,7 +13,7 @@ from scipy.stats import t as student_t
 
 from cpt_utils import analysis, analysis_report
 from cpt_utils.packing import PackedSplit
-from cpt_utils.params import ParamsError, validate_params
+from cpt_utils.config import ParamsError, validate_params
 from cpt_utils.preprocess import SNAPSHOT, prepare_data, training_data_identity
 from cpt_utils.train import trajectory_fingerprint
 
@@ -59,7 +59,7 @@ def test_the_control_run_is_the_main_recipe_on_the_control_split(tiny_params):
 # ------------------------------------------------------------------------------------- preprocessing
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     params = load_params(REPO_ROOT / "params" / "tiny.yaml")

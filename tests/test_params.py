@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cpt_utils.params import (
+from cpt_utils.config import (
     ExperimentParams, ParamsError, load_params, parse_set, save_resolved, step_fingerprint, validate_params,
 )
 from cpt_utils.paths import REPO_ROOT

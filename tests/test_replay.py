@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cpt_utils.packing import MixedSampler, PackedDataError, PackedSplit, replay_split_name, training_stream
-from cpt_utils.params import ParamsError, TrainParams, load_params, replay_sources, validate_params
+from cpt_utils.config import ParamsError, TrainParams, load_params, replay_sources, validate_params
 
 NEWS = {"news": {"kind": "packaged_register", "register": "news", "max_docs": 60}}
 WEIGHTS = {"replay": 0.5, "replay_chat": 0.3, "replay_fiction": 0.2}
