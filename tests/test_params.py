@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from cpt_utils.config import (
-    ExperimentParams, ParamsError, load_params, parse_set, save_resolved, step_fingerprint, validate_params,
+    ExperimentParams, ParamsError, derive, load_params, parse_set, save_resolved, step_fingerprint, validate_params,
 )
 from cpt_utils.paths import REPO_ROOT
 
@@ -69,10 +69,10 @@ def test_variant_overrides_are_validated_and_resolved():
     with pytest.raises(ParamsError, match="variant 'bad'.*replay_fraction"):
         validate_params({"variants": {"bad": {"train": {"replay_fraction": 1.5}}}})
     params = validate_params({"run_name": "r", "train": {"lr": 3e-4}, "variants": {"low_lr": {"train": {"lr": 1e-5}}}})
-    variant = params.variant("low_lr")
+    variant = derive(params, "variant", "low_lr")
     assert variant.train.lr == 1e-5 and variant.model == params.model and variant.run_name == "r.low_lr"
     with pytest.raises(ParamsError, match="no such variant"):
-        params.variant("nope")
+        derive(params, "variant", "nope")
 
 
 def test_extends_merges_and_detects_cycles(tmp_path):

@@ -239,7 +239,7 @@ class TrainParams(Section):
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (None: all cores)")
     train_split: Literal["train", "control"] = Field(
         "train", description="the prepared split the run trains on: train (the domain) or control (the "
-        "control run's text, see ``control:``; set by ExperimentParams.control_run, not by hand)")
+        "control run's text, see ``control:``; set by config.derive for the control run, not by hand)")
 
     @field_validator("replay_mixture")
     @classmethod
@@ -418,15 +418,3 @@ class ExperimentParams(Section):
         if problems:
             raise ValueError("\n".join(problems))
         return self
-
-    def control_run(self) -> "ExperimentParams":
-        """The full parameters of the control run (``config.derive``)."""
-        from .derive import derive  # lazy: derive.py imports this module; the schema stays the package's floor
-
-        return derive(self, "control")
-
-    def variant(self, name: str) -> "ExperimentParams":
-        """The full parameters of one mitigation variant (``config.derive``)."""
-        from .derive import derive  # lazy: derive.py imports this module; the schema stays the package's floor
-
-        return derive(self, "variant", name)
