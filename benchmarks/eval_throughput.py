@@ -90,7 +90,7 @@ def main() -> None:
 
     import torch
 
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import configure_environment
 
     if args.threads:
@@ -110,7 +110,7 @@ def _run(args, params, data_dir: Path) -> None:
     from cpt_utils.modeling import load_model, load_tokenizer
     from cpt_utils.packing import PackedSplit
     from cpt_utils.scoring import FastMCLM
-    from cpt_utils.tasks import build_task_dir
+    from cpt_utils.task_build import build_task_dir
 
     tokenizer = load_tokenizer(params.model)
     model = load_model(params.model).eval()

@@ -44,7 +44,7 @@ def worker(args) -> None:
 
     from cpt_utils.losses import causal_lm_loss
     from cpt_utils.modeling import resolve_model_dir
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
 
     config = AutoConfig.from_pretrained(resolve_model_dir(load_params(ROOT / "params/quickstart.yaml").model))
     config.use_cache = False
@@ -79,7 +79,7 @@ def sweep(args) -> None:
 
     from cpt_utils.losses import chunked_cross_entropy
     from cpt_utils.modeling import resolve_model_dir
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
 
     config = AutoConfig.from_pretrained(resolve_model_dir(load_params(ROOT / "params/quickstart.yaml").model))
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def main() -> None:
     configure_environment(offline=True)
     if args.worker:
         return worker(args)
-    from cpt_utils.params import TrainParams
+    from cpt_utils.config import TrainParams
 
     chunk = args.chunk or TrainParams().loss_chunk_tokens
     if args.sweep:

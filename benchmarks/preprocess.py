@@ -46,7 +46,7 @@ def perturb(text: str, copy: int) -> str:
 
 def make_corpus(path: Path, scale: int) -> int:
     from cpt_utils.corpora import open_corpus
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
 
     params = load_params(ROOT / "params" / "quickstart.yaml")
     docs = [d.text for d in open_corpus(params.data.domain) if d.text.strip()]
@@ -58,7 +58,7 @@ def make_corpus(path: Path, scale: int) -> int:
 
 
 def run_ours(corpus: Path, out: Path, seq_len: int, full: bool) -> dict:
-    from cpt_utils.params import validate_params
+    from cpt_utils.config import validate_params
     from cpt_utils.preprocess import prepare_data
 
     if full:
@@ -93,7 +93,7 @@ def run_reference(corpus: Path, out: Path, seq_len: int) -> dict:
     from datasets import load_dataset
 
     from cpt_utils.modeling import load_tokenizer
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
 
     tokenizer = load_tokenizer(load_params(ROOT / "params" / "quickstart.yaml").model)
     start, cpu = time.perf_counter(), time.process_time()

@@ -53,7 +53,7 @@ def _data_dir(args) -> Path:
 
 def _params(args):
     """The quickstart's parameters at --seq-len, with --model-dir (a local folder) and --attn applied."""
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
 
     params = load_params(ROOT / "params/quickstart.yaml")
     model = params.model.model_copy(update={"attn_implementation": args.attn, **(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import analysis
-from .params import ExperimentParams
+from .config import ExperimentParams
 from .training_report import load_metrics
 
 

@@ -51,6 +51,10 @@ class Asset:
         return any(c in self.member for c in "*?[")
 
 
+#: Packaged model assets (see cpt_utils.assets) that ``model.source: packaged`` may name.
+PACKAGED_MODELS = {"smollm2-135m-instruct": "smollm2-135m-instruct"}
+
+
 ASSETS: dict[str, Asset] = {
     a.name: a
     for a in [

@@ -20,11 +20,10 @@ main run trained again.
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
-from .params import ExperimentParams
+from .config import ExperimentParams, derive
 
 COLUMNS = ["branch", "status", "from_tokens", "branch_tokens", "tokens", "val_domain_loss", "val_domain_loss_se",
            "val_general_loss", "path", "note"]
@@ -53,20 +52,8 @@ def branch_points(params: ExperimentParams, run_dir: str | Path) -> list[dict]:
 
 def branch_params(params: ExperimentParams, checkpoint: dict) -> ExperimentParams:
     """The branch's parameters: the main run's, resumed from ``checkpoint`` and decaying to ``min_lr``
-    over ``decay_branch_fraction`` of its tokens (whole optimizer steps, at least one)."""
-    tp, per_step = params.train, checkpoint["tokens_per_step"]
-    steps = max(1, math.ceil(tp.decay_branch_fraction * checkpoint["tokens"] / per_step))
-    data = params.model_dump()
-    data["train"].update({"token_budget": checkpoint["tokens"] + steps * per_step, "milestones": [],
-                          "eval_every_tokens": None, "checkpoint_every_tokens": None,
-                          "resume": checkpoint["path"], "continue_with": "decay"})
-    if not tp.decay_branch_tasks:
-        data["eval"].update({"offline_tasks": [], "hub_tasks": [], "task_groups": {}})
-    data["variants"] = {}
-    data["run_name"] = f"{params.run_name}.branch-{checkpoint['name']}"
-    branch = ExperimentParams.model_validate(data)
-    branch.source_path = params.source_path
-    return branch
+    over ``decay_branch_fraction`` of its tokens (whole optimizer steps, at least one): ``config.derive``."""
+    return derive(params, "branch", checkpoint=checkpoint)
 
 
 def _trained(bparams: ExperimentParams, bdir: Path, data_dir: Path) -> dict | None:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Callable, Iterable, Iterator
 
 from .corpora import Document
-from .params import QualityParams
+from .config import QualityParams
 
 MAX_EXAMPLES = 3
 EXAMPLE_CHARS = 300

@@ -25,11 +25,14 @@ import os
 import sys
 import traceback
 
+import yaml
+
+from .errors import CptError, error_lines
+from .paths import configure_environment
+
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    import yaml
-
-    from .params import load_params
+    from .config import load_params  # lazy: building the schema takes ~1 s; cpt --help must not pay it
 
     params = load_params(args.params, sets=args.sets)
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
@@ -39,7 +42,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_assets(args: argparse.Namespace) -> int:
-    from .assets import describe, fetch_all
+    from .assets import describe, fetch_all  # lazy: tarfile/zipfile & co cost ~0.25 s; cpt --help must not
 
     for name, path in fetch_all().items():
         print(f"{name:24s} {path}")
@@ -49,13 +52,13 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_pipeline
+    from .pipeline import run_pipeline  # lazy: the pipeline imports train (~5 s with torch)
 
     return run_pipeline(args.params, only=args.only, force=args.force, sets=args.sets)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .pipeline import render_run
+    from .pipeline import render_run  # lazy: the pipeline imports train (~5 s with torch)
 
     return render_run(args.run)
 
@@ -63,35 +66,35 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _resolved(args: argparse.Namespace) -> str:
     """The parameters a working command runs with: the file with its ``--set`` overrides, checked, then
     written to runs/<run>/params.yaml (which records them); that file is what the step reads."""
-    from .params import load_params
-    from .pipeline import freeze_params
+    from .config import load_params  # lazy: building the schema takes ~1 s; cpt --help must not pay it
+    from .pipeline import freeze_params  # lazy: the pipeline imports train (~5 s with torch)
 
     return str(freeze_params(load_params(args.params, sets=args.sets)))
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from .preprocess import main
+    from .preprocess import main  # lazy: the corpus, dedup and packing stack; other commands must not pay it
 
     main(_resolved(args))
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import main
+    from .train import main  # lazy: importing train costs ~5 s (torch)
 
     main(_resolved(args))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import main
+    from .evaluate import main  # lazy: evaluation's modules (packing, scoring) are heavy; other commands must not pay them
 
     main(_resolved(args), checkpoint=args.checkpoint)
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import main
+    from .export import main  # lazy: only `cpt export` needs the export modules
 
     return main(args.run, checkpoint=args.checkpoint, fmt=args.format, out=args.out, dtype=args.dtype)
 
@@ -156,9 +159,6 @@ def _debug_requested(args: argparse.Namespace) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; expected failures (``CptError``) are one ``error:`` line per problem, exit 2;
     anything else is one line too (exit 1), with the traceback only under ``--debug``/``CPT_DEBUG``."""
-    from .errors import CptError, error_lines
-    from .paths import configure_environment
-
     args = build_parser().parse_args(argv)
     # caches only; each command that loads a parameter file then forbids the hub when it says offline
     configure_environment(offline=False)

@@ -12,7 +12,6 @@ before the training budget fills is a random sample of the whole file, not its f
 from __future__ import annotations
 
 import copy
-import glob
 import gzip
 import json
 from collections import Counter
@@ -21,8 +20,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
+from .config import Corpus, FilesCorpus, HubCorpus, PackagedWikiCorpus
 from .errors import DataError
-from .params import Corpus, FilesCorpus, HubCorpus, PackagedWikiCorpus
+from .paths import match_files
 
 MAX_EXAMPLES = 5
 MAX_EXAMPLES_PER_REASON = 3
@@ -206,19 +206,6 @@ def iter_packaged_wiki(topics: list[str] | None, seed: int | None = None) -> Ite
             continue
         text = (article.get("extract") or "").strip()
         yield Document(id=key, text=text, source="wiki-vital", meta={"topic": topic, "title": article.get("title")})
-
-
-def match_files(pattern: str, base_dir: Path) -> tuple[list[Path], str | None]:
-    """The files a path or glob names (relative ones start at ``base_dir``), or why there are none."""
-    full = pattern if Path(pattern).is_absolute() else str(Path(base_dir) / pattern)
-    matches = sorted(glob.glob(full, recursive=True))
-    files = [Path(m) for m in matches if Path(m).is_file()]
-    if files:
-        return files, None
-    if matches:
-        return [], f"'{pattern}' matches only folders ({matches[0]}); name the files, e.g. '{pattern.rstrip('/')}/*.jsonl'"
-    what = "no file matches" if glob.has_magic(pattern) else "file not found:"
-    return [], f"{what} '{pattern}' (looked in {Path(base_dir).resolve()})"
 
 
 def _expand(paths: list[str], base_dir: Path) -> list[Path]:

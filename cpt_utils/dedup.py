@@ -21,7 +21,7 @@ import numpy as np
 import xxhash  # pinned in requirements.lock (a dependency of `datasets`); ~5× faster than sha1 here
 
 from .corpora import Document
-from .params import DedupParams
+from .config import DedupParams
 
 _WORDS = re.compile(r"\w+")
 MAX_CLUSTERS = 10

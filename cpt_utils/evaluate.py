@@ -21,12 +21,11 @@ from .eval_store import (eval_fingerprint, eval_precision_for, evaluation_settin
                          weights_identity, write_result)
 from .modeling import load_model, load_tokenizer, model_id
 from .packing import PackedSplit, heldout_splits
-from .params import load_params
+from .config import load_params
 from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import resolve_precision
-from .tasks import build_task_dir
-from .task_suite import run_tasks
+from .task_build import build_task_dir, run_tasks
 from .tracking import log_benchmark
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpora import open_corpus
-from .params import ExperimentParams, step_fingerprint
+from .config import ExperimentParams, step_fingerprint
 
 WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 STOPWORDS = frozenset(

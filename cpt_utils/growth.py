@@ -40,7 +40,7 @@ from pathlib import Path
 
 from .errors import CptError
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, verify_split
-from .params import ExperimentParams, step_fingerprint
+from .config import ExperimentParams, step_fingerprint
 
 GROW_STATE = "grow.pkl"
 GROW_VERSION = 1

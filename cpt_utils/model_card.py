@@ -72,7 +72,7 @@ def _control(run_dir: Path, tokens: int) -> tuple[str, dict] | None:
 def base_model(model: dict) -> str:
     """The base model's hub id where there is one, else its identity as the run recorded it."""
     from .modeling import model_id
-    from .params import ModelParams
+    from .config import ModelParams
 
     source, name = model.get("source", "packaged"), model.get("name", "")
     if source == "packaged" and name in PACKAGED_BASE_MODELS:
@@ -85,7 +85,7 @@ def base_model(model: dict) -> str:
 def base_license(model: dict) -> str:
     """The base model's licence as a Hugging Face id (packaged assets record theirs), else ``other``."""
     from .assets import ASSETS
-    from .modeling import PACKAGED_MODELS
+    from .assets import PACKAGED_MODELS
 
     if model.get("source") == "packaged" and model.get("name") in PACKAGED_MODELS:
         return ASSETS[PACKAGED_MODELS[model["name"]]].license.split()[0].lower()

@@ -14,16 +14,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from .assets import PACKAGED_MODELS
 from .atomic import atomic_dir
 from .errors import CptError
-from .params import ModelParams, TinyModelParams
+from .config import ModelParams, TinyModelParams
 from .paths import cache_dir
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `cpt --help` is instant
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-#: Packaged model assets (see cpt_utils.assets) that ``model.source: packaged`` may name.
-PACKAGED_MODELS = {"smollm2-135m-instruct": "smollm2-135m-instruct"}
 DOC_SEPARATOR_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>")
 
 

@@ -6,9 +6,17 @@ report starts with the resolved configuration it was run with.
 
 from __future__ import annotations
 
+import html
+import logging
+import os
+import warnings
 from pathlib import Path
 
-from .params import ExperimentParams, load_params, save_resolved
+import yaml
+
+from . import plots
+from .config import ExperimentParams, load_params, save_resolved
+from .errors import CptError, error_lines
 from .paths import configure_environment, run_dir as make_run_dir
 
 
@@ -23,8 +31,6 @@ def setup(params_path: str | Path, run_name: str | None = None, show: bool = Tru
     configure_environment(offline=params.offline)
     run_dir = make_run_dir(params.run_name)
     save_resolved(params, run_dir / "params.yaml")
-    from . import plots
-
     plots.apply_style()
     quiet_libraries()
     if show:
@@ -36,16 +42,13 @@ def show_errors_as_lines() -> None:
     """In a notebook, an expected failure (``CptError``) shows the same ``error: …`` lines as the ``cpt``
     command instead of a traceback; the cell still fails, so papermill and the pipeline see the error.
     ``CPT_DEBUG=1`` keeps the traceback."""
-    import os
-
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # lazy: IPython exists only where a notebook runs
     except ImportError:
         return
     shell = get_ipython()
     if shell is None or os.environ.get("CPT_DEBUG"):
         return
-    from .errors import CptError, error_lines
 
     def handler(self, etype, value, tb, tb_offset=None):
         stb = [f"error: {line}" for line in error_lines(value)]
@@ -58,16 +61,13 @@ def show_errors_as_lines() -> None:
 def quiet_libraries() -> None:
     """Keep reports readable: library chatter (weight-loading bars, benign tied-weight warnings,
     lm-eval's per-stage logging) off, errors still shown; our own progress bars stay."""
-    import logging
-    import warnings
-
-    import pandas as pd
+    import pandas as pd  # lazy: pandas costs ~0.5 s; only a notebook's first cell needs it
 
     warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets: text bars are fine
     pd.set_option("display.max_colwidth", 200)
     for name in ("lm_eval", "accelerate", "datasets", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: transformers takes seconds to import
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -75,13 +75,9 @@ def quiet_libraries() -> None:
 
 def _show_config(params: ExperimentParams, run_dir: Path) -> None:
     try:
-        from IPython.display import HTML, Markdown, display
+        from IPython.display import HTML, Markdown, display  # lazy: IPython exists only in a notebook
     except ImportError:  # plain Python: nothing to show
         return
-    import html
-
-    import yaml
-
     display(Markdown(
         f"**Run** `{params.run_name}` · parameters `{params.source_path}` · outputs `{run_dir}`  \n"
         f"model: `{params.model.source}:{params.model.name if params.model.source != 'tiny' else 'tiny config'}` · "

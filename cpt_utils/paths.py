@@ -3,6 +3,7 @@ parameter file. Both are derived here so that no other module invents a path of 
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
@@ -57,3 +58,16 @@ def configure_environment(offline: bool = True) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
     Path(os.environ["MPLCONFIGDIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def match_files(pattern: str, base_dir: Path) -> tuple[list[Path], str | None]:
+    """The files a path or glob names (relative ones start at ``base_dir``), or why there are none."""
+    full = pattern if Path(pattern).is_absolute() else str(Path(base_dir) / pattern)
+    matches = sorted(glob.glob(full, recursive=True))
+    files = [Path(m) for m in matches if Path(m).is_file()]
+    if files:
+        return files, None
+    if matches:
+        return [], f"'{pattern}' matches only folders ({matches[0]}); name the files, e.g. '{pattern.rstrip('/')}/*.jsonl'"
+    what = "no file matches" if glob.has_magic(pattern) else "file not found:"
+    return [], f"{what} '{pattern}' (looked in {Path(base_dir).resolve()})"

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .params import ExperimentParams, load_params, save_resolved
+from .config import ExperimentParams, load_params, save_resolved
 from .paths import REPO_ROOT, configure_environment, notebooks_dir, reports_root, run_dir as make_run_dir
 
 KEY_PACKAGES = ("torch", "transformers", "accelerate", "datasets", "lm-eval", "tokenizers", "datasketch",

@@ -52,7 +52,7 @@ from . import growth
 from .dedup import DedupReport, Deduplicator
 from .errors import DataError
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, replay_split_name, verify_split
-from .params import GENERAL_SOURCE, ExperimentParams, ModelParams, load_params, replay_sources, step_fingerprint
+from .config import GENERAL_SOURCE, ExperimentParams, ModelParams, load_params, replay_sources, step_fingerprint
 from .preprocess_report import drop_summary, held_out_lines, removals, stage_label
 
 MAX_CHARS_PER_PIECE = 50_000  # enormous documents are tokenized in pieces (bounded memory and time)

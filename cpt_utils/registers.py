@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .corpora import Document, ProblemReport
-from .params import QualityParams
+from .config import QualityParams
 
 #: Fiction pieces aim at this many characters (≈ 1,000 tokens), cut at paragraph boundaries.
 FICTION_TARGET_CHARS = 4000

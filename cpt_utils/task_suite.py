@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .perplexity import finite_mean_se
+from .tasks import task_meta
 
 #: A task whose most frequent predicted choice exceeds this share is answering by position, not content.
 POSITION_BIAS_LIMIT = 0.5
@@ -28,23 +29,21 @@ POSITION_BIAS_LIMIT = 0.5
 def make_lm(params, model, tokenizer, precision: str):
     """The lm-eval model wrapper for an in-memory model: HFLM's log-likelihoods with each item's shared
     context run once, the output head and log-softmax in fp32 (``scoring.FastMCLM``)."""
-    from .scoring import FastMCLM
+    from .scoring import FastMCLM  # lazy: scoring imports lm-eval (seconds); only an evaluation pays it
 
     device = str(next(model.parameters()).device)
     return FastMCLM(pretrained=model, tokenizer=tokenizer, batch_size=params.eval.batch_size, device=device,
                     precision=precision)
 
 
-def run_tasks(params, model, tokenizer, data_dir: Path, precision: str = "fp32") -> dict:
-    """Offline (and, online, hub) tasks on the in-memory model; per-item results kept."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager, get_task_dict
+def run_built_tasks(params, model, tokenizer, task_dir: Path | None, precision: str = "fp32") -> dict:
+    """Offline tasks from a built folder (``task_build.build_task_dir``; None: none) and, online, hub
+    tasks on the in-memory model; per-item results kept."""
+    import lm_eval  # lazy: importing lm-eval costs seconds; only an evaluation pays it
+    from lm_eval.tasks import TaskManager, get_task_dict  # lazy: as above
 
-    from .tasks import build_task_dir, task_meta
-
-    names, include = [], None
+    names, include = [], task_dir
     if params.eval.offline_tasks:
-        include, _ = build_task_dir(params, data_dir, tokenizer)
         names += list(params.eval.offline_tasks)
     if params.eval.hub_tasks and not params.offline:
         names += list(params.eval.hub_tasks)

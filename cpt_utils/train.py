@@ -33,7 +33,7 @@ from .growth import resume_problem
 from .packing import DataRepeatWarning, MixedSampler, PackedSplit, training_stream
 from .hardware import mfu, peak_flops
 from .losses import causal_lm_loss
-from .params import ExperimentParams, load_params
+from .config import ExperimentParams, load_params
 from .precision import autocast, resolve_precision
 from .preprocess import training_data_identity
 from .schedules import Segment, continuation, lr_at

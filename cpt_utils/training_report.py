@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpointing import list_checkpoints
-from .params import ExperimentParams
+from .config import ExperimentParams
 
 
 def load_metrics(run_dir: str | Path):

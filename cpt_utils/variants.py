@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .params import ExperimentParams
+from .config import ExperimentParams, derive
 
 COLUMNS = ["variant", "description", "status", "checkpoint", "tokens", "val_domain_loss", "val_general_loss", "path"]
 
@@ -105,7 +105,7 @@ def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool =
     data_dir = run_dir / "data"
     rows = []
     for name, spec in params.variants.items():
-        vparams = params.variant(name)
+        vparams = derive(params, "variant", name)
         vdir = variant_dir(run_dir, name)
         ev = finished_variant(vparams, vdir, data_dir)
         status = "reused" if ev else "computed"
@@ -172,7 +172,7 @@ def run_control(params: ExperimentParams, run_dir: str | Path, progress: bool = 
         return pd.DataFrame(columns=CONTROL_COLUMNS)
     run_dir = Path(run_dir)
     data_dir, cdir = run_dir / "data", control_dir(run_dir)
-    cparams = params.control_run()
+    cparams = derive(params, "control")
     evals = finished_control(cparams, cdir, data_dir)
     status = "reused" if evals else "computed"
     if progress:

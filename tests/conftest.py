@@ -53,7 +53,7 @@ def tiny_params_path() -> Path:
 
 @pytest.fixture()
 def tiny_params(tiny_params_path):
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
 
     return load_params(tiny_params_path)
 
@@ -69,7 +69,7 @@ def run_dirs(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     """The tiny parameters' prepared data, once per test session (training tests only read it)."""
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.preprocess import prepare_data
 
     root = tmp_path_factory.mktemp("prepared")

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpt_utils.tasks import TaskError, build_task_dir, registry, task_meta
+from cpt_utils.tasks import TaskError, registry, task_meta
+from cpt_utils.task_build import build_task_dir
 from cpt_utils.tasks import HERE as TASKS_HERE
 from cpt_utils.tasks.benchmarks import BENCHMARKS, BenchmarkError, benchmark_records, raw_rows
 from cpt_utils.tasks.sampling import quotas, stratified_sample, stream
@@ -195,7 +196,8 @@ def test_cloze_variants_score_answer_texts_on_the_same_records(tmp_path):
 def test_continuation_request_has_one_space_between_context_and_answer(tmp_path):
     """lm-eval prefixes each choice with its target delimiter " ": a stored choice must be bare, and the
     contamination scan must read the same text lm-eval scores (context + " " + answer)."""
-    from cpt_utils.tasks import continuation_items, item_texts
+    from cpt_utils.tasks import item_texts
+    from cpt_utils.task_build import continuation_items
 
     docs = [f"Document {d} opens with a long first sentence here. It then goes on with a second sentence "
             f"number {d}. A third sentence follows for document {d}. The fourth one ends document {d} now."
@@ -319,7 +321,7 @@ def test_boolq_passages_are_superglue_title_dash_passage(asset_root, raw_root):
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     """The whole offline benchmark suite built from the real asset, 10 items a task (built once)."""
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     tiny = load_params(REPO_ROOT / "params" / "tiny.yaml")

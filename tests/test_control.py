@@ -13,7 +13,7 @@ from scipy.stats import t as student_t
 
 from cpt_utils import analysis, analysis_report
 from cpt_utils.packing import PackedSplit
-from cpt_utils.params import ParamsError, validate_params
+from cpt_utils.config import ParamsError, derive, validate_params
 from cpt_utils.preprocess import SNAPSHOT, prepare_data, training_data_identity
 from cpt_utils.train import trajectory_fingerprint
 
@@ -41,16 +41,16 @@ def test_control_parameters_are_validated_with_the_allowed_names():
 def test_the_control_run_is_the_main_recipe_on_the_control_split(tiny_params):
     from cpt_utils.train import LOOSE_TRAIN_KEYS
 
-    control = tiny_params.control_run()
+    control = derive(tiny_params, "control")
     assert control.train.train_split == "control" and tiny_params.train.train_split == "train"
     same = {k: v for k, v in tiny_params.train.model_dump().items() if k != "train_split"}
     assert {k: v for k, v in control.train.model_dump().items() if k != "train_split"} == same  # budget, LR, milestones
     assert control.eval == tiny_params.eval and control.variants == {} and control.run_name == "tiny.control"
     with pytest.raises(ParamsError, match="no control run"):
-        tiny_params.model_copy(update={"control": None}).control_run()
+        derive(tiny_params.model_copy(update={"control": None}), "control")
     # final checkpoint only: the same trajectory (milestones are loose keys), no intermediate evaluations
     final_only = tiny_params.model_copy(update={"control": tiny_params.control.model_copy(update={"every_milestone": False})})
-    short = final_only.control_run().train
+    short = derive(final_only, "control").train
     assert short.milestones == [] and short.eval_every_tokens is None and short.token_budget == tiny_params.train.token_budget
     assert {k: v for k, v in short.model_dump().items() if k not in LOOSE_TRAIN_KEYS} == \
         {k: v for k, v in control.train.model_dump().items() if k not in LOOSE_TRAIN_KEYS}
@@ -59,7 +59,7 @@ def test_the_control_run_is_the_main_recipe_on_the_control_split(tiny_params):
 # ------------------------------------------------------------------------------------- preprocessing
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     params = load_params(REPO_ROOT / "params" / "tiny.yaml")
@@ -95,7 +95,7 @@ def test_adding_a_control_leaves_the_main_runs_data_identity_alone(prepared, tmp
     assert plain["content_hash"] == manifest["content_hash"]  # the main run is not retrained for a control
     assert trajectory_fingerprint(without, tmp_path / "data") == trajectory_fingerprint(params, run / "data")
     # the control run's identity carries its split's content: other control text, another trajectory
-    control = params.control_run()
+    control = derive(params, "control")
     assert trajectory_fingerprint(control, run / "data") != trajectory_fingerprint(params, run / "data")
     assert training_data_identity(manifest, "control").endswith(manifest["splits"]["control"]["content_hash"])
     edited = {**manifest, "splits": {**manifest["splits"], "control": {"content_hash": "other"}}}

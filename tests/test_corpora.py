@@ -10,7 +10,7 @@ import pytest
 
 from cpt_utils.corpora import CorpusError, open_corpus
 from cpt_utils.errors import CptError
-from cpt_utils.params import WIKI_TOPICS, FilesCorpus, PackagedWikiCorpus
+from cpt_utils.config import WIKI_TOPICS, FilesCorpus, PackagedWikiCorpus
 
 
 def test_jsonl_bad_lines_are_counted_by_reason(tmp_path):

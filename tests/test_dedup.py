@@ -6,7 +6,7 @@ import random
 
 from cpt_utils.corpora import Document
 from cpt_utils.dedup import BandIndex, DedupReport, Deduplicator
-from cpt_utils.params import DedupParams
+from cpt_utils.config import DedupParams
 
 PROSE = ("The cell is the basic structural and functional unit of all forms of life. Every cell consists of "
          "cytoplasm enclosed within a membrane, and many cells contain organelles, each with a specific function. ")

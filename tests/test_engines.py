@@ -33,7 +33,7 @@ from .numerics import EXACT, assert_within_bf16_rounding
 
 DRIVER = """
 import json, sys
-from cpt_utils.params import load_params
+from cpt_utils.config import load_params
 from cpt_utils.train import train
 params = load_params(sys.argv[1])
 params = params.model_copy(update={"train": params.train.model_copy(update=json.loads(sys.argv[2]))})
@@ -224,7 +224,7 @@ def test_the_l2_pull_adds_the_gradient_of_its_loss_term():
 
     from cpt_utils.engines import L2Pull
     from cpt_utils.modeling import build_tiny_model
-    from cpt_utils.params import TinyModelParams
+    from cpt_utils.config import TinyModelParams
 
     model = build_tiny_model(TinyModelParams(), 512, seed=0)
     pull = L2Pull(Accelerator(cpu=True), model, weight=0.3)

@@ -16,14 +16,15 @@ from cpt_utils.evaluate import evaluate_model, evaluate_run, perplexity
 from cpt_utils.modeling import load_model, load_tokenizer
 from cpt_utils.packing import open_split
 from cpt_utils.preprocess import prepare_data
-from cpt_utils.tasks import TaskError, build_task_dir, mmlu_items, registry
+from cpt_utils.tasks import TaskError, mmlu_items, registry
+from cpt_utils.task_build import build_task_dir
 
 from .numerics import assert_within_bf16_rounding
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     params = load_params(REPO_ROOT / "params" / "tiny.yaml")
@@ -223,7 +224,7 @@ RECORDED_ACCURACY, RECORDED_SE = 54 / 200, math.sqrt(0.27 * 0.73 / 199)  # 0.270
 @pytest.mark.slow
 def test_real_smollm2_mmlu_cloze_matches_the_recorded_measurement(tmp_path):
     from cpt_utils.evaluate import run_tasks
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     quick = load_params(REPO_ROOT / "params" / "quickstart.yaml")

@@ -33,7 +33,7 @@ TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16}
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, data_dir):
     """The tiny model trained 16 steps (checkpoints at 2,048 and 4,096 tokens), no evaluations."""
-    from cpt_utils.params import load_params, save_resolved
+    from cpt_utils.config import load_params, save_resolved
     from cpt_utils.paths import REPO_ROOT
     from cpt_utils.train import train
 

@@ -18,7 +18,7 @@ from cpt_utils.variants import run_variants  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     params = load_params(REPO_ROOT / "params" / "tiny.yaml")

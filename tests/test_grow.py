@@ -19,7 +19,7 @@ import pytest
 from cpt_utils import growth
 from cpt_utils.checkpointing import list_checkpoints
 from cpt_utils.packing import DataRepeatWarning, MixedSampler, PackedSplit
-from cpt_utils.params import validate_params
+from cpt_utils.config import validate_params
 from cpt_utils.preprocess import prepare_data
 from cpt_utils.train import DataMismatch, train
 

@@ -13,7 +13,7 @@ import pytest
 
 from cpt_utils.corpora import iter_packaged_wiki
 from cpt_utils.packing import open_split
-from cpt_utils.params import validate_params
+from cpt_utils.config import validate_params
 from cpt_utils.preprocess import MIN_HELD_OUT_DOCUMENTS, is_held_out, prepare_data
 
 WORDS = ("energy mass force field charge atom wave light heat motion orbit planet cell gene acid protein "
@@ -104,7 +104,7 @@ def test_perplexity_leaves_padding_out_of_every_document(tmp_path):
 
 @pytest.fixture(scope="module")
 def several_topics(tmp_path_factory):
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     data = load_params(REPO_ROOT / "params" / "tiny.yaml").model_dump()

@@ -135,7 +135,7 @@ def assert_llama_cpp_agrees_with_torch(path: Path, dtype: str, model, tokenizer)
 def tiny(tmp_path_factory):
     """The tests' tiny Llama (``params/tiny.yaml``) with scaled weights, as the final checkpoint of a run."""
     from cpt_utils.modeling import load_model, load_tokenizer
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     spec = load_params(REPO_ROOT / "params" / "tiny.yaml").model

@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cpt_utils.losses import causal_lm_loss, chunked_cross_entropy
 from cpt_utils.modeling import build_tiny_model
-from cpt_utils.params import TinyModelParams, TrainParams
+from cpt_utils.config import TinyModelParams, TrainParams
 from cpt_utils.train import train
 
 from .numerics import EXACT

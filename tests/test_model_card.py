@@ -28,7 +28,7 @@ from cpt_utils.paths import REPO_ROOT
 def evaluated_run(tmp_path_factory, data_dir):
     """The tiny model trained to 4,096 tokens (one checkpoint) and evaluated with the base model."""
     from cpt_utils.evaluate import evaluate_run
-    from cpt_utils.params import load_params, save_resolved
+    from cpt_utils.config import load_params, save_resolved
     from cpt_utils.train import train
 
     params = load_params(REPO_ROOT / "params" / "tiny.yaml")

@@ -12,7 +12,7 @@ from cpt_utils.modeling import (
     ModelLoadError, build_tiny_model, document_separator_id, load_model, load_tokenizer, model_id,
     resolve_model_dir, tokenizer_fingerprint, train_tiny_tokenizer,
 )
-from cpt_utils.params import ModelParams, TinyModelParams
+from cpt_utils.config import ModelParams, TinyModelParams
 
 KNOWN_PARAGRAPH = (
     "Photosynthesis is the process by which green plants and some other organisms use sunlight to "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cpt_utils.params import (
-    ExperimentParams, ParamsError, load_params, parse_set, save_resolved, step_fingerprint, validate_params,
+from cpt_utils.config import (
+    ExperimentParams, ParamsError, derive, load_params, parse_set, save_resolved, step_fingerprint, validate_params,
 )
 from cpt_utils.paths import REPO_ROOT
 
@@ -69,10 +69,10 @@ def test_variant_overrides_are_validated_and_resolved():
     with pytest.raises(ParamsError, match="variant 'bad'.*replay_fraction"):
         validate_params({"variants": {"bad": {"train": {"replay_fraction": 1.5}}}})
     params = validate_params({"run_name": "r", "train": {"lr": 3e-4}, "variants": {"low_lr": {"train": {"lr": 1e-5}}}})
-    variant = params.variant("low_lr")
+    variant = derive(params, "variant", "low_lr")
     assert variant.train.lr == 1e-5 and variant.model == params.model and variant.run_name == "r.low_lr"
     with pytest.raises(ParamsError, match="no such variant"):
-        params.variant("nope")
+        derive(params, "variant", "nope")
 
 
 def test_extends_merges_and_detects_cycles(tmp_path):
@@ -225,3 +225,54 @@ def test_overrides_are_recorded_and_survive_the_resolved_file(tmp_path):
     child = load_params(tmp_path / "child.yaml")
     assert child.train.lr == 3e-4 and child.recorded.overrides == []
     assert child.recorded.params_file == str((tmp_path / "child.yaml").resolve())
+
+
+def test_every_field_of_the_schema_has_a_description():
+    """A knob without a description is a knob only its author understands (the reports print them too)."""
+    from pydantic import BaseModel
+
+    from cpt_utils.config import schema
+
+    models = [m for m in vars(schema).values()
+              if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schema.__name__]
+    assert schema.ExperimentParams in models and schema.VariantTrainParams in models
+    missing = [f"{m.__name__}.{name}" for m in models for name, field in m.model_fields.items() if not field.description]
+    assert missing == []
+
+
+def test_every_bad_variant_is_reported_at_once():
+    with pytest.raises(ParamsError) as err:
+        validate_params({"train": {"lr": -1},
+                         "variants": {"a": {"train": {"replay_fraction": 1.5}}, "b": {"train": {"lrr": 1e-4}},
+                                      "c": {"train": {"warmup_tokens": 10**9}}}})
+    text = str(err.value)
+    assert "train.lr" in text and "variant 'a': variants.a.train.replay_fraction" in text
+    assert "variant 'b': variants.b.train.lrr: unknown key" in text and "(did you mean 'lr'?)" in text
+    # a variant the schema accepts is still checked against the main run's budget, in the same list
+    with pytest.raises(ParamsError) as err:
+        validate_params({"variants": {"a": {"train": {"warmup_tokens": 10**9}},
+                                      "b": {"train": {"milestones": [10**9]}}}})
+    assert "variants.a.train.warmup_tokens" in str(err.value) and "variants.b.train.milestones" in str(err.value)
+
+
+def test_variant_overrides_are_typed_and_dump_only_what_the_file_set():
+    params = validate_params({"variants": {"v": {"train": {"replay_fraction": 0.25, "lr": 1e-4}}}})
+    overrides = params.variants["v"].train
+    assert overrides.lr == 1e-4 and overrides.get("token_budget") is None and "token_budget" not in overrides
+    assert dict(overrides) == {"replay_fraction": 0.25, "lr": 1e-4}
+    assert params.model_dump()["variants"]["v"]["train"] == {"replay_fraction": 0.25, "lr": 1e-4}
+    assert derive(params, "variant", "v").train.token_budget == params.train.token_budget
+
+
+def test_a_domain_budget_below_what_training_draws_is_a_problem_naming_both_keys():
+    ok = {"preprocess": {"train_token_budget": 75_000}, "train": {"token_budget": 100_000, "replay_fraction": 0.25}}
+    validate_params(ok)  # a quarter of each batch is replay: 75,000 domain tokens are enough
+    with pytest.raises(ParamsError, match=r"preprocess.train_token_budget: 50,000 is below the 75,000 domain tokens "
+                                          r"train.token_budget \(100,000\) trains on"):
+        validate_params({**ok, "preprocess": {"train_token_budget": 50_000}})
+    with pytest.raises(ParamsError, match=r"below the 200,000 domain tokens variants.big.train.token_budget"):
+        validate_params({**ok, "variants": {"big": {"train": {"token_budget": 200_000, "replay_fraction": 0.0}}}})
+    with pytest.raises(ParamsError, match=r"the decay branches \(train.decay_branch_fraction 0.5\)"):
+        validate_params({"preprocess": {"train_token_budget": 100_000},
+                         "train": {"token_budget": 100_000, "milestones": [80_000, 100_000], "schedule": "wsd",
+                                   "decay_branch_fraction": 0.5}})

@@ -12,12 +12,12 @@ from cpt_utils.corpora import open_corpus
 from cpt_utils.modeling import document_separator_id, load_tokenizer
 from cpt_utils.packing import SPLITS, PackedSplit, open_split
 from cpt_utils.preprocess import PreprocessError, prepare_data
-from cpt_utils.params import validate_params
+from cpt_utils.config import validate_params
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
 
     params = load_params(REPO_ROOT / "params" / "tiny.yaml")
@@ -172,7 +172,7 @@ def test_tokenize_batch_matches_the_tokenizer_and_reassembles_cut_documents(tiny
 
 
 def test_manifest_fingerprint_is_the_step_fingerprint_and_a_changed_parameter_redoes_the_work(prepared, tmp_path, capsys):
-    from cpt_utils.params import step_fingerprint
+    from cpt_utils.config import step_fingerprint
 
     params, _, manifest = prepared
     assert manifest["fingerprint"] == step_fingerprint(params, "preprocess") and manifest["code_version"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cpt_utils import preprocess
-from cpt_utils.params import validate_params
+from cpt_utils.config import validate_params
 from cpt_utils.preprocess import DEDUP_LOG, SNAPSHOT, prepare_data
 
 _real_save = preprocess._save_snapshot

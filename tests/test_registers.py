@@ -11,7 +11,7 @@ import pytest
 from cpt_utils.clean import build_filters, normalize
 from cpt_utils.corpora import ProblemReport, open_corpus
 from cpt_utils.packing import PackedSplit
-from cpt_utils.params import PackagedRegisterCorpus, ParamsError, QualityParams, validate_params
+from cpt_utils.config import PackagedRegisterCorpus, ParamsError, QualityParams, validate_params
 from cpt_utils.registers import (
     chunk_paragraphs, iter_chat, iter_instructions, iter_news, iter_register, paragraphs, register_quality,
     strip_gutenberg,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cpt_utils.packing import MixedSampler, PackedDataError, PackedSplit, replay_split_name, training_stream
-from cpt_utils.params import ParamsError, TrainParams, load_params, replay_sources, validate_params
+from cpt_utils.config import ParamsError, TrainParams, derive, load_params, replay_sources, validate_params
 
 NEWS = {"news": {"kind": "packaged_register", "register": "news", "max_docs": 60}}
 WEIGHTS = {"replay": 0.5, "replay_chat": 0.3, "replay_fiction": 0.2}
@@ -158,7 +158,7 @@ def test_replaying_a_register_leaves_its_held_out_selection_unchanged(tiny_param
 
 
 def test_training_stream_opens_the_mixture_splits_or_says_to_prepare_again(tiny_params, data_dir):
-    variant = tiny_params.variant("replay_25").train
+    variant = derive(tiny_params, "variant", "replay_25").train
     splits, sampler = training_stream(data_dir, variant, seed=0)
     assert set(splits) == {"train", "replay", "replay_news"}
     assert sampler.replay_weights == {"replay": 0.5, "replay_news": 0.5}

@@ -22,7 +22,7 @@ FP32_TOL = 1e-4  # nats per request: float rounding only (measured ≤ 1e-5 on t
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
     from cpt_utils.preprocess import prepare_data
 
@@ -61,7 +61,7 @@ def _evaluate(lm, tasks, task_dir):
 
 
 def test_offline_suite_gives_hflm_log_likelihoods_and_metrics(tiny):
-    from cpt_utils.tasks import build_task_dir
+    from cpt_utils.task_build import build_task_dir
 
     params, run, model, tok = tiny
     task_dir, counts = build_task_dir(params, run / "data", tok)
@@ -189,9 +189,9 @@ def test_bad_arguments_are_named(tiny):
 @pytest.mark.slow
 def test_packaged_smollm2_matches_hflm_on_real_items(tmp_path):
     """~40 MMLU cloze and letter items of the packaged model, fp32: the same log-likelihood per request."""
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import REPO_ROOT
-    from cpt_utils.tasks import build_task_dir
+    from cpt_utils.task_build import build_task_dir
 
     quick = load_params(REPO_ROOT / "params" / "quickstart.yaml")
     params = quick.model_copy(update={"eval": quick.eval.model_copy(update={

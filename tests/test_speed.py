@@ -12,7 +12,7 @@ import torch
 from cpt_utils import hardware
 from cpt_utils.hardware import GPU_PEAK_BF16_FLOPS, cpu_peak_flops, format_mfu, gpu_peak_flops, mfu
 from cpt_utils.modeling import build_tiny_model
-from cpt_utils.params import TinyModelParams
+from cpt_utils.config import TinyModelParams
 from cpt_utils.precision import autocast, resolve_precision
 from cpt_utils.train import compiled_for_training, train
 
@@ -199,7 +199,7 @@ def test_mfu_divides_each_process_tokens_by_one_device_peak(tiny_params_path, da
 
     from cpt_utils.train import flops_per_token
 
-    from cpt_utils.params import load_params
+    from cpt_utils.config import load_params
     from cpt_utils.paths import cache_dir
 
     cache = tmp_path / "cache"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cpt_utils.params import load_params
+from cpt_utils.config import load_params
 from cpt_utils.paths import REPO_ROOT
 from cpt_utils.tracking import benchmark_scalars, log_benchmark, tensorboard_dir, train_scalars
 

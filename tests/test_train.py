@@ -14,7 +14,7 @@ import torch
 
 from cpt_utils.checkpointing import list_checkpoints, load_checkpoint_model
 from cpt_utils.modeling import build_tiny_model
-from cpt_utils.params import TinyModelParams
+from cpt_utils.config import TinyModelParams
 from cpt_utils.train import DataMismatch, TrainingDiverged, train
 
 from .numerics import exact

