@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
 
-ENGINES = ("single", "ddp", "fsdp", "deepspeed")
-
 DEEPSPEED_CPU_REASON = (
     "accelerate 1.15 sets up DeepSpeed only on accelerator devices: with several CPU processes its "
     "PartialState finds no backend and every process believes it is the only one (state.py), so "
