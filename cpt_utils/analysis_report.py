@@ -17,7 +17,7 @@ from .checkpointing import list_checkpoints, load_checkpoint_model
 from .headline import comparisons
 from .params import ExperimentParams
 from .plots import PALETTE, label
-from .readings import cannot_test_words
+from .readings import cannot_test_words, improves
 from .results import annealed_points, branch_dir, branch_points, final_eval, load_evals, main_final
 from .tasks import DOMAIN_SUBJECTS
 from .training_report import load_metrics
@@ -657,7 +657,7 @@ def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
     detail = lambda r: (f"{r['measure']} continued − control {fmt(r, 'continued − control')} "  # noqa: E731
                         f"(p = {r['continued − control p']:.2g}, adjusted {r['continued − control p_adj']:.2g}; vs base "
                         f"{fmt(r, 'continued − base')}, control vs base {fmt(r, 'control − base')})")
-    better = [r for r in spec if analysis._improves(r["continued − control"], r["better_when"])]
+    better = [r for r in spec if improves(r["continued − control"], r["better_when"])]
     worse = [r for r in spec if r not in better]
     if better:
         lines.append(f"- **Domain-specific gain** (continued − control significant), {len(better)} measure(s): "
@@ -669,7 +669,7 @@ def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
         lines.append("- **Domain-specific**: none — no measure differs significantly between the continued run and the control.")
     gen = by[analysis.GENERIC]
     if gen:
-        verb = "gains" if all(analysis._improves(r["continued − base"], r["better_when"]) for r in gen) else "changes"
+        verb = "gains" if all(improves(r["continued − base"], r["better_when"]) for r in gen) else "changes"
         lines.append(f"- **Generic (the control {verb} as much)**, {len(gen)} measure(s) where the control's own change "
                      "is significant in the same direction and continued − control is not: " + "; ".join(
                          f"{r['measure']} vs base {fmt(r, 'continued − base')}, control vs base {fmt(r, 'control − base')}, "

@@ -52,7 +52,7 @@ def contamination_key(params, data_dir: Path) -> str:
     import hashlib
     import json
 
-    from .eval_store import eval_fingerprint
+    from .results import eval_fingerprint
 
     manifest_path = Path(data_dir) / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .eval_store import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
+from .results import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
                          weights_identity, write_result)
 from .packing import PackedSplit
 from .perplexity import perplexity

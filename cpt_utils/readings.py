@@ -32,7 +32,7 @@ def pm(d: dict | None, digits: int = 3) -> str:
 
 
 # ------------------------------------------------------------------------- control: generic vs domain
-def _improves(delta: float, better_when: str) -> bool:
+def improves(delta: float, better_when: str) -> bool:
     return delta < 0 if better_when == "lower" else delta > 0
 
 
@@ -44,11 +44,11 @@ def effect_words(reading: str, vs_base: dict, vs_control: dict, better_when: str
         return cannot_test_words(vs_control.get("n") or vs_base.get("n") or 0)
     mde_c, mde_b = (mde_words(d.get("mde_80", math.nan)) for d in (vs_control, vs_base))
     if reading == DOMAIN_SPECIFIC:
-        which = "gain" if _improves(vs_control["delta"], better_when) else "loss"
+        which = "gain" if improves(vs_control["delta"], better_when) else "loss"
         return f"domain-specific {which} (MDE vs control ≈ {mde_c})"
     if reading == GENERIC:
         own = control_vs_base
-        which = "gains" if _improves(vs_base["delta"], better_when) else "loses"
+        which = "gains" if improves(vs_base["delta"], better_when) else "loses"
         return f"generic: the control {which} as much (its own change {own['delta']:+.3g}; MDE vs control ≈ {mde_c})"
     if reading == INCONCLUSIVE:
         lo, hi = confidence_interval(vs_control)
