@@ -2,20 +2,20 @@
 law with its uncertainty), what was forgotten (paired deltas with standard errors), and which
 mitigation gives the best trade-off (a stability–plasticity table and its Pareto front).
 
-Nothing here trains or evaluates; loaders at the bottom read a run's files into the tables. Every
-function that can fail on the data (too few points, a poor fit, an unreachable target) says so in its
-result instead of returning a number.
+Statistics only: nothing here trains, evaluates or reads a file (a run's results are read by
+``cpt_utils.results``), and no sentence of a report is built here (their words: ``cpt_utils.readings``).
+Every function that can fail on the data (too few points, a poor fit, an unreachable target) says so
+in its result instead of returning a number.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .eval_store import IncomparableResults, check_comparable, current_results  # noqa: F401  (re-exported)
+from .comparability import check_comparable
 
 # ------------------------------------------------------------------------------------ token efficiency
 
@@ -505,11 +505,6 @@ def _task_delta(b: dict, o: dict) -> dict:
     return unpaired_delta(b["value"], b["stderr"], o["value"], o["stderr"])
 
 
-def cannot_test_words(n: int) -> str:
-    """How an untestable held-out set is shown in place of a p-value."""
-    return f"cannot be tested ({n} documents)"
-
-
 def jackknife_cluster_delta(base_sums, other_sums, counts) -> tuple[float, float]:
     """(Σ other − Σ base) / Σ counts over the same documents, with the jackknife (CR3) cluster-robust SE:
     each document's residual ``s_d − Δ·c_d`` scaled by 1 / (1 − c_d/Σc), its leverage. The plain
@@ -535,7 +530,7 @@ def clustered_delta(base_sums, other_sums, counts) -> dict:
     out = {"delta": delta, "se": se, "df": df, "n": n, "paired": True, "test": "paired t, clustered by document"}
     if n < MIN_DOCUMENTS:
         return out | {"t": math.nan, "p": math.nan, "testable": False, "mde_80": math.nan,
-                      "reason": cannot_test_words(n)}
+                      "reason": f"cannot be tested ({n} documents)"}
     t, p = t_test(delta, se, df)
     return out | {"t": t, "p": p, "testable": True, "mde_80": min_detectable_effect(se, df)}
 
@@ -628,20 +623,6 @@ def group_deltas(base: dict, other: dict, groups: dict[str, list[str]], alpha: f
                          "p": p, "testable": True, "mde_80": min_detectable_effect(se, df),
                          "better_when": "higher" if kind == "accuracy" else "lower"})
     return mark_family(rows, "task groups vs base", alpha)
-
-
-def position_bias(evals: dict) -> list[dict]:
-    """Per task of one evaluation: the share of the most frequent predicted choice against the majority-
-    class baseline; letter formats answered mostly with one letter are flagged as at chance."""
-    rows = []
-    for task, t in evals.get("tasks", {}).items():
-        if "most_frequent_pred_share" not in t:
-            continue
-        rows.append({"task": task, "n": t["n"], "letter format": t.get("letter_format", False),
-                     "most frequent prediction share": t["most_frequent_pred_share"],
-                     "majority-class baseline": t.get("majority_baseline"), "chance": t.get("chance"),
-                     "at chance (position bias)": t.get("at_chance_by_position", False)})
-    return rows
 
 
 def per_subject_deltas(base: dict, other: dict, task: str) -> list[dict]:
@@ -751,103 +732,30 @@ def pareto_front(rows: list[dict], gain: str = "domain_gain", cost: str = "gener
     return front
 
 
-def _score(r: dict) -> float:
-    """What a run is ranked by: domain gain net of any general-loss increase (a general *improvement*
-    earns nothing extra: the point of continued pre-training is the domain)."""
-    return r["domain_gain"] - max(0.0, r["general_change"])
-
-
-def _score_difference_se(a: dict, b: dict, evals: dict[str, dict] | None) -> tuple[float, bool]:
-    """SE of ``_score(a) − _score(b)``: paired over the shared held-out documents when both runs' evals
-    carry per-document sums (much tighter: the documents' difficulty cancels), else unpaired."""
-    parts, paired = [], True
-    splits = ["val_domain"] + (["val_general"] if max(a["general_change"], b["general_change"]) > 0 else [])
-    for split in splits:
-        pa = (evals or {}).get(a["run"], {}).get("perplexity", {}).get(split)
-        pb = (evals or {}).get(b["run"], {}).get("perplexity", {}).get(split)
-        d = heldout_delta(pb, pa) if pa and pb else None
-        if d is not None and d["paired"]:
-            parts.append(d["se"])
-        else:
-            key = "domain_gain_se" if split == "val_domain" else "general_change_se"
-            parts.append(math.hypot(a[key], b[key]))
-            paired = False
-    return math.hypot(*parts), paired
-
-
-def recommend(rows: list[dict], reference: str | None = None, evals: dict[str, dict] | None = None) -> str:
-    """A recommendation that follows from the table: the Pareto-optimal run with the largest domain gain
-    net of any general-loss increase, with a caveat naming the runs it is not separable from (their score
-    difference not significant at 5%, two-sided; paired over documents when ``evals`` — run name → its final evaluation — are given)."""
-    if not rows:
-        return "No runs to compare."
-    best = next(r for r in rows if r["run"] == recommend_best(rows))
-    text = (f"**{best['run']}** is Pareto-optimal with a domain gain of {best['domain_gain']:.3f} ± "
-            f"{best['domain_gain_se']:.3f} nats/token and a general change of {best['general_change']:+.3f} ± "
-            f"{best['general_change_se']:.3f}.")
-    close, all_paired = [], True
-    for r in rows:
-        if r is best:
-            continue
-        se, paired = _score_difference_se(best, r, evals)
-        all_paired &= paired
-        if not t_test(_score(r) - _score(best), se, math.inf)[1] < 0.05:
-            close.append(r["run"])
-    if close:
-        how = ("paired over the shared held-out documents" if all_paired else
-               "unpaired SEs across runs, conservative since the held-out documents are shared")
-        text += (f" Caveat: {', '.join(close)} {'is' if len(close) == 1 else 'are'} not significantly different "
-                 f"from it (p ≥ 0.05, {how}) — the data do not separate them.")
-    if best["general_change"] < 0:
-        text += (" General held-out loss *fell* for this run: on this data the general text benefits from the domain "
-                 "training too (no forgetting to mitigate on perplexity).")
-    if reference and reference != best["run"]:
-        ref = next((r for r in rows if r["run"] == reference), None)
-        if ref:
-            text += (f" Compared with `{reference}` (no mitigation): domain gain {best['domain_gain'] - ref['domain_gain']:+.3f}, "
-                     f"general change {best['general_change'] - ref['general_change']:+.3f} nats/token.")
-    return text
-
-
 # ------------------------------------------------------------------------- control: generic vs domain
 #: How a change reads once the control run is beside it (``effect_reading``).
 DOMAIN_SPECIFIC, GENERIC, INCONCLUSIVE, NOT_DETECTED, CANNOT_TEST = (
     "domain-specific", "generic", "inconclusive", "not detected", "cannot be tested")
 
 
-def _improves(delta: float, better_when: str) -> bool:
-    return delta < 0 if better_when == "lower" else delta > 0
-
-
-def effect_reading(vs_base: dict, vs_control: dict, better_when: str,
-                   control_vs_base: dict | None = None) -> tuple[str, str]:
-    """(class, words) of one measure given ``continued − base``, ``continued − control`` and the control's
-    own change ``control − base`` (each with its family-adjusted ``significant``): *domain-specific* only
+def effect_class(vs_base: dict, vs_control: dict, better_when: str, control_vs_base: dict | None = None) -> str:
+    """The class of one measure given ``continued − base``, ``continued − control`` and the control's own
+    change ``control − base`` (each with its family-adjusted ``significant``): *domain-specific* only
     where continued − control is significant; *generic* only where continued − base is significant and
     the control's own change is significant in the same direction (evidence that any training does it,
-    not merely no evidence of a difference); *inconclusive*, with the interval of continued − control,
-    where continued − base is significant but the control's change is not; *not detected* otherwise.
-    The words carry the minimum detectable effect at 80% power."""
+    not merely no evidence of a difference); *inconclusive* where continued − base is significant but
+    the control's change is not; *not detected* otherwise; *cannot be tested* where either comparison is
+    not testable. Its words: ``readings.effect_words``."""
     if not (vs_base.get("testable", True) and vs_control.get("testable", True)):
-        return CANNOT_TEST, cannot_test_words(vs_control.get("n") or vs_base.get("n") or 0)
-    mde_c, mde_b = (_mde_words(d.get("mde_80", math.nan)) for d in (vs_control, vs_base))
+        return CANNOT_TEST
     if vs_control["significant"]:
-        which = "gain" if _improves(vs_control["delta"], better_when) else "loss"
-        return DOMAIN_SPECIFIC, f"domain-specific {which} (MDE vs control ≈ {mde_c})"
+        return DOMAIN_SPECIFIC
     if vs_base["significant"]:
         own = control_vs_base
         if own is not None and own["significant"] and np.sign(own["delta"]) == np.sign(vs_base["delta"]):
-            which = "gains" if _improves(vs_base["delta"], better_when) else "loses"
-            return GENERIC, f"generic: the control {which} as much (its own change {own['delta']:+.3g}; MDE vs control ≈ {mde_c})"
-        lo, hi = confidence_interval(vs_control)
-        return INCONCLUSIVE, (f"inconclusive: continued − control {vs_control['delta']:+.3g} (95% interval {lo:+.3g} to "
-                              f"{hi:+.3g}) and the control's own change is not significant")
-    return NOT_DETECTED, f"not detected (MDE ≈ {mde_b} vs base, {mde_c} vs control)"
-
-
-def _mde_words(mde: float) -> str:
-    """A detectable change in words; 0 means no item differed, so the paired SE says nothing."""
-    return f"{mde:.3g}" if mde and math.isfinite(mde) else "? (no item differed)"
+            return GENERIC
+        return INCONCLUSIVE
+    return NOT_DETECTED
 
 
 def _keyed_task_rows(a: dict, b: dict, groups: dict[str, list[str]], alpha: float) -> dict[tuple, dict]:
@@ -862,8 +770,9 @@ def control_deltas(base: dict, continued: dict, control: dict, groups: dict[str,
     """Every measure three ways, each paired (per item for tasks — the items are identical across
     checkpoints —, per document for held-out text, macro-averaged for task groups): ``continued − base``,
     ``control − base`` and ``continued − control``, each with SE, p and the p adjusted within its column
-    (each column is one family, ``FAMILIES``), and its reading (``effect_reading``). Keys: kind, subject
-    (a task, a split or a group), measure, better_when."""
+    (each column is one family, ``FAMILIES``), and its reading (``effect_class``). Keys: kind, subject
+    (a task, a split or a group), measure, better_when; last, ``reading inputs`` (the three comparisons the
+    reading's words are built from: ``readings.with_reading_words``)."""
     groups = groups or {}
     vs_base = _keyed_task_rows(base, continued, groups, alpha)
     ctl_base = _keyed_task_rows(base, control, groups, alpha)
@@ -877,7 +786,7 @@ def control_deltas(base: dict, continued: dict, control: dict, groups: dict[str,
         is_group = key[0] == "group"
         kind, subject = (key[2], key[1]) if is_group else key
         measure = (f"{subject} group: mean {kind} over {cb['tasks']} tasks" if is_group else cb["measure"])
-        reading, words = effect_reading(cb, cc, cb["better_when"], kb)
+        reading = effect_class(cb, cc, cb["better_when"], kb)
         rows.append({"kind": f"group {kind}" if is_group else kind, "subject": subject, "measure": measure,
                      "better_when": cb["better_when"], "n": cb["n"],
                      "base": cb["base"], "continued": cb["other"], "control": kb["other"],
@@ -892,29 +801,7 @@ def control_deltas(base: dict, continued: dict, control: dict, groups: dict[str,
                      "MDE vs control (80% power)": cc.get("mde_80", math.nan),
                      "testable": bool(cb.get("testable", True) and cc.get("testable", True)),
                      "paired": bool(cb.get("paired", True) and cc.get("paired", True)),
-                     "reading": reading, "reading words": words})
-    return rows
-
-
-def matched_control_evals(run_dir: str | Path) -> list[tuple[dict, dict]]:
-    """(continued, control) evaluation pairs at the checkpoints both runs evaluated (same token count),
-    in token order; empty without a control run."""
-    main, control = load_evals(run_dir), load_evals(Path(run_dir) / "control")
-    by_tokens = {ev["tokens"]: ev for name, ev in control.items() if name != "base"}
-    return [(ev, by_tokens[ev["tokens"]]) for name, ev in main.items() if name != "base" and ev["tokens"] in by_tokens]
-
-
-def compare_to_control(run_dir: str | Path, groups: dict[str, list[str]] | None = None, alpha: float = 0.05) -> list[dict]:
-    """``control_deltas`` at every checkpoint the main run and its control (``runs/<run>/control``) both
-    evaluated, against the main run's base evaluation; each row names its checkpoint and tokens. Empty
-    when there is no control run or no base evaluation."""
-    evals = load_evals(run_dir)
-    if "base" not in evals:
-        return []
-    rows = []
-    for continued, control in matched_control_evals(run_dir):
-        rows += [{"checkpoint": continued["checkpoint"], "tokens": continued["tokens"], **r}
-                 for r in control_deltas(evals["base"], continued, control, groups, alpha)]
+                     "reading": reading, "reading inputs": (cb, cc, kb)})
     return rows
 
 
@@ -953,12 +840,6 @@ def _significant(d: dict | None, alpha: float) -> bool:
     return bool(math.isfinite(p) and p < alpha)
 
 
-def _pm(d: dict | None, digits: int = 3) -> str:
-    if not d or not math.isfinite(d.get("delta", math.nan)):
-        return "—"
-    return f"{d['delta']:+.{digits}f} ± {d['se']:.{digits}f}"
-
-
 def mitigation_table(base: dict, variants: dict[str, dict], reference: str, groups: dict[str, list[str]] | None = None,
                      domain_group: str = "domain", alpha: float = 0.05) -> list[dict]:
     """Per variant, against the base and against ``reference`` (the unmitigated variant at the same
@@ -990,25 +871,32 @@ MITIGATION_TESTS = ("forgetting vs reference", "domain loss vs reference", "doma
                     "domain gold bpb vs reference")
 
 
-def _domain_cost(row: dict, alpha: float) -> list[str]:
-    """The significant domain costs of a variant against the reference, in words (empty: none detected)."""
+def domain_costs(row: dict, alpha: float) -> list[tuple[str, dict]]:
+    """The significant domain costs of a variant against the reference, as (measure, comparison): the
+    held-out domain loss up, the domain group's accuracy down, its gold bits/byte up (empty: none
+    detected). Their words: ``readings.domain_cost_words``."""
     costs = []
     d = row["domain loss vs reference"]
     if _significant(d, alpha) and d["delta"] > 0:
-        costs.append(f"held-out domain loss {_pm(d, 4)} nats/token (p = {d['p']:.2g})")
+        costs.append(("held-out domain loss", d))
     a = row["domain accuracy vs reference"]
     if _significant(a, alpha) and a["delta"] < 0:
-        costs.append(f"domain-group accuracy {_pm(a)} (p = {a['p']:.2g})")
+        costs.append(("domain-group accuracy", a))
     b = row["domain gold bpb vs reference"]
     if _significant(b, alpha) and b["delta"] > 0:
-        costs.append(f"domain-group gold bits/byte {_pm(b, 4)} (p = {b['p']:.2g})")
+        costs.append(("domain-group gold bits/byte", b))
     return costs
 
 
-def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str | None,
-                         groups: dict[str, list[str]] | None = None, domain_group: str = "domain",
-                         alpha: float = 0.05):
-    """Which mitigation reduces forgetting, at what cost in domain gain — read from paired comparisons
+def _forgetting_reading(row: dict, reducers: list[dict], worse: list[dict]) -> str:
+    return ("reference" if row["reference"] else "reduces forgetting" if row in reducers
+            else "more forgetting" if row in worse else "not separable from the reference")
+
+
+def mitigation_decision(base: dict, variants: dict[str, dict], reference: str | None,
+                        groups: dict[str, list[str]] | None = None, domain_group: str = "domain",
+                        alpha: float = 0.05) -> dict:
+    """Which mitigation reduces forgetting, at what cost in domain gain — decided from paired comparisons
     with the unmitigated ``reference`` variant (same budget, same held-out documents and items).
 
     Forgetting is the mean held-out loss change over every non-domain split (``mean_heldout_change``);
@@ -1017,239 +905,43 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
     those, the one with no detected domain cost and the largest reduction is recommended (or, when all
     cost something, the largest reduction, with its cost named). Every variant not separable from it
     (paired difference not significant) is named, and when no variant differs from the reference the
-    sentence says the data cannot separate them. Returns (markdown sentence, table)."""
-    import pandas as pd
+    data cannot separate them.
 
+    Returns the decision as data: ``status`` ("no variants", "no reference" or "compared"); when
+    compared, the ``rows`` of ``mitigation_table`` (each with its ``reading`` and ``domain costs``), the
+    reference's ``forgetting`` against the base over ``splits``, the ``others``, the variants that reduce
+    forgetting (``reducers``) and that forget more (``worse``), the recommended row (``best``, None when
+    no variant reduces forgetting), its ``costs``, the reducers it cannot be separated from with their
+    paired difference (``tied``) and those that reduce it only at a domain cost (``paid``). The words:
+    ``readings.recommend_mitigation``."""
     if not variants:
-        return "No variants are declared in the parameter file (`variants:`), so there is nothing to compare.", pd.DataFrame()
+        return {"status": "no variants", "reference": reference}
     if reference is None or reference not in variants:
-        return (f"No unmitigated reference variant{f' ({reference!r} has no evaluation)' if reference else ''}: "
-                "declare `no_mitigation` (the main recipe at the variants' budget) so each mitigation can be "
-                "compared with no mitigation at equal budget.", pd.DataFrame())
+        return {"status": "no reference", "reference": reference}
     rows = mitigation_table(base, variants, reference, groups, domain_group, alpha)
     by = {r["variant"]: r for r in rows}
-    ref = by[reference]
-    f_ref = ref["forgetting vs base"]
-    splits = ", ".join(forgetting_splits(base))
-    parts = []
-    if _significant(f_ref, alpha) and f_ref["delta"] > 0:
-        parts.append(f"Without mitigation (`{reference}`) the held-out loss outside the domain rises by {_pm(f_ref, 4)} "
-                     f"nats/token on average over {splits} (p = {f_ref['p']:.2g}; worst: {f_ref['worst']} "
-                     f"{f_ref['worst_delta']:+.4f} ± {f_ref['worst_se']:.4f}).")
-    elif not f_ref["testable"]:
-        parts.append(f"Without mitigation (`{reference}`) the mean held-out loss change over {splits} is {_pm(f_ref, 4)} "
-                     f"nats/token but cannot be tested: a split has fewer than {MIN_DOCUMENTS} documents.")
-    else:
-        parts.append(f"Without mitigation (`{reference}`) no forgetting is detected: the mean held-out loss change over "
-                     f"{splits} is {_pm(f_ref, 4)} nats/token (p = {f_ref['p']:.2g}; MDE at 80% power ≈ {f_ref['mde_80']:.4f}), "
-                     "so there is little for a mitigation to reduce on these held-out sets.")
     others = [r for r in rows if not r["reference"]]
     reducers = [r for r in others if _significant(r["forgetting vs reference"], alpha)
                 and r["forgetting vs reference"]["delta"] < 0]
     worse = [r for r in others if _significant(r["forgetting vs reference"], alpha)
              and r["forgetting vs reference"]["delta"] > 0]
     for r in rows:
-        d = r["forgetting vs reference"]
-        r["reading"] = ("reference" if r["reference"] else "reduces forgetting" if r in reducers
-                        else "more forgetting" if r in worse else "not separable from the reference")
-        r["domain cost"] = "—" if r["reference"] else ("; ".join(_domain_cost(r, alpha)) or "none detected")
-    if not reducers:
-        ses = [r["forgetting vs reference"]["mde_80"] for r in others if math.isfinite(r["forgetting vs reference"]["mde_80"])]
-        parts.append(f"No variant reduces forgetting detectably against `{reference}` "
-                     + (f"(each comparison's MDE at 80% power ≈ {min(ses):.4f}–{max(ses):.4f} nats/token)" if ses else "")
-                     + ": the data cannot separate the variants, so none is recommended on this evidence.")
-        if worse:
-            names = ", ".join(f"`{r['variant']}`" for r in worse)
-            parts.append(f"{names} forget{'s' if len(worse) == 1 else ''} "
-                         "*more* than the reference.")
-    else:
-        free = [r for r in reducers if not _domain_cost(r, alpha)]
+        r["reading"] = _forgetting_reading(r, reducers, worse)
+        r["domain costs"] = [] if r["reference"] else domain_costs(r, alpha)
+    f_ref = by[reference]["forgetting vs base"]
+    out = {"status": "compared", "reference": reference, "rows": rows, "splits": forgetting_splits(base),
+           "forgetting": f_ref, "reference forgets": _significant(f_ref, alpha) and f_ref["delta"] > 0, "others": others, "reducers": reducers,
+           "worse": worse, "best": None, "costs": [], "tied": [], "paid": []}
+    if reducers:
+        free = [r for r in reducers if not domain_costs(r, alpha)]
         best = max(free or reducers, key=lambda r: -r["forgetting vs reference"]["delta"])
-        d = best["forgetting vs reference"]
-        cost = _domain_cost(best, alpha)
-        dom = best["domain loss vs reference"]
-        parts.append(f"**Recommended: `{best['variant']}`** — it reduces forgetting by {-d['delta']:.4f} ± {d['se']:.4f} "
-                     f"nats/token against `{reference}` (p = {d['p']:.2g}, adjusted {d['p_adj']:.2g}), "
-                     + (f"at a cost of {'; '.join(cost)}." if cost else
-                        f"with no detected cost in domain gain (held-out domain loss {_pm(dom, 4)} nats/token against "
-                        f"`{reference}`, p = {dom['p']:.2g}; MDE at 80% power ≈ {dom['mde_80']:.4f})."))
         tied = []
         for r in reducers:
             if r is best:
                 continue
             diff = mean_heldout_change(variants[best["variant"]], variants[r["variant"]], forgetting_splits(base), alpha)
             if not diff["significant"]:
-                tied.append(f"`{r['variant']}` ({diff['delta']:+.4f} ± {diff['se']:.4f} more forgetting, paired)")
-        if tied:
-            parts.append(f"The data cannot separate it from {', '.join(tied)}, which also reduce{'s' if len(tied) == 1 else ''} "
-                         "forgetting; choose among them by cost.")
-        if free and len(free) < len(reducers):
-            paid = [r["variant"] for r in reducers if r not in free]
-            names = ", ".join(f"`{v}`" for v in paid)
-            parts.append(f"{names} also reduce{'s' if len(paid) == 1 else ''} forgetting but "
-                         "at a detected domain cost.")
-    table = pd.DataFrame([{
-        "variant": r["variant"], "tokens": r["tokens"], "reading": r["reading"],
-        "forgetting vs base (nats/token)": _pm(r["forgetting vs base"], 4),
-        "worst split": r["forgetting vs base"]["worst"],
-        "forgetting vs reference": _pm(r["forgetting vs reference"], 4),
-        "p (forgetting vs reference)": r["forgetting vs reference"]["p"],
-        "p adjusted (forgetting vs reference)": r["forgetting vs reference"].get("p_adj", math.nan),
-        "domain loss vs base": _pm(r["domain loss vs base"], 4),
-        "domain loss vs reference": _pm(r["domain loss vs reference"], 4),
-        "p (domain loss vs reference)": r["domain loss vs reference"]["p"],
-        "domain accuracy vs reference": _pm(r["domain accuracy vs reference"]),
-        "domain gold bits/byte vs reference": _pm(r["domain gold bpb vs reference"], 4),
-        "domain cost": r["domain cost"]} for r in rows])
-    return " ".join(parts), table
-
-
-# ------------------------------------------------------------------------------------------ loaders
-def load_evals(run_dir: str | Path) -> dict[str, dict]:
-    """The *current* ``evals/*.json`` of a run by checkpoint name, sorted by tokens: a result whose
-    checkpoint was retrained or removed is left out (``eval_store.stale_reason``)."""
-    return current_results(Path(run_dir))
-
-
-def final_eval(run_dir: str | Path) -> dict | None:
-    """The current evaluation with the most tokens (None without one)."""
-    evals = load_evals(run_dir)
-    return list(evals.values())[-1] if evals else None
-
-
-def curve_table(run_dir: str | Path):
-    """Tokens seen vs held-out losses and task scores, one row per evaluated checkpoint."""
-    import pandas as pd
-
-    rows = []
-    for name, r in load_evals(run_dir).items():
-        row = {"checkpoint": name, "tokens": r["tokens"]}
-        for split, p in r["perplexity"].items():
-            row[f"{split}_loss"], row[f"{split}_loss_se"] = p["loss"], p["loss_se"]
-            row[f"{split}_bpb"] = p.get("bits_per_byte")
-        for task, t in r["tasks"].items():
-            row[task], row[f"{task}_se"] = t["value"], t["stderr"]
-            if "gold_bpb" in t:
-                row[f"{task}_gold_bpb"], row[f"{task}_gold_bpb_se"] = t["gold_bpb"], t["gold_bpb_se"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def load_variant_evals(run_dir: str | Path) -> dict[str, dict]:
-    """Final evaluation of every variant found under ``run_dir/variants`` (those with one), by name."""
-    found = {p.name: final_eval(p) for p in sorted((Path(run_dir) / "variants").glob("*")) if p.is_dir()}
-    return {name: ev for name, ev in found.items() if ev}
-
-
-def variants_table(run_dir: str | Path):
-    """The main run's and its variants' final evaluations as one tidy table: run, checkpoint, tokens,
-    measure, value, stderr (losses for the held-out splits, scores for the tasks)."""
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    runs = {"main run": final_eval(run_dir), **load_variant_evals(run_dir)}
-    rows = []
-    for run, ev in runs.items():
-        if not ev:
-            continue
-        for split, p in ev["perplexity"].items():
-            rows.append({"run": run, "checkpoint": ev["checkpoint"], "tokens": ev["tokens"],
-                         "measure": f"{split}_loss", "value": p["loss"], "stderr": p["loss_se"]})
-        for task, t in ev["tasks"].items():
-            rows.append({"run": run, "checkpoint": ev["checkpoint"], "tokens": ev["tokens"],
-                         "measure": task, "value": t["value"], "stderr": t["stderr"]})
-    return pd.DataFrame(rows, columns=["run", "checkpoint", "tokens", "measure", "value", "stderr"])
-
-
-def _task_sections(tasks: list[str], groups: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
-    """Tasks by declared group (in the file's order), then the ungrouped ones."""
-    sections, seen = [], set()
-    for group, members in groups.items():
-        found = [t for t in members if t in tasks]
-        if found:
-            sections.append((f"{group} tasks", found))
-            seen |= set(found)
-    rest = [t for t in tasks if t not in seen]
-    if rest:
-        sections.append(("other tasks" if sections else "tasks", rest))
-    return sections
-
-
-def headline_table(run_dir: str | Path, groups: dict[str, list[str]] | None = None, control: bool = True):
-    """The paper's table, computed from the run: benchmark × (n, base, continued, change ± SE, p raw and
-    adjusted within its family (``FAMILIES``), minimum detectable effect at 80% power), tasks grouped as declared in ``eval.task_groups`` with each group's paired
-    aggregate, then held-out text by register (loss and bits per byte), then tokens and time. Empty
-    until the run has the base and at least one checkpoint evaluated.
-
-    With a control run evaluated at the final checkpoint's token count (``control``: look for one), each
-    row gains ``control − base``, the "vs control" column ``continued − control ± SE`` with its p (raw and
-    adjusted), and the reading (``effect_reading``: domain-specific, generic, inconclusive, not detected).
-    A held-out set too small to test shows "cannot be tested (n documents)" in place of its p."""
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    evals = load_evals(run_dir)
-    if "base" not in evals or len(evals) < 2:
-        return pd.DataFrame()
-    base, final = evals["base"], list(evals.values())[-1]
-    groups = groups or {}
-    cmp = {(r["kind"], r["subject"]): r for r in compare_evals(base, final)}
-    pair = [c for f, c in matched_control_evals(run_dir) if f["checkpoint"] == final["checkpoint"]] if control else []
-    vs_control = {(r["kind"], r["subject"]): r for r in control_deltas(base, final, pair[0], groups)} if pair else {}
-
-    def row(section: str, measure: str, r: dict, digits: int = 3, key: tuple | None = None) -> dict:
-        out = {"section": section, "measure": measure, "n": r.get("n"), "base": round(r["base"], digits),
-               "continued": round(r["other"], digits), "change ± SE": f"{r['delta']:+.{digits}f} ± {r['se']:.{digits}f}",
-               **_p_cells(r, "p"), "MDE (80% power)": round(r["mde_80"], digits), "better": r["better_when"]}
-        c = vs_control.get(key)
-        if c is not None:
-            out.update({"control − base ± SE": f"{c['control − base']:+.{digits}f} ± {c['control − base SE']:.{digits}f}",
-                        "vs control ± SE": f"{c['continued − control']:+.{digits}f} ± "
-                                                                f"{c['continued − control SE']:.{digits}f}",
-                        **_p_cells({"p": c["continued − control p"], "p_adj": c["continued − control p_adj"],
-                                    "testable": c["testable"], "n": c["n"]}, "p vs control"),
-                        "MDE vs control (80% power)": round(c["MDE vs control (80% power)"], digits),
-                        "reading": c["reading words"]})
-        return out
-
-    rows = []
-    group_rows = {(g["group"], g["kind"]): g for g in group_deltas(base, final, groups)}
-    for section, tasks in _task_sections(list(base.get("tasks", {})), groups):
-        for task in tasks:
-            t = base["tasks"][task]
-            if ("accuracy", task) in cmp:
-                flag = " — at chance (position bias)" if t.get("at_chance_by_position") else ""
-                rows.append(row(section, f"{task} ({t['metric']}){flag}", cmp[("accuracy", task)], key=("accuracy", task)))
-            if ("gold bits/byte", task) in cmp:
-                rows.append(row(section, f"{task} (gold bits/byte)", cmp[("gold bits/byte", task)], 4,
-                                key=("gold bits/byte", task)))
-        group = section.removesuffix(" tasks")
-        for kind, unit in (("accuracy", "mean accuracy"), ("gold bits/byte", "mean gold bits/byte")):
-            g = group_rows.get((group, kind))
-            if g:
-                rows.append(row(section, f"{group} group: {unit} over {g['tasks']} tasks",
-                                {**g, "better_when": g["better_when"]}, 4 if kind != "accuracy" else 3,
-                                key=(f"group {kind}", group)))
-    for split in base["perplexity"]:
-        for kind, unit in (("held-out loss", "loss (nats/token)"), ("held-out bits/byte", "bits/byte")):
-            if (kind, split) in cmp:
-                r = cmp[(kind, split)]
-                rows.append(row("held-out text", f"{split} {unit}", r, 4, key=(kind, split)) | {"n": f"{r['n']} documents"})
-    rows.append({"section": "run", "measure": "tokens seen", "continued": final["tokens"]})
-    rows.append({"section": "run", "measure": "evaluation time per checkpoint (s)", "base": round(base.get("time_s", math.nan), 1),
-                 "continued": round(final.get("time_s", math.nan), 1)})
-    return pd.DataFrame(rows)
-
-
-def _p_cells(r: dict, name: str) -> dict:
-    """The raw and family-adjusted p of a row, or "cannot be tested (n documents)" in both."""
-    if not r.get("testable", True):
-        words = cannot_test_words(r.get("n") or 0)
-        return {name: words, f"{name} (adjusted)": words}
-    return {name: r["p"], f"{name} (adjusted)": r.get("p_adj", math.nan)}
-
-
-def recommend_best(rows: list[dict]) -> str:
-    """The Pareto-optimal run with the largest domain gain net of any general-loss increase."""
-    front = [r for r in rows if r["run"] in pareto_front(rows)]
-    return max(front, key=_score)["run"]
+                tied.append((r, diff))
+        paid = [r["variant"] for r in reducers if r not in free] if free and len(free) < len(reducers) else []
+        out.update(best=best, costs=domain_costs(best, alpha), tied=tied, paid=paid)
+    return out

@@ -6,13 +6,20 @@ report cannot drift from the data it shows.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from . import analysis
+from .checkpointing import list_checkpoints, load_checkpoint_model
+from .headline import comparisons
 from .config import ExperimentParams
+from .plots import PALETTE, label
+from .readings import cannot_test_words, improves
+from .results import annealed_points, branch_dir, branch_points, final_eval, load_evals, main_final
+from .tasks import DOMAIN_SUBJECTS
 from .training_report import load_metrics
 
 
@@ -40,10 +47,8 @@ def fit_points(run_dir: Path, params: ExperimentParams):
     """The points the token-efficiency fit uses, and a sentence saying which and why.
 
     With decay branches (``train.decay_branch_fraction``) they are the annealed models
-    (``branches.annealed_points``); otherwise the in-loop evaluations of the one run, with the caveat
+    (``results.annealed_points``); otherwise the in-loop evaluations of the one run, with the caveat
     that its schedule bends them."""
-    from .branches import annealed_points
-
     tp = params.train
     if not tp.decay_branch_fraction:
         how = {"cosine": "whose cosine anneal bends the last points down", "wsd": "whose final decay bends the last points down",
@@ -75,12 +80,10 @@ def annealed_evals(params: ExperimentParams, run_dir: Path) -> dict[str, dict]:
     Why: a checkpoint taken at the peak learning rate sits above what an annealed model of the same
     tokens reaches, so comparing it with the annealed final (``analysis.paper_finding``,
     ``analysis.score_trends``) credits the decay's drop to the extra tokens."""
-    from .branches import branch_dir, branch_points, main_final
-
-    main = analysis.load_evals(run_dir)
+    main = load_evals(run_dir)
     found = {"base": main["base"]} if "base" in main else {}
     for checkpoint in branch_points(params, run_dir):
-        ev = analysis.final_eval(branch_dir(run_dir, checkpoint["name"]))
+        ev = final_eval(branch_dir(run_dir, checkpoint["name"]))
         if ev is not None:
             found[f"branch-{checkpoint['name']}"] = ev
     final = main_final(params, run_dir)
@@ -106,7 +109,7 @@ def fit_table(fitted: dict[str, analysis.Fit], points=None):
     """Both fits side by side: parameters with 95% intervals (GLS with the points' covariance; none where
     the fit has fewer than 2 residual degrees of freedom), R², AICc (lower is better), and
     — given the points — the RMSE of predicting the last two evaluations from a fit to the earlier ones."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     rows = []
     for name, f in fitted.items():
@@ -132,9 +135,7 @@ def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[in
     """The fitted points (±1 SE) with the domain fit and its 95% band (only over the fitted tokens, and
     only where the fit has intervals); ``context`` (e.g. the in-loop points when annealed points are
     fitted) drawn faintly behind them."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
     fig, ax = plt.subplots()
     if context is not None and len(context):
@@ -162,9 +163,7 @@ def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[in
 def fig_task_curves(evals: dict[str, dict], milestones: list[int] = ()):
     """Accuracy (each task's own chance level dashed in its colour) and the gold answer's bits per byte
     at each checkpoint, ±1 SE."""
-    import matplotlib.pyplot as plt
-
-    from .plots import label
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
     fig, (acc_ax, bpb_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     ordered = sorted(evals.values(), key=lambda e: e["tokens"])
@@ -193,7 +192,7 @@ def fig_task_curves(evals: dict[str, dict], milestones: list[int] = ()):
 def group_curve_table(evals: dict[str, dict], groups: dict[str, list[str]]):
     """Each declared task group at each checkpoint against the base: mean accuracy and mean gold bits per
     byte, their paired change ± SE and p (macro-average over the group's tasks)."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     base = evals.get("base")
     rows = []
@@ -209,9 +208,7 @@ def group_curve_table(evals: dict[str, dict], groups: dict[str, list[str]]):
 
 
 def fig_fit_residuals(points, fitted: dict[str, analysis.Fit]):
-    import matplotlib.pyplot as plt
-
-    from .plots import label
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
     if not any(f.ok for f in fitted.values()):
@@ -232,7 +229,7 @@ def fig_fit_residuals(points, fitted: dict[str, analysis.Fit]):
 
 def efficiency_table(points, params: ExperimentParams, n_params: int):
     """Loss drop per 10% of the budget, tokens per parameter, at each evaluation."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     step = params.train.token_budget / 10
     gains = analysis.marginal_gains(points.tokens, points.val_domain_loss, step)
@@ -292,7 +289,7 @@ def paper_comparison(evals: dict[str, dict]):
     """The paper's finding (400M → 1B: positive but diminishing returns) tested on this run's annealed
     evaluations (``annealed_evals``) with ``analysis.paper_finding``: one row with the verdict and the
     numbers behind it."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     f = analysis.paper_finding(evals)
     span = (f"{_fmt_tokens(f['mid_tokens'])} → {_fmt_tokens(f['final_tokens'])} tokens "
@@ -305,7 +302,7 @@ def paper_comparison(evals: dict[str, dict]):
 def score_trend_table(evals: dict[str, dict], params: ExperimentParams):
     """Task scores base → final (pass ``annealed_evals``): moved beyond noise or not (adjusted p within the
     tasks' family), and the extrapolation where it is allowed."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     rows = analysis.score_trends(evals, min_r2=params.analysis.min_fit_r2)
     cols = ["task", "metric", "first", "last", "delta", "se", "p", "p_adj", "moved", "extrapolation"]
@@ -316,12 +313,12 @@ def score_trend_table(evals: dict[str, dict], params: ExperimentParams):
 def comparison_table(base: dict, other: dict):
     """Every held-out split and task, base vs other: n, values, paired change ± SE, p (raw and adjusted
     within the comparison's family), and the minimum detectable effect at 80% power."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
-    frame = pd.DataFrame(analysis.compare_evals(base, other))
+    frame = pd.DataFrame(comparisons(base, other)["rows"])  # the headline's rows (``headline.comparisons``)
     if "ppl_change_pct" not in frame:
         frame["ppl_change_pct"] = frame["ppl_change_pct_se"] = math.nan
-    frame["p"] = [p if t else analysis.cannot_test_words(n) for p, t, n in zip(frame.p, frame.testable, frame.n)]
+    frame["p"] = [p if t else cannot_test_words(n) for p, t, n in zip(frame.p, frame.testable, frame.n)]
     frame = frame[["measure", "n", "base", "other", "delta", "se", "mde_80", "p", "p_adj", "test", "significant",
                    "better_when", "ppl_change_pct", "ppl_change_pct_se"]]
     return frame.rename(columns={"other": "continued", "delta": "continued − base", "se": "SE", "p_adj": "p (adjusted)",
@@ -331,7 +328,7 @@ def comparison_table(base: dict, other: dict):
 
 def group_table(base: dict, other: dict, params: ExperimentParams):
     """The declared task groups (``eval.task_groups``), base vs other, paired."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     rows = analysis.group_deltas(base, other, params.eval.task_groups)
     cols = ["group", "kind", "tasks", "n", "base", "other", "delta", "se", "p", "p_adj", "mde_80", "significant"]
@@ -344,9 +341,8 @@ def task_info_table(ev: dict, run_dir: Path):
     """What each task's score can mean: items, chance, majority-class baseline, position bias (share of
     the most frequent predicted choice; a letter format answered mostly with one letter is at chance),
     and contamination (items whose 13-token windows occur in the training data)."""
-    import json
 
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     contamination = {}
     path = Path(run_dir) / "contamination.json"
@@ -374,7 +370,7 @@ def forgetting_narrative(base: dict, other: dict, params: ExperimentParams | Non
             continue
         if not r["testable"]:
             lines.append(f"- `{r['subject']}` held-out loss {r['delta']:+.3f} ± {r['se']:.3f} nats: "
-                         f"{analysis.cannot_test_words(r['n'])}.")
+                         f"{cannot_test_words(r['n'])}.")
             continue
         verdict = ("significant" if r["significant"] else "within noise") + f", p = {r['p']:.2g}, adjusted {r['p_adj']:.2g}"
         lines.append(f"- `{r['subject']}` held-out perplexity changed by {r['ppl_change_pct']:+.1f}% ± "
@@ -402,9 +398,7 @@ def forgetting_narrative(base: dict, other: dict, params: ExperimentParams | Non
 def subject_table(base: dict, other: dict):
     """Accuracy change per subject, per task (each MMLU formulation separately: the letter and cloze
     versions share items, so pooling them would double n)."""
-    import pandas as pd
-
-    from .tasks import DOMAIN_SUBJECTS
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     rows = []
     for task in base.get("tasks", {}):
@@ -414,9 +408,7 @@ def subject_table(base: dict, other: dict):
 
 
 def fig_subjects(table):
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
     tasks = list(dict.fromkeys(table.task)) if not table.empty else []
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6.5 * max(1, len(tasks)), max(3.0, 0.09 * len(table) + 1.5)),
@@ -441,7 +433,7 @@ def variant_rows(base: dict, main_final: dict | None, variants, params: Experime
     no longer in the file are ignored), plus the main run for reference. ``variants``: name → final
     evaluation, or the table ``run_variants`` returns."""
     if hasattr(variants, "to_dict"):  # the run_variants table: read each variant's final evaluation
-        variants = {r["variant"]: analysis.final_eval(r["path"]) for r in variants.to_dict("records")}
+        variants = {r["variant"]: final_eval(r["path"]) for r in variants.to_dict("records")}
     runs = {name: ev for name, ev in variants.items() if ev and name in params.variants}
     rows = analysis.stability_plasticity(base, runs)
     for r in rows:
@@ -456,9 +448,7 @@ def variant_rows(base: dict, main_final: dict | None, variants, params: Experime
 def fig_stability_plasticity(rows: list[dict]):
     """Domain gain against the forgetting score (``analysis.forgetting_score``: the mean loss change over
     the held-out registers), ±1 SE; the Pareto front of the variants on these two axes."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     comparable = [r for r in rows if r["run"] != "main run"]
@@ -508,14 +498,14 @@ def register_table(base: dict, continued: dict | None, variants: dict[str, dict]
     (clustered by document), p raw and adjusted within the run's registers (one family), and whether the
     loss change is significant (adjusted p < 0.05); a register with too few documents reads "cannot be
     tested (n documents)"."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     rows = []
     for run, ev in _register_runs(continued, variants, params).items():
         for r in analysis.register_deltas(base, ev):
             rows.append({"run": run, "register": r["register"], "documents": r["n"],
                          "base loss": r["base_loss"], "loss change (nats/token)": r["loss_delta"], "SE": r["loss_se"],
-                         "p": r["loss_p"] if r["testable"] else analysis.cannot_test_words(r["n"]),
+                         "p": r["loss_p"] if r["testable"] else cannot_test_words(r["n"]),
                          "p (adjusted)": r["loss_p_adj"], "bits/byte change": r.get("bpb_delta", math.nan),
                          "SE (bits/byte)": r.get("bpb_se", math.nan), "p (bits/byte)": r.get("bpb_p", math.nan),
                          "significant": r["significant"]})
@@ -527,7 +517,7 @@ def forgetting_table(base: dict, continued: dict | None, variants: dict[str, dic
     """Per run, the two summaries of the registers side by side with the domain gain: the forgetting
     axis (mean change ± SE, p) and the worst register (its change ± SE, p), and the registers whose
     loss rose significantly (adjusted within the run's registers)."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     rows = []
     for run, ev in _register_runs(continued, variants, params).items():
@@ -547,9 +537,7 @@ def fig_register_deltas(base: dict, continued: dict | None, variants: dict[str, 
                         params: ExperimentParams | None = None):
     """Loss (nats/token) and bits-per-byte change vs base per held-out register, one bar per register
     and run, with 95% intervals (t on the row's df; paired, clustered by document): above zero = forgotten."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
     runs = _register_runs(continued, variants, params)
     table = {run: {r["register"]: r for r in analysis.register_deltas(base, ev)} for run, ev in runs.items()}
@@ -601,8 +589,6 @@ def forgetting_axis_note(base: dict, continued: dict | None) -> str:
 
 def model_parameters(run_dir: Path) -> int:
     """Parameter count of the trained model, as recorded in its checkpoints."""
-    from .checkpointing import list_checkpoints, load_checkpoint_model
-
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise ValueError(f"{run_dir}: no checkpoints; run notebook 03 (training) first")
@@ -627,9 +613,9 @@ def reference_variant(params: ExperimentParams) -> str | None:
 
 # ----------------------------------------------------------------------------- 05: control run
 def control_table(rows: list[dict], checkpoint: str | None = None):
-    """``analysis.compare_to_control`` rows of one checkpoint (default: the last) as a table: base,
+    """``headline.compare_to_control`` rows of one checkpoint (default: the last) as a table: base,
     continued, control, the three paired changes ± SE with p, and the reading."""
-    import pandas as pd
+    import pandas as pd  # lazy: importing the report module must not import pandas
 
     if not rows:
         return pd.DataFrame()
@@ -671,7 +657,7 @@ def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
     detail = lambda r: (f"{r['measure']} continued − control {fmt(r, 'continued − control')} "  # noqa: E731
                         f"(p = {r['continued − control p']:.2g}, adjusted {r['continued − control p_adj']:.2g}; vs base "
                         f"{fmt(r, 'continued − base')}, control vs base {fmt(r, 'control − base')})")
-    better = [r for r in spec if analysis._improves(r["continued − control"], r["better_when"])]
+    better = [r for r in spec if improves(r["continued − control"], r["better_when"])]
     worse = [r for r in spec if r not in better]
     if better:
         lines.append(f"- **Domain-specific gain** (continued − control significant), {len(better)} measure(s): "
@@ -683,7 +669,7 @@ def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
         lines.append("- **Domain-specific**: none — no measure differs significantly between the continued run and the control.")
     gen = by[analysis.GENERIC]
     if gen:
-        verb = "gains" if all(analysis._improves(r["continued − base"], r["better_when"]) for r in gen) else "changes"
+        verb = "gains" if all(improves(r["continued − base"], r["better_when"]) for r in gen) else "changes"
         lines.append(f"- **Generic (the control {verb} as much)**, {len(gen)} measure(s) where the control's own change "
                      "is significant in the same direction and continued − control is not: " + "; ".join(
                          f"{r['measure']} vs base {fmt(r, 'continued − base')}, control vs base {fmt(r, 'control − base')}, "
@@ -715,9 +701,7 @@ def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
 def fig_control(rows: list[dict]):
     """Held-out losses and task-group gold bits per byte at the last compared checkpoint: the continued
     run's and the control's change against the base side by side, with paired 95% intervals (t)."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     last = rows[-1]["checkpoint"] if rows else None

@@ -23,31 +23,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .checkpointing import list_checkpoints
+from .evaluate import evaluate_run
 from .config import ExperimentParams, derive
+from .results import branch_dir, branch_points, final_eval, finished_variant, run_fingerprint
+from .train import train
 
 COLUMNS = ["branch", "status", "from_tokens", "branch_tokens", "tokens", "val_domain_loss", "val_domain_loss_se",
            "val_general_loss", "path", "note"]
-
-
-def branch_dir(run_dir: str | Path, milestone: str) -> Path:
-    return Path(run_dir) / "branches" / milestone
-
-
-def branch_points(params: ExperimentParams, run_dir: str | Path) -> list[dict]:
-    """The checkpoints of this run's trajectory a branch starts from: every milestone before the final
-    one (the final checkpoint is annealed by the run's own decay), and the final one too when the
-    schedule never decays (``constant``)."""
-    from .checkpointing import list_checkpoints
-    from .train import trajectory_fingerprint
-
-    run_dir = Path(run_dir)
-    if not params.train.decay_branch_fraction or not (run_dir / "data" / "manifest.json").is_file():
-        return []
-    trajectory = trajectory_fingerprint(params, run_dir / "data")
-    current = [c for c in list_checkpoints(run_dir) if c.get("trajectory_fingerprint") == trajectory]
-    last = max((c["tokens"] for c in current if c.get("final")), default=None)
-    return [c for c in current if (c.get("milestone") and not c.get("final"))
-            or (c.get("final") and c["tokens"] == last and params.train.schedule == "constant")]
 
 
 def branch_params(params: ExperimentParams, checkpoint: dict) -> ExperimentParams:
@@ -57,9 +40,6 @@ def branch_params(params: ExperimentParams, checkpoint: dict) -> ExperimentParam
 
 
 def _trained(bparams: ExperimentParams, bdir: Path, data_dir: Path) -> dict | None:
-    from .checkpointing import list_checkpoints
-    from .train import run_fingerprint
-
     expected = run_fingerprint(bparams, data_dir)
     return next((c for c in reversed(list_checkpoints(bdir)) if c.get("final") and c.get("params_fingerprint") == expected), None)
 
@@ -68,12 +48,7 @@ def run_branches(params: ExperimentParams, run_dir: str | Path, progress: bool =
     """Train and evaluate the decay branch of every branch point (``branch_points``), reusing finished
     ones; return one row per branch: milestone, status (reused, computed, or why it could not run),
     tokens before and in the branch, the annealed held-out losses and its folder."""
-    import pandas as pd
-
-    from .analysis import final_eval
-    from .evaluate import evaluate_run
-    from .train import train
-    from .variants import finished_variant
+    import pandas as pd  # lazy: a light command importing branches must not pay for pandas
 
     run_dir = Path(run_dir)
     data_dir = run_dir / "data"
@@ -106,47 +81,3 @@ def run_branches(params: ExperimentParams, run_dir: str | Path, progress: bool =
         rows.append({**row, "status": status, "val_domain_loss": p["val_domain"]["loss"],
                      "val_domain_loss_se": p["val_domain"]["loss_se"], "val_general_loss": p["val_general"]["loss"]})
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def main_final(params: ExperimentParams, run_dir: str | Path) -> dict | None:
-    """The main run's final checkpoint at its current budget, if trained."""
-    run_dir = Path(run_dir)
-    from .checkpointing import list_checkpoints
-    from .train import run_fingerprint
-
-    if not (run_dir / "data" / "manifest.json").is_file():
-        return None
-    expected = run_fingerprint(params, run_dir / "data")
-    return next((c for c in list_checkpoints(run_dir) if c.get("final") and c.get("params_fingerprint") == expected), None)
-
-
-def annealed_points(params: ExperimentParams, run_dir: str | Path):
-    """Held-out losses of the annealed models against tokens: the base model (tokens 0), each finished
-    branch's end (tokens = milestone + branch tokens), and the main run's final checkpoint when its
-    schedule decays (wsd or cosine: annealed by its own decay). One row each with its ``source``."""
-    import pandas as pd
-
-    from .analysis import final_eval, load_evals
-
-    run_dir = Path(run_dir)
-    rows = []
-    main = load_evals(run_dir)
-
-    def row(ev: dict, source: str) -> dict:
-        out = {"tokens": ev["tokens"], "source": source, "checkpoint": ev["checkpoint"]}
-        for split, p in ev["perplexity"].items():
-            out[f"{split}_loss"], out[f"{split}_loss_se"] = p["loss"], p["loss_se"]
-        return out
-
-    if "base" in main:
-        rows.append(row(main["base"], "base model"))
-    for checkpoint in branch_points(params, run_dir):
-        ev = final_eval(branch_dir(run_dir, checkpoint["name"]))
-        if ev is not None:
-            rows.append(row(ev, f"decay branch from {checkpoint['name']} ({checkpoint['tokens']:,} + "
-                                f"{ev['tokens'] - checkpoint['tokens']:,} tokens)"))
-    final = main_final(params, run_dir)
-    if final is not None and final["name"] in main and params.train.schedule != "constant":
-        rows.append(row(main[final["name"]], f"main run's final checkpoint (annealed by its own {params.train.schedule} decay)"))
-    frame = pd.DataFrame(rows)
-    return frame.sort_values("tokens").reset_index(drop=True) if len(frame) else frame

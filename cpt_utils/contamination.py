@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .eval_store import eval_fingerprint
+from .results import eval_fingerprint
 from .packing import PackedSplit
 from .tasks import item_texts as task_item_texts
 

@@ -31,8 +31,6 @@ from transformers import AutoModelForCausalLM
 from .errors import CptError
 from .precision import accelerate_mixed_precision
 
-ENGINES = ("single", "ddp", "fsdp", "deepspeed")
-
 DEEPSPEED_CPU_REASON = (
     "accelerate 1.15 sets up DeepSpeed only on accelerator devices: with several CPU processes its "
     "PartialState finds no backend and every process believes it is the only one (state.py), so "

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .atomic import atomic_write, atomic_write_json
 from .checkpointing import list_checkpoints, load_checkpoint_model
 from .contamination import contamination, contamination_key
-from .eval_store import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
+from .results import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
                          weights_identity, write_result)
 from .modeling import load_model, load_tokenizer, model_id
 from .packing import PackedSplit, heldout_splits

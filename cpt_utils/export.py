@@ -19,7 +19,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .checkpointing import list_checkpoints
 from .errors import CptError
+from .model_card import write_card
+from .paths import configure_environment, runs_root
+from .results import weights_identity
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -38,8 +42,6 @@ class ExportError(CptError, ValueError):
 # ------------------------------------------------------------------------------------------ resolve
 def resolve_run(run: str | Path) -> Path:
     """``run`` as a run directory: a path holding ``checkpoints/``, or a name under ``runs/``."""
-    from .paths import runs_root
-
     as_path = Path(run).expanduser()
     for candidate in (as_path, runs_root() / str(run)):
         if (candidate / "checkpoints").is_dir() or (candidate / "params.yaml").is_file():
@@ -52,8 +54,6 @@ def resolve_run(run: str | Path) -> Path:
 
 def resolve_checkpoint(run_dir: Path, name: str | None = None) -> dict:
     """The checkpoint to export: ``name``, or by default the final one (else the newest)."""
-    from .checkpointing import list_checkpoints
-
     found = [{**c, "name": c.get("name") or Path(c["path"]).name} for c in list_checkpoints(run_dir)]
     if not found:
         raise ExportError(f"run {run_dir.name}: no checkpoint in {run_dir / 'checkpoints'}; train it first "
@@ -300,14 +300,10 @@ def export(run: str | Path, checkpoint: str | None = None, fmt: str = "hf", out:
         write_gguf(model, tokenizer, staging, tmp / name, dtype, name=f"{run_dir.name} {info['name']}")
         shutil.rmtree(staging)
         files = [name]
-    from .eval_store import weights_identity
-
     record = {"run": run_dir.name, "run_dir": str(run_dir), "checkpoint": info["name"], "tokens": info["tokens"],
               "weights": weights_identity(info, ""),  # the card's results are those of these weights only
               "format": fmt, "dtype": dtype, "files": files, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     if card:
-        from .model_card import write_card
-
         write_card(tmp, run_dir, info, record)
     (tmp / MARKER).write_text(json.dumps(record, indent=1))
     shutil.rmtree(out, ignore_errors=True)
@@ -318,8 +314,6 @@ def export(run: str | Path, checkpoint: str | None = None, fmt: str = "hf", out:
 def main(run: str, checkpoint: str | None = None, fmt: str = "hf", out: str | None = None,
          dtype: str | None = None) -> int:
     """``cpt export RUN``: export, then say what was written."""
-    from .paths import configure_environment
-
     configure_environment(offline=True)  # an export never needs the hub
     folder = export(run, checkpoint, fmt, out, dtype)
     for path in sorted(folder.iterdir()):

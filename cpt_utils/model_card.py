@@ -3,9 +3,9 @@
 Why: the evidence of a run lives in its HTML reports; a shared model needs it beside the weights, in
 Hugging Face's card format (YAML front matter with ``model-index``, then Markdown). Every number is read
 from the run directory — ``checkpoints/*/checkpoint.json``, ``params.yaml``, ``metrics.jsonl``,
-``data/manifest.json``, ``evals/*.json`` (current ones only, ``eval_store.stale_reason``; the control's
-under ``control/``) — and the paired comparisons are ``cpt_utils.analysis``'s, so the card and the
-reports cannot disagree. What the run did not record is said to be missing, never guessed.
+``data/manifest.json``, ``evals/*.json`` (current ones only, ``results.stale_reason``; the control's
+under ``control/``) — and the paired comparisons are the headline's (``headline.comparisons``), so the card and
+the reports cannot disagree. What the run did not record is said to be missing, never guessed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ from pathlib import Path
 
 import yaml
 
-from .analysis import cannot_test_words, compare_evals, group_deltas, load_evals
+from .assets import ASSETS
+from .headline import comparisons as headline_comparisons
+from .modeling import model_id
+from .assets import PACKAGED_MODELS
+from .packing import replay_split_name
+from .config import ModelParams
+from .paths import reports_root
+from .readings import cannot_test_words
+from .repo_state import git_state
+from .results import control_dir, load_evals
 
 #: Where a packaged base model came from on the hub (the GGUF's general.organization / name).
 PACKAGED_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -45,9 +54,6 @@ def _metrics(run_dir: Path, step: int) -> list[dict]:
 def _commit(run_dir: Path) -> dict:
     """The commit that made the run: as ``cpt run`` recorded it in ``reports/<run>/index.json``, else
     the working tree's HEAD now (and the card says which)."""
-    from .paths import reports_root
-    from .pipeline import git_state
-
     for index in (run_dir / "index.json", reports_root() / run_dir.name / "index.json"):
         prov = (_read_json(index) or {}).get("provenance") or {}
         if prov.get("git", {}).get("commit"):
@@ -58,9 +64,7 @@ def _commit(run_dir: Path) -> dict:
 
 def _control(run_dir: Path, tokens: int) -> tuple[str, dict] | None:
     """A same-budget control run's current evaluation at the exported checkpoint's token count, and the
-    control's folder relative to the run (``variants.control_dir``), if the run has one."""
-    from .variants import control_dir
-
+    control's folder relative to the run (``results.control_dir``), if the run has one."""
     folder = control_dir(run_dir)
     for ev in load_evals(folder).values():
         if ev["tokens"] == tokens and ev["checkpoint"] != "base":
@@ -71,9 +75,6 @@ def _control(run_dir: Path, tokens: int) -> tuple[str, dict] | None:
 # --------------------------------------------------------------------------------------- the facts
 def base_model(model: dict) -> str:
     """The base model's hub id where there is one, else its identity as the run recorded it."""
-    from .modeling import model_id
-    from .config import ModelParams
-
     source, name = model.get("source", "packaged"), model.get("name", "")
     if source == "packaged" and name in PACKAGED_BASE_MODELS:
         return PACKAGED_BASE_MODELS[name]
@@ -84,9 +85,6 @@ def base_model(model: dict) -> str:
 
 def base_license(model: dict) -> str:
     """The base model's licence as a Hugging Face id (packaged assets record theirs), else ``other``."""
-    from .assets import ASSETS
-    from .assets import PACKAGED_MODELS
-
     if model.get("source") == "packaged" and model.get("name") in PACKAGED_MODELS:
         return ASSETS[PACKAGED_MODELS[model["name"]]].license.split()[0].lower()
     return "other"
@@ -151,8 +149,6 @@ def trained_splits(params: dict, manifest: dict) -> dict[str, float]:
     split (``train``, or ``control`` for a control run) and each replay source's split (``replay`` for
     general text, ``replay_<register>`` for a register in ``train.replay_mixture``), as the run's
     resolved parameters say and the manifest holds."""
-    from .packing import replay_split_name
-
     train = params.get("train") or {}
     replay = float(train.get("replay_fraction") or 0)
     mixture = {k: float(v) for k, v in (train.get("replay_mixture") or {"general": 1.0}).items() if float(v) > 0}
@@ -168,8 +164,6 @@ def trained_splits(params: dict, manifest: dict) -> dict[str, float]:
 def _corpus_splits(corpus: str, params: dict) -> list[str]:
     """The training splits a corpus of the manifest feeds: domain → train; general → replay; a register
     → replay_<name>; and the control split for the control run's corpus."""
-    from .packing import replay_split_name
-
     own = {"domain": ["train"], "general": [replay_split_name("general")]}.get(corpus, [replay_split_name(corpus)])
     control = (params.get("control") or {}).get("corpus")
     return own + (["control"] if control == corpus else [])
@@ -218,11 +212,13 @@ def comparisons(run_dir: Path, checkpoint: dict, params: dict) -> dict:
         return {"available": False, "missing": missing}
     groups = (params.get("eval") or {}).get("task_groups") or {}
     control = _control(run_dir, checkpoint["tokens"])
-    vs_control = {}
-    if control is not None:
-        vs_control = {(r["kind"], r["subject"]): r for r in compare_evals(control[1], ev)}
-    return {"available": True, "base": base, "eval": ev, "rows": compare_evals(base, ev),
-            "groups": group_deltas(base, ev, groups), "task_groups": groups,
+    found = headline_comparisons(base, ev, groups, control[1] if control else None)
+    # continued − control of each measure (the card shows its change ± SE and raw p)
+    vs_control = {(r["kind"], r["subject"]): {"delta": r["continued − control"], "se": r["continued − control SE"],
+                                              "p": r["continued − control p"], "testable": r["testable"], "n": r["n"]}
+                  for r in found["control"]}
+    return {"available": True, "base": base, "eval": ev, "rows": found["rows"],
+            "groups": found["groups"], "task_groups": groups,
             "control_name": control[0] if control else None, "vs_control": vs_control}
 
 

@@ -166,10 +166,6 @@ def load_model(spec: ModelParams, seed: int = 0, dtype: str = "float32") -> "Pre
     )
 
 
-def load_model_and_tokenizer(spec: ModelParams, seed: int = 0, dtype: str = "float32"):
-    return load_model(spec, seed, dtype), load_tokenizer(spec)
-
-
 def model_id(spec: ModelParams) -> str:
     """A human-readable identity of the base model, for manifests and reports."""
     if spec.source == "tiny":

@@ -21,8 +21,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .analysis import MIN_DOCUMENTS
+from .explore import summary_table
+from .headline import headline_table
 from .config import ExperimentParams, load_params, save_resolved
-from .paths import REPO_ROOT, configure_environment, notebooks_dir, reports_root, run_dir as make_run_dir
+from .paths import REPO_ROOT, configure_environment, notebooks_dir, reports_root, run_dir as make_run_dir, runs_root
+from .preprocess_report import held_out_rows
+from .repo_state import git_state
 
 KEY_PACKAGES = ("torch", "transformers", "accelerate", "datasets", "lm-eval", "tokenizers", "datasketch",
                 "papermill", "nbconvert", "numpy", "pandas", "scipy", "matplotlib", "pydantic")
@@ -51,18 +56,6 @@ def code_fingerprint() -> str:
             digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def git_state() -> dict:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit or "unknown (not a git checkout)", "dirty": dirty}
 
 
 def package_versions() -> dict:
@@ -292,8 +285,6 @@ def run_pipeline(params_path: str | Path, only: list[str] | None = None, force: 
 
 def render_run(run_name: str) -> int:
     """Re-render ``reports/<run>/`` from the executed notebooks already in ``runs/<run>/notebooks``."""
-    from .paths import runs_root
-
     run = runs_root() / run_name
     if not (run / "params.yaml").is_file():
         print(f"error: {run} has no params.yaml; run `cpt run PARAMS` first", file=sys.stderr)
@@ -317,8 +308,6 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
     produced it; the corpus summary in any case."""
     parts = []
     try:
-        from .analysis import MIN_DOCUMENTS, headline_table
-
         control = params.control if params else None
         table = headline_table(run, params.eval.task_groups if params else None, control=control is not None)
         if table is not None and len(table):
@@ -340,8 +329,6 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
         parts.append(f"<p class='warn'>Headline table unavailable: {html.escape(str(err))}</p>")
     explore_json = run / "data" / "explore.json"
     if explore_json.is_file():
-        from .explore import summary_table
-
         parts.append("<h2>Corpora</h2>" + summary_table(json.loads(explore_json.read_text())).to_html(classes="table"))
     return "\n".join(parts)
 
@@ -368,8 +355,6 @@ def _no_control_note(control) -> str:
 
 def _held_out_html(run: Path) -> str:
     """The held-out sets every held-out number describes: documents and composition (notebook 02 has more)."""
-    from .preprocess_report import held_out_rows
-
     path = Path(run) / "data" / "manifest.json"
     rows = held_out_rows(json.loads(path.read_text())) if path.is_file() else []
     if not rows:

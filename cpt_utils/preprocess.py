@@ -433,32 +433,6 @@ class _Tee:
             packer.add(token_ids, doc_id, source)  # a full packer ignores it
 
 
-def training_data_identity(manifest: dict, split: str, replay_sources: Iterable[str] = ()) -> str:
-    """What identifies the data a run trains on, for its trajectory fingerprint: the prepared data's
-    content hash, plus the control split's own hash for a control run and each register replay split's
-    hash for a run whose ``train.replay_mixture`` names registers (``content_hash`` covers the standard
-    splits only, so adding a control or a replay source to a parameter file never orphans the main run).
-    The train data's identity is that of the data as first prepared (``growth.data_identity``): growing
-    appends train shards and keeps it."""
-    root = manifest.get("lineage", {}).get("root") or manifest["content_hash"]
-    if split == "train":
-        identity = root
-    elif split not in manifest.get("splits", {}):
-        raise DataError(f"the prepared data has no split '{split}': add a control: section to the parameter "
-                        "file and prepare the data again (notebook 02 or `cpt prepare`)")
-    else:
-        identity = f"{root}:{split}:{manifest['splits'][split]['content_hash']}"
-    for source in replay_sources:
-        name = replay_split_name(source)
-        if source == GENERAL_SOURCE:
-            continue  # the general replay split is one of the standard splits
-        if name not in manifest.get("splits", {}):
-            raise DataError(f"the prepared data has no replay split '{name}' for train.replay_mixture source "
-                            f"'{source}': prepare the data again with these parameters (notebook 02 or `cpt prepare`)")
-        identity += f":{name}:{manifest['splits'][name]['content_hash']}"
-    return identity
-
-
 CONTROL_SPLIT = "control"
 
 

@@ -18,6 +18,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .analysis import compare_evals, group_deltas
+from .checkpointing import list_checkpoints
+from .results import stale_reason
+
 #: The ``kind: train`` fields of metrics.jsonl a tracker receives, as ``train/<field>``.
 TRAIN_FIELDS = ("loss", "lr", "grad_norm", "tokens_per_s", "mfu", "mem_mb", "time_s", "tokens", "compile_s")
 #: Written once the final benchmark of a run is logged, so re-running an evaluation does not log it twice.
@@ -52,8 +56,6 @@ def benchmark_scalars(final: dict, base: dict | None, groups: dict[str, list[str
     """The final checkpoint's benchmark table as scalars: ``bench/<task>/<metric>`` (and ``gold_bpb``),
     with the change from the base model (``…_delta``, ``…_delta_se``) and per task group the paired
     change of the mean (``bench_group/<group>/accuracy_delta`` …) when the base model was evaluated."""
-    from .analysis import compare_evals, group_deltas
-
     out: dict[str, float] = {}
     for task, t in final.get("tasks", {}).items():
         out[f"bench/{task}/{t['metric']}"] = t["value"]
@@ -82,15 +84,11 @@ def log_benchmark(params, run_dir: Path) -> dict[str, float] | None:
     checkpoint evaluated yet, or this very result logged before)."""
     if not params.train.trackers:
         return None
-    from .checkpointing import list_checkpoints
-
     run_dir = Path(run_dir)
     final = next((c for c in reversed(list_checkpoints(run_dir)) if c.get("final")), None)
     path = run_dir / "evals" / f"{final['name']}.json" if final else None
     if path is None or not path.is_file():
         return None
-    from .eval_store import stale_reason
-
     result = json.loads(path.read_text())
     if stale_reason(result, run_dir) is not None:  # scores of weights that are gone are never sent
         return None
@@ -111,7 +109,7 @@ def log_benchmark(params, run_dir: Path) -> dict[str, float] | None:
 
 def _start_trackers(params, run_dir: Path) -> list:
     """Accelerate's trackers, opened as training opened them (same project name and folder)."""
-    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS  # lazy: accelerate imports torch; trainers-off runs skip it
 
     trackers = []
     for name in params.train.trackers:

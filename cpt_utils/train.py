@@ -35,7 +35,7 @@ from .hardware import mfu, peak_flops
 from .losses import causal_lm_loss
 from .config import ExperimentParams, load_params
 from .precision import autocast, resolve_precision
-from .preprocess import training_data_identity
+from .results import run_fingerprint, trajectory_fingerprint
 from .schedules import Segment, continuation, lr_at
 from .tracking import log_train
 
@@ -110,34 +110,6 @@ def _check_data(params: ExperimentParams, data_dir: Path, tokenizer) -> None:
         raise DataMismatch(f"{data_dir} was tokenized with {manifest['tokenizer']['model']}, not this model's tokenizer")
     if manifest["seq_len"] != params.preprocess.seq_len:
         raise DataMismatch(f"{data_dir} has sequences of {manifest['seq_len']} tokens, params say {params.preprocess.seq_len}")
-
-
-LOOSE_TRAIN_KEYS = ("token_budget", "milestones", "eval_every_tokens", "checkpoint_every_tokens",
-                    "eval_max_sequences", "log_every_steps", "resume", "trackers", "num_threads",
-                    "decay_branch_fraction", "decay_branch_tasks", "continue_with")  # branches: cpt_utils.branches
-
-
-def _trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
-    """What must not change between a checkpoint and its continuation: the base model, the seed, the
-    training hyperparameters except the budget and logging cadence, and the *content* of the data (not
-    the preprocessing parameters: re-preparing identical data must not orphan a run; growing it only
-    appends, so it keeps its identity: ``growth.data_identity``)."""
-    import hashlib
-
-    manifest = json.loads((data_dir / "manifest.json").read_text())
-    train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
-    # a control run: its split's hash too; a replay mixture: each register replay split's hash
-    data = training_data_identity(manifest, train.pop("train_split"), params.train.replay_weights())
-    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, data], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-trajectory_fingerprint = _trajectory_fingerprint
-
-
-def run_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
-    """Identity of a *finished* run: the same trajectory trained to the same token budget."""
-    return f"{_trajectory_fingerprint(params, data_dir)}-{params.train.token_budget}"
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
@@ -312,7 +284,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
         params=params, run_dir=run_dir, data_dir=data_dir, accelerator=accelerator, precision=precision,
         tokenizer=tokenizer, model=model, step_model=step_model, optimizer=optimizer, sampler=sampler,
         splits=splits, val=val, pull=pull, plan=plan,
-        segment=plan.segment(tp), trajectory=_trajectory_fingerprint(params, data_dir),
+        segment=plan.segment(tp), trajectory=trajectory_fingerprint(params, data_dir),
         fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
         n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
         peak=peak_flops(accelerator.device.type),  # per device; None for an unknown GPU

@@ -5,7 +5,7 @@ A variant differs from the main recipe in one knob (replay ratio, peak LR, L2 pu
 weights…) and trains into ``runs/<run>/variants/<name>/`` with its own metrics, checkpoints and evals, so
 a finished variant is reused and a new variant added to the parameter file is the only one that runs.
 The control run (``control:``) is the main recipe and budget on text outside the domain, in
-``runs/<run>/control/``: what it changes too is generic, not domain-specific (``analysis.compare_to_control``).
+``runs/<run>/control/``: what it changes too is generic, not domain-specific (``headline.compare_to_control``).
 """
 
 from __future__ import annotations
@@ -13,69 +13,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checkpointing import latest_resumable, list_checkpoints
+from .evaluate import evaluate_run
 from .config import ExperimentParams, derive
+from .results import (control_dir, final_eval, finished_control, finished_variant, same_as_main,
+                      trajectory_fingerprint, variant_dir)
+from .train import train
 
 COLUMNS = ["variant", "description", "status", "checkpoint", "tokens", "val_domain_loss", "val_general_loss", "path"]
-
-
-def variant_dir(run_dir: str | Path, name: str) -> Path:
-    return Path(run_dir) / "variants" / name
-
-
-def finished_variant(vparams: ExperimentParams, vdir: Path, data_dir: Path) -> dict | None:
-    """The variant's final evaluation when its final checkpoint *and* its evaluation are current (same
-    training trajectory and budget, same evaluation settings and data); ``None`` otherwise.
-
-    Checked here so a finished variant costs neither a model load nor a tokenizer load; a stale result
-    (the variant's parameters changed in the file) is not reused.
-    """
-    from .checkpointing import list_checkpoints
-    from .eval_store import eval_fingerprint, weights_identity
-    from .modeling import model_id
-    from .train import run_fingerprint
-
-    final = [c for c in list_checkpoints(vdir) if c.get("final")]
-    if not final or not (data_dir / "manifest.json").is_file():
-        return None
-    expected = run_fingerprint(vparams, data_dir)
-    if final[-1].get("params_fingerprint") != expected:
-        return None
-    result = vdir / "evals" / f"{final[-1]['name']}.json"
-    if not result.is_file():
-        return None
-    ev = json.loads(result.read_text())
-    weights = weights_identity(final[-1], model_id(vparams.model))
-    return ev if ev.get("eval_fingerprint") == eval_fingerprint(vparams, data_dir, weights) else None
 
 
 def _fresh_if_changed(vparams: ExperimentParams, vdir: Path, data_dir: Path, name: str, progress: bool) -> ExperimentParams:
     """A variant whose hyperparameters were edited in the file is retrained from the base model: its old
     checkpoints belong to another trajectory (resuming them would be refused as a data mismatch)."""
-    from .checkpointing import latest_resumable, list_checkpoints
-    from .train import trajectory_fingerprint
-
     old = latest_resumable(vdir) or (list_checkpoints(vdir) or [None])[-1]
     if old is None or old.get("trajectory_fingerprint") == trajectory_fingerprint(vparams, data_dir):
         return vparams
     if progress:
         print(f"variant {name}: its parameters changed since {old['name']} was trained; retraining from the base model")
     return vparams.model_copy(update={"train": vparams.train.model_copy(update={"resume": "never"})})
-
-
-def same_as_main(params: ExperimentParams, vparams: ExperimentParams, run_dir: Path, data_dir: Path) -> dict | None:
-    """The main run's final evaluation when a variant *is* the main recipe at the main budget (typically
-    ``no_mitigation`` when the variants train as long as the main run); ``None`` otherwise.
-
-    Such a variant would retrain the main run's trajectory step for step (milestones, in-loop evaluation
-    and decay branches do not change it: ``train.LOOSE_TRAIN_KEYS``), so its result is the main run's
-    final checkpoint, evaluated with the same settings. Reusing it saves a whole training run."""
-    from .train import run_fingerprint
-
-    if not (data_dir / "manifest.json").is_file():
-        return None
-    if run_fingerprint(vparams, data_dir) != run_fingerprint(params, data_dir):
-        return None
-    return finished_variant(vparams, Path(run_dir), data_dir)  # the main run's folder, judged as the variant's
 
 
 def _drop_borrowed_evals(vdir: Path) -> None:
@@ -94,12 +50,8 @@ def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool =
     per variant: name, description, status ("reused", "computed" when training or evaluation ran, or the
     main run's final checkpoint for a variant that is the main recipe at the main budget),
     final checkpoint, tokens, held-out losses and its folder. Full evaluations:
-    ``analysis.load_variant_evals(run_dir)``."""
-    import pandas as pd
-
-    from .analysis import final_eval
-    from .evaluate import evaluate_run
-    from .train import train
+    ``results.load_variant_evals(run_dir)``."""
+    import pandas as pd  # lazy: a light command importing variants must not pay for pandas
 
     run_dir = Path(run_dir)
     data_dir = run_dir / "data"
@@ -134,39 +86,12 @@ CONTROL_COLUMNS = ["run", "description", "corpus", "status", "checkpoints", "tok
                    "val_general_loss", "path"]
 
 
-def control_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "control"
-
-
-def finished_control(cparams: ExperimentParams, cdir: Path, data_dir: Path) -> dict[str, dict] | None:
-    """The control's evaluations by checkpoint when its training is finished and *every* checkpoint's
-    evaluation is current (the control is compared with the main run at each milestone); else ``None``."""
-    from .checkpointing import list_checkpoints
-    from .eval_store import eval_fingerprint, read_current, weights_identity
-    from .modeling import model_id
-
-    if finished_variant(cparams, cdir, data_dir) is None:
-        return None
-    found = {}
-    for checkpoint in list_checkpoints(cdir):
-        weights = weights_identity(checkpoint, model_id(cparams.model))
-        ev = read_current(cdir, checkpoint["name"], eval_fingerprint(cparams, data_dir, weights))
-        if ev is None:
-            return None
-        found[checkpoint["name"]] = ev
-    return found
-
-
 def run_control(params: ExperimentParams, run_dir: str | Path, progress: bool = True):
     """Train and evaluate the control run (``params.control``) into ``runs/<run>/control/``: the main
     recipe and budget on the split ``control``, evaluated at the same milestones on the same tasks and
     held-out sets. Reused when finished and current; retrained from the base model when the recipe or
     the control's text changed. Returns a one-row table (empty without ``control:``)."""
-    import pandas as pd
-
-    from .analysis import final_eval
-    from .evaluate import evaluate_run
-    from .train import train
+    import pandas as pd  # lazy: a light command importing variants must not pay for pandas
 
     if params.control is None:
         return pd.DataFrame(columns=CONTROL_COLUMNS)
@@ -183,8 +108,6 @@ def run_control(params: ExperimentParams, run_dir: str | Path, progress: bool = 
         train(cparams, cdir, data_dir=data_dir, progress=progress)
         evaluate_run(cparams, cdir, data_dir=data_dir, progress=progress, include_base=False)
     ev = final_eval(cdir)
-    from .checkpointing import list_checkpoints
-
     row = {"run": "control", "description": params.control.description, "corpus": params.control.corpus,
            "status": status, "checkpoints": len(list_checkpoints(cdir)), "tokens": ev["tokens"],
            "val_domain_loss": ev["perplexity"]["val_domain"]["loss"],

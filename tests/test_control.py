@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from cpt_utils import analysis, analysis_report
+from cpt_utils import analysis, analysis_report, headline, readings
 from cpt_utils.packing import PackedSplit
 from cpt_utils.config import ParamsError, derive, validate_params
-from cpt_utils.preprocess import SNAPSHOT, prepare_data, training_data_identity
-from cpt_utils.train import trajectory_fingerprint
+from cpt_utils.preprocess import SNAPSHOT, prepare_data
+from cpt_utils.results import training_data_identity, trajectory_fingerprint
 
 from .test_preprocess_resume import Crash, _crash_after, _data_files, _params, _write_corpora, tokenized  # noqa: F401
 
@@ -39,7 +39,7 @@ def test_control_parameters_are_validated_with_the_allowed_names():
 
 
 def test_the_control_run_is_the_main_recipe_on_the_control_split(tiny_params):
-    from cpt_utils.train import LOOSE_TRAIN_KEYS
+    from cpt_utils.results import LOOSE_TRAIN_KEYS
 
     control = derive(tiny_params, "control")
     assert control.train.train_split == "control" and tiny_params.train.train_split == "train"
@@ -184,7 +184,7 @@ def three_runs():
 def test_control_deltas_separate_domain_specific_from_generic_changes(three_runs):
     base, continued, control = three_runs
     groups = {"domain": ["sci"], "general": ["gen"]}
-    rows = {(r["kind"], r["subject"]): r for r in analysis.control_deltas(base, continued, control, groups)}
+    rows = {(r["kind"], r["subject"]): r for r in readings.control_readings(base, continued, control, groups)}
     dom = rows[("held-out loss", "val_domain")]
     assert dom["continued − base"] == pytest.approx(-0.30, abs=0.01) and dom["control − base"] == pytest.approx(-0.10, abs=0.01)
     assert dom["continued − control"] == pytest.approx(-0.20, abs=0.01) and dom["reading"] == analysis.DOMAIN_SPECIFIC
@@ -198,7 +198,7 @@ def test_control_deltas_separate_domain_specific_from_generic_changes(three_runs
     # the same answers on every item: the paired SE is 0, so the minimum detectable effect uses the
     # unpaired SE of two proportions, √(2·p(1 − p)/200) (compare_evals' fallback), at 80% power
     acc = rows[("accuracy", "sci")]
-    mde = analysis._mde_words(analysis.min_detectable_effect(math.sqrt(2 * acc["base"] * (1 - acc["base"]) / 200), 199))
+    mde = readings.mde_words(analysis.min_detectable_effect(math.sqrt(2 * acc["base"] * (1 - acc["base"]) / 200), 199))
     assert acc["reading"] == analysis.NOT_DETECTED and f"MDE ≈ {mde} vs base, {mde} vs control" in acc["reading words"]
     # paired per document: the documents' spread (SD 0.3, unpaired SE ≈ 0.055) cancels, the 0.01 noise remains
     assert dom["continued − control SE"] < 0.005
@@ -207,17 +207,17 @@ def test_control_deltas_separate_domain_specific_from_generic_changes(three_runs
 def test_effect_reading_needs_the_controls_own_change_to_call_a_change_generic():
     sig = lambda d: {"delta": d, "se": 0.01, "df": 50, "p": 1e-5, "significant": True}  # noqa: E731
     flat = {"delta": 0.001, "se": 0.01, "df": 50, "p": 0.9, "significant": False}
-    assert analysis.effect_reading(sig(0.2), sig(0.1), "lower")[1].startswith("domain-specific loss")
-    assert analysis.effect_reading(sig(0.2), flat, "lower", sig(0.2))[1].startswith("generic: the control loses as much")
-    assert analysis.effect_reading(sig(0.2), flat, "higher", sig(0.2))[1].startswith("generic: the control gains as much")
+    assert readings.effect_reading(sig(0.2), sig(0.1), "lower")[1].startswith("domain-specific loss")
+    assert readings.effect_reading(sig(0.2), flat, "lower", sig(0.2))[1].startswith("generic: the control loses as much")
+    assert readings.effect_reading(sig(0.2), flat, "higher", sig(0.2))[1].startswith("generic: the control gains as much")
     # no difference from the control is not evidence that the control changed too: inconclusive, with the interval
-    reading, words = analysis.effect_reading(sig(0.2), flat, "lower", flat)
+    reading, words = readings.effect_reading(sig(0.2), flat, "lower", flat)
     half = student_t.ppf(0.975, 50) * 0.01
     assert reading == analysis.INCONCLUSIVE and f"95% interval {0.001 - half:+.3g} to {0.001 + half:+.3g}" in words
-    assert analysis.effect_reading(sig(0.2), flat, "lower", sig(-0.2))[0] == analysis.INCONCLUSIVE  # the other way
-    assert analysis.effect_reading(flat, flat, "lower")[0] == analysis.NOT_DETECTED
+    assert readings.effect_reading(sig(0.2), flat, "lower", sig(-0.2))[0] == analysis.INCONCLUSIVE  # the other way
+    assert readings.effect_reading(flat, flat, "lower")[0] == analysis.NOT_DETECTED
     few = {**flat, "testable": False, "n": 8}
-    assert analysis.effect_reading(sig(0.2), few, "lower") == (analysis.CANNOT_TEST, "cannot be tested (8 documents)")
+    assert readings.effect_reading(sig(0.2), few, "lower") == (analysis.CANNOT_TEST, "cannot be tested (8 documents)")
 
 
 def test_a_held_out_set_too_small_to_test_shows_no_p_value(tmp_path):
@@ -227,7 +227,7 @@ def test_a_held_out_set_too_small_to_test_shows_no_p_value(tmp_path):
     base = _ev({"val_domain": docs}, {}, "base", 0)
     final = _ev({"val_domain": docs - 0.5 + _noise(rng, 8)}, {}, "tokens-1000", 1000)
     _write_run(tmp_path, {"base": base, "tokens-1000": final})
-    table = analysis.headline_table(tmp_path).set_index("measure")
+    table = headline.headline_table(tmp_path).set_index("measure")
     assert table.loc["val_domain loss (nats/token)", "p"] == "cannot be tested (8 documents)"
     assert table.loc["val_domain loss (nats/token)", "change ± SE"].startswith("-0.5")
 
@@ -242,19 +242,19 @@ def test_compare_to_control_and_the_headline_read_the_run_folders(three_runs, tm
     base, continued, control = three_runs
     groups = {"domain": ["sci"], "general": ["gen"]}
     _write_run(tmp_path, {"base": base, "tokens-1000": continued})
-    assert analysis.compare_to_control(tmp_path, groups) == []  # no control run yet
-    plain = analysis.headline_table(tmp_path, groups)
+    assert headline.compare_to_control(tmp_path, groups) == []  # no control run yet
+    plain = headline.headline_table(tmp_path, groups)
     assert "vs control ± SE" not in plain.columns
     _write_run(tmp_path / "control", {"tokens-1000": control})
-    rows = analysis.compare_to_control(tmp_path, groups)
+    rows = headline.compare_to_control(tmp_path, groups)
     assert {r["checkpoint"] for r in rows} == {"tokens-1000"} and {r["tokens"] for r in rows} == {1000}
-    table = analysis.headline_table(tmp_path, groups)
+    table = headline.headline_table(tmp_path, groups)
     assert {"control − base ± SE", "vs control ± SE", "p vs control", "reading"} <= set(table.columns)
     by = dict(zip(table.measure, table.reading))
     assert by["val_domain loss (nats/token)"].startswith("domain-specific gain")
     assert by["sci (gold bits/byte)"].startswith("generic")
     assert by["domain group: mean gold bits/byte over 1 tasks"].startswith("generic")
-    assert analysis.headline_table(tmp_path, groups, control=False).columns.tolist() == plain.columns.tolist()
+    assert headline.headline_table(tmp_path, groups, control=False).columns.tolist() == plain.columns.tolist()
     # the notebook's sentences read from the same rows
     text = analysis_report.control_narrative(rows, "general")
     assert "**Domain-specific gain**" in text and "val_domain loss continued − control -0.2" in text
@@ -268,8 +268,8 @@ def test_a_control_at_other_checkpoints_is_not_compared(three_runs, tmp_path):
     base, continued, control = three_runs
     _write_run(tmp_path, {"base": base, "tokens-1000": continued})
     _write_run(tmp_path / "control", {"tokens-2000": {**control, "tokens": 2000}})
-    assert analysis.compare_to_control(tmp_path) == []
-    assert "reading" not in analysis.headline_table(tmp_path).columns
+    assert headline.compare_to_control(tmp_path) == []
+    assert "reading" not in headline.headline_table(tmp_path).columns
 
 
 # ------------------------------------------------------------------------------ the recommendation
@@ -298,7 +298,7 @@ def sweep():
 
 def test_recommend_mitigation_names_the_variant_its_cost_and_what_it_cannot_separate(sweep):
     base, variants = sweep
-    text, table = analysis.recommend_mitigation(base, variants, "no_mitigation", {"domain": ["sci"]})
+    text, table = readings.recommend_mitigation(base, variants, "no_mitigation", {"domain": ["sci"]})
     assert "rises by +0.2500" in text and "worst: val_chat" in text
     assert "**Recommended: `replay`**" in text and "reduces forgetting by 0.1" in text
     assert "no detected cost in domain gain" in text
@@ -319,24 +319,24 @@ def test_recommend_mitigation_names_the_variant_its_cost_and_what_it_cannot_sepa
 def test_recommend_mitigation_says_when_the_data_cannot_separate_the_variants(sweep):
     base, variants = sweep
     alike = {"no_mitigation": variants["no_mitigation"], "twin": variants["no_mitigation"]}
-    text, table = analysis.recommend_mitigation(base, alike, "no_mitigation", {"domain": ["sci"]})
+    text, table = readings.recommend_mitigation(base, alike, "no_mitigation", {"domain": ["sci"]})
     assert "No variant reduces forgetting detectably" in text and "the data cannot separate the variants" in text
     assert "none is recommended" in text and list(table.reading) == ["reference", "not separable from the reference"]
     # no forgetting at all: said so, with the detectable change
     calm = {"no_mitigation": variants["replay"], "other": variants["replay_more"]}
     flat_base = {**base, "perplexity": {**base["perplexity"], **{s: variants["replay"]["perplexity"][s]
                                                                   for s in ("val_general", "val_chat")}}}
-    text, _ = analysis.recommend_mitigation(flat_base, calm, "no_mitigation")
+    text, _ = readings.recommend_mitigation(flat_base, calm, "no_mitigation")
     assert "no forgetting is detected" in text and "MDE at 80% power ≈" in text
     # more forgetting than the reference is named
-    text, _ = analysis.recommend_mitigation(base, {"replay": variants["replay"], "worse": variants["no_mitigation"]}, "replay")
+    text, _ = readings.recommend_mitigation(base, {"replay": variants["replay"], "worse": variants["no_mitigation"]}, "replay")
     assert "`worse` forgets *more* than the reference" in text
 
 
 def test_recommend_mitigation_needs_variants_and_a_reference(sweep):
     base, variants = sweep
-    assert "No variants are declared" in analysis.recommend_mitigation(base, {}, None)[0]
-    text, table = analysis.recommend_mitigation(base, {"replay": variants["replay"]}, None)
+    assert "No variants are declared" in readings.recommend_mitigation(base, {}, None)[0]
+    text, table = readings.recommend_mitigation(base, {"replay": variants["replay"]}, None)
     assert "declare `no_mitigation`" in text and table.empty
-    assert "'no_mitigation' has no evaluation" in analysis.recommend_mitigation(base, {"replay": variants["replay"]},
+    assert "'no_mitigation' has no evaluation" in readings.recommend_mitigation(base, {"replay": variants["replay"]},
                                                                                 "no_mitigation")[0]

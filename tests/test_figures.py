@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from cpt_utils import analysis, analysis_report, explore, preprocess_report, training_report  # noqa: E402
+from cpt_utils.results import final_eval, load_evals
 from cpt_utils.evaluate import evaluate_run  # noqa: E402
 from cpt_utils.plots import unlabelled_axes  # noqa: E402
 from cpt_utils.preprocess import prepare_data  # noqa: E402
@@ -37,8 +38,8 @@ def test_every_figure_is_labelled(tiny_run):
     train_rows, eval_rows = training_report.load_metrics(run)
     points = analysis_report.loss_points(run)
     fitted = analysis_report.fits(points, params)
-    evals = analysis.load_evals(run)
-    base, final = evals["base"], analysis.final_eval(run)
+    evals = load_evals(run)
+    base, final = evals["base"], final_eval(run)
     figures = {
         "lengths": explore.fig_lengths(stats), "quality": explore.fig_quality(stats),
         "top terms": explore.fig_top_terms(stats), "topics": explore.fig_topics(stats),
@@ -69,7 +70,7 @@ def test_register_error_bars_are_the_t_intervals_of_the_rows(tiny_run):
     """Error bars drawn as ±2 SE would promise more than the t test on few documents reads: each bar's
     half-length is t(0.975, df)·SE of its row, wider than 2 SE when the set has few documents."""
     params, run, *_ = tiny_run
-    base, final = analysis.load_evals(run)["base"], analysis.final_eval(run)
+    base, final = load_evals(run)["base"], final_eval(run)
     rows = analysis.register_deltas(base, final)
     fig = analysis_report.fig_register_deltas(base, final, None, params)
     from matplotlib.container import ErrorbarContainer

@@ -227,7 +227,7 @@ def test_chat_template_tokens_are_encoded_as_special_tokens_in_the_split(tiny_pa
 def test_a_registers_held_out_split_is_part_of_the_evaluation_fingerprint(tiny_params, data_dir, tmp_path):
     """content_hash covers the standard splits only; a cached evaluation (e.g. the base model's) made
     before a register was declared or changed must not be reused without it."""
-    from cpt_utils.eval_store import eval_fingerprint
+    from cpt_utils.results import eval_fingerprint
 
     manifest = json.loads((data_dir / "manifest.json").read_text())
     assert "val_news" in manifest["splits"]

@@ -144,7 +144,7 @@ def test_replaying_a_register_leaves_its_held_out_selection_unchanged(tiny_param
             == PackedSplit(data_dir / "val_news").documents())
     # the data's content hash covers the standard splits alone, so adding a replay source to a variant
     # never orphans the main run; a run that replays news has the news replay split in its identity
-    from cpt_utils.preprocess import training_data_identity
+    from cpt_utils.results import training_data_identity
 
     with_news = json.loads((data_dir / "manifest.json").read_text())
     assert manifest["splits"]["val_news"]["content_hash"] == with_news["splits"]["val_news"]["content_hash"]

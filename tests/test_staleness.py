@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cpt_utils import analysis, eval_store
+from cpt_utils import analysis, results
+from cpt_utils.results import store
 from cpt_utils.checkpointing import list_checkpoints
 from cpt_utils.evaluate import _base_cache, evaluate_run
 
@@ -50,24 +51,24 @@ def test_a_retrained_run_never_shows_the_old_models_results(retrained, data_dir)
     # resume: never removed the old model's results and branches, and kept the base model's
     assert [p.name for p in (run / "evals").glob("*.json")] == ["base.json"]
     assert not (run / "branches").exists()
-    assert list(analysis.load_evals(run)) == ["base"]
-    assert analysis.final_eval(run)["checkpoint"] == "base"
+    assert list(results.load_evals(run)) == ["base"]
+    assert results.final_eval(run)["checkpoint"] == "base"
     # a result of the old model put back (copied from elsewhere, or written before the fix) is stale:
     # same checkpoint name, other weights; a milestone that no longer exists is stale too
     for name in ("tokens-000000000512", "tokens-000000001024"):
-        eval_store.write_result(run, name, old[name])
-    reasons = {n: eval_store.stale_reason(old[n], run) for n in ("tokens-000000000512", "tokens-000000001024")}
+        results.write_result(run, name, old[name])
+    reasons = {n: results.stale_reason(old[n], run) for n in ("tokens-000000000512", "tokens-000000001024")}
     assert "retrained" in reasons["tokens-000000000512"] and "no longer exists" in reasons["tokens-000000001024"]
-    assert list(analysis.load_evals(run)) == ["base"]
-    assert set(eval_store.results_table(run).checkpoint) == {"base"}
+    assert list(results.load_evals(run)) == ["base"]
+    assert set(results.results_table(run).checkpoint) == {"base"}
     evaluate_run(again, run, data_dir=data_dir, progress=False)
-    evals = analysis.load_evals(run)
+    evals = results.load_evals(run)
     assert list(evals) == ["base", "tokens-000000000256", "tokens-000000000512"]
-    final = analysis.final_eval(run)
+    final = results.final_eval(run)
     assert final["checkpoint"] == "tokens-000000000512" and final["tokens"] == 512
-    assert final["weights"] == eval_store.weights_identity(list_checkpoints(run)[-1], "")
+    assert final["weights"] == results.weights_identity(list_checkpoints(run)[-1], "")
     assert final["weights"] != old["tokens-000000000512"]["weights"]  # the same name, a new model
-    assert set(eval_store.results_table(run).tokens) == {0, 256, 512}
+    assert set(results.results_table(run).tokens) == {0, 256, 512}
 
 
 def test_a_variant_keeps_a_borrowed_result_only_while_the_main_checkpoint_exists(retrained, data_dir):
@@ -75,36 +76,36 @@ def test_a_variant_keeps_a_borrowed_result_only_while_the_main_checkpoint_exists
     against the main run's checkpoints, not the variant's (which has none)."""
     run, again, _ = retrained
     evaluate_run(again, run, data_dir=data_dir, progress=False)
-    final = analysis.final_eval(run)
+    final = results.final_eval(run)
     vdir = run / "variants" / "no_mitigation"
-    eval_store.write_result(vdir, final["checkpoint"], final | {"same_as": "main run"})
-    assert analysis.final_eval(vdir)["checkpoint"] == final["checkpoint"]
+    results.write_result(vdir, final["checkpoint"], final | {"same_as": "main run"})
+    assert results.final_eval(vdir)["checkpoint"] == final["checkpoint"]
     shutil.rmtree(run / "checkpoints" / final["checkpoint"])
-    assert analysis.final_eval(vdir) is None
-    assert analysis.load_variant_evals(run) == {}
+    assert results.final_eval(vdir) is None
+    assert results.load_variant_evals(run) == {}
 
 
 # ------------------------------------------------------------------------------------ the fingerprint
 def test_the_fingerprint_keys_on_the_resolved_precision(tiny_params, data_dir, monkeypatch):
     """``auto`` scores in bf16 on a bf16-native CPU and in fp32 elsewhere: the key is what it resolves
     to, not the word ``auto``."""
-    auto = eval_store.eval_fingerprint(tiny_params, data_dir)  # tiny.yaml: precision auto
-    as_ = {p: eval_store.eval_fingerprint(tiny_params.model_copy(update={
+    auto = results.eval_fingerprint(tiny_params, data_dir)  # tiny.yaml: precision auto
+    as_ = {p: results.eval_fingerprint(tiny_params.model_copy(update={
         "train": tiny_params.train.model_copy(update={"precision": p})}), data_dir) for p in ("fp32", "bf16")}
     assert as_["fp32"] != as_["bf16"]
     monkeypatch.setenv("CPT_CPU_BF16", "native")
-    assert eval_store.eval_fingerprint(tiny_params, data_dir) == as_["bf16"]
+    assert results.eval_fingerprint(tiny_params, data_dir) == as_["bf16"]
     monkeypatch.setenv("CPT_CPU_BF16", "emulated")
-    assert eval_store.eval_fingerprint(tiny_params, data_dir) == as_["fp32"]
+    assert results.eval_fingerprint(tiny_params, data_dir) == as_["fp32"]
     assert auto in as_.values()
 
 
 def test_the_fingerprint_keys_on_per_document_attention_and_the_architecture(tiny_params, data_dir):
-    key = eval_store.eval_fingerprint(tiny_params, data_dir)
+    key = results.eval_fingerprint(tiny_params, data_dir)
     joined = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"per_document_attention": False})})
-    assert eval_store.eval_fingerprint(joined, data_dir) != key
+    assert results.eval_fingerprint(joined, data_dir) != key
     eager = tiny_params.model_copy(update={"model": tiny_params.model.model_copy(update={"attn_implementation": "eager"})})
-    assert eval_store.eval_fingerprint(eager, data_dir) != key
+    assert results.eval_fingerprint(eager, data_dir) != key
 
 
 def test_the_fingerprint_keys_on_a_local_model_files_content(tiny_params, data_dir, tmp_path, monkeypatch):
@@ -114,30 +115,30 @@ def test_the_fingerprint_keys_on_a_local_model_files_content(tiny_params, data_d
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF" + bytes(range(200)))
     params = tiny_params.model_copy(update={"model": tiny_params.model.model_copy(update={"source": "gguf", "name": str(gguf)})})
-    first = eval_store.eval_fingerprint(params, data_dir)
-    assert eval_store.eval_fingerprint(params, data_dir) == first
+    first = results.eval_fingerprint(params, data_dir)
+    assert results.eval_fingerprint(params, data_dir) == first
     assert len(json.loads((tmp_path / "cache" / "file-hashes.json").read_text())) == 1
     gguf.write_bytes(b"GGUF" + bytes(range(1, 201)))  # same name, same size, other weights
-    assert eval_store.eval_fingerprint(params, data_dir) != first
+    assert results.eval_fingerprint(params, data_dir) != first
 
 
 @pytest.mark.parametrize("module", ["modeling.py", "packing.py"])
 def test_the_fingerprint_keys_on_the_modeling_and_packing_code(tiny_params, data_dir, tmp_path, monkeypatch, module):
     code = tmp_path / "cpt_utils"
-    shutil.copytree(eval_store.HERE, code, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(eval_store, "HERE", code)
-    before = eval_store.eval_fingerprint(tiny_params, data_dir)
+    shutil.copytree(results.HERE, code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(store, "HERE", code)
+    before = results.eval_fingerprint(tiny_params, data_dir)
     with open(code / module, "a") as fh:
         fh.write("\n# a change to how the numbers are computed\n")
-    assert eval_store.eval_fingerprint(tiny_params, data_dir) != before
+    assert results.eval_fingerprint(tiny_params, data_dir) != before
 
 
 def test_the_fingerprint_keys_on_library_versions(tiny_params, data_dir, monkeypatch):
-    before = eval_store.eval_fingerprint(tiny_params, data_dir)
-    versions = eval_store.library_versions()
+    before = results.eval_fingerprint(tiny_params, data_dir)
+    versions = results.library_versions()
     assert versions["torch"] and versions["transformers"]
-    monkeypatch.setattr(eval_store, "library_versions", lambda: {**versions, "transformers": "0.0.0"})
-    assert eval_store.eval_fingerprint(tiny_params, data_dir) != before
+    monkeypatch.setattr(store, "library_versions", lambda: {**versions, "transformers": "0.0.0"})
+    assert results.eval_fingerprint(tiny_params, data_dir) != before
 
 
 # ---------------------------------------------------------------------------------- precision: base
@@ -150,7 +151,7 @@ def test_a_base_cached_in_another_precision_is_not_reused(tiny_params, data_dir,
     fp32 = json.loads((tmp_path / "avx2" / "evals" / "base.json").read_text())
     assert fp32["precision"] == "fp32" and fp32["evaluated_with"]["precision"] == "fp32"
     monkeypatch.setenv("CPT_CPU_BF16", "native")  # auto -> bf16
-    key = eval_store.eval_fingerprint(params, data_dir, fp32["weights"])
+    key = results.eval_fingerprint(params, data_dir, fp32["weights"])
     assert key != fp32["eval_fingerprint"]
     cached = _base_cache(params, data_dir, key)
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +160,7 @@ def test_a_base_cached_in_another_precision_is_not_reused(tiny_params, data_dir,
     bf16 = json.loads((tmp_path / "amx" / "evals" / "base.json").read_text())
     assert bf16["precision"] == "bf16" and bf16["eval_fingerprint"] == key
     assert bf16["perplexity"]["val_domain"]["loss"] != fp32["perplexity"]["val_domain"]["loss"]
-    with pytest.raises(eval_store.IncomparableResults):
+    with pytest.raises(results.IncomparableResults):
         analysis.compare_evals(fp32, bf16)
 
 
@@ -169,15 +170,15 @@ def _result(precision: str, name: str = "base") -> dict:
 
 
 def test_pairing_fp32_with_bf16_is_refused_with_one_line():
-    eval_store.check_comparable(_result("fp32"), _result("fp32", "tokens-1"))
-    with pytest.raises(analysis.IncomparableResults) as refused:
+    results.check_comparable(_result("fp32"), _result("fp32", "tokens-1"))
+    with pytest.raises(results.IncomparableResults) as refused:
         analysis.compare_evals(_result("fp32"), _result("bf16", "tokens-1"))
     message = str(refused.value)
     assert "\n" not in message and "precision" in message and "fp32" in message and "bf16" in message
     assert "code" not in message  # names only what differs
     # results without the record (older files) still differ in their top-level precision
-    with pytest.raises(eval_store.IncomparableResults):
-        eval_store.check_comparable({"checkpoint": "base", "precision": "fp32"}, {"checkpoint": "x", "precision": "bf16"})
+    with pytest.raises(results.IncomparableResults):
+        results.check_comparable({"checkpoint": "base", "precision": "fp32"}, {"checkpoint": "x", "precision": "bf16"})
 
 
 # ------------------------------------------------------------------------------------ contamination
@@ -233,7 +234,7 @@ def test_the_card_lists_replayed_registers_as_trained_on(data_dir, tmp_path):
 
 def test_the_card_names_the_controls_real_folder_and_skips_a_stale_control(tmp_path):
     from cpt_utils.model_card import _control
-    from cpt_utils.variants import control_dir
+    from cpt_utils.results import control_dir
 
     run = tmp_path / "run"
     folder = control_dir(run) / "checkpoints" / "tokens-000000001024"
@@ -241,8 +242,8 @@ def test_the_card_names_the_controls_real_folder_and_skips_a_stale_control(tmp_p
     info = {"name": folder.name, "tokens": 1024, "step": 4, "trajectory_fingerprint": "t", "time": 1.0}
     (folder / "checkpoint.json").write_text(json.dumps(info))
     ev = {"checkpoint": folder.name, "tokens": 1024, "perplexity": {}, "tasks": {},
-          "weights": eval_store.weights_identity(info, "")}
-    eval_store.write_result(control_dir(run), folder.name, ev)
+          "weights": results.weights_identity(info, "")}
+    results.write_result(control_dir(run), folder.name, ev)
     assert _control(run, 1024) == ("control", ev)
     (folder / "checkpoint.json").write_text(json.dumps({**info, "time": 2.0}))  # the control was retrained
     assert _control(run, 1024) is None
@@ -257,6 +258,6 @@ def test_trackers_never_receive_the_old_models_benchmark(retrained, tmp_path):
     run, again, old = retrained
     final = list_checkpoints(run)[-1]
     assert final["final"] and final["name"] == "tokens-000000000512"
-    eval_store.write_result(run, final["name"], old[final["name"]])
+    results.write_result(run, final["name"], old[final["name"]])
     tracked = again.model_copy(update={"run_name": "stale", "train": again.train.model_copy(update={"trackers": ["tensorboard"]})})
     assert log_benchmark(tracked, run) is None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from cpt_utils.analysis import final_eval, load_variant_evals
 from cpt_utils.preprocess import prepare_data
-from cpt_utils.variants import finished_variant, run_variants, variant_dir
+from cpt_utils.results import final_eval, finished_variant, load_variant_evals, variant_dir
+from cpt_utils.variants import run_variants
 from cpt_utils.config import derive
 
 
@@ -55,10 +55,12 @@ def test_a_variant_whose_parameters_changed_is_retrained_not_refused(tiny_params
 
 
 def test_the_control_run_trains_on_its_split_at_the_main_budget_and_is_compared_at_every_milestone(tiny_params, tmp_path, capsys):
-    from cpt_utils.analysis import compare_to_control, load_evals
+    from cpt_utils.headline import compare_to_control
+    from cpt_utils.results import load_evals
     from cpt_utils.evaluate import evaluate_run
     from cpt_utils.train import train
-    from cpt_utils.variants import control_dir, finished_control, run_control
+    from cpt_utils.variants import run_control
+    from cpt_utils.results import control_dir, finished_control
 
     params = tiny_params.model_copy(update={
         "eval": tiny_params.eval.model_copy(update={"offline_tasks": ["mmlu_offline_domain"], "task_groups": {}, "limit": 6}),

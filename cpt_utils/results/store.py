@@ -15,9 +15,22 @@ import hashlib
 import json
 import time
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-HERE = Path(__file__).parent
+from ..assets import _sha256
+from ..checkpointing import list_checkpoints
+from ..comparability import IncomparableResults, check_comparable, differences  # noqa: F401  (re-exported)
+from ..paths import cache_dir
+from ..precision import resolve_precision
+from .identity import weights_identity
+
+if TYPE_CHECKING:
+    from ..config import ExperimentParams, ModelParams
+
+#: The package's folder: the evaluation code hashed below is named relative to it.
+HERE = Path(__file__).parent.parent
 #: The modules whose code changes what an evaluation computes (the model's forward pass and the packed
 #: sequences' positions included).
 EVAL_CODE = ("evaluate.py", "perplexity.py", "task_suite.py", "scoring.py", "precision.py", "modeling.py",
@@ -28,23 +41,8 @@ EVAL_LIBRARIES = ("torch", "transformers", "lm_eval")
 _HASH_CACHE = "file-hashes.json"
 
 
-class IncomparableResults(ValueError):
-    """Two evaluations that were made differently (precision, model, data, code…) cannot be paired."""
-
-
-def weights_identity(checkpoint: dict | None, model_id: str) -> str:
-    """What identifies the scored weights: the base model's id, or a checkpoint's trajectory, step and
-    save time (a retrained checkpoint of the same name has another time)."""
-    if checkpoint is None:
-        return f"base:{model_id}"
-    return f"{checkpoint.get('trajectory_fingerprint')}:{checkpoint.get('step')}:{checkpoint.get('time')}"
-
-
 def file_content_hash(path: Path) -> str:
     """sha256 of a file's bytes, cached on disk by (path, mtime, size): a multi-GB GGUF is read once."""
-    from .assets import _sha256
-    from .paths import cache_dir
-
     path = Path(path).resolve()
     stat = path.stat()
     key = f"{path}|{stat.st_mtime_ns}|{stat.st_size}"
@@ -62,7 +60,7 @@ def file_content_hash(path: Path) -> str:
     return known[key]
 
 
-def model_content(spec) -> str | None:
+def model_content(spec: ModelParams) -> str | None:
     """The content of a local base model (a ``.gguf`` file, or a folder's weights and config): editing
     the file under the same name must not reuse the old model's scores. None for other sources."""
     if spec.source not in ("local", "gguf"):
@@ -80,8 +78,6 @@ def model_content(spec) -> str | None:
 
 def library_versions() -> dict[str, str | None]:
     """Installed versions of the libraries that compute the numbers."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out: dict[str, str | None] = {}
     for name in EVAL_LIBRARIES:
         try:
@@ -97,17 +93,15 @@ def code_hash() -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in files if p.suffix in (".py", ".yaml"))).hexdigest()[:12]
 
 
-def eval_precision_for(params, device_type: str = "cpu") -> str:
+def eval_precision_for(params: ExperimentParams, device_type: str = "cpu") -> str:
     """The precision an evaluation on ``device_type`` runs in (``auto`` resolved for this machine);
     evaluation loads models on the CPU (``evaluate.evaluate_run``)."""
-    from .precision import resolve_precision
-
     with warnings.catch_warnings():  # the slow-bf16 warning belongs to the run, not to a key
         warnings.simplefilter("ignore")
         return resolve_precision(params.train.precision, device_type)
 
 
-def evaluation_settings(params, data_dir: Path, precision: str | None = None) -> dict:
+def evaluation_settings(params: ExperimentParams, data_dir: Path, precision: str | None = None) -> dict:
     """Everything but the weights that an evaluation's numbers depend on, part by part (so a refusal
     can name what differs)."""
     manifest = Path(data_dir) / "manifest.json"
@@ -124,7 +118,7 @@ def evaluation_settings(params, data_dir: Path, precision: str | None = None) ->
             "eval_settings": settings, "heldout_data": data, "code": code_hash(), "versions": library_versions()}
 
 
-def eval_fingerprint(params, data_dir: Path, weights: str = "", precision: str | None = None) -> str:
+def eval_fingerprint(params: ExperimentParams, data_dir: Path, weights: str = "", precision: str | None = None) -> str:
     """What an evaluation result depends on: ``evaluation_settings`` and the weights."""
     blob = json.dumps([evaluation_settings(params, data_dir, precision), weights], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -151,7 +145,7 @@ def read_current(run_dir: Path, name: str, fingerprint: str) -> dict | None:
 
 def results_table(run_dir: Path):
     """The current ``evals/*.json`` of a run as a tidy DataFrame: checkpoint, tokens, measure, value, stderr, n."""
-    import pandas as pd
+    import pandas as pd  # lazy: reading a result must not import pandas
 
     rows = []
     for r in current_results(run_dir).values():  # a stale result (retrained, removed) is not shown
@@ -181,12 +175,10 @@ def stale_reason(result: dict, run_dir: Path, checkpoints: list[dict] | None = N
     against the main run it came from. With ``settings`` (``evaluation_settings`` of the parameters now)
     the evaluation settings must match too. A result without a ``weights`` record is accepted only
     where the run has no checkpoints to check it against (a hand-made record)."""
-    from .checkpointing import list_checkpoints
-
     run_dir = Path(run_dir)
     name = result.get("checkpoint")
     if settings is not None:
-        differ = _differences(result.get("evaluated_with") or {}, settings, strict=True)
+        differ = differences(result.get("evaluated_with") or {}, settings, strict=True)
         if differ:
             return f"{name}: evaluated with other {', '.join(differ)}"
     if name == "base":
@@ -208,8 +200,6 @@ def stale_reason(result: dict, run_dir: Path, checkpoints: list[dict] | None = N
 def current_results(run_dir: Path, settings: dict | None = None) -> dict[str, dict]:
     """The run's stored results that still describe its weights (``stale_reason``), by checkpoint name,
     sorted by tokens."""
-    from .checkpointing import list_checkpoints
-
     run_dir = Path(run_dir)
     checkpoints = list_checkpoints(run_dir)
     found = {}
@@ -221,26 +211,3 @@ def current_results(run_dir: Path, settings: dict | None = None) -> dict[str, di
         if "perplexity" in r and stale_reason(r, run_dir, checkpoints, settings) is None:
             found[r["checkpoint"]] = r
     return dict(sorted(found.items(), key=lambda kv: kv[1]["tokens"]))
-
-
-def _label(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)[:60]
-
-
-def _differences(a: dict, b: dict, strict: bool = False) -> list[str]:
-    """The parts of two ``evaluated_with`` records that differ, as 'part (a vs b)'; a part only one of
-    them records counts only when ``strict``."""
-    keys = sorted(set(a) | set(b)) if strict else sorted(set(a) & set(b))
-    return [f"{k} ({_label(a.get(k))} vs {_label(b.get(k))})" for k in keys if a.get(k) != b.get(k)]
-
-
-def check_comparable(a: dict, b: dict) -> None:
-    """Refuse to pair two evaluations that were made differently (another precision, model, data, code
-    or library version): their difference would mix the weights' effect with the setting's."""
-    wa = {"precision": a.get("precision"), **(a.get("evaluated_with") or {})}
-    wb = {"precision": b.get("precision"), **(b.get("evaluated_with") or {})}
-    wa, wb = ({k: v for k, v in w.items() if v is not None} for w in (wa, wb))
-    differ = _differences(wa, wb)
-    if differ:
-        raise IncomparableResults(f"cannot pair {a.get('checkpoint', '?')} with {b.get('checkpoint', '?')}: "
-                                  f"evaluated with different {'; '.join(differ)}")
