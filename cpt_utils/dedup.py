@@ -20,7 +20,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 import xxhash  # pinned in requirements.lock (a dependency of `datasets`); ~5× faster than sha1 here
 
-from .corpora import Document
+from .documents import Document
 from .params import DedupParams
 
 _WORDS = re.compile(r"\w+")

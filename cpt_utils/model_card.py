@@ -93,24 +93,8 @@ def base_license(model: dict) -> str:
 
 
 def corpus_provenance(source: dict) -> dict:
-    """Where a corpus came from and under which licence, from its ``kind``."""
-    from .assets import ASSETS
-    from .registers import REGISTERS
-
-    kind = source.get("kind")
-    if kind == "packaged_wiki":
-        a = ASSETS[WIKI_ASSET]
-        return {"dataset": f"{a.package}=={a.version} ({a.name})", "licence": a.license}
-    if kind == "packaged_register":
-        assets = [ASSETS[n] for n in REGISTERS[source["register"]].assets]
-        return {"dataset": ", ".join(f"{a.package}=={a.version} ({a.name})" for a in assets),
-                "licence": "; ".join(f"{a.name}: {a.license}" for a in assets)}
-    if kind == "hub":
-        return {"dataset": source["dataset"], "licence": "see the dataset's card on the hub"}
-    if kind == "files":
-        return {"dataset": "local files: " + ", ".join(source.get("paths", [])),
-                "licence": "not recorded: the files' owner states it (check before publishing)"}
-    return {"dataset": str(kind), "licence": "unknown"}
+    """Where a corpus came from and under which licence: its kind says (``cpt_utils.corpora``)."""
+    return corpora.corpus_provenance(source)
 
 
 def recipe(run_dir: Path, checkpoint: dict, params: dict) -> dict:

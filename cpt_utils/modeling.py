@@ -100,8 +100,6 @@ def resolve_model_dir(spec: ModelParams) -> str:
 # --------------------------------------------------------------------------------------------- tiny
 def tiny_tokenizer_training_text() -> Iterable[str]:
     """Text to train the tiny tokenizer on: the packaged Wikipedia corpus (all topics)."""
-    from .corpora import iter_packaged_wiki
-
     for doc in iter_packaged_wiki(topics=None):
         yield doc.text
 
