@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .analysis import cannot_test_words, compare_evals, group_deltas, load_evals
+from .corpora import corpus_provenance as kind_provenance
 
 #: Where a packaged base model came from on the hub (the GGUF's general.organization / name).
 PACKAGED_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -94,7 +95,7 @@ def base_license(model: dict) -> str:
 
 def corpus_provenance(source: dict) -> dict:
     """Where a corpus came from and under which licence: its kind says (``cpt_utils.corpora``)."""
-    return corpora.corpus_provenance(source)
+    return kind_provenance(source)
 
 
 def recipe(run_dir: Path, checkpoint: dict, params: dict) -> dict:

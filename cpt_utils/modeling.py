@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterable
 from .errors import CptError
 from .params import ModelParams, TinyModelParams
 from .paths import cache_dir
+from .packaged_text import iter_packaged_wiki
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `cpt --help` is instant
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
