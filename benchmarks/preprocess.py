@@ -76,7 +76,7 @@ def run_ours(corpus: Path, out: Path, seq_len: int, full: bool) -> dict:
                        # bounded buffer from blurring the 1× vs 10× memory comparison
                        "shard_tokens": SHARD_TOKENS},
     })
-    from cpt_utils.preprocess import load_tokenizer_once
+    from cpt_utils.corpus_processing import load_tokenizer_once
 
     load_tokenizer_once(params.model)  # loaded before the clock starts, as the reference's tokenizer is
     start, cpu = time.perf_counter(), time.process_time()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Iterator
 
-from .corpora import Document
+from .documents import Document
 from .config import QualityParams
 
 MAX_EXAMPLES = 3

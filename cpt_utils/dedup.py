@@ -20,7 +20,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 import xxhash  # pinned in requirements.lock (a dependency of `datasets`); ~5× faster than sha1 here
 
-from .corpora import Document
+from .documents import Document
 from .config import DedupParams
 
 _WORDS = re.compile(r"\w+")
@@ -62,7 +62,7 @@ class BandIndex:
     """
 
     def __init__(self, threshold: float, num_perm: int):
-        from datasketch import MinHashLSH
+        from datasketch import MinHashLSH  # lazy: heavy (scipy); only near-duplicate search needs it
 
         reference = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.bands, self.rows = reference.b, reference.r
@@ -108,7 +108,7 @@ class Deduplicator:
         self._index: BandIndex | None = None
         self._log: BinaryIO | None = None
         if params.near:
-            from datasketch import MinHash
+            from datasketch import MinHash  # lazy: heavy (scipy); only near-duplicate search needs it
 
             self._index = BandIndex(params.threshold, params.num_perm)
             self._minhash = MinHash(num_perm=params.num_perm, seed=1, hashfunc=xxhash.xxh32_intdigest)

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .corpora import open_corpus
+from .modeling import load_tokenizer, model_id
 from .config import ExperimentParams, step_fingerprint
+from .plots import PALETTE, label
 
 WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 STOPWORDS = frozenset(
@@ -50,7 +52,7 @@ def quality_signals(text: str) -> dict[str, float]:
 
 def _minhash_duplicate_rate(texts: list[str], threshold: float, num_perm: int, shingle: int) -> float:
     """Share of documents with at least one near-duplicate (MinHash LSH, word shingles)."""
-    from datasketch import MinHash, MinHashLSH
+    from datasketch import MinHash, MinHashLSH  # lazy: heavy (scipy); only near-duplicate search needs it
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     dup = 0
@@ -178,8 +180,6 @@ def explore(params: ExperimentParams, run_dir: Path, force: bool = False) -> dic
             print(f"reusing corpus statistics from {out} (parameters unchanged)")
             return cached
 
-    from .modeling import load_tokenizer, model_id
-
     started = time.perf_counter()
     tokenizer = load_tokenizer(params.model)
     result: dict = {"fingerprint": fingerprint, "tokenizer": model_id(params.model), "corpora": {}}
@@ -231,7 +231,7 @@ def narrative(result: dict, params: ExperimentParams) -> str:
 
 
 def overlap_table(result: dict):
-    import pandas as pd
+    import pandas as pd  # lazy: heavy; only the notebook's tables need pandas
 
     v = result["vocabulary_overlap"]
     rows = {"domain word types": f"{v['domain_word_types']:,}", "general word types": f"{v['general_word_types']:,}",
@@ -242,7 +242,7 @@ def overlap_table(result: dict):
 
 def summary_table(result: dict):
     """The side-by-side table the notebook and the index page show."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy; only the notebook's tables need pandas
 
     rows = {}
     for which, s in result["corpora"].items():
@@ -265,9 +265,7 @@ def summary_table(result: dict):
 # ------------------------------------------------------------------------------------------ figures
 def fig_lengths(result: dict):
     """Document length distributions (base-model tokens), domain vs general."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     fig, ax = plt.subplots()
     all_lengths = [l for s in result["corpora"].values() for l in s["token_lengths"]]
@@ -284,9 +282,7 @@ def fig_lengths(result: dict):
 
 def fig_quality(result: dict):
     """Quality signals per document, domain vs general, as box plots."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     shown = [("mean_word_length", "mean word length (characters)"), ("alpha_word_ratio", "alphabetic words (fraction)"),
              ("digit_char_ratio", "digit characters (fraction)"), ("non_ascii_char_ratio", "non-ASCII characters (fraction)")]
@@ -305,9 +301,7 @@ def fig_quality(result: dict):
 
 def fig_top_terms(result: dict, top: int = 20):
     """The words that most distinguish the domain corpus from the general one."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     rows = result["top_domain_terms"][:top][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.25 * len(rows) + 1.2))
@@ -318,9 +312,7 @@ def fig_top_terms(result: dict, top: int = 20):
 
 def fig_topics(result: dict):
     """Documents per source topic in each corpus (the domain/general split is a parameter)."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     fig, ax = plt.subplots()
     names, counts, colors = [], [], []

@@ -38,7 +38,10 @@ import shutil
 import time
 from pathlib import Path
 
+from .corpus_processing import DEDUP_LOG, load_tokenizer_once, process_corpus
+from .dedup import Deduplicator
 from .errors import CptError
+from .modeling import document_separator_id
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, verify_split
 from .config import ExperimentParams, step_fingerprint
 
@@ -140,10 +143,6 @@ def grow(params: ExperimentParams, data_dir: Path, manifest: dict, state: dict, 
          progress: bool = True) -> dict:
     """Continue the domain stream of a finished preparation up to the new train budget; return the new
     manifest (written last, after the split and the new ``grow.pkl``)."""
-    from .dedup import Deduplicator
-    from .modeling import document_separator_id
-    from .preprocess import DEDUP_LOG, _process_corpus, load_tokenizer_once
-
     started = time.perf_counter()
     data_dir, pre = Path(data_dir), params.preprocess
     tokenizer = load_tokenizer_once(params.model)
@@ -169,8 +168,8 @@ def grow(params: ExperimentParams, data_dir: Path, manifest: dict, state: dict, 
     target = "the end of the stream" if pre.train_token_budget is None else f"{pre.train_token_budget:,} tokens"
     print(f"growing {data_dir}: train budget {state['budget']:,} → {target}; continuing the "
           f"domain stream after document {read_before:,} ({before:,} sequences kept byte-identical)")
-    corpus = _process_corpus("domain", params, tokenizer, manifest["tokenizer"]["separator_id"], dedup, train,
-                             _FrozenSplit(), progress, resume=place)
+    corpus = process_corpus("domain", params, tokenizer, manifest["tokenizer"]["separator_id"], dedup, train,
+                            _FrozenSplit(), progress, resume=place)
     new_place = corpus.pop("_place")
     info = train.close()
     after = info["num_sequences"]

@@ -27,6 +27,7 @@ from .paths import reports_root
 from .readings import cannot_test_words
 from .repo_state import git_state
 from .results import control_dir, load_evals
+from .corpora import corpus_provenance as kind_provenance
 
 #: Where a packaged base model came from on the hub (the GGUF's general.organization / name).
 PACKAGED_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -91,24 +92,8 @@ def base_license(model: dict) -> str:
 
 
 def corpus_provenance(source: dict) -> dict:
-    """Where a corpus came from and under which licence, from its ``kind``."""
-    from .assets import ASSETS
-    from .registers import REGISTERS
-
-    kind = source.get("kind")
-    if kind == "packaged_wiki":
-        a = ASSETS[WIKI_ASSET]
-        return {"dataset": f"{a.package}=={a.version} ({a.name})", "licence": a.license}
-    if kind == "packaged_register":
-        assets = [ASSETS[n] for n in REGISTERS[source["register"]].assets]
-        return {"dataset": ", ".join(f"{a.package}=={a.version} ({a.name})" for a in assets),
-                "licence": "; ".join(f"{a.name}: {a.license}" for a in assets)}
-    if kind == "hub":
-        return {"dataset": source["dataset"], "licence": "see the dataset's card on the hub"}
-    if kind == "files":
-        return {"dataset": "local files: " + ", ".join(source.get("paths", [])),
-                "licence": "not recorded: the files' owner states it (check before publishing)"}
-    return {"dataset": str(kind), "licence": "unknown"}
+    """Where a corpus came from and under which licence: its kind says (``cpt_utils.corpora``)."""
+    return kind_provenance(source)
 
 
 def recipe(run_dir: Path, checkpoint: dict, params: dict) -> dict:

@@ -19,6 +19,7 @@ from .atomic import atomic_dir
 from .errors import CptError
 from .config import ModelParams, TinyModelParams
 from .paths import cache_dir
+from .packaged_text import iter_packaged_wiki
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `cpt --help` is instant
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -96,8 +97,6 @@ def resolve_model_dir(spec: ModelParams) -> str:
 # --------------------------------------------------------------------------------------------- tiny
 def tiny_tokenizer_training_text() -> Iterable[str]:
     """Text to train the tiny tokenizer on: the packaged Wikipedia corpus (all topics)."""
-    from .corpora import iter_packaged_wiki
-
     for doc in iter_packaged_wiki(topics=None):
         yield doc.text
 

@@ -6,11 +6,14 @@ notebook can describe data prepared earlier by ``cpt prepare`` or on another mac
 
 from __future__ import annotations
 
+import json
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from .packing import SPLITS, open_split
+from .plots import PALETTE, label
 
 #: What each stage of preprocessing is, and the parameter that controls it (for reports and errors).
 STAGES: dict[str, tuple[str, str]] = {
@@ -68,7 +71,7 @@ def drop_summary(manifest: dict) -> str:
 
 def filter_table(manifest: dict):
     """Documents removed per filter and per corpus, as counts and shares of documents seen."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy; only the notebook's tables need pandas
 
     rows = []
     for which, c in manifest["corpora"].items():
@@ -91,7 +94,7 @@ def removed_examples(manifest: dict) -> list[dict]:
 
 def cluster_table(manifest: dict):
     """Near-duplicate clusters: the kept document and the ones dropped as its near-copies."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy; only the notebook's tables need pandas
 
     rows = [{"corpus": which, "kept": c["kept"], "removed": r["id"], "removed text": r["text"]}
             for which, w in manifest["corpora"].items() for c in w["dedup"]["clusters"] for r in c["removed"]]
@@ -99,7 +102,7 @@ def cluster_table(manifest: dict):
 
 
 def split_table(manifest: dict):
-    import pandas as pd
+    import pandas as pd  # lazy: heavy; only the notebook's tables need pandas
 
     rows = {name: {"sequences": s["num_sequences"], "tokens": s["num_tokens"], "documents": s["documents"],
                    "tail tokens dropped": s["dropped_tail_tokens"], "padding tokens": s.get("padding_tokens", 0)}
@@ -109,7 +112,7 @@ def split_table(manifest: dict):
 
 def throughput_table(manifest: dict):
     """How fast the whole step ran: documents read, tokens tokenized, seconds, rates (wall clock)."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy; only the notebook's tables need pandas
 
     docs = sum(c["filters"]["seen"] + c["unreadable"]["total"] for c in manifest["corpora"].values())
     tokens = sum(c["tokens_tokenized"] for c in manifest["corpora"].values())
@@ -125,9 +128,6 @@ def throughput_table(manifest: dict):
 def document_lengths(run_dir: Path, max_documents: int = 200_000) -> dict[str, np.ndarray]:
     """Tokens per packed document (separator included) for each split, from ``documents.jsonl``;
     at most ``max_documents`` per split are read (enough for a histogram, bounded memory)."""
-    import json
-    from itertools import islice
-
     out = {}
     for split in SPLITS:
         path = Path(run_dir) / "data" / split / "documents.jsonl"
@@ -138,9 +138,7 @@ def document_lengths(run_dir: Path, max_documents: int = 200_000) -> dict[str, n
 
 def fig_document_lengths(lengths: dict[str, np.ndarray], seq_len: int):
     """Document lengths per split on a log scale, with the sequence length marked."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     fig, ax = plt.subplots()
     present = [v for v in lengths.values() if len(v)]
@@ -168,9 +166,7 @@ def fig_document_lengths(lengths: dict[str, np.ndarray], seq_len: int):
 
 def fig_split_tokens(manifest: dict):
     """Tokens written per split: what training, replay and the two held-out evaluations can use."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     fig, ax = plt.subplots(figsize=(7.5, 2.8))
     names = list(manifest["splits"])
@@ -199,9 +195,7 @@ def sequence_composition(run_dir: Path, split: str = "train", max_sequences: int
 
 
 def fig_filters(manifest: dict):
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     fig, ax = plt.subplots()
     # pipeline order, top to bottom: unreadable records, each filter in the order it runs, then dedup
@@ -222,9 +216,7 @@ def fig_filters(manifest: dict):
 
 
 def fig_composition(composition: dict):
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     d = composition["docs_per_sequence"]
@@ -296,7 +288,7 @@ def held_out_rows(manifest: dict) -> list[dict[str, str]]:
 
 def held_out_table(manifest: dict):
     """Each held-out set: documents kept, candidates seen, the cap, its largest groups and the caveats."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy; only the notebook's tables need pandas
 
     rows = {split: {"documents": e["documents"], "candidates seen": e["candidates_seen"],
                     "cap (val_max_docs)": "none" if e["cap"] is None else e["cap"],
@@ -315,9 +307,7 @@ def training_composition(manifest: dict) -> dict[str, dict[str, int]]:
 def fig_held_out_composition(manifest: dict, top: int = 8):
     """One panel per held-out set: documents per topic (or source), largest first, the rest pooled.
     A set drawn from one topic shows as one bar: the evidence that the sample is spread."""
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: heavy; only the notebook's figures need it
 
     sets = manifest.get("held_out", {})
     cols = min(3, max(1, len(sets)))

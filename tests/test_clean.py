@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cpt_utils.clean import FilterReport, build_filters, clean_stream, normalize
-from cpt_utils.corpora import Document
+from cpt_utils.documents import Document
 from cpt_utils.config import QualityParams
 
 PROSE = ("The cell is the basic structural and functional unit of all forms of life. Every cell consists of "

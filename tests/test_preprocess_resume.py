@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cpt_utils import preprocess
+from cpt_utils import corpus_processing, preprocess
 from cpt_utils.config import validate_params
-from cpt_utils.preprocess import DEDUP_LOG, SNAPSHOT, prepare_data
+from cpt_utils.corpus_processing import DEDUP_LOG
+from cpt_utils.preprocess import SNAPSHOT, prepare_data
 
 _real_save = preprocess._save_snapshot
 WORDS = ("energy mass force field charge atom wave light heat motion orbit planet cell gene acid protein "
@@ -69,13 +70,13 @@ def _params(paths: dict[str, Path], kind: str = "files", **pre):
 def tokenized(monkeypatch) -> list[str]:
     """Every text the preprocessing tokenizes, in order (the work a resumed run must not redo)."""
     seen: list[str] = []
-    real = preprocess.tokenize_batch
+    real = corpus_processing.tokenize_batch
 
     def counting(tokenizer, texts):
         seen.extend(texts)
         return real(tokenizer, texts)
 
-    monkeypatch.setattr(preprocess, "tokenize_batch", counting)
+    monkeypatch.setattr(corpus_processing, "tokenize_batch", counting)
     return seen
 
 

@@ -9,10 +9,11 @@ import json
 import pytest
 
 from cpt_utils.clean import build_filters, normalize
-from cpt_utils.corpora import ProblemReport, open_corpus
+from cpt_utils.documents import ProblemReport
+from cpt_utils.corpora import open_corpus
 from cpt_utils.packing import PackedSplit
 from cpt_utils.config import PackagedRegisterCorpus, ParamsError, QualityParams, validate_params
-from cpt_utils.registers import (
+from cpt_utils.corpora.register import (
     chunk_paragraphs, iter_chat, iter_instructions, iter_news, iter_register, paragraphs, register_quality,
     strip_gutenberg,
 )
@@ -203,7 +204,7 @@ def test_chat_template_tokens_are_encoded_as_special_tokens_in_the_split(tiny_pa
     split into pieces by the text-only encoding every other document gets."""
     from cpt_utils.modeling import load_tokenizer
     from cpt_utils.packing import SequencePacker, ShardWriter
-    from cpt_utils.preprocess import _process_register
+    from cpt_utils.corpus_processing import process_register
     from cpt_utils.dedup import Deduplicator
 
     tok = load_tokenizer(tiny_params.model)
@@ -217,7 +218,7 @@ def test_chat_template_tokens_are_encoded_as_special_tokens_in_the_split(tiny_pa
     data["variants"] = {}  # tiny's replay_25 replays its news register, which this test replaces
     params = validate_params(data)
     packer = SequencePacker(ShardWriter(tmp_path / "val_instructions", 64, len(tok), 1000), 0)
-    info = _process_register("instructions", params, tok, Deduplicator(params.preprocess.dedup), packer)
+    info = process_register("instructions", params, tok, Deduplicator(params.preprocess.dedup), packer)
     packer.close()
     ids = PackedSplit(tmp_path / "val_instructions")[0][0].tolist()
     assert info["chat_template"] and ids[0] == start

