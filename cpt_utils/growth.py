@@ -41,7 +41,7 @@ from pathlib import Path
 from .corpus_processing import DEDUP_LOG, load_tokenizer_once, process_corpus
 from .dedup import Deduplicator
 from .errors import CptError
-from .modeling import document_separator_id
+from .packing import document_separator_id
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, verify_split
 from .config import ExperimentParams, step_fingerprint
 

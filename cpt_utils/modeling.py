@@ -24,7 +24,6 @@ from .packaged_text import iter_packaged_wiki
 if TYPE_CHECKING:  # heavy imports stay lazy so `cpt --help` is instant
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-DOC_SEPARATOR_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>")
 
 
 class ModelLoadError(CptError, RuntimeError):
@@ -171,18 +170,6 @@ def model_id(spec: ModelParams) -> str:
         t = spec.tiny
         return f"tiny-llama-h{t.hidden_size}-l{t.num_hidden_layers}-v{t.vocab_size}"
     return f"{spec.source}:{spec.name}" + (f"@{spec.revision}" if spec.revision else "")
-
-
-def document_separator_id(tokenizer: "PreTrainedTokenizerBase") -> int:
-    """The token placed between packed documents: the pre-training end-of-text token when the
-    vocabulary has one (SmolLM2's ``<|endoftext|>``; the instruct model's EOS is a chat token)."""
-    vocab = tokenizer.get_vocab()
-    for candidate in DOC_SEPARATOR_CANDIDATES:
-        if candidate in vocab:
-            return vocab[candidate]
-    if tokenizer.eos_token_id is None:
-        raise ModelLoadError("tokenizer has neither an end-of-text nor an EOS token")
-    return tokenizer.eos_token_id
 
 
 def tokenizer_fingerprint(tokenizer: "PreTrainedTokenizerBase") -> str:

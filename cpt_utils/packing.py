@@ -30,12 +30,15 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from .atomic import atomic_file, atomic_write_json
 from .errors import CptError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SPLITS = ("train", "replay", "val_domain", "val_general")
 #: The general corpus's replay split keeps its historical name ``replay``; a register's is ``replay_<name>``.
@@ -606,3 +609,24 @@ def heldout_splits(data_dir: Path) -> list[str]:
     found = sorted(p.name for p in Path(data_dir).glob("val_*") if (p / "split.json").is_file())
     first = [s for s in ("val_domain", "val_general") if s in found]
     return first + [s for s in found if s not in first]
+
+
+#: Tokens that end a document in pre-training vocabularies, in order of preference.
+DOC_SEPARATOR_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>")
+
+
+class SeparatorError(PackedDataError):
+    """A tokenizer has no token that can separate packed documents."""
+
+
+def document_separator_id(tokenizer: "PreTrainedTokenizerBase") -> int:
+    """The token placed between packed documents: the pre-training end-of-text token when the
+    vocabulary has one (SmolLM2's ``<|endoftext|>``; the instruct model's EOS is a chat token)."""
+    vocab = tokenizer.get_vocab()
+    for candidate in DOC_SEPARATOR_CANDIDATES:
+        if candidate in vocab:
+            return vocab[candidate]
+    if tokenizer.eos_token_id is None:
+        raise SeparatorError("tokenizer has neither an end-of-text nor an EOS token")
+    return tokenizer.eos_token_id
+

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .modeling import document_separator_id
+from .packing import document_separator_id
 from .packing import PackedSplit
 from .precision import autocast, fp32_logits
 

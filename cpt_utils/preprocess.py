@@ -46,7 +46,8 @@ from .corpus_processing import (
 )
 from .dedup import Deduplicator
 from .errors import DataError
-from .modeling import document_separator_id, model_id, tokenizer_fingerprint
+from .modeling import model_id, tokenizer_fingerprint
+from .packing import document_separator_id
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, replay_split_name, verify_split
 from .config import GENERAL_SOURCE, ExperimentParams, load_params, replay_sources, step_fingerprint
 from .paths import configure_environment, run_dir

@@ -22,7 +22,7 @@ import yaml
 
 from .assets import fetch, fetch_dir
 from .config import ExperimentParams
-from .modeling import document_separator_id
+from .packing import document_separator_id
 from .packing import PackedSplit
 from .paths import cache_dir
 from .task_suite import run_built_tasks

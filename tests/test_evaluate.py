@@ -37,7 +37,7 @@ def test_perplexity_and_bits_per_byte_match_a_direct_computation(prepared):
     """Loss, document-clustered SE and bits per byte against a direct computation: plain forward
     passes in fp32, tokens grouped by their document, bytes counted from each document's decoded text
     with the separator targets left out of bits per byte (but kept in the loss)."""
-    from cpt_utils.modeling import document_separator_id
+    from cpt_utils.packing import document_separator_id
 
     params, run = prepared
     model, tok = load_model(params.model), load_tokenizer(params.model)

@@ -8,10 +8,8 @@ import math
 import pytest
 import torch
 
-from cpt_utils.modeling import (
-    ModelLoadError, build_tiny_model, document_separator_id, load_model, load_tokenizer, model_id,
-    resolve_model_dir, tokenizer_fingerprint, train_tiny_tokenizer,
-)
+from cpt_utils.modeling import ModelLoadError, build_tiny_model, load_model, load_tokenizer, model_id, resolve_model_dir, tokenizer_fingerprint, train_tiny_tokenizer
+from cpt_utils.packing import document_separator_id
 from cpt_utils.config import ModelParams, TinyModelParams
 
 KNOWN_PARAGRAPH = (

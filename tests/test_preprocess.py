@@ -9,7 +9,8 @@ import pytest
 
 from cpt_utils.clean import normalize
 from cpt_utils.corpora import open_corpus
-from cpt_utils.modeling import document_separator_id, load_tokenizer
+from cpt_utils.modeling import load_tokenizer
+from cpt_utils.packing import document_separator_id
 from cpt_utils.packing import SPLITS, PackedSplit, open_split
 from cpt_utils.corpus_processing import PreprocessError
 from cpt_utils.preprocess import prepare_data
