@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_json
 from .corpora import open_corpus
 from .modeling import load_tokenizer, model_id
 from .config import ExperimentParams, step_fingerprint
@@ -201,10 +202,7 @@ def explore(params: ExperimentParams, run_dir: Path, force: bool = False) -> dic
     result["top_domain_terms"] = distinctive_terms(words["domain"], words["general"])
     result["examples"] = examples
     result["seconds"] = time.perf_counter() - started
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(out)
+    atomic_write_json(out, result)
     return result
 
 

@@ -38,6 +38,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .atomic import atomic_file, atomic_write_json
 from .corpus_processing import DEDUP_LOG, load_tokenizer_once, process_corpus
 from .dedup import Deduplicator
 from .errors import CptError
@@ -82,10 +83,8 @@ def resume_problem(checkpoint: dict, blocks: list[int]) -> str | None:
 def save_state(data_dir: Path, state: dict) -> None:
     """Write ``grow.pkl`` atomically (pickle: it holds report objects and ``datasets``' state dict; only
     this code reads it, for the same code version)."""
-    tmp = Path(data_dir) / f"{GROW_STATE}.tmp"
-    with open(tmp, "wb") as fh:
+    with atomic_file(Path(data_dir) / GROW_STATE) as fh:
         pickle.dump({"version": GROW_VERSION, **state}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(Path(data_dir) / GROW_STATE)
 
 
 def initial_state(params: ExperimentParams, code: str, sources: dict, place: dict, train: SequencePacker,
@@ -194,9 +193,6 @@ def grow(params: ExperimentParams, data_dir: Path, manifest: dict, state: dict, 
                           "domain": copy.deepcopy(new_place), "train": train.state_dict(),
                           "dedup_log": dedup.log_offset(), "train_content_hash": info["content_hash"]})
     dedup.close_log()
-    manifest_path = data_dir / "manifest.json"
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(new, indent=1))
-    tmp.replace(manifest_path)
+    atomic_write_json(data_dir / "manifest.json", new, indent=1)
     print(f"train split grown: {before:,} → {after:,} sequences ({(after - before) * pre.seq_len:,} tokens appended)")
     return new

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .atomic import atomic_write
+
 REQUIRED_METADATA = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                      "language_info": {"name": "python"}}
 
@@ -40,7 +42,7 @@ def strip(path: Path) -> None:
         cell.get("metadata", {}).pop("papermill", None)
     meta = {k: v for k, v in nb.get("metadata", {}).items() if k in REQUIRED_METADATA}
     nb["metadata"] = {**REQUIRED_METADATA, **meta}
-    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

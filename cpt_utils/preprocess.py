@@ -37,15 +37,14 @@ import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from . import growth
+from .atomic import atomic_file, atomic_write_json
 from .corpora import open_corpus
 from .corpus_processing import (
     DEDUP_LOG, PreprocessError, load_tokenizer_once, process_corpus, process_register,
 )
 from .dedup import Deduplicator
-from .errors import DataError
 from .modeling import model_id, tokenizer_fingerprint
 from .packing import document_separator_id
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, replay_split_name, verify_split
@@ -308,9 +307,7 @@ class _Preparation:
         # where the domain stream stopped, and the dedup log (kept): how a larger train budget appends (growth.py)
         growth.save_state(plan.data_dir, growth.initial_state(self.params, plan.code, plan.sources, places["domain"],
                                                               self.packers["train"], self.dedup.log_offset(), splits["train"]))
-        tmp = plan.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        tmp.replace(plan.manifest_path)
+        atomic_write_json(plan.manifest_path, manifest, indent=1)
         self.dedup.close_log()
         (plan.data_dir / SNAPSHOT).unlink(missing_ok=True)  # finished: nothing to resume
         if pre.train_token_budget and splits["train"]["num_tokens"] < pre.train_token_budget:
@@ -393,10 +390,8 @@ def _save_snapshot(data_dir: Path, state: dict) -> None:
 
     Pickle, because it holds numpy arrays, report objects and ``datasets``' state dict as they are; the
     file is only ever read by this code, for the same code version (checked)."""
-    tmp = data_dir / f"{SNAPSHOT}.tmp"
-    with open(tmp, "wb") as fh:
+    with atomic_file(data_dir / SNAPSHOT) as fh:
         pickle.dump({"version": SNAPSHOT_VERSION, **state}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(data_dir / SNAPSHOT)
 
 
 def _load_snapshot(data_dir: Path, fingerprint: str, code: str, sources: dict) -> dict | None:
