@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from cpt_utils.analysis import final_eval, load_variant_evals
+from cpt_utils.config import derive
 from cpt_utils.preprocess import prepare_data
 from cpt_utils.variants import finished_variant, run_variants, variant_dir
-from cpt_utils.config import derive
 
 
 def test_variants_share_the_data_and_are_reused(tiny_params, tmp_path, capsys):
