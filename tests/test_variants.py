@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from cpt_utils.config import derive
 from cpt_utils.preprocess import prepare_data
 from cpt_utils.results import final_eval, finished_variant, load_variant_evals, variant_dir
 from cpt_utils.variants import run_variants
-from cpt_utils.config import derive
 
 
 def test_variants_share_the_data_and_are_reused(tiny_params, tmp_path, capsys):
