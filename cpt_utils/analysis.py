@@ -106,8 +106,8 @@ def fit_loss_curve(tokens, losses, model: str = "power law", cov=None, se=None, 
     (normal: Σ is known, not estimated from the residuals) — calibrated in tests/test_calibration.py.
     A residual bootstrap over 4 points and 3 parameters covers far less than 95%, so with fewer than
     ``MIN_RESIDUAL_DOF`` residual degrees of freedom, or no covariance, no interval is given."""
-    from scipy.optimize import curve_fit
-    from scipy.stats import chi2, norm
+    from scipy.optimize import curve_fit  # lazy: scipy loads only where a test or fit runs (the trackers import analysis)
+    from scipy.stats import chi2, norm  # lazy: scipy loads only where a test or fit runs (the trackers import analysis)
 
     d = np.asarray(tokens, dtype=float)
     y = np.asarray(losses, dtype=float)
@@ -379,7 +379,7 @@ FAMILIES = {
 
 def t_test(delta: float, se: float, df: float) -> tuple[float, float]:
     """Two-sided Student's t test of ``delta / se`` on ``df`` degrees of freedom (inf: the normal)."""
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # lazy: scipy loads only where a test or fit runs (the trackers import analysis)
 
     if not se or not math.isfinite(se) or not df > 0:
         return float("nan"), float("nan")
@@ -390,7 +390,7 @@ def t_test(delta: float, se: float, df: float) -> tuple[float, float]:
 def min_detectable_effect(se: float, df: float, alpha: float = 0.05, power: float = POWER) -> float:
     """The change a two-sided level-``alpha`` t test detects with probability ``power``:
     (t₁₋α/₂ + t_power)·SE. Two SEs is only the significance threshold, found half the time."""
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # lazy: scipy loads only where a test or fit runs (the trackers import analysis)
 
     if not math.isfinite(se) or not df > 0:
         return float("nan")
@@ -400,7 +400,7 @@ def min_detectable_effect(se: float, df: float, alpha: float = 0.05, power: floa
 def ci_half_width(se: float, df: float = math.inf, level: float = 0.95) -> float:
     """Half the width of the ``level`` interval, t·SE on ``df`` degrees of freedom: error bars drawn as
     ±2 SE would claim more than the t test behind the same row (few documents, few df)."""
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # lazy: scipy loads only where a test or fit runs (the trackers import analysis)
 
     return float(student_t.ppf(0.5 + level / 2, df) * se)
 
@@ -430,7 +430,7 @@ def adjust_pvalues(pvalues, method: str | None = None) -> np.ndarray:
     """p-values adjusted within one family (``FAMILIES``): Benjamini–Hochberg (false discovery rate), or
     Holm (family-wise) when the family has fewer than ``HOLM_BELOW`` tests, where BH gains little and
     Holm is exact. NaN (untestable) entries stay NaN and do not count."""
-    from scipy.stats import false_discovery_control
+    from scipy.stats import false_discovery_control  # lazy: scipy loads only where a test or fit runs (the trackers import analysis)
 
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
@@ -484,7 +484,7 @@ def paired_delta(base: list[float], other: list[float]) -> dict:
 def mcnemar_exact(gained: int, lost: int) -> float:
     """Two-sided exact McNemar p-value from the discordant pairs (items that flipped either way): the
     binomial(n, ½) tail, doubled (symmetric, so this equals scipy's binomtest at a fraction of its cost)."""
-    from scipy.stats import binom
+    from scipy.stats import binom  # lazy: scipy loads only where a test or fit runs (the trackers import analysis)
 
     n = gained + lost
     return 1.0 if n == 0 else float(min(1.0, 2 * binom.cdf(min(gained, lost), n, 0.5)))
@@ -930,7 +930,8 @@ def mitigation_decision(base: dict, variants: dict[str, dict], reference: str | 
         r["domain costs"] = [] if r["reference"] else domain_costs(r, alpha)
     f_ref = by[reference]["forgetting vs base"]
     out = {"status": "compared", "reference": reference, "rows": rows, "splits": forgetting_splits(base),
-           "forgetting": f_ref, "reference forgets": _significant(f_ref, alpha) and f_ref["delta"] > 0, "others": others, "reducers": reducers,
+           "forgetting": f_ref, "reference forgets": _significant(f_ref, alpha) and f_ref["delta"] > 0,
+           "others": others, "reducers": reducers,
            "worse": worse, "best": None, "costs": [], "tied": [], "paid": []}
     if reducers:
         free = [r for r in reducers if not domain_costs(r, alpha)]

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .checkpointing import list_checkpoints
 from .errors import CptError
 from .model_card import write_card
@@ -26,7 +28,7 @@ from .paths import configure_environment, runs_root
 from .results import weights_identity
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase  # lazy: transformers loads only when weights are converted
 
 FORMATS = ("hf", "gguf")
 DTYPES = ("f32", "f16", "bf16")
@@ -75,7 +77,7 @@ def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
 
 
 def _torch_dtype(dtype: str):
-    import torch
+    import torch  # lazy: an export loads torch only when it converts weights
 
     return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype]
 
@@ -83,8 +85,8 @@ def _torch_dtype(dtype: str):
 # -------------------------------------------------------------------------------------------- HF
 def load_checkpoint(model_dir: Path) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
     """The checkpoint's model in fp32 (as trained) and its tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # lazy: an export loads torch only when it converts weights
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers loads only when weights are converted
 
     return (AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
             AutoTokenizer.from_pretrained(model_dir))
@@ -95,7 +97,7 @@ def write_hf(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", out
 
     The generation config's special ids come from the tokenizer (the one the model was trained with),
     so ``generate`` stops at its end-of-sequence token without further arguments."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # lazy: transformers loads only when weights are converted
 
     model = model.to(_torch_dtype(dtype))
     model.config.use_cache = True  # training switched the cache off; generation wants it
@@ -144,7 +146,7 @@ def tokenizer_pre(tokenizer: "PreTrainedTokenizerBase") -> str:
 def gguf_vocab(tokenizer: "PreTrainedTokenizerBase", vocab_size: int) -> tuple[list[str], list[int]]:
     """Tokens and token types as llama.cpp's ``convert_hf_to_gguf`` writes a BPE vocabulary: added
     special tokens CONTROL, other added tokens USER_DEFINED, the rest NORMAL, unused ids ``[PADn]``."""
-    import gguf
+    import gguf  # lazy: gguf is needed only for a GGUF export
 
     reverse = {i: t for t, i in tokenizer.get_vocab().items()}
     added = tokenizer.get_added_vocab()
@@ -186,8 +188,7 @@ def write_gguf(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", h
                dtype: str = "f16", name: str = "") -> Path:
     """One GGUF file in llama.cpp's Llama layout. ``hf_dir`` is the exported HF folder (merges, special
     tokens and chat template are read from it by ``gguf.SpecialVocab``, as llama.cpp does)."""
-    import gguf
-    import numpy as np
+    import gguf  # lazy: gguf is needed only for a GGUF export
 
     config = model.config
     _check_gguf_model(config)

@@ -19,7 +19,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+import yaml
 
 from .analysis import MIN_DOCUMENTS
 from .explore import summary_table
@@ -59,8 +62,6 @@ def code_fingerprint() -> str:
 
 
 def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version()}
     for name in KEY_PACKAGES:
         try:
@@ -71,7 +72,7 @@ def package_versions() -> dict:
 
 
 def hardware() -> dict:
-    import psutil
+    import psutil  # lazy: psutil only when the hardware is recorded
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -112,7 +113,7 @@ def discover_notebooks(only: list[str] | None = None) -> list[Path]:
 
 
 def _provenance_cell(prov: dict, seconds: float, status: str):
-    import nbformat
+    import nbformat  # lazy: nbformat only when notebooks are run or rendered
 
     pk = ", ".join(f"{k} {v}" for k, v in prov["packages"].items())
     hw = prov["hardware"]
@@ -139,10 +140,10 @@ def _overrides_text(prov: dict, quote: str = "") -> str:
 def render_html(executed: Path, html_path: Path, prov: dict | None = None, seconds: float = 0.0,
                 status: str = "ok") -> Path:
     """Render an executed notebook to a standalone HTML file (inputs tagged ``hide-input`` hidden)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import TagRemovePreprocessor
-    from traitlets.config import Config
+    import nbformat  # lazy: nbformat only when notebooks are run or rendered
+    from nbconvert import HTMLExporter  # lazy: nbconvert only when a report is rendered
+    from nbconvert.preprocessors import TagRemovePreprocessor  # lazy: nbconvert only when a report is rendered
+    from traitlets.config import Config  # lazy: nbconvert's config only when a report is rendered
 
     nb = nbformat.read(executed, as_version=4)
     _collapse_progress_bars(nb)
@@ -187,7 +188,7 @@ def _collapse_progress_bars(nb) -> None:
 
 def _first_error(executed: Path) -> str:
     """The failing cell's error, read back from the partly executed notebook."""
-    import nbformat
+    import nbformat  # lazy: nbformat only when notebooks are run or rendered
 
     try:
         nb = nbformat.read(executed, as_version=4)
@@ -202,7 +203,7 @@ def _first_error(executed: Path) -> str:
 
 def execute_notebook(source: Path, executed: Path, params_path: str, run_name: str) -> tuple[bool, str]:
     """Run one notebook with papermill; return (succeeded, error summary)."""
-    import papermill as pm
+    import papermill as pm  # lazy: papermill only when notebooks run
 
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -367,8 +368,6 @@ def _held_out_html(run: Path) -> str:
 
 def write_index(params: ExperimentParams, report_dir: Path, run: Path, records: list[NotebookRecord],
                 prov: dict) -> Path:
-    import yaml
-
     report_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for r in records:

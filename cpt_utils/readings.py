@@ -170,7 +170,8 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
 
     decision = analysis.mitigation_decision(base, variants, reference, groups, domain_group, alpha)
     if decision["status"] == "no variants":
-        return "No variants are declared in the parameter file (`variants:`), so there is nothing to compare.", pd.DataFrame()
+        return ("No variants are declared in the parameter file (`variants:`), so there is nothing to compare.",
+                pd.DataFrame())
     if decision["status"] == "no reference":
         return (f"No unmitigated reference variant{f' ({reference!r} has no evaluation)' if reference else ''}: "
                 "declare `no_mitigation` (the main recipe at the variants' budget) so each mitigation can be "

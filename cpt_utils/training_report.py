@@ -9,11 +9,12 @@ import numpy as np
 
 from .checkpointing import list_checkpoints
 from .config import ExperimentParams
+from .plots import PALETTE, label
 
 
 def load_metrics(run_dir: str | Path):
     """``metrics.jsonl`` as two DataFrames: training steps and in-loop evaluations."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas only where a table is built
 
     path = Path(run_dir) / "metrics.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
@@ -25,7 +26,7 @@ def load_metrics(run_dir: str | Path):
 
 def config_table(params: ExperimentParams, summary: dict):
     """The knobs that shape the run, with the token arithmetic spelled out."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas only where a table is built
 
     tp = params.train
     per_step = summary.get("tokens_per_step") or tp.micro_batch_size * params.preprocess.seq_len * tp.grad_accum_steps
@@ -48,7 +49,7 @@ def config_table(params: ExperimentParams, summary: dict):
 
 
 def checkpoint_table(run_dir: str | Path):
-    import pandas as pd
+    import pandas as pd  # lazy: pandas only where a table is built
 
     rows = [{"checkpoint": c["name"], "step": c["step"], "tokens": f"{c['tokens']:,}",
              "milestone": c.get("milestone", False), "final": c.get("final", False),
@@ -57,9 +58,7 @@ def checkpoint_table(run_dir: str | Path):
 
 
 def fig_loss_lr(train_rows, milestones: list[int]):
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib only where a figure is drawn
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     a.plot(train_rows.tokens, train_rows.loss, color=PALETTE["domain"], alpha=0.35, label="per step")
@@ -77,9 +76,7 @@ def fig_loss_lr(train_rows, milestones: list[int]):
 
 
 def fig_validation(eval_rows):
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib only where a figure is drawn
 
     fig, ax = plt.subplots()
     for which in ("domain", "general"):
@@ -92,9 +89,7 @@ def fig_validation(eval_rows):
 
 
 def fig_throughput(train_rows):
-    import matplotlib.pyplot as plt
-
-    from .plots import PALETTE, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib only where a figure is drawn
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     a.plot(train_rows.tokens, train_rows.tokens_per_s, color=PALETTE["continued"])

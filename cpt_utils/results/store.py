@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..assets import _sha256
 from ..checkpointing import list_checkpoints
-from ..comparability import IncomparableResults, check_comparable, differences  # noqa: F401  (re-exported)
+from ..comparability import differences
 from ..paths import cache_dir
 from ..precision import resolve_precision
 from .identity import weights_identity
