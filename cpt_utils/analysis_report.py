@@ -14,8 +14,8 @@ import numpy as np
 
 from . import analysis
 from .checkpointing import list_checkpoints, load_checkpoint_model
-from .headline import comparisons
 from .config import ExperimentParams
+from .headline import comparisons
 from .plots import PALETTE, label
 from .readings import cannot_test_words, improves
 from .results import annealed_points, branch_dir, branch_points, final_eval, load_evals, main_final

@@ -24,8 +24,8 @@ import shutil
 from pathlib import Path
 
 from .checkpointing import list_checkpoints
-from .evaluate import evaluate_run
 from .config import ExperimentParams, derive
+from .evaluate import evaluate_run
 from .results import branch_dir, branch_points, final_eval, finished_variant, run_fingerprint
 from .train import train
 

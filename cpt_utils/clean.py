@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Iterator
 
-from .documents import Document
 from .config import QualityParams
+from .documents import Document
 
 MAX_EXAMPLES = 3
 EXAMPLE_CHARS = 300

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import eval_fingerprint
 from .packing import PackedSplit
+from .results import eval_fingerprint
 from .tasks import item_texts as task_item_texts
 
 WINDOW = 13

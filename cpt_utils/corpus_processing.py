@@ -20,6 +20,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .clean import FilterReport, clean_stream
+from .config import ExperimentParams, ModelParams
 from .corpora import CorpusStream, open_corpus
 from .corpora.register import RELAXED_QUALITY, register_quality
 from .dedup import DedupReport, Deduplicator
@@ -28,7 +29,6 @@ from .errors import DataError
 from .held_out import HeldItem, HeldOutSample, document_group, held_out_rank, is_held_out
 from .modeling import load_tokenizer
 from .packing import SequencePacker, replay_split_name
-from .config import ExperimentParams, ModelParams
 from .preprocess_report import removals, stage_label
 
 DEDUP_LOG = "dedup.log"  # the dedup index as an append-only log (the preprocessing snapshot records its length)

@@ -20,8 +20,8 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 import xxhash  # pinned in requirements.lock (a dependency of `datasets`); ~5× faster than sha1 here
 
-from .documents import Document
 from .config import DedupParams
+from .documents import Document
 
 _WORDS = re.compile(r"\w+")
 MAX_CLUSTERS = 10

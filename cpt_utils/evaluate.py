@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 from .atomic import atomic_write, atomic_write_json
 from .checkpointing import list_checkpoints, load_checkpoint_model
+from .config import load_params
 from .contamination import contamination, contamination_key
-from .results import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
-                         weights_identity, write_result)
 from .modeling import load_model, load_tokenizer, model_id
 from .packing import PackedSplit, heldout_splits
-from .config import load_params
 from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import resolve_precision
+from .results import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
+                         weights_identity, write_result)
 from .task_build import build_task_dir, run_tasks
 from .tracking import log_benchmark
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_json
+from .config import ExperimentParams, step_fingerprint
 from .corpora import open_corpus
 from .modeling import load_tokenizer, model_id
-from .config import ExperimentParams, step_fingerprint
 from .plots import PALETTE, label
 
 WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\-]*")

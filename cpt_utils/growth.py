@@ -39,12 +39,12 @@ import time
 from pathlib import Path
 
 from .atomic import atomic_file, atomic_write_json
+from .config import ExperimentParams, step_fingerprint
 from .corpus_processing import DEDUP_LOG, load_tokenizer_once, process_corpus
 from .dedup import Deduplicator
 from .errors import CptError
 from .packing import document_separator_id
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, verify_split
-from .config import ExperimentParams, step_fingerprint
 
 GROW_STATE = "grow.pkl"
 GROW_VERSION = 1

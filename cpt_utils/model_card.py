@@ -18,16 +18,16 @@ from pathlib import Path
 import yaml
 
 from .assets import ASSETS
+from .assets import PACKAGED_MODELS
+from .config import ModelParams
+from .corpora import corpus_provenance as kind_provenance
 from .headline import comparisons as headline_comparisons
 from .modeling import model_id
-from .assets import PACKAGED_MODELS
 from .packing import replay_split_name
-from .config import ModelParams
 from .paths import reports_root
 from .readings import cannot_test_words
 from .repo_state import git_state
 from .results import control_dir, load_evals
-from .corpora import corpus_provenance as kind_provenance
 
 #: Where a packaged base model came from on the hub (the GGUF's general.organization / name).
 PACKAGED_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}

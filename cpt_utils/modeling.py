@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Iterable
 
 from .assets import PACKAGED_MODELS, fetch
 from .atomic import atomic_dir
-from .errors import CptError
 from .config import ModelParams, TinyModelParams
-from .paths import cache_dir
+from .errors import CptError
 from .packaged_text import iter_packaged_wiki
+from .paths import cache_dir
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `cpt --help` is instant
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -25,9 +25,9 @@ from pathlib import Path
 import yaml
 
 from .analysis import MIN_DOCUMENTS
+from .config import ExperimentParams, load_params, save_resolved
 from .explore import summary_table
 from .headline import headline_table
-from .config import ExperimentParams, load_params, save_resolved
 from .paths import REPO_ROOT, configure_environment, notebooks_dir, reports_root, run_dir as make_run_dir, runs_root
 from .preprocess_report import held_out_rows
 from .repo_state import git_state

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from . import growth
 from .atomic import atomic_file, atomic_write_json
+from .config import GENERAL_SOURCE, ExperimentParams, load_params, replay_sources, step_fingerprint
 from .corpora import open_corpus
 from .corpus_processing import (
     DEDUP_LOG, PreprocessError, load_tokenizer_once, process_corpus, process_register,
@@ -48,7 +49,6 @@ from .dedup import Deduplicator
 from .modeling import model_id, tokenizer_fingerprint
 from .packing import document_separator_id
 from .packing import SPLITS, PackedDataError, SequencePacker, ShardWriter, replay_split_name, verify_split
-from .config import GENERAL_SOURCE, ExperimentParams, load_params, replay_sources, step_fingerprint
 from .paths import configure_environment, run_dir
 from .preprocess_report import drop_summary, held_out_lines, removals, stage_label
 

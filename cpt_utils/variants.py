@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from .checkpointing import latest_resumable, list_checkpoints
-from .evaluate import evaluate_run
 from .config import ExperimentParams, derive
+from .evaluate import evaluate_run
 from .results import (control_dir, final_eval, finished_control, finished_variant, same_as_main,
                       trajectory_fingerprint, variant_dir)
 from .train import train

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from ..documents import Document, ProblemReport
-from .base import CorpusError, CorpusKind, Reading
 from ..paths import match_files
+from .base import CorpusError, CorpusKind, Reading
 
 if TYPE_CHECKING:
     from ..config import FilesCorpus
