@@ -31,8 +31,6 @@ from .results import control_dir, load_evals
 
 #: Where a packaged base model came from on the hub (the GGUF's general.organization / name).
 PACKAGED_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-#: The asset each packaged corpus kind reads (registers name theirs in ``registers.REGISTERS``).
-WIKI_ASSET = "wiki-vital-summaries"
 
 
 # --------------------------------------------------------------------------------------- reading

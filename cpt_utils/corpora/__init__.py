@@ -17,9 +17,8 @@ Adding a kind:
 """
 
 from .base import CorpusError, CorpusKind, Reading
-from .files import match_files
 from .registry import KINDS, corpus_provenance, kind_of
 from .stream import CorpusStream, open_corpus
 
 __all__ = ["KINDS", "CorpusError", "CorpusKind", "CorpusStream", "Reading", "corpus_provenance", "kind_of",
-           "match_files", "open_corpus"]
+           "open_corpus"]

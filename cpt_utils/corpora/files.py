@@ -6,7 +6,6 @@ parameter file's folder. A malformed line is counted by reason (``ProblemReport`
 
 from __future__ import annotations
 
-import glob
 import gzip
 import json
 from pathlib import Path
