@@ -66,17 +66,22 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        publish_dir(tmp, path)
+        publish(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def publish_dir(tmp: str | Path, path: str | Path) -> Path:
-    """Put the finished folder ``tmp`` in place of ``path`` (whatever was there goes).
+def publish(tmp: str | Path, path: str | Path) -> Path:
+    """Put the finished file or folder ``tmp`` in place of ``path`` (whatever was there goes).
 
-    For folders assembled by several processes under a name they agree on (a checkpoint's
-    ``<name>.tmp``), where ``atomic_dir``'s per-process name cannot serve."""
-    shutil.rmtree(path, ignore_errors=True)
-    Path(tmp).rename(path)
-    return Path(path)
+    For outputs whose temporary must have a name known in advance: a folder several processes assemble
+    (a checkpoint's ``<name>.tmp``), or an append-only file a resumed writer reopens (a split's
+    ``documents.jsonl.tmp``), where the per-process names of ``atomic_file``/``atomic_dir`` cannot serve."""
+    tmp, path = Path(tmp), Path(path)
+    if tmp.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    else:
+        tmp.replace(path)
+    return path

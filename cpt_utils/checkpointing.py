@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomic import publish_dir
+from .atomic import publish
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -66,7 +66,7 @@ def save_checkpoint(accelerator: "Accelerator", model, tokenizer, run_dir: Path,
         accelerator.unwrap_model(model).save_pretrained(tmp / "model", state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp / "model")
         (tmp / "checkpoint.json").write_text(json.dumps({**info, "name": final.name, "time": time.time()}, indent=1))
-        publish_dir(tmp, final)
+        publish(tmp, final)
         _prune(root, keep=final)
     accelerator.wait_for_everyone()
     return final

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .atomic import publish
 from .checkpointing import list_checkpoints
 from .errors import CptError
 from .model_card import write_card
@@ -307,8 +308,7 @@ def export(run: str | Path, checkpoint: str | None = None, fmt: str = "hf", out:
     if card:
         write_card(tmp, run_dir, info, record)
     (tmp / MARKER).write_text(json.dumps(record, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    publish(tmp, out)
     return out
 
 

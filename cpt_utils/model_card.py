@@ -19,6 +19,7 @@ import yaml
 
 from .assets import ASSETS
 from .assets import PACKAGED_MODELS
+from .atomic import atomic_write
 from .config import ModelParams
 from .corpora import corpus_provenance as kind_provenance
 from .headline import comparisons as headline_comparisons
@@ -459,7 +460,7 @@ def render(facts: dict) -> str:
 def write_card(out_dir: Path, run_dir: Path, checkpoint: dict, export: dict) -> Path:
     """Write ``README.md`` into ``out_dir`` from the run's files; return its path."""
     path = Path(out_dir) / "README.md"
-    path.write_text(render(collect(Path(run_dir), checkpoint, export)), encoding="utf-8")
+    atomic_write(path, render(collect(Path(run_dir), checkpoint, export)))
     return path
 
 

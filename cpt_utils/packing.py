@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from .atomic import atomic_file, atomic_write_json
+from .atomic import atomic_file, atomic_write_json, publish
 from .errors import CptError
 
 if TYPE_CHECKING:
@@ -390,7 +390,7 @@ class SequencePacker:
         self._docs_tmp.flush()
         self._docs_size = self._docs_tmp.tell()
         self._docs_tmp.close()
-        (self.writer.dir / "documents.jsonl.tmp").replace(self.writer.dir / "documents.jsonl")
+        publish(self.writer.dir / "documents.jsonl.tmp", self.writer.dir / "documents.jsonl")
         padding = self._pad() if self.pad_tail else 0
         self.writer.meta.update(documents=self.documents, padding_tokens=padding)
         info = self.writer.close()

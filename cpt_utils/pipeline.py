@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from .analysis import MIN_DOCUMENTS
+from .atomic import atomic_write, atomic_write_json
 from .config import ExperimentParams, load_params, save_resolved
 from .explore import summary_table
 from .headline import headline_table
@@ -158,10 +159,7 @@ def render_html(executed: Path, html_path: Path, prov: dict | None = None, secon
     exporter = HTMLExporter(config=config, template_name="lab")
     exporter.register_preprocessor(TagRemovePreprocessor(config=config), enabled=True)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": executed.stem}})
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(html_path)
+    atomic_write(html_path, body)
     return html_path
 
 
@@ -269,9 +267,8 @@ def run_pipeline(params_path: str | Path, only: list[str] | None = None, force: 
         if executed.is_file():
             render_html(executed, html_path, prov, record.seconds, record.status)
             record.html = html_path.name
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps({"status": record.status, "fingerprint": record.fingerprint,
-                                     "seconds": record.seconds, "error": error}))
+        atomic_write_json(stamp, {"status": record.status, "fingerprint": record.fingerprint,
+                                  "seconds": record.seconds, "error": error})
         print(f"  {source.stem}: {record.status} in {record.seconds:.0f} s" + (f" — {error}" if error else ""), flush=True)
         if not ok:
             failed = record
@@ -400,6 +397,6 @@ run directory <code>{html.escape(str(run))}</code>.</p>
 <h3>Resolved parameters</h3><pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre>
 </body></html>"""
     out = report_dir / "index.html"
-    out.write_text(page, encoding="utf-8")
-    (report_dir / "index.json").write_text(json.dumps({"records": [asdict(r) for r in records], "provenance": prov}, indent=1))
+    atomic_write(out, page)
+    atomic_write_json(report_dir / "index.json", {"records": [asdict(r) for r in records], "provenance": prov}, indent=1)
     return out

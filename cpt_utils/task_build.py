@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from .assets import fetch, fetch_dir
+from .atomic import publish
 from .config import ExperimentParams
 from .packing import document_separator_id
 from .packing import PackedSplit
@@ -199,8 +200,7 @@ def build_task_dir(params: ExperimentParams, data_dir: Path, tokenizer) -> tuple
         meta[name] = _meta(name, entry, items, partial)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     (tmp / "counts.json").write_text(json.dumps(counts))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    publish(tmp, out)
     return out, counts
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import compare_evals, group_deltas
+from .atomic import atomic_write_json
 from .checkpointing import list_checkpoints
 from .results import stale_reason
 
@@ -103,7 +104,7 @@ def log_benchmark(params, run_dir: Path) -> dict[str, float] | None:
     for tracker in _start_trackers(params, run_dir):
         tracker.log(scalars, step=final["step"])
         tracker.finish()
-    mark.write_text(json.dumps(identity))
+    atomic_write_json(mark, identity)
     return scalars
 
 

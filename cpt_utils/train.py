@@ -34,6 +34,7 @@ from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 from tqdm.auto import tqdm
 
 from . import engines
+from .atomic import atomic_write
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .config import ExperimentParams, load_params
 from .errors import CptError
@@ -117,7 +118,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """On resume, drop rows logged after the checkpoint (the killed run's lost steps)."""
     if path.is_file():
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
+        atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
 
 
 def _evaluate(model, splits: dict[str, PackedSplit], params: ExperimentParams, precision: str, tokenizer=None) -> dict:

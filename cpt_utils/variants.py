@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .atomic import atomic_write_json
 from .checkpointing import latest_resumable, list_checkpoints
 from .config import ExperimentParams, derive
 from .evaluate import evaluate_run
@@ -64,8 +65,7 @@ def run_variants(params: ExperimentParams, run_dir: str | Path, progress: bool =
         main = None if ev else same_as_main(params, vparams, run_dir, data_dir)
         _drop_borrowed_evals(vdir)  # a main-run result recorded earlier is rewritten or no longer applies
         if main is not None:  # the main recipe at the main budget: its evaluation, recorded as the variant's
-            (vdir / "evals").mkdir(parents=True, exist_ok=True)
-            (vdir / "evals" / f"{main['checkpoint']}.json").write_text(json.dumps(main | {"same_as": "main run"}))
+            atomic_write_json(vdir / "evals" / f"{main['checkpoint']}.json", main | {"same_as": "main run"})
             ev, status = main, "the main run's final checkpoint (same recipe and budget)"
         if progress:
             print(f"variant {name} ({status if ev else 'training'}): {spec.description or spec.train}", flush=True)

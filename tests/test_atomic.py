@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cpt_utils.atomic import atomic_dir, atomic_file, atomic_write, atomic_write_json, publish_dir
+from cpt_utils.atomic import atomic_dir, atomic_file, atomic_write, atomic_write_json, publish
 
 
 def test_write_replaces_whole_and_leaves_no_temporary(tmp_path):
@@ -42,6 +42,6 @@ def test_folder_is_published_whole_or_not_at_all(tmp_path):
     shared = tmp_path / "model.tmp"  # a folder several processes assembled under an agreed name
     shared.mkdir()
     (shared / "weights").write_text("v3")
-    publish_dir(shared, out)
+    publish(shared, out)
     assert (out / "weights").read_text() == "v3" and not shared.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

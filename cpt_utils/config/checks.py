@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..assets import ASSETS, PACKAGED_MODELS
+from ..atomic import atomic_write_json
 from ..paths import cache_dir, match_files
 from ..tasks import TaskError, registry
 from .schema import (GENERAL_SOURCE, SHORT_RUN_TRAIN, EvalParams, ExperimentParams, FilesCorpus, TrainParams,
@@ -199,10 +200,7 @@ def _hub_task_names() -> set[str]:
     from lm_eval.tasks import TaskManager  # lazy: lm-eval takes seconds to import; its index is cached
 
     names = sorted(TaskManager().all_tasks)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(names))
-    tmp.replace(path)
+    atomic_write_json(path, names)
     return set(names)
 
 
@@ -249,8 +247,7 @@ def gguf_context_length(path: Path) -> int | None:
 
     arch = value("general.architecture")
     length = value(f"{arch}.context_length") if arch else None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps({"architecture": arch, "context_length": length}))
+    atomic_write_json(cached, {"architecture": arch, "context_length": length})
     return length
 
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Sequence, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..atomic import atomic_write
 from ..errors import CptError
 from .checks import consistency_problems, environment_problems
 from .schema import ExperimentParams, RecordParams
@@ -334,8 +335,4 @@ def step_fingerprint(params: ExperimentParams, step: str, *extra_keys: str) -> s
 
 def save_resolved(params: ExperimentParams, path: Path) -> None:
     """Freeze the resolved parameters (every default spelled out) next to the run's outputs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..assets import _sha256
+from ..atomic import atomic_write_json
 from ..checkpointing import list_checkpoints
 from ..comparability import differences
 from ..paths import cache_dir
@@ -53,10 +53,7 @@ def file_content_hash(path: Path) -> str:
         known = {}
     if key not in known:
         known[key] = _sha256(path)
-        store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_suffix(f".{time.time_ns()}.tmp")
-        tmp.write_text(json.dumps(known))
-        tmp.replace(store)
+        atomic_write_json(store, known)
     return known[key]
 
 
@@ -127,10 +124,7 @@ def eval_fingerprint(params: ExperimentParams, data_dir: Path, weights: str = ""
 def write_result(run_dir: Path, name: str, result: dict) -> Path:
     """Write ``evals/<name>.json`` atomically (a half-written file is never read as a result)."""
     out = Path(run_dir) / "evals" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(out)
+    atomic_write_json(out, result)
     return out
 
 
