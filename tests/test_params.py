@@ -264,15 +264,21 @@ def test_variant_overrides_are_typed_and_dump_only_what_the_file_set():
     assert derive(params, "variant", "v").train.token_budget == params.train.token_budget
 
 
-def test_a_domain_budget_below_what_training_draws_is_a_problem_naming_both_keys():
+def test_a_domain_budget_below_what_training_draws_is_a_warning_naming_both_keys():
+    import warnings
+
+    from cpt_utils.config import ParamsWarning
+
     ok = {"preprocess": {"train_token_budget": 75_000}, "train": {"token_budget": 100_000, "replay_fraction": 0.25}}
-    validate_params(ok)  # a quarter of each batch is replay: 75,000 domain tokens are enough
-    with pytest.raises(ParamsError, match=r"preprocess.train_token_budget: 50,000 is below the 75,000 domain tokens "
-                                          r"train.token_budget \(100,000\) trains on"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ParamsWarning)
+        validate_params(ok)  # a quarter of each batch is replay: 75,000 domain tokens are enough
+    with pytest.warns(ParamsWarning, match=r"preprocess.train_token_budget: 50,000 is below the 75,000 domain tokens "
+                                           r"train.token_budget \(100,000\) trains on"):
         validate_params({**ok, "preprocess": {"train_token_budget": 50_000}})
-    with pytest.raises(ParamsError, match=r"below the 200,000 domain tokens variants.big.train.token_budget"):
+    with pytest.warns(ParamsWarning, match=r"below the 200,000 domain tokens variants.big.train.token_budget"):
         validate_params({**ok, "variants": {"big": {"train": {"token_budget": 200_000, "replay_fraction": 0.0}}}})
-    with pytest.raises(ParamsError, match=r"the decay branches \(train.decay_branch_fraction 0.5\)"):
+    with pytest.warns(ParamsWarning, match=r"the decay branches \(train.decay_branch_fraction 0.5\)"):
         validate_params({"preprocess": {"train_token_budget": 100_000},
                          "train": {"token_budget": 100_000, "milestones": [80_000, 100_000], "schedule": "wsd",
                                    "decay_branch_fraction": 0.5}})

@@ -82,8 +82,7 @@ def consistency_problems(params: ExperimentParams) -> list[str]:
         except ValidationError:
             continue  # already reported by the schema (VariantTrainParams)
         problems += _train_problems(tp, f"variants.{name}.train", set(resolved) - set(variant.train.keys()))
-    return (problems + _replay_problems(params) + _model_shape_problems(params)
-            + _task_group_problems(params.eval) + token_budget_problems(params))
+    return problems + _replay_problems(params) + _model_shape_problems(params) + _task_group_problems(params.eval)
 
 def _replay_problems(params: ExperimentParams) -> list[str]:
     """Every replay source must be packed from a corpus the file declares: ``general`` or a register."""
@@ -123,9 +122,12 @@ def _branch_end(params: ExperimentParams, milestone: int) -> int:
     return milestone + max(1, math.ceil(tp.decay_branch_fraction * milestone / per_step)) * per_step
 
 
-def token_budget_problems(params: ExperimentParams) -> list[str]:
+def token_budget_notes(params: ExperimentParams) -> list[str]:
     """``preprocess.train_token_budget`` caps the domain's train split; a run (the main run, a variant,
-    a decay branch) that draws more domain tokens than it holds repeats data. Both keys are named."""
+    a decay branch) that draws more domain tokens than it holds repeats data. Both keys are named.
+
+    Notes, not problems: training past the prepared tokens is a supported multi-epoch run (train reports
+    its epochs, and data-only files prepare small budgets on purpose), so ``load_params`` warns."""
     cap = params.preprocess.train_token_budget
     if cap is None:
         return []

@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import re
+import warnings
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Sequence, Union, get_args, get_origin
@@ -22,8 +23,12 @@ from pydantic import BaseModel, ValidationError
 
 from ..atomic import atomic_write
 from ..errors import CptError
-from .checks import consistency_problems, environment_problems
+from .checks import consistency_problems, environment_problems, token_budget_notes
 from .schema import ExperimentParams, RecordParams
+
+
+class ParamsWarning(UserWarning):
+    """A parameter file is valid but probably not what was meant (e.g. training repeats data)."""
 
 
 class ParamsError(CptError, ValueError):
@@ -176,6 +181,8 @@ def _schema(data: dict, origin: str, sets: Sequence[str] = ()) -> ExperimentPara
 
 
 def _check(params: ExperimentParams, origin: str, environment: bool, sets: Sequence[str] = ()) -> ExperimentParams:
+    for note in token_budget_notes(params):
+        warnings.warn(f"{origin}: {note}", ParamsWarning, stacklevel=3)
     problems = consistency_problems(params)
     if environment:
         problems += environment_problems(params)
