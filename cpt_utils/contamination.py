@@ -49,7 +49,7 @@ def training_splits(data_dir: Path) -> list[str]:
 
 def contamination_key(params, data_dir: Path) -> str:
     """What a contamination report depends on: the evaluation settings and held-out data
-    (``eval_store.eval_fingerprint``) and the content of *every* split scanned (``training_splits``), so
+    (``results.eval_fingerprint``) and the content of *every* split scanned (``training_splits``), so
     adding a control or a register's replay split rescans instead of reusing a report that never saw it."""
     manifest_path = Path(data_dir) / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}

@@ -2,7 +2,7 @@
 
 This module only orchestrates; the work is done by one module per job:
 ``perplexity`` (held-out loss and bits per byte, clustered by document), ``task_suite`` (lm-eval tasks
-with per-item continuous metrics), ``eval_store`` (stored results and what they are keyed on), and
+with per-item continuous metrics), ``results`` (stored results and what they are keyed on), and
 ``precision`` (the policy shared with training). Results land in ``runs/<run>/evals/<checkpoint>.json``;
 the base model's are cached across runs that share model, data and settings.
 """
@@ -52,7 +52,7 @@ def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, n
                for split in heldout_splits(data_dir)}
     heldout_s = time.perf_counter() - started
     tasks = run_tasks(params, model, tokenizer, data_dir, precision)
-    # what the numbers describe (weights, run) and were made with (``eval_store.stale_reason``/``check_comparable``)
+    # what the numbers describe (weights, run) and were made with (``results.stale_reason``/``check_comparable``)
     result = {"checkpoint": name, "tokens": tokens, "model": model_id(params.model), "precision": precision,
               "weights": weights, "run": run_dir.name, "evaluated_with": evaluation_settings(params, data_dir, precision),
               "perplexity": heldout, "tasks": tasks,
