@@ -22,7 +22,7 @@ from .assets import PACKAGED_MODELS
 from .atomic import atomic_write
 from .config import ModelParams
 from .corpora import corpus_provenance as kind_provenance
-from .headline import comparisons as headline_comparisons
+from .headline import comparisons as headline_comparisons, compact_rows, forest_rows, measures as headline_measures, paragraph
 from .modeling import model_id
 from .packing import replay_split_name
 from .paths import reports_root
@@ -30,6 +30,8 @@ from .readings import cannot_test_words
 from .repo_state import git_state
 from .results import control_dir, load_evals
 
+#: The forest plot's file beside the card
+FOREST_FILE = "forest.svg"
 #: Where a packaged base model came from on the hub (the GGUF's general.organization / name).
 PACKAGED_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
@@ -202,6 +204,7 @@ def comparisons(run_dir: Path, checkpoint: dict, params: dict) -> dict:
                                               "p": r["continued − control p"], "testable": r["testable"], "n": r["n"]}
                   for r in found["control"]}
     return {"available": True, "base": base, "eval": ev, "rows": found["rows"],
+            "measures": headline_measures(base, ev, groups, control[1] if control else None),
             "groups": found["groups"], "task_groups": groups,
             "control_name": control[0] if control else None, "vs_control": vs_control}
 
@@ -310,6 +313,20 @@ def _usage(facts: dict) -> str:
     return ("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
             "model = AutoModelForCausalLM.from_pretrained(\"path/to/this/folder\")\n"
             "tokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")\n```")
+
+
+def _headline_md(facts: dict) -> str:
+    """The reports' headline (``headline.measures``, one builder): the forest plot, the sentences built from
+    the numbers and the compact table."""
+    found = facts["results"]["measures"]
+    rows = compact_rows(found)
+    parts = (["![What continued pre-training changed: each measure's change with its 95% interval, against the base"
+              + (" and the control" if facts["results"]["control_name"] else "") + f"]({FOREST_FILE})"]
+             if forest_rows(found) else [])
+    parts += ["- " + s for s in paragraph(found)]
+    if rows:
+        parts.append(_table(list(rows[0]), [[str(v) for v in r.values()] for r in rows]))
+    return "\n\n".join(parts)
 
 
 def _recipe_md(facts: dict) -> str:
@@ -434,7 +451,8 @@ def render(facts: dict) -> str:
              "## Data", _data_md(facts)]
     if res["available"]:
         ev = res["eval"]
-        parts += ["## Benchmarks: base vs continued",
+        parts += ["## Headline", _headline_md(facts),
+                  "## Benchmarks: base vs continued",
                   f"Paired over the same items (accuracy: McNemar's exact test; gold-answer bits per byte: paired t); "
                   f"evaluated in {ev.get('precision', '?')} (`evals/base.json`, `evals/{facts['checkpoint']['name']}.json`)."
                   + (f" The control column compares against the same-budget control run `{facts['run']}/{res['control_name']}`."
@@ -458,9 +476,27 @@ def render(facts: dict) -> str:
 
 
 def write_card(out_dir: Path, run_dir: Path, checkpoint: dict, export: dict) -> Path:
-    """Write ``README.md`` into ``out_dir`` from the run's files; return its path."""
+    """Write ``README.md`` (and the forest plot it shows, ``forest.svg``) into ``out_dir`` from the run's
+    files; return the card's path."""
+    facts = collect(Path(run_dir), checkpoint, export)
+    if facts["results"]["available"]:
+        write_forest(Path(out_dir) / FOREST_FILE, forest_rows(facts["results"]["measures"]), facts["run"])
     path = Path(out_dir) / "README.md"
-    atomic_write(path, render(collect(Path(run_dir), checkpoint, export)))
+    atomic_write(path, render(facts))
+    return path
+
+
+def write_forest(path: Path, rows: list[dict], run: str) -> Path | None:
+    """The headline's forest plot as an SVG file beside the card (None without rows)."""
+    from .forest import fig_forest  # lazy: matplotlib only when a card with results is written
+    from .plots import figure_svg  # lazy: as above
+    import matplotlib.pyplot as plt  # lazy: as above
+
+    fig = fig_forest(rows, title=f"{run}: what changed, with 95% intervals")
+    if fig is None:
+        return None
+    atomic_write(path, figure_svg(fig))
+    plt.close(fig)
     return path
 
 

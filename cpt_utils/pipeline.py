@@ -28,6 +28,8 @@ from .analysis import MIN_DOCUMENTS
 from .atomic import atomic_write, atomic_write_json
 from .config import ExperimentParams, load_params, save_resolved
 from .explore import summary_table
+from . import headline
+from .formatting import p_value
 from .headline import headline_table
 from .paths import REPO_ROOT, configure_environment, notebooks_dir, reports_root, run_dir as make_run_dir, runs_root
 from .preprocess_report import held_out_rows
@@ -301,16 +303,73 @@ def render_run(run_name: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------- index
+def html_table(rows: list[dict], numeric_from: int = 1, cls: str = "table") -> str:
+    """Rows of already formatted cells as an HTML table: no index column, text left, numbers right."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td{' class=num' if i >= numeric_from else ''}>{html.escape(str(v))}</td>"
+                                    for i, v in enumerate(r.values())) + "</tr>" for r in rows)
+    return f"<div class='scroll'><table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def _forest_svg(rows: list[dict], run_name: str) -> str:
+    """The forest plot as inline SVG (crisp at any zoom; nothing to fetch); empty without rows."""
+    from .forest import fig_forest  # lazy: matplotlib only when the index has a headline to draw
+    from .plots import figure_svg  # lazy: as above
+
+    fig = fig_forest(rows, title=f"{run_name}: what changed, with 95% intervals")
+    if fig is None:
+        return ""
+    import matplotlib.pyplot as plt  # lazy: as above
+
+    svg = figure_svg(fig)
+    plt.close(fig)
+    return f"<figure class='forest'>{svg}</figure>"
+
+
+def _answer_html(run: Path, params: ExperimentParams) -> str:
+    """The index's opening: the forest plot, the paragraph built from the numbers, the compact table and the
+    paper's own table — all views of ``headline.build`` — or why there is no headline yet."""
+    found = headline.build(run, params.eval.task_groups, variants=list(params.variants),
+                           reference="no_mitigation" if "no_mitigation" in params.variants else None,
+                           control=params.control is not None)
+    if found is None:
+        return "<p class='warn'>No headline yet: the base model and at least one checkpoint must be evaluated (notebook 03).</p>"
+    ctl = found["control"]
+    parts = ["<h2>What continued pre-training changed</h2>",
+             _forest_svg(found["forest"], params.run_name),
+             "<p class='caption'>Each row: the change at the final checkpoint "
+             f"({found['final']['tokens']:,} tokens) with its 95% interval, against the base"
+             + (" and against the same-budget control run" if ctl else "")
+             + "; filled markers are significant after adjustment within their family of tests, hollow ones are not.</p>",
+             "<ul class='answer'>" + "".join(f"<li>{html.escape(s)}</li>" for s in found["paragraph"]) + "</ul>",
+             "<h3>The same rows as numbers</h3>",
+             "<p class='caption'>Accuracy in %, its change in points; bits per byte: lower is better. Each change is "
+             "printed to the precision its standard error supports; <i>p (adj.)</i> is adjusted within its family "
+             "(Benjamini–Hochberg; Holm below 5 tests)."
+             + (" <i>vs control</i>: continued − control, paired; the reading uses it." if ctl else "") + "</p>",
+             html_table(found["compact"]),
+             "<h3>The paper's table</h3>",
+             "<p class='caption'>As the seed paper reports it: accuracy of each benchmark at the base and after continued "
+             "pre-training, the change in points and in percent of the base"
+             + (", and the control run's accuracy" if ctl else "") + ". The evidence for each change is above.</p>",
+             html_table(found["paper"], numeric_from=2)]
+    return "\n".join(parts)
+
+
 def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
-    """The paper's table (base vs continued by task group, held-out text, tokens), when analysis has
-    produced it; the corpus summary in any case."""
+    """The headline (``_answer_html``), the full table folded away with how to read it, and the corpora."""
     parts = []
     try:
+        if params is not None:
+            parts.append(_answer_html(run, params))
         control = params.control if params else None
         table = headline_table(run, params.eval.task_groups if params else None, control=control is not None)
         if table is not None and len(table):
             with_control = "vs control ± SE" in table.columns
-            parts.append(f"<h2>Headline: base vs continued{' vs control' if with_control else ''}</h2>"
+            parts.append(f"<details><summary>Full table: every measure, both p-values, detectable effects "
+                         f"({len(table)} rows)</summary>"
                          "<p>Paired over the same items and documents: Student's t (items: n − 1 df; documents: "
                          "clustered, effective documents − 1 df), McNemar's exact test for accuracy. <i>p (adjusted)</i>: "
                          "within its family of tests (Benjamini–Hochberg; Holm below 5 tests), the p every reading "
@@ -318,17 +377,26 @@ def _headline_html(run: Path, params: ExperimentParams | None = None) -> str:
                          f"held-out set of fewer than {MIN_DOCUMENTS} documents <i>cannot be tested</i>. Gold bits/byte: "
                          "the correct answer's −log₂ p per UTF-8 byte (lower is better).</p>"
                          + (_control_note(control) if with_control else _no_control_note(control))
-                         + "<div style='overflow-x:auto'>"  # the control columns make it wider than the page
-                         + table.fillna("").to_html(classes="table", index=False, float_format=lambda x: f"{x:.4g}")
-                         + "</div>")
+                         + "<div class='scroll'>"
+                         + table.to_html(classes="table wide", index=False, na_rep="—",
+                                         formatters={c: _p_cell for c in table.columns if c.startswith("p")},
+                                         float_format=lambda x: f"{x:.4g}")
+                         + "</div></details>")
     except ImportError:
         pass
     except Exception as err:  # noqa: BLE001 - a missing result must not hide the rest of the index
-        parts.append(f"<p class='warn'>Headline table unavailable: {html.escape(str(err))}</p>")
+        parts.append(f"<p class='warn'>Headline unavailable: {html.escape(str(err))}</p>")
     explore_json = run / "data" / "explore.json"
     if explore_json.is_file():
-        parts.append("<h2>Corpora</h2>" + summary_table(json.loads(explore_json.read_text())).to_html(classes="table"))
+        parts.append("<h2>Corpora</h2><div class='scroll'>"
+                     + summary_table(json.loads(explore_json.read_text())).to_html(classes="table", na_rep="—")
+                     + "</div>")
     return "\n".join(parts)
+
+
+def _p_cell(v) -> str:
+    """A p-value cell of the full table: "< 0.001" below that; words (cannot be tested) as they are."""
+    return p_value(v) if isinstance(v, float) else str(v)
 
 
 def _control_note(control) -> str:
@@ -357,10 +425,21 @@ def _held_out_html(run: Path) -> str:
     rows = held_out_rows(json.loads(path.read_text())) if path.is_file() else []
     if not rows:
         return ""
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
-    return (f"<h2>Held-out sets</h2><p>Uniform random samples (smallest hash of seed and id) of the documents "
-            f"read; never trained on.</p><table><tr>{head}</tr>{body}</table>")
+    return ("<h2>Held-out sets</h2><p>Uniform random samples (smallest hash of seed and id) of the documents "
+            "read; never trained on.</p>" + html_table([{k: "—" if v is None else v for k, v in r.items()} for r in rows]))
+
+
+#: The index's style: one readable column that fits a phone (390 px) without sideways scrolling; a table
+#: wider than a narrow screen scrolls inside its own box, never the page.
+INDEX_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{margin-top:1.6em}table{border-collapse:collapse;margin:.5em 0 1em;font-size:.86em}
+td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f4f4f4}td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+.scroll{max-width:100%;overflow-x:auto}figure{margin:1em 0}svg,img{max-width:100%;height:auto}
+.caption{color:#555;font-size:.9em}ul.answer li{margin:.3em 0}details{margin:1em 0}summary{cursor:pointer;font-weight:600}
+.ok{color:#1b7a3a}.bad{color:#b00020;font-weight:bold}.warn{color:#9a5800}
+pre{background:#f6f6f6;padding:1em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em}
+table.wide{font-size:.78em}"""
 
 
 def write_index(params: ExperimentParams, report_dir: Path, run: Path, records: list[NotebookRecord],
@@ -371,30 +450,29 @@ def write_index(params: ExperimentParams, report_dir: Path, run: Path, records: 
         link = f"<a href='{html.escape(r.html)}'>{html.escape(r.name)}</a>" if r.html else html.escape(r.name)
         cls = "ok" if r.status in ("ok", "reused") else "bad"
         rows.append(f"<tr><td>{link}</td><td class='{cls}'>{html.escape(r.status)}</td>"
-                    f"<td>{r.seconds:.0f}</td><td>{html.escape(r.error)}</td></tr>")
+                    f"<td class=num>{r.seconds:.0f}</td><td>{html.escape(r.error)}</td></tr>")
     total = sum(r.seconds for r in records)
     git = prov["git"]
     pkgs = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in prov["packages"].items())
     hw = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in prov["hardware"].items())
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>cpt · {html.escape(params.run_name)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}
-.ok{{color:#2a7d2a}}.bad{{color:#b00020;font-weight:bold}}.warn{{color:#b06000}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>cpt · {html.escape(params.run_name)}</title>
+<style>{INDEX_CSS}</style>
 </head><body>
 <h1>cpt report · {html.escape(params.run_name)}</h1>
 <p>{html.escape(params.description)}</p>
-<h2>Notebooks</h2>
-<table><tr><th>report</th><th>status</th><th>wall time (s)</th><th>error</th></tr>{''.join(rows)}
-<tr><td><b>total</b></td><td></td><td><b>{total:.0f}</b></td><td></td></tr></table>
 {_headline_html(run, params)}
 {_held_out_html(run)}
+<h2>Notebooks</h2>
+<div class='scroll'><table><tr><th>report</th><th>status</th><th>wall time (s)</th><th>error</th></tr>{''.join(rows)}
+<tr><td><b>total</b></td><td></td><td class=num><b>{total:.0f}</b></td><td></td></tr></table></div>
 <h2>Provenance</h2>
 <p>Generated {html.escape(prov['time'])} from <code>{html.escape(str(prov['params_file']))}</code>{html.escape(_overrides_text(prov))};
 git commit <code>{html.escape(git['commit'])}</code>{' <span class="warn">(with uncommitted changes)</span>' if git['dirty'] else ''};
 run directory <code>{html.escape(str(run))}</code>.</p>
-<h3>Hardware</h3><table>{hw}</table>
-<h3>Packages</h3><table>{pkgs}</table>
-<h3>Resolved parameters</h3><pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre>
+<h3>Hardware</h3><div class='scroll'><table>{hw}</table></div>
+<details><summary>Packages</summary><div class='scroll'><table>{pkgs}</table></div></details>
+<details><summary>Resolved parameters</summary><pre>{html.escape(yaml.safe_dump(params.model_dump(mode='json'), sort_keys=False))}</pre></details>
 </body></html>"""
     out = report_dir / "index.html"
     atomic_write(out, page)

@@ -179,3 +179,14 @@ def recommend_mitigation(base: dict, variants: dict[str, dict], reference: str |
     parts = [_reference_sentence(decision)]
     parts += _recommended_sentences(decision) if decision["best"] is not None else _no_reducer_sentences(decision)
     return " ".join(parts), mitigation_frame(decision["rows"])
+
+
+def mitigation_sentence(base: dict, variants: dict[str, dict], reference: str | None,
+                        groups: dict[str, list[str]] | None = None, alpha: float = 0.05) -> str | None:
+    """The mitigation decision in one sentence for the headline (which variant, at what price, or that the
+    data cannot separate them); None without variants or an unmitigated reference."""
+    decision = analysis.mitigation_decision(base, variants, reference, groups, alpha=alpha)
+    if decision["status"] != "compared":
+        return None
+    first = (_recommended_sentences(decision) if decision["best"] is not None else _no_reducer_sentences(decision))[0]
+    return "Which mitigation: " + first.replace("**", "")
