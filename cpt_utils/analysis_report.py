@@ -16,7 +16,7 @@ from . import analysis
 from .checkpointing import list_checkpoints, load_checkpoint_model
 from .config import ExperimentParams
 from .headline import comparisons
-from .plots import PALETTE, label
+from .plots import OKABE_ITO, PALETTE, label, series_color
 from .readings import cannot_test_words, improves
 from .results import annealed_points, branch_dir, branch_points, final_eval, load_evals, main_final
 from .tasks import DOMAIN_SUBJECTS
@@ -131,20 +131,30 @@ def fit_table(fitted: dict[str, analysis.Fit], points=None):
                                                   "hold-out RMSE, last 2 points (nats)"]]
 
 
+def _interval(se, df=None):
+    """95% interval half-widths of ``se`` (t on ``df`` where given, else normal), NaN kept."""
+    se = np.asarray(se, dtype=float)
+    df = np.full_like(se, math.inf) if df is None else np.asarray(df, dtype=float)
+    return np.array([analysis.ci_half_width(s, d) if math.isfinite(s) else math.nan for s, d in zip(se, df)])
+
+
 def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[int], context=None):
-    """The fitted points (±1 SE) with the domain fit and its 95% band (only over the fitted tokens, and
-    only where the fit has intervals); ``context`` (e.g. the in-loop points when annealed points are
-    fitted) drawn faintly behind them."""
+    """The fitted points with 95% intervals, the domain fit and its 95% band (only over the fitted
+    tokens, and only where the fit has intervals) — or, when the fit is refused, the reason written in
+    the figure; ``context`` (e.g. the in-loop points when annealed points are fitted) drawn faintly."""
     import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
-    fig, ax = plt.subplots()
+    if points is None or not len(points):
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
     if context is not None and len(context):
         for which in ("domain", "general"):
-            ax.plot(context.tokens, context[f"val_{which}_loss"], ls="-", marker=".", color=PALETTE[which], alpha=0.3,
-                    label=f"{which}, in-loop (not annealed)")
-    for which in ("domain", "general"):
-        ax.errorbar(points.tokens, points[f"val_{which}_loss"], yerr=points[f"val_{which}_loss_se"], fmt="o",
-                    capsize=3, color=PALETTE[which], label=f"{which} held-out")
+            ax.plot(context.tokens, context[f"val_{which}_loss"], ls="-", marker=".", ms=3, lw=0.8,
+                    color=PALETTE[which], alpha=0.35, label=f"{which}, in-loop (not annealed)")
+    for which, marker in (("domain", "o"), ("general", "s")):
+        df = points[f"val_{which}_loss_df"] if f"val_{which}_loss_df" in points else None
+        ax.errorbar(points.tokens, points[f"val_{which}_loss"], yerr=_interval(points[f"val_{which}_loss_se"], df),
+                    fmt=marker, ms=5, capsize=3, color=PALETTE[which], label=f"{which} held-out (95% interval)")
     pl = fitted["power law"]
     if pl.ok:
         grid = np.linspace(max(1, points.tokens[points.tokens > 0].min()), points.tokens.max() * 1.5, 200)
@@ -152,40 +162,108 @@ def fig_loss_curves(points, fitted: dict[str, analysis.Fit], milestones: list[in
         ax.plot(grid, pl.predict(grid), color=PALETTE["fit"],
                 label=f"domain fit E + A·D^−α (α = {pl.params['alpha']:.2f}, R² = {pl.r2:.3f})")
         if np.isfinite(lo).any():
-            ax.fill_between(grid, lo, hi, color=PALETTE["fit"], alpha=0.2, label="95% band (GLS, within the data)")
+            ax.fill_between(grid, lo, hi, color=PALETTE["fit"], alpha=0.18, lw=0, label="fit's 95% band (within the data)")
+    else:
+        ax.text(0.98, 0.97, f"No fit drawn: {pl.reason}", transform=ax.transAxes, ha="right", va="top", fontsize=8,
+                wrap=True, color=PALETTE["fit"], bbox={"boxstyle": "round", "fc": "white", "ec": PALETTE["fit"], "lw": 0.6})
     for i, m in enumerate(milestones):
-        ax.axvline(m, color="grey", ls=":", lw=1, label="checkpoint milestones" if i == 0 else None)
-    ax.legend(fontsize=8)
-    label(ax, "Held-out loss against tokens seen (±1 SE)", "tokens seen", "cross-entropy (nats/token)")
+        ax.axvline(m, color=PALETTE["base"], ls=":", lw=0.8, label="checkpoint milestones" if i == 0 else None)
+    ax.legend(loc="lower left", fontsize=7)
+    label(ax, "Held-out loss against tokens seen", "tokens seen", "held-out cross-entropy (nats/token)")
     return fig
 
 
 def fig_task_curves(evals: dict[str, dict], milestones: list[int] = ()):
     """Accuracy (each task's own chance level dashed in its colour) and the gold answer's bits per byte
-    at each checkpoint, ±1 SE."""
+    at each checkpoint, with 95% intervals; ``None`` when no checkpoint scored a task."""
     import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
-    fig, (acc_ax, bpb_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     ordered = sorted(evals.values(), key=lambda e: e["tokens"])
-    tasks = list(ordered[0].get("tasks", {})) if ordered else []
+    tasks = list(dict.fromkeys(t for e in ordered for t in e.get("tasks", {})))
+    if not tasks:
+        return None
+    fig, (acc_ax, bpb_ax) = plt.subplots(1, 2, figsize=(11, 4.4))
     for i, task in enumerate(tasks):
-        color = f"C{i % 10}"
+        color, marker = series_color(i), "osD^v<>p"[i % 8]
         pts = [(e["tokens"], e["tasks"][task]) for e in ordered if task in e.get("tasks", {})]
         x = [t for t, _ in pts]
-        acc_ax.errorbar(x, [r["value"] for _, r in pts], yerr=[r["stderr"] for _, r in pts], marker="o", capsize=3,
-                        color=color, label=f"{task} ({pts[0][1]['metric']})")
+        df = [r.get("n", math.inf) - 1 for _, r in pts]
+        acc_ax.errorbar(x, [r["value"] for _, r in pts], yerr=_interval([r["stderr"] for _, r in pts], df),
+                        marker=marker, ms=4, capsize=2, color=color, label=f"{task} ({pts[0][1]['metric']})")
         if "chance" in pts[0][1]:
-            acc_ax.axhline(pts[0][1]["chance"], color=color, ls="--", lw=0.8)
+            acc_ax.axhline(pts[0][1]["chance"], color=color, ls="--", lw=0.7)
         if "gold_bpb" in pts[0][1]:
-            bpb_ax.errorbar(x, [r["gold_bpb"] for _, r in pts], yerr=[r["gold_bpb_se"] for _, r in pts], marker="o",
-                            capsize=3, color=color, label=task)
+            bpb_ax.errorbar(x, [r["gold_bpb"] for _, r in pts], yerr=_interval([r["gold_bpb_se"] for _, r in pts], df),
+                            marker=marker, ms=4, capsize=2, color=color, label=task)
     for ax in (acc_ax, bpb_ax):
         for i, m in enumerate(milestones):
-            ax.axvline(m, color="grey", ls=":", lw=1, label="checkpoint milestones" if i == 0 and ax is acc_ax else None)
-    acc_ax.plot([], [], color="grey", ls="--", lw=0.8, label="each task's chance level")
-    acc_ax.legend(fontsize=6, ncol=2)
-    label(acc_ax, "Task accuracy at each checkpoint (±1 SE)", "tokens seen", "accuracy (fraction correct)")
-    label(bpb_ax, "Gold answer's bits per byte (±1 SE; lower is better)", "tokens seen", "bits per UTF-8 byte")
+            ax.axvline(m, color=PALETTE["base"], ls=":", lw=0.8, label="checkpoint milestones" if i == 0 and ax is acc_ax else None)
+    acc_ax.plot([], [], color=PALETTE["base"], ls="--", lw=0.7, label="each task's chance level")
+    handles, labels = acc_ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7)
+    label(acc_ax, "Task accuracy at each checkpoint (95% intervals)", "tokens seen", "accuracy (fraction correct; higher is better)")
+    label(bpb_ax, "Gold answer's bits per byte (95% intervals)", "tokens seen", "bits per UTF-8 byte (lower is better)")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+#: Why a figure of notebooks 04/05 is missing, in one sentence each (``display.show_figure``).
+NO_POINTS = "this run has no evaluated points (run notebook 03 first)."
+NO_TASKS = "no checkpoint of this run scored a benchmark task (`eval.offline_tasks` is empty)."
+NO_FIT = "neither the power law nor the log-linear curve could be fitted to these points (the table below says why)."
+NO_REGISTERS = "this run has no held-out register to compare (no `val_general` nor `data.registers` split)."
+NO_CONTROL = "no control run to compare with (declare `control:` in the parameter file)."
+NO_VARIANTS = "no run finished with both a domain and a general held-out evaluation to place on the plot."
+
+
+def subjects_reason(ev: dict | None) -> str:
+    """Why there is no per-subject figure, in one sentence."""
+    tasks = [t for t in (ev or {}).get("tasks", {}) if "mmlu" in t.lower()]
+    if not tasks:
+        return "the task suite has no MMLU task (`eval.offline_tasks`), so there are no subjects to break down."
+    return f"the MMLU task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)} stored no per-item subjects to break down."
+
+
+def fig_fit_residuals(points, fitted: dict[str, analysis.Fit]):
+    """Observed − fitted domain loss of each fit that succeeded; ``None`` when none did."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
+
+    if not any(f.ok for f in fitted.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    d = points.tokens[points.tokens > 0].to_numpy()
+    y = points.val_domain_loss[points.tokens > 0].to_numpy()
+    for i, (name, f) in enumerate(fitted.items()):
+        if f.ok:
+            ax.plot(d, y - f.predict(d), marker="os"[i % 2], color=(PALETTE["fit"], PALETTE["domain"])[i % 2],
+                    label=f"{name} (R² {f.r2:.3f})")
+    ax.axhline(0, color=PALETTE["base"], lw=0.8)
+    ax.legend()
+    label(ax, "Goodness of fit: residuals of the domain-loss fits", "tokens seen", "observed − fitted (nats/token)")
+    return fig
+
+
+def fig_subjects(table):
+    """Accuracy change per MMLU subject, one panel per task, domain subjects and general ones coloured;
+    ``None`` when there are no per-subject results (``subjects_reason`` says why)."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
+    from matplotlib.patches import Patch  # lazy: as above
+
+    if table is None or table.empty:
+        return None
+    tasks = list(dict.fromkeys(table.task))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(min(11.0, 5.5 * len(tasks)), max(3.0, 0.12 * len(table) / len(tasks) + 1.8)),
+                             squeeze=False, layout="constrained")
+    for ax, task in zip(axes[0], tasks):
+        part = table[table.task == task].sort_values(["group", "delta"])
+        ax.barh(part.subject, 100 * part.delta, color=[PALETTE[g] for g in part.group], height=0.75)
+        ax.axvline(0, color=PALETTE["base"], lw=0.8)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.grid(axis="y", visible=False)
+        label(ax, task, "accuracy change, continued − base (points)", "subject")
+    fig.legend(handles=[Patch(color=PALETTE["domain"], label="domain subject"),
+                        Patch(color=PALETTE["general"], label="general subject")], loc="outside lower center", ncol=2)
+    fig.suptitle("Per-subject MMLU accuracy change (few items per subject: single bars are noisy)", fontweight="bold")
     return fig
 
 
@@ -205,26 +283,6 @@ def group_curve_table(evals: dict[str, dict], groups: dict[str, list[str]]):
                          "change": g["delta"], "SE": g["se"], "p": g["p"], "p (adjusted)": g["p_adj"],
                          "MDE (80% power)": g["mde_80"]})
     return pd.DataFrame(rows).round(4)
-
-
-def fig_fit_residuals(points, fitted: dict[str, analysis.Fit]):
-    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
-
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
-    if not any(f.ok for f in fitted.values()):
-        ax.text(0.5, 0.5, "no fit to show: " + next(iter(fitted.values())).reason, ha="center", va="center",
-                transform=ax.transAxes, wrap=True, fontsize=9)
-        label(ax, "Goodness of fit: residuals of the domain-loss fits", "tokens seen", "observed − fitted (nats/token)")
-        return fig
-    d = points.tokens[points.tokens > 0].to_numpy()
-    y = points.val_domain_loss[points.tokens > 0].to_numpy()
-    for name, f in fitted.items():
-        if f.ok:
-            ax.plot(d, y - f.predict(d), marker="o", label=f"{name} (R² {f.r2:.3f})")
-    ax.axhline(0, color="grey", lw=1)
-    ax.legend()
-    label(ax, "Goodness of fit: residuals of the domain-loss fits", "tokens seen", "observed − fitted (nats/token)")
-    return fig
 
 
 def efficiency_table(points, params: ExperimentParams, n_params: int):
@@ -407,30 +465,11 @@ def subject_table(base: dict, other: dict):
     return pd.DataFrame(rows)
 
 
-def fig_subjects(table):
-    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
-
-    tasks = list(dict.fromkeys(table.task)) if not table.empty else []
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6.5 * max(1, len(tasks)), max(3.0, 0.09 * len(table) + 1.5)),
-                             squeeze=False)
-    if table.empty:
-        axes[0][0].text(0.5, 0.5, "no per-subject results", ha="center", transform=axes[0][0].transAxes)
-        label(axes[0][0], "Per-subject MMLU change", "accuracy change (continued − base)", "subject")
-        return fig
-    for ax, task in zip(axes[0], tasks):
-        part = table[table.task == task].sort_values(["group", "delta"])
-        ax.barh(part.subject, part.delta, color=[PALETTE[g] for g in part.group])
-        ax.axvline(0, color="grey", lw=1)
-        ax.tick_params(axis="y", labelsize=6)
-        label(ax, f"{task}:\nchange by subject", "accuracy change (continued − base, fraction)", "subject")
-    fig.suptitle("Per-subject MMLU change (blue: domain subjects, orange: general)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def variant_rows(base: dict, main_final: dict | None, variants, params: ExperimentParams) -> list[dict]:
+def variant_rows(base: dict, main_final: dict | None, variants, params: ExperimentParams,
+                 control: dict | None = None) -> list[dict]:
     """Stability–plasticity rows for the variants declared in ``params`` (leftover folders of variants
-    no longer in the file are ignored), plus the main run for reference. ``variants``: name → final
+    no longer in the file are ignored), plus the main run and the control run's final evaluation
+    (``control``; ``final_eval(run_dir / "control")``) for reference. ``variants``: name → final
     evaluation, or the table ``run_variants`` returns."""
     if hasattr(variants, "to_dict"):  # the run_variants table: read each variant's final evaluation
         variants = {r["variant"]: final_eval(r["path"]) for r in variants.to_dict("records")}
@@ -438,47 +477,77 @@ def variant_rows(base: dict, main_final: dict | None, variants, params: Experime
     rows = analysis.stability_plasticity(base, runs)
     for r in rows:
         r["tokens"] = runs[r["run"]]["tokens"]
-    if main_final:
-        (main,) = analysis.stability_plasticity(base, {"main run": main_final})
-        main["tokens"] = main_final["tokens"]
-        rows.append(main)
+    for name, ev in (("main run", main_final), (CONTROL_RUN, control)):
+        if ev:
+            for row in analysis.stability_plasticity(base, {name: ev}):
+                rows.append({**row, "tokens": ev["tokens"]})
     return rows
+
+
+#: The control run's name on the stability–plasticity plot and in its table.
+CONTROL_RUN = "control (other text)"
+_REFERENCE_RUNS = ("main run", CONTROL_RUN)
+
+
+def _place_labels(ax, points: list[tuple[float, float, str]], fontsize: float = 8) -> None:
+    """Label each point where the label box overlaps no earlier label and no other point: the first of
+    a ring of offsets that is free (the last one otherwise), joined to its point by a thin line."""
+    fig = ax.figure
+    fig.canvas.draw()  # limits and the transform are final now
+    px = fig.dpi / 72
+    to_px = ax.transData.transform
+    dots = [to_px((x, y)) for x, y, _ in points]
+    taken = [(dx - 6, dy - 6, dx + 6, dy + 6) for dx, dy in dots]
+    ring = [(10, 10), (10, -14), (-10, 10), (-10, -14), (22, 0), (-22, 0), (0, 20), (0, -22), (28, 24), (-28, -26)]
+    for (x, y, text), (cx, cy) in zip(points, dots):
+        w, h = 0.6 * fontsize * len(text) * px, 1.4 * fontsize * px
+        for ox, oy in ring:
+            left = cx + ox * px - (w if ox < 0 else 0)
+            box = (left, cy + oy * px - h / 2, left + w, cy + oy * px + h / 2)
+            if not any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken):
+                break
+        taken.append(box)
+        ax.annotate(text, (x, y), xytext=(ox, oy), textcoords="offset points", fontsize=fontsize,
+                    ha="right" if ox < 0 else "left", va="center",
+                    arrowprops={"arrowstyle": "-", "color": PALETTE["base"], "lw": 0.5, "shrinkA": 0, "shrinkB": 3})
 
 
 def fig_stability_plasticity(rows: list[dict]):
     """Domain gain against the forgetting score (``analysis.forgetting_score``: the mean loss change over
-    the held-out registers), ±1 SE; the Pareto front of the variants on these two axes."""
+    the held-out registers), 95% intervals, for each variant, the main run and the control; the Pareto
+    front of the variants drawn as a step line. ``None`` without rows."""
     import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    comparable = [r for r in rows if r["run"] != "main run"]
-    front = set(analysis.pareto_front(comparable, cost="forgetting")) if comparable else set()
-    # runs often land within each other's error bars: stagger the labels (with leader lines) by rank
-    offsets = [(12, 14), (12, -16), (-12, 14), (-12, -16), (24, 0), (-24, 0)]
-    for i, r in enumerate(sorted(rows, key=lambda r: (r["domain_gain"], r["forgetting"]))):
-        color = PALETTE["continued"] if r["run"] == "main run" else (PALETTE["fit"] if r["run"] in front else PALETTE["variant"])
-        ax.errorbar(r["forgetting"], r["domain_gain"], xerr=r["forgetting_se"], yerr=r["domain_gain_se"],
-                    fmt="o", color=color, capsize=3)
-        dx, dy = offsets[i % len(offsets)]
-        ax.annotate(r["run"], (r["forgetting"], r["domain_gain"]), xytext=(dx, dy), textcoords="offset points",
-                    fontsize=8, ha="left" if dx > 0 else "right", va="center",
-                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
-    pts = sorted((r["forgetting"], r["domain_gain"]) for r in comparable if r["run"] in front)
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    variants = [r for r in rows if r["run"] not in _REFERENCE_RUNS]
+    front = set(analysis.pareto_front(variants, cost="forgetting")) if variants else set()
+    style = {"main run": (PALETTE["continued"], "D", "main run (full budget, for reference)"),
+             CONTROL_RUN: (PALETTE["control"], "s", "control: same recipe on other text")}
+    seen = set()
+    for r in rows:
+        color, marker, name = style.get(r["run"], (PALETTE["front"], "o", "variant on the Pareto front") if r["run"] in front
+                                        else (PALETTE["variant"], "o", "dominated variant"))
+        ax.errorbar(r["forgetting"], r["domain_gain"], xerr=analysis.ci_half_width(r["forgetting_se"]),
+                    yerr=analysis.ci_half_width(r["domain_gain_se"]), fmt=marker, ms=6, color=color, capsize=2.5,
+                    elinewidth=0.9, label=None if name in seen else name, zorder=3)
+        seen.add(name)
+    pts = sorted((r["forgetting"], r["domain_gain"]) for r in variants if r["run"] in front)
     if len(pts) > 1:
-        ax.plot(*zip(*pts), color=PALETTE["fit"], ls="--", lw=1, label="Pareto front (variants)")
-    if comparable:
-        ax.plot([], [], "o", color=PALETTE["fit"], label="variant on the Pareto front")
-        ax.plot([], [], "o", color=PALETTE["variant"], label="dominated variant")
-    if len(comparable) < len(rows):
-        ax.plot([], [], "o", color=PALETTE["continued"], label="main run (full budget, for reference)")
-    ax.legend(fontsize=8, loc="best")
-    ax.margins(0.15)
-    ax.axvline(0, color="grey", lw=1)
+        ax.step(*zip(*pts), where="post", color=PALETTE["front"], ls="--", lw=1, label="Pareto front (variants)", zorder=2)
+    ax.axvline(0, color=PALETTE["base"], lw=0.8)
+    ax.axhline(0, color=PALETTE["base"], lw=0.8)
+    ax.margins(0.18)
+    ax.text(0.02, 0.98, "better: up and left\n(more domain gain, less forgetting)", transform=ax.transAxes,
+            ha="left", va="top", fontsize=7.5, color="#444444")
+    ax.legend(fontsize=7.5, loc="lower right")
     registers = max((r.get("forgetting_registers", 1) for r in rows), default=1)
-    label(ax, "Stability–plasticity: what each run gained and what it lost",
+    label(ax, "Stability–plasticity: what each run gained and what it lost (95% intervals)",
           f"forgetting: mean loss change over {registers} held-out register{'s' if registers != 1 else ''} "
-          "vs base\n(nats/token; right = forgetting)",
-          "domain held-out loss gain vs base (nats/token; up = learning)")
+          "vs base (nats/token; right = forgetting)",
+          "domain held-out loss gain vs base\n(nats/token; up = learning)")
+    _place_labels(ax, [(r["forgetting"], r["domain_gain"], r["run"]) for r in rows])
     return fig
 
 
@@ -533,33 +602,47 @@ def forgetting_table(base: dict, continued: dict | None, variants: dict[str, dic
     return pd.DataFrame(rows).round(4)
 
 
+#: Colours of the variants (the main run's green and the control's sky blue are reserved).
+_VARIANT_COLORS = [OKABE_ITO[c] for c in ("purple", "vermillion", "orange", "blue", "black", "yellow", "grey")]
+
+
+def _run_color(run: str, j: int) -> str:
+    return {"main run": PALETTE["continued"], CONTROL_RUN: PALETTE["control"]}.get(
+        run, _VARIANT_COLORS[j % len(_VARIANT_COLORS)])
+
+
 def fig_register_deltas(base: dict, continued: dict | None, variants: dict[str, dict] | None = None,
                         params: ExperimentParams | None = None):
     """Loss (nats/token) and bits-per-byte change vs base per held-out register, one bar per register
-    and run, with 95% intervals (t on the row's df; paired, clustered by document): above zero = forgotten."""
+    and run, with 95% intervals (t on the row's df; paired, clustered by document): above zero =
+    forgotten. ``None`` when there is no register to compare."""
     import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
     runs = _register_runs(continued, variants, params)
     table = {run: {r["register"]: r for r in analysis.register_deltas(base, ev)} for run, ev in runs.items()}
     registers = list(dict.fromkeys(reg for rows in table.values() for reg in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.2 * len(registers) * max(1, len(runs)) ** 0.5 + 5), 4.2))
+    if not registers:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(min(11.0, max(8.0, 1.2 * len(registers) * max(1, len(runs)) ** 0.5 + 5)), 4.4))
     width = 0.8 / max(1, len(runs))
     for ax, (key, what, unit) in zip(axes, (("loss", "Loss", "loss change (nats/token)"),
                                             ("bpb", "Bits/byte", "bits per byte change"))):
         for j, run in enumerate(runs):
-            color = PALETTE["continued"] if run == "main run" else f"C{(j + 3) % 10}"
             x = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(registers))]
             delta = [table[run].get(reg, {}).get(f"{key}_delta", math.nan) for reg in registers]
             half = [analysis.ci_half_width(r.get(f"{key}_se", math.nan), r.get(f"{key}_df", math.inf))
                     for r in (table[run].get(reg, {}) for reg in registers)]
-            ax.bar(x, delta, width=width, yerr=half, capsize=3, color=color, label=run)
-        ax.axhline(0, color="grey", lw=1)
+            ax.bar(x, delta, width=width, yerr=half, capsize=2.5, color=_run_color(run, j), label=run,
+                   error_kw={"elinewidth": 0.9})
+        ax.axhline(0, color=PALETTE["base"], lw=0.8)
         ax.set_xticks(range(len(registers)), registers, rotation=30 if len(registers) > 4 else 0)
+        ax.grid(axis="x", visible=False)
         label(ax, f"{what} change per register (95% interval)", "held-out register",
               f"{unit}, continued − base\n(up = forgotten)")
     if len(runs) > 1:
-        axes[0].legend(fontsize=7)
-    fig.tight_layout()
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(5, len(labels)), fontsize=7.5)
+    fig.set_layout_engine("constrained")
     return fig
 
 
@@ -700,25 +783,38 @@ def control_narrative(rows: list[dict], corpus: str = "other text") -> str:
 
 def fig_control(rows: list[dict]):
     """Held-out losses and task-group gold bits per byte at the last compared checkpoint: the continued
-    run's and the control's change against the base side by side, with paired 95% intervals (t)."""
+    run's and the control's change against the base side by side, with paired 95% intervals (t);
+    ``None`` without a control run (``NO_CONTROL``)."""
     import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     last = rows[-1]["checkpoint"] if rows else None
     shown = [r for r in rows if r["checkpoint"] == last and r["kind"] in ("held-out loss", "group gold bits/byte")]
     if not shown:
-        ax.text(0.5, 0.5, "no control run to compare with", ha="center", va="center", transform=ax.transAxes)
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.42 * len(shown)), layout="constrained")
     y = np.arange(len(shown))
-    for offset, key, color, name in ((-0.18, "continued − base", PALETTE["continued"], "continued − base"),
-                                     (0.18, "control − base", PALETTE["variant"], "control − base")):
-        ax.barh(y + offset, [r[key] for r in shown], height=0.34, xerr=[analysis.ci_half_width(r[key + " SE"], r.get(key + " df", math.inf)) for r in shown],
-                color=color, capsize=3, label=name)
-    ax.set_yticks(y, [r["measure"] + (" *" if r["reading"] == analysis.DOMAIN_SPECIFIC else "") for r in shown], fontsize=7)
-    ax.axvline(0, color="grey", lw=1)
+    for offset, key, color in ((-0.19, "continued − base", PALETTE["continued"]), (0.19, "control − base", PALETTE["control"])):
+        ax.barh(y + offset, [r[key] for r in shown], height=0.36, color=color, label=key, error_kw={"elinewidth": 0.9},
+                xerr=[analysis.ci_half_width(r[key + " SE"], r.get(key + " df", math.inf)) for r in shown], capsize=2.5)
+    ax.set_yticks(y, [r["measure"] + (" *" if r["reading"] == analysis.DOMAIN_SPECIFIC else "") for r in shown], fontsize=7.5)
+    ax.axvline(0, color=PALETTE["base"], lw=0.8)
+    ax.grid(axis="y", visible=False)
     ax.invert_yaxis()  # the file's order, top to bottom
-    if shown:
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    fig.legend(loc="outside lower center", ncol=2)
     label(ax, "Continued run and control: change against the base\n(paired 95% intervals; * continued − control significant)",
-          "change vs base (nats/token or bits/byte; left = better)", "measure")
-    fig.tight_layout()
+          "change vs base (nats/token or bits/byte; ← better)", "measure")
     return fig
+
+
+def variant_table(rows: list[dict]):
+    """The stability–plasticity rows (``variant_rows``) for reading: per run its tokens, domain gain,
+    forgetting score and worst register, each change ± SE in nats/token."""
+    import pandas as pd  # lazy: importing the report module must not import pandas
+
+    return pd.DataFrame([{"run": r["run"], "tokens": r.get("tokens"),
+                          "domain gain (nats/token)": r["domain_gain"], "SE (gain)": r["domain_gain_se"],
+                          "forgetting: mean register change (nats/token)": r["forgetting"],
+                          "SE (forgetting)": r["forgetting_se"], "worst register": r["worst_register"],
+                          "worst change (nats/token)": r["worst_change"], "SE (worst)": r["worst_change_se"],
+                          "general change (nats/token)": r["general_change"], "SE (general)": r["general_change_se"]}
+                         for r in rows])

@@ -32,10 +32,22 @@ def setup(params_path: str | Path, run_name: str | None = None, show: bool = Tru
     run_dir = make_run_dir(params.run_name)
     save_resolved(params, run_dir / "params.yaml")
     plots.apply_style()
+    inline_svg()
     quiet_libraries()
     if show:
         _show_config(params, run_dir)
     return params, run_dir
+
+
+def inline_svg() -> None:
+    """Inline figures as SVG, so the rendered HTML is crisp at any zoom and in print."""
+    try:
+        from IPython import get_ipython  # lazy: IPython exists only where a notebook runs
+        from matplotlib_inline.backend_inline import set_matplotlib_formats  # lazy: as above
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("svg")
 
 
 def show_errors_as_lines() -> None:

@@ -107,7 +107,7 @@ def split_table(manifest: dict):
     rows = {name: {"sequences": s["num_sequences"], "tokens": s["num_tokens"], "documents": s["documents"],
                    "tail tokens dropped": s["dropped_tail_tokens"], "padding tokens": s.get("padding_tokens", 0)}
             for name, s in manifest["splits"].items()}
-    return pd.DataFrame(rows).T.map(lambda v: f"{int(v):,}")
+    return pd.DataFrame(rows).T.astype(int)  # counts: the display adds thousands separators
 
 
 def throughput_table(manifest: dict):

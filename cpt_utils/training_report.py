@@ -43,7 +43,8 @@ def config_table(params: ExperimentParams, summary: dict):
                             + ", ".join(f"{name} {w:.0%}" for name, w in tp.replay_weights().items())
                             if tp.replay_fraction else 0),
         "L2 pull to initial weights": tp.l2_init_weight,
-        "gradient checkpointing / compile": f"{tp.gradient_checkpointing} / {tp.compile}",
+        "gradient checkpointing / compile": " / ".join(("yes" if v else "no") if isinstance(v, bool) else str(v)
+                                                       for v in (tp.gradient_checkpointing, tp.compile)),
     }
     return pd.Series(rows, name="value").to_frame()
 
