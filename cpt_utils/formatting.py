@@ -35,6 +35,8 @@ def change(delta: float, se: float, scale: float = 1.0) -> str:
     """"+0.031 ± 0.009": a change and its SE, both rounded to what the SE supports."""
     if not (isinstance(delta, (int, float)) and math.isfinite(delta)):
         return "—"
+    if se == 0:  # no item differed: the change is exact, and its SE says nothing about precision
+        return f"{fixed(delta * scale, 1, signed=True)} ± 0"
     places = decimals_for(se * scale)
     return f"{fixed(delta * scale, places, signed=True)} ± {fixed(se * scale, places)}"
 

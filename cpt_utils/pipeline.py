@@ -433,7 +433,7 @@ def _held_out_html(run: Path) -> str:
 #: wider than a narrow screen scrolls inside its own box, never the page.
 INDEX_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{margin-top:1.6em}table{border-collapse:collapse;margin:.5em 0 1em;font-size:.86em}
-td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}td{overflow-wrap:anywhere}
 th{background:#f4f4f4}td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 .scroll{max-width:100%;overflow-x:auto}figure{margin:1em 0}svg,img{max-width:100%;height:auto}
 .caption{color:#555;font-size:.9em}ul.answer li{margin:.3em 0}details{margin:1em 0}summary{cursor:pointer;font-weight:600}

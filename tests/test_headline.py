@@ -24,7 +24,7 @@ def test_an_estimate_is_rounded_to_what_its_se_supports(se, places):
 def test_changes_p_values_and_counts_read_as_a_reader_expects():
     assert formatting.change(-0.03123, 0.0087) == "−0.031 ± 0.009"
     assert formatting.change(0.093, 0.023, scale=100) == "+9.3 ± 2.3"
-    assert formatting.change(math.nan, 0.1) == "—"
+    assert formatting.change(math.nan, 0.1) == "—" and formatting.change(0.0, 0.0, 100) == "+0.0 ± 0"
     assert formatting.p_value(8.19e-28) == "< 0.001" and formatting.p_value(0.0123) == "0.012"
     assert formatting.p_value(0.456) == "0.46" and formatting.p_value(math.nan) == "—"
     assert formatting.count(14042) == "14,042" and formatting.count("24 documents") == "24 documents"

@@ -159,3 +159,23 @@ def test_the_commit_is_the_one_the_run_recorded_else_head_said_so(evaluated_run,
     meta = read_front_matter(card)
     assert meta["library_name"] == "gguf" and "gguf" in meta["tags"]
     assert re.search(r"llama-cli -m x\.gguf", card)
+
+
+def test_the_card_shows_the_reports_headline_rows_and_forest_plot(evaluated_run, tmp_path, monkeypatch):
+    """One builder: the card's headline table is ``headline.compact_rows`` of the same evaluations, and
+    the forest plot it shows is a real SVG file beside it with one marker row per headline measure."""
+    from cpt_utils import headline
+
+    monkeypatch.setenv("CPT_REPORTS", str(tmp_path / "reports"))
+    _, base, ev, params = _files(evaluated_run)
+    out = export(evaluated_run, fmt="hf", out=tmp_path / "card-forest")
+    card = (out / "README.md").read_text()
+    section = card.split("## Headline", 1)[1].split("\n## ", 1)[0]
+    rows = headline.compact_rows(headline.measures(base, ev, params["eval"]["task_groups"]))
+    assert rows
+    for r in rows:
+        assert _row(section, r["measure"]) == [str(v) for v in r.values()]
+    assert "](forest.svg)" in section
+    svg = (out / "forest.svg").read_text()
+    assert svg.lstrip().startswith("<svg") and "</svg>" in svg and 'viewBox="0 0 ' in svg
+    assert headline.forest_rows(headline.measures(base, ev, params["eval"]["task_groups"]))
