@@ -15,6 +15,7 @@ import numpy as np
 from . import analysis
 from .checkpointing import list_checkpoints, load_checkpoint_model
 from .config import ExperimentParams
+from .display import fmt_number
 from .headline import comparisons
 from .plots import OKABE_ITO, PALETTE, label, series_color
 from .readings import cannot_test_words, improves
@@ -818,3 +819,32 @@ def variant_table(rows: list[dict]):
                           "worst change (nats/token)": r["worst_change"], "SE (worst)": r["worst_change_se"],
                           "general change (nats/token)": r["general_change"], "SE (general)": r["general_change_se"]}
                          for r in rows])
+
+
+def _pm(value, se) -> str:
+    """``value ± SE`` with the display's rounding; "—" where the value is missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    text = fmt_number(value, 4)
+    return text + (f" ± {fmt_number(se, 2)}" if se is not None and math.isfinite(se) else "")
+
+
+def checkpoint_scores(evals: dict[str, dict]):
+    """One row per measure (held-out loss and bits per byte per split, accuracy and gold bits per byte per
+    task), one column per evaluated checkpoint headed by its tokens, each cell ``value ± SE``."""
+    import pandas as pd  # lazy: importing the report module must not import pandas
+
+    ordered = sorted(evals.items(), key=lambda kv: kv[1]["tokens"])
+    heads = {name: ("base" if name == "base" else f"{_fmt_tokens(ev['tokens'])} tokens") for name, ev in ordered}
+    rows: dict[tuple[str, str], dict] = {}
+    for name, ev in ordered:
+        for split, p in ev.get("perplexity", {}).items():
+            rows.setdefault((f"{split} loss", "nats/token"), {})[heads[name]] = _pm(p["loss"], p.get("loss_se"))
+            if p.get("bits_per_byte") is not None:
+                rows.setdefault((f"{split} bits/byte", "bits/byte"), {})[heads[name]] = _pm(p["bits_per_byte"], p.get("bits_per_byte_se"))
+        for task, t in ev.get("tasks", {}).items():
+            rows.setdefault((f"{task} ({t['metric']})", "fraction correct"), {})[heads[name]] = _pm(t["value"], t.get("stderr"))
+            if "gold_bpb" in t:
+                rows.setdefault((f"{task} gold answer", "bits/byte"), {})[heads[name]] = _pm(t["gold_bpb"], t.get("gold_bpb_se"))
+    return pd.DataFrame([{"measure": m, "unit": u, **cells} for (m, u), cells in rows.items()],
+                        columns=["measure", "unit", *heads.values()])

@@ -40,6 +40,7 @@ table.cpt-table th{font-weight:600;overflow-wrap:normal;hyphens:auto;vertical-al
 table.cpt-table td.num{text-align:right!important;white-space:nowrap}
 table.cpt-table th.num{text-align:right!important}
 table.cpt-table .txt{text-align:left!important}
+table.cpt-table td.nw{white-space:nowrap}
 table.cpt-table tbody tr:nth-child(odd){background:#f7f7f7}
 details.cpt-table-more{margin:0 0 1em 0;font-size:12px}
 details.cpt-table-more>summary{cursor:pointer;color:#0072B2}
@@ -149,8 +150,8 @@ class ReportTable:
                        for c in columns)
         body = []
         for i in rows:
-            cells = "".join(f'<td class="{"txt" if self.kinds[c] == "text" else "num"}">'
-                            f"{html.escape(self.frame.iloc[i][c])}</td>" for c in columns)
+            row = self.frame.iloc[i]
+            cells = "".join(f'<td class="{_cell_class(self.kinds[c], row[c])}">{html.escape(row[c])}</td>' for c in columns)
             body.append(f"<tr>{cells}</tr>")
         cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
         return (f'<table class="cpt-table">{cap}<thead><tr>{head}</tr></thead>'
@@ -183,6 +184,16 @@ class ReportTable:
 
     def __repr__(self) -> str:
         return self.frame.iloc[self.visible_rows][self.visible_columns].to_string(index=False)
+
+
+#: Text no longer than this stays on one line (a change ± SE, a short name); longer text wraps.
+_NOWRAP_CHARS = 20
+
+
+def _cell_class(kind: str, text: str) -> str:
+    if kind != "text":
+        return "num"
+    return "txt nw" if len(text) <= _NOWRAP_CHARS else "txt"
 
 
 def _with_units(name: str, units: dict[str, str] | None) -> str:

@@ -94,3 +94,16 @@ def test_a_pivot_table_reads_as_one_header_row():
 def test_a_grouped_index_becomes_columns():
     df = pd.DataFrame({"task": ["mmlu", "mmlu"], "group": ["domain", "general"], "n": [10, 20]}).set_index(["task", "group"])
     assert _cells(report_table(df)._repr_html_())[:3] == ["task", "group", "n"]
+
+
+def test_checkpoint_scores_pair_each_value_with_its_se():
+    from cpt_utils.analysis_report import checkpoint_scores
+
+    def ev(tokens, loss):
+        return {"tokens": tokens, "perplexity": {"val_domain": {"loss": loss, "loss_se": 0.01, "bits_per_byte": None}},
+                "tasks": {"sciq": {"metric": "acc", "value": 0.5, "stderr": 0.05}}}
+
+    table = checkpoint_scores({"tokens-2": ev(2_000_000, 2.5), "base": ev(0, 3.0)})
+    assert list(table.columns) == ["measure", "unit", "base", "2M tokens"]
+    assert table.iloc[0].tolist() == ["val_domain loss", "nats/token", "3.000 ± 0.010", "2.500 ± 0.010"]
+    assert table.iloc[1, 0] == "sciq (acc)" and len(table) == 2  # no bits/byte row where none was measured
