@@ -2,7 +2,7 @@
 
 ``report_table`` turns a DataFrame into an object a notebook displays as a compact HTML table that
 fits a 1280 px page: no index column, "—" for a value that does not apply, yes/no for booleans,
-p-values as "< 0.001" or three significant digits, counts with thousands separators, units in the
+p-values as "< 0.001" or two significant digits, counts with thousands separators, units in the
 headers, at most a handful of columns and rows in sight and the full table folded underneath.
 ``show_figure`` shows a figure, or one sentence saying why there is none.
 """
@@ -14,6 +14,8 @@ import math
 import numbers
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from .formatting import p_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,14 +63,13 @@ def is_missing(value: Any) -> bool:
 
 
 def fmt_p(p: Any) -> str:
-    """A p-value: "< 0.001" below 0.001, else three significant digits; words (e.g. "cannot be tested")
-    pass through."""
+    """A p-value as every report prints it (``formatting.p_value``: "< 0.001" below that); words (e.g.
+    "cannot be tested") pass through."""
     if is_missing(p):
         return MISSING
     if isinstance(p, str):
         return p
-    p = float(p)
-    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+    return p_value(float(p))
 
 
 def fmt_number(value: float, digits: int = 3) -> str:

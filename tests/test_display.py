@@ -19,7 +19,7 @@ def _cells(html_text: str) -> list[str]:
 
 
 def test_p_values_counts_and_numbers_read_as_words():
-    assert fmt_p(0.0004) == "< 0.001" and fmt_p(0.01234) == "0.0123" and fmt_p(0.5) == "0.5"
+    assert fmt_p(0.0004) == "< 0.001" and fmt_p(0.01234) == "0.012" and fmt_p(0.5) == "0.50"
     assert fmt_p("cannot be tested (3 documents)") == "cannot be tested (3 documents)"
     assert fmt_number(-0.012345) == "−0.0123" and fmt_number(3.14159) == "3.14" and fmt_number(12345.6) == "12,346"
 
@@ -32,7 +32,7 @@ def test_no_index_no_nan_no_true_false():
     cells = _cells(text)
     assert "<th></th>" not in text and "NaN" not in text and "nan" not in text
     assert "True" not in cells and "False" not in cells and {"yes", "no"} <= set(cells)
-    assert "1,200" in cells and "< 0.001" in cells and "0.235" in cells and "—" in cells
+    assert "1,200" in cells and "< 0.001" in cells and "0.23" in cells and "—" in cells
     assert "change (nats/token)" in cells
     assert cells[:6] == ["measure", "n", "change (nats/token)", "p (adjusted)", "significant", "perplexity change %"]
     assert "<details" not in text  # nothing folded
