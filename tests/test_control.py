@@ -56,6 +56,31 @@ def test_the_control_run_is_the_main_recipe_on_the_control_split(tiny_params):
         {k: v for k, v in control.train.model_dump().items() if k not in LOOSE_TRAIN_KEYS}
 
 
+def test_final_tasks_reach_the_control_but_not_the_variants_or_the_decay_branches(tiny_params):
+    """``eval.final_tasks`` are scored where the headline is read: the base model and the final checkpoints
+    of the main and control runs; variants and decay branches drop them and their ``task_limits``."""
+    from cpt_utils.results import scores_final_tasks
+
+    main = tiny_params.model_copy(update={"eval": tiny_params.eval.model_copy(update={
+        "task_limits": {**tiny_params.eval.task_limits, "continuation_domain": 5}})})
+    (task,) = main.eval.final_tasks  # tiny.yaml: one final task, sized by task_limits
+    assert task in main.eval.task_limits and task not in main.eval.offline_tasks
+    budget = main.train.token_budget
+    control = derive(main, "control")
+    assert control.eval.final_tasks == [task] and control.eval.task_limits == main.eval.task_limits
+    assert scores_final_tasks(control, {"tokens": budget}) and not scores_final_tasks(control, {"tokens": budget // 2})
+    assert scores_final_tasks(main, None) and scores_final_tasks(main, {"tokens": budget})
+    assert not any(scores_final_tasks(main, {"tokens": t}) for t in main.train.milestones if t != budget)
+    children = [derive(main, "variant", name) for name in main.variants]
+    children.append(derive(main, "branch", checkpoint={"tokens": 3072, "tokens_per_step": 256, "path": "x",
+                                                       "name": "tokens-000000003072"}))
+    for child in children:
+        kept = {t: n for t, n in main.eval.task_limits.items() if t != task}  # the every-checkpoint tasks' sizes
+        assert child.eval.final_tasks == [] and child.eval.task_limits == kept and "continuation_domain" in kept
+        assert child.eval.offline_tasks == main.eval.offline_tasks  # everything else unchanged (decay_branch_tasks)
+        assert not scores_final_tasks(child, None) and not scores_final_tasks(child, {"tokens": child.train.token_budget})
+
+
 # ------------------------------------------------------------------------------------- preprocessing
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):

@@ -229,7 +229,7 @@ def test_real_smollm2_mmlu_cloze_matches_the_recorded_measurement(tmp_path):
 
     quick = load_params(REPO_ROOT / "params" / "quickstart.yaml")
     params = quick.model_copy(update={"eval": quick.eval.model_copy(update={
-        "offline_tasks": list(RECORDED_CORRECT), "limit": 100, "seed": 1234})})
+        "offline_tasks": list(RECORDED_CORRECT), "limit": 100, "seed": 1234, "final_tasks": [], "task_limits": {}})})
     model, tok = load_model(params.model), load_tokenizer(params.model)
     results = run_tasks(params, model, tok, tmp_path)  # MMLU items do not depend on the run's data
     correct = sum(sum(r["per_item"]) for r in results.values())

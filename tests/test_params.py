@@ -50,6 +50,27 @@ def test_all_problems_reported_at_once():
     assert "preprocess.seq_len" in msg
 
 
+def test_final_tasks_and_task_limits_name_the_key_and_the_allowed_tasks():
+    """A typo in ``eval.final_tasks`` or ``eval.task_limits`` is an error naming the key and what is allowed,
+    every problem at once; a final task may not also be scored at every checkpoint."""
+    with pytest.raises(ParamsError) as err:
+        load_params(REPO_ROOT / "params" / "tiny.yaml", sets=[
+            "eval.final_tasks=[mmlu_offline_domian_cloze, mmlu_offline_domain]",
+            "eval.task_limits={mmlu_offline_domain_clozee: 8}"])
+    msg = str(err.value)
+    assert "3 problems" in msg, msg
+    assert ("eval.final_tasks: unknown task 'mmlu_offline_domian_cloze' (did you mean 'mmlu_offline_domain_cloze'?);"
+            " allowed: arc_challenge_offline, arc_easy_offline") in msg
+    assert "eval.final_tasks: 'mmlu_offline_domain' is also in eval.offline_tasks" in msg
+    assert ("eval.task_limits: 'mmlu_offline_domain_clozee' is not a task of this file (did you mean "
+            "'mmlu_offline_domian_cloze'?); allowed: mmlu_offline_domain, mmlu_offline_general_cloze, continuation_domain, "
+            "mmlu_offline_domian_cloze (eval.offline_tasks, eval.hub_tasks or eval.final_tasks)") in msg
+    with pytest.raises(ParamsError, match=r"eval\.task_limits\.arc_easy_offline.*greater than or equal to 1"):
+        validate_params({"eval": {"task_limits": {"arc_easy_offline": 0}}})
+    ok = load_params(REPO_ROOT / "params" / "tiny.yaml")
+    assert ok.eval.final_tasks and set(ok.eval.task_limits) <= set(ok.eval.final_tasks) | set(ok.eval.offline_tasks)
+
+
 def test_corpus_topics_are_checked_against_the_packaged_corpus():
     with pytest.raises(ParamsError, match=r"data\.general.*unknown topic\(s\) \['Sport'\]; allowed: .*Mathematics"):
         validate_params({"data": {"general": {"topics": ["Sport"]}}})

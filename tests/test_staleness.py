@@ -261,3 +261,92 @@ def test_trackers_never_receive_the_old_models_benchmark(retrained, tmp_path):
     results.write_result(run, final["name"], old[final["name"]])
     tracked = again.model_copy(update={"run_name": "stale", "train": again.train.model_copy(update={"trackers": ["tensorboard"]})})
     assert log_benchmark(tracked, run) is None
+
+
+# ------------------------------------------------------------------------------------- final tasks
+FINAL = "mmlu_offline_domain_cloze"
+
+
+def _with_final(params, n: int):
+    """``_fast`` with one MMLU task scored only at the base model and the final checkpoint, ``n`` items."""
+    return params.model_copy(update={"eval": params.eval.model_copy(update={
+        "final_tasks": [FINAL], "task_limits": {FINAL: n}, "limit": 3})})
+
+
+def _stored(run) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((run / "evals").glob("*.json"))}
+
+
+@pytest.fixture()
+def final_run(tiny_params, data_dir, tmp_path):
+    """A run evaluated at 4 milestones with a final task (4 items)."""
+    from cpt_utils.train import train
+
+    params, run = _with_final(_fast(tiny_params), 4), tmp_path / "run"
+    train(params, run, data_dir=data_dir, progress=False)
+    evaluate_run(params, run, data_dir=data_dir, progress=False)
+    return params, run
+
+
+def test_final_tasks_are_scored_at_the_base_model_and_the_final_checkpoint_only(final_run, data_dir):
+    from cpt_utils.config import derive
+
+    params, run = final_run
+    final = f"tokens-{params.train.token_budget:012d}"
+    stored = _stored(run)
+    assert set(stored) == {"base", *(f"tokens-{t:012d}" for t in MILESTONES)}
+    for name, r in stored.items():
+        headline_point = name in ("base", final)
+        assert set(r["tasks"]) == ({FINAL} if headline_point else set()), name
+        assert ("final_tasks" in r["evaluated_with"]) == headline_point, name
+    for name in ("base", final):
+        t = stored[name]["tasks"][FINAL]
+        assert t["n"] == 4 and stored[name]["evaluated_with"]["final_tasks"] == {FINAL: 4}
+        assert t["group"] == "domain" and len(t["item_subjects"]) == 4 and all(t["item_subjects"])
+    assert stored["base"]["tasks"][FINAL]["item_subjects"] == stored[final]["tasks"][FINAL]["item_subjects"]  # paired
+    # nothing is stale, a milestone pairs with the base model, and the final checkpoint is compared on the task
+    now = results.evaluation_settings(params, data_dir, final=True)
+    assert all(results.stale_reason(r, run, settings=now) is None for r in stored.values())
+    assert list(results.load_evals(run)) == list(stored)
+    assert not {row["measure"] for row in analysis.compare_evals(stored["base"], stored["tokens-000000000256"])
+                if FINAL in row["measure"]}
+    assert any(FINAL in row["measure"] for row in analysis.compare_evals(stored["base"], stored[final]))
+    assert len(analysis.per_subject_deltas(stored["base"], stored[final], FINAL)) >= 1
+    # a variant that is the main recipe borrows the main run's final result, without the final tasks
+    from cpt_utils.config.schema import VariantParams
+
+    with_variant = params.model_copy(update={
+        "variants": {"same": VariantParams(description="the main recipe")},
+        "train": params.train.model_copy(update={"decay_branch_fraction": None})})  # loose: same run
+    borrowed = results.same_as_main(with_variant, derive(with_variant, "variant", "same"), run, data_dir)
+    assert borrowed["checkpoint"] == final and FINAL not in borrowed["tasks"]
+    assert "final_tasks" not in borrowed["evaluated_with"]
+
+
+def test_changing_the_final_tasks_evaluates_only_the_base_model_and_the_final_checkpoint(final_run, data_dir, capsys):
+    params, run = final_run
+    final = f"tokens-{params.train.token_budget:012d}"
+    before = _stored(run)
+    capsys.readouterr()
+    evaluate_run(params, run, data_dir=data_dir, progress=True)
+    assert "evaluating" not in capsys.readouterr().out  # unchanged: nothing to do
+    resized = _with_final(params, 6)
+    evaluate_run(resized, run, data_dir=data_dir, progress=True)
+    out = capsys.readouterr().out
+    assert f"evaluating {final}" in out and out.count("evaluating tokens-") == 1, out
+    after = _stored(run)
+    assert after["base"]["tasks"][FINAL]["n"] == after[final]["tasks"][FINAL]["n"] == 6
+    for t in MILESTONES[:-1]:  # the milestones' results are untouched: they never had the final tasks
+        assert after[f"tokens-{t:012d}"] == before[f"tokens-{t:012d}"]
+    # back to 4 items: the base model's cached evaluation is keyed on its final tasks, so the 4-item one is reused
+    evaluate_run(params, run, data_dir=data_dir, progress=True)
+    out = capsys.readouterr().out
+    assert "base model: reusing cached evaluation" in out and out.count("evaluating tokens-") == 1, out
+    assert _stored(run)["base"]["tasks"][FINAL]["n"] == 4
+    cached = _base_cache(params, data_dir, results.eval_fingerprint(params, data_dir, before["base"]["weights"], final=True))
+    assert json.loads(cached.read_text())["tasks"][FINAL]["n"] == 4
+    # dropping the final tasks: the final checkpoint is evaluated again without them, the milestones are not
+    dropped = params.model_copy(update={"eval": params.eval.model_copy(update={"final_tasks": [], "task_limits": {}})})
+    evaluate_run(dropped, run, data_dir=data_dir, progress=True)
+    out = capsys.readouterr().out
+    assert out.count("evaluating tokens-") == 1 and _stored(run)[final]["tasks"] == {}, out

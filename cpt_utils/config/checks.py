@@ -82,7 +82,8 @@ def consistency_problems(params: ExperimentParams) -> list[str]:
         except ValidationError:
             continue  # already reported by the schema (VariantTrainParams)
         problems += _train_problems(tp, f"variants.{name}.train", set(resolved) - set(variant.train.keys()))
-    return problems + _replay_problems(params) + _model_shape_problems(params) + _task_group_problems(params.eval)
+    return (problems + _replay_problems(params) + _model_shape_problems(params) + _task_group_problems(params.eval)
+            + _final_task_problems(params.eval))
 
 def _replay_problems(params: ExperimentParams) -> list[str]:
     """Every replay source must be packed from a corpus the file declares: ``general`` or a register."""
@@ -108,6 +109,18 @@ def _task_group_problems(ev: EvalParams) -> list[str]:
             for group, tasks in ev.task_groups.items() if any(t not in evaluated for t in tasks)]
 
 
+
+
+def _final_task_problems(ev: EvalParams) -> list[str]:
+    """``final_tasks`` are scored only where the headline is read, so they cannot also be scored everywhere
+    (``offline_tasks``); ``task_limits`` may only size a task that is scored."""
+    problems = [f"eval.final_tasks: {t!r} is also in eval.offline_tasks (scored at every checkpoint already); "
+                "list it in one of the two" for t in ev.final_tasks if t in ev.offline_tasks]
+    scored = [*ev.offline_tasks, *ev.hub_tasks, *(t for t in ev.final_tasks if t not in ev.offline_tasks)]
+    problems += [f"eval.task_limits: {t!r} is not a task of this file{_close(t, scored)}; allowed: "
+                 f"{', '.join(scored) or '(none: no tasks)'} (eval.offline_tasks, eval.hub_tasks or eval.final_tasks)"
+                 for t in ev.task_limits if t not in scored]
+    return problems
 
 
 def _domain_tokens(tp: TrainParams, budget: int | None = None) -> int:
@@ -207,18 +220,19 @@ def _hub_task_names() -> set[str]:
 
 
 def task_problems(params: ExperimentParams) -> list[str]:
-    """Offline task names against ``cpt_utils.tasks``; hub task names against lm-eval's index
-    (only when the file is not offline: an offline file may not name hub tasks at all)."""
+    """Offline task names (``offline_tasks``, ``final_tasks``) against ``cpt_utils.tasks``; hub task names
+    against lm-eval's index (only when the file is not offline: an offline file may not name hub tasks at all)."""
     problems = []
-    if params.eval.offline_tasks:
+    if params.eval.offline_tasks or params.eval.final_tasks:
         try:
             table = registry()
         except TaskError as err:
             return [f"eval.offline_tasks: the task table is broken: {err}"]
-        for name in params.eval.offline_tasks:
-            if name not in table:
-                problems.append(f"eval.offline_tasks: unknown task '{name}'{_close(name, table)}; "
-                                f"allowed: {', '.join(sorted(table))}")
+        for key in ("offline_tasks", "final_tasks"):
+            for name in getattr(params.eval, key):
+                if name not in table:
+                    problems.append(f"eval.{key}: unknown task '{name}'{_close(name, table)}; "
+                                    f"allowed: {', '.join(sorted(table))}")
     if params.eval.hub_tasks and not params.offline:
         known = _hub_task_names()
         for name in params.eval.hub_tasks:

@@ -30,11 +30,20 @@ def _child(params: ExperimentParams, suffix: str, train: dict[str, Any], short: 
     return ExperimentParams.model_validate(data)
 
 
+def _without_final_tasks(params: ExperimentParams) -> dict[str, Any]:
+    """A child's ``eval`` without ``final_tasks`` (and their ``task_limits``): they are scored only where the
+    headline is read (the base model, the main and control runs' final checkpoints), not in variants or branches."""
+    final = set(params.eval.final_tasks) - set(params.eval.offline_tasks)
+    return {"final_tasks": [], "task_limits": {t: n for t, n in params.eval.task_limits.items() if t not in final}}
+
+
 def derive(params: ExperimentParams, kind: ChildKind, name: str | None = None,
            checkpoint: dict | None = None) -> ExperimentParams:
     """The full parameters of a child run of ``params``.
 
     ``variant`` (``name``): a short comparison run with the variant's ``train`` overrides.
+    Variants and branches drop ``eval.final_tasks``; the control keeps them (its final checkpoint is read
+    beside the main run's).
     ``control``: the main run's recipe, budget, milestones and evaluation, trained on the split
     ``control`` instead of the domain's ``train`` (short only when ``control.every_milestone`` is off:
     loose keys, the control's trajectory is the same either way).
@@ -44,7 +53,8 @@ def derive(params: ExperimentParams, kind: ChildKind, name: str | None = None,
     if kind == "variant":
         if name not in params.variants:
             raise ParamsError(f"variants.{name}: no such variant; defined: {sorted(params.variants)}")
-        return _child(params, str(name), dict(params.variants[name].train), short=True)
+        return _child(params, str(name), dict(params.variants[name].train), short=True,
+                      eval_update=_without_final_tasks(params))
     if kind == "control":
         if params.control is None:
             raise ParamsError("control: not set in the parameter file; there is no control run")
@@ -54,7 +64,8 @@ def derive(params: ExperimentParams, kind: ChildKind, name: str | None = None,
         steps = max(1, math.ceil(tp.decay_branch_fraction * checkpoint["tokens"] / per_step))
         train = {"token_budget": checkpoint["tokens"] + steps * per_step, "resume": checkpoint["path"],
                  "continue_with": "decay"}
-        no_tasks = None if tp.decay_branch_tasks else {"offline_tasks": [], "hub_tasks": [], "task_groups": {}}
+        no_tasks = _without_final_tasks(params) if tp.decay_branch_tasks else {
+            "offline_tasks": [], "hub_tasks": [], "final_tasks": [], "task_limits": {}, "task_groups": {}}
         branch = _child(params, f"branch-{checkpoint['name']}", train, short=True, eval_update=no_tasks)
         branch.source_path = params.source_path
         return branch

@@ -301,7 +301,11 @@ class TrainParams(Section):
 class EvalParams(Section):
     offline_tasks: list[str] = Field(default_factory=list, description="tasks from cpt_utils/tasks")
     hub_tasks: list[str] = Field(default_factory=list, description="lm-eval hub tasks (need internet)")
+    final_tasks: list[str] = Field(default_factory=list, description="offline tasks scored only where the headline is "
+                                   "read: the base model and the final checkpoints of the main and control runs")
     limit: int | None = Field(None, ge=1, description="items per task, a fixed-seed subsample")
+    task_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="items of a named task, overriding limit (e.g. {mmlu_offline_domain_cloze: 200})")
     num_fewshot: int = Field(0, ge=0, description="in-context examples per task item")
     batch_size: int = Field(8, ge=1, description="sequences per forward pass when scoring tasks and held-out perplexity")
     seed: int = Field(1234, description="seed of the item subsample and of lm-eval's sampling")

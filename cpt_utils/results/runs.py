@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..checkpointing import list_checkpoints
 from .identity import run_fingerprint, trajectory_fingerprint, weights_identity
-from .store import current_results, eval_fingerprint, read_current
+from .store import current_results, eval_fingerprint, final_tasks, read_current, scores_final_tasks
 
 if TYPE_CHECKING:
     from ..config import ExperimentParams
@@ -96,7 +96,8 @@ def finished_variant(vparams: ExperimentParams, vdir: Path, data_dir: Path) -> d
         return None
     ev = json.loads(result.read_text())
     weights = weights_identity(final[-1], "")  # a checkpoint's identity: the base model's id is not used
-    return ev if ev.get("eval_fingerprint") == eval_fingerprint(vparams, data_dir, weights) else None
+    key = eval_fingerprint(vparams, data_dir, weights, final=scores_final_tasks(vparams, final[-1]))
+    return ev if ev.get("eval_fingerprint") == key else None
 
 
 def same_as_main(params: ExperimentParams, vparams: ExperimentParams, run_dir: Path, data_dir: Path) -> dict | None:
@@ -110,7 +111,14 @@ def same_as_main(params: ExperimentParams, vparams: ExperimentParams, run_dir: P
         return None
     if run_fingerprint(vparams, data_dir) != run_fingerprint(params, data_dir):
         return None
-    return finished_variant(vparams, Path(run_dir), data_dir)  # the main run's folder, judged as the variant's
+    # the main run's folder and settings (a variant overrides train only; config.derive drops final_tasks)
+    ev = finished_variant(params, Path(run_dir), data_dir)
+    drop = set(final_tasks(params))
+    if ev is None or not drop:
+        return ev
+    # the variant's record has no final tasks: they are scored only where the headline is read
+    return {**ev, "tasks": {t: v for t, v in ev["tasks"].items() if t not in drop},
+            "evaluated_with": {k: v for k, v in (ev.get("evaluated_with") or {}).items() if k != "final_tasks"}}
 
 
 def finished_control(cparams: ExperimentParams, cdir: Path, data_dir: Path) -> dict[str, dict] | None:
@@ -121,7 +129,8 @@ def finished_control(cparams: ExperimentParams, cdir: Path, data_dir: Path) -> d
     found = {}
     for checkpoint in list_checkpoints(cdir):
         weights = weights_identity(checkpoint, "")  # a checkpoint's identity: the base model's id is not used
-        ev = read_current(cdir, checkpoint["name"], eval_fingerprint(cparams, data_dir, weights))
+        key = eval_fingerprint(cparams, data_dir, weights, final=scores_final_tasks(cparams, checkpoint))
+        ev = read_current(cdir, checkpoint["name"], key)
         if ev is None:
             return None
         found[checkpoint["name"]] = ev

@@ -98,26 +98,60 @@ def eval_precision_for(params: ExperimentParams, device_type: str = "cpu") -> st
         return resolve_precision(params.train.precision, device_type)
 
 
-def evaluation_settings(params: ExperimentParams, data_dir: Path, precision: str | None = None) -> dict:
+def scores_final_tasks(params: ExperimentParams, checkpoint: dict | None) -> bool:
+    """Whether an evaluation scores ``eval.final_tasks`` too: the base model (``checkpoint`` None) and the
+    run's final checkpoint (tokens == ``train.token_budget``). ``config.derive`` drops them from variants
+    and decay branches, so among child runs only the control's final checkpoint has them."""
+    return bool(final_tasks(params)) and (checkpoint is None or checkpoint.get("tokens") == params.train.token_budget)
+
+
+def final_tasks(params: ExperimentParams) -> dict[str, int | None]:
+    """The tasks scored only at the headline's points (``eval.final_tasks`` not also in ``offline_tasks``)
+    with their item counts (``eval.task_limits`` over ``eval.limit``)."""
+    ev = params.eval
+    return {t: ev.task_limits.get(t, ev.limit) for t in ev.final_tasks if t not in ev.offline_tasks}
+
+
+def _every_checkpoint_settings(params: ExperimentParams) -> dict:
+    """The evaluation settings every checkpoint shares: ``eval`` without the final tasks and their item
+    counts, so adding or resizing a final task leaves the milestones' results current."""
+    ev = params.eval.model_dump(mode="json")
+    final = final_tasks(params)
+    ev.pop("final_tasks", None)
+    limits = {t: n for t, n in ev.pop("task_limits", {}).items() if t not in final}
+    if limits:
+        ev["task_limits"] = limits
+    return ev
+
+
+def evaluation_settings(params: ExperimentParams, data_dir: Path, precision: str | None = None,
+                        final: bool = False) -> dict:
     """Everything but the weights that an evaluation's numbers depend on, part by part (so a refusal
-    can name what differs)."""
+    can name what differs). With ``final`` (``scores_final_tasks``) the final tasks and their item
+    counts are a part of their own, ``final_tasks``: only results that score them record it, so a
+    milestone's result is never paired with, nor judged stale against, tasks it was not meant to have."""
     manifest = Path(data_dir) / "manifest.json"
     prepared = json.loads(manifest.read_text()) if manifest.is_file() else {}
     # content_hash covers the standard splits only: each register's held-out split (val_<name>) counts too,
     # or a result measured before a register was declared would be reused without it
     heldout = {name: s.get("content_hash") for name, s in prepared.get("splits", {}).items() if name.startswith("val_")}
     data = hashlib.sha256(json.dumps([prepared.get("content_hash"), heldout], sort_keys=True).encode()).hexdigest()[:12]
-    settings = hashlib.sha256(json.dumps([params.eval.model_dump(mode="json"), params.offline],
+    settings = hashlib.sha256(json.dumps([_every_checkpoint_settings(params), params.offline],
                                          sort_keys=True).encode()).hexdigest()[:12]
-    return {"precision": precision or eval_precision_for(params),
-            "per_document_attention": bool(params.train.per_document_attention),
-            "model": params.model.model_dump(mode="json"), "model_content": model_content(params.model),
-            "eval_settings": settings, "heldout_data": data, "code": code_hash(), "versions": library_versions()}
+    out = {"precision": precision or eval_precision_for(params),
+           "per_document_attention": bool(params.train.per_document_attention),
+           "model": params.model.model_dump(mode="json"), "model_content": model_content(params.model),
+           "eval_settings": settings, "heldout_data": data, "code": code_hash(), "versions": library_versions()}
+    if final and final_tasks(params):
+        out["final_tasks"] = final_tasks(params)
+    return out
 
 
-def eval_fingerprint(params: ExperimentParams, data_dir: Path, weights: str = "", precision: str | None = None) -> str:
-    """What an evaluation result depends on: ``evaluation_settings`` and the weights."""
-    blob = json.dumps([evaluation_settings(params, data_dir, precision), weights], sort_keys=True)
+def eval_fingerprint(params: ExperimentParams, data_dir: Path, weights: str = "", precision: str | None = None,
+                     final: bool = False) -> str:
+    """What an evaluation result depends on: ``evaluation_settings`` (with ``final``: the final tasks too)
+    and the weights."""
+    blob = json.dumps([evaluation_settings(params, data_dir, precision, final), weights], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -167,12 +201,16 @@ def stale_reason(result: dict, run_dir: Path, checkpoints: list[dict] | None = N
     A checkpoint's result is current while a checkpoint of that name exists with the weights the result
     recorded (``weights``); a borrowed result (``same_as``, a variant that is the main recipe) is judged
     against the main run it came from. With ``settings`` (``evaluation_settings`` of the parameters now)
-    the evaluation settings must match too. A result without a ``weights`` record is accepted only
+    the evaluation settings must match too (``final_tasks`` only where the result scored them: pass the
+    settings with ``final=True``). A result without a ``weights`` record is accepted only
     where the run has no checkpoints to check it against (a hand-made record)."""
     run_dir = Path(run_dir)
     name = result.get("checkpoint")
     if settings is not None:
-        differ = differences(result.get("evaluated_with") or {}, settings, strict=True)
+        recorded = result.get("evaluated_with") or {}
+        if "final_tasks" not in recorded:  # a milestone's result: the final tasks are not its to have
+            settings = {k: v for k, v in settings.items() if k != "final_tasks"}
+        differ = differences(recorded, settings, strict=True)
         if differ:
             return f"{name}: evaluated with other {', '.join(differ)}"
     if name == "base":
