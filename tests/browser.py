@@ -13,6 +13,7 @@ The probe returns, for that width:
   ``errors``: the error outputs nbconvert styles the same way (``cpt-error``, or a shown traceback);
 - ``broken``: images that did not decode, and inline SVGs that are shown with zero size or are empty;
 - ``figures``: decoded images and inline SVGs wider than 50 px;
+- ``column``: the width of the content column (``main``, else ``body``);
 - ``images``, ``tracebacks``, ``title``, ``chars``, ``height``.
 
 Each element is named by a short CSS path, the notebook cell or heading it sits under, and its first text.
@@ -107,7 +108,8 @@ window.addEventListener('load', () => {
   const result = {viewport: window.innerWidth, page_overflow: de.scrollWidth > de.clientWidth,
                   scroll_width: de.scrollWidth, client_width: de.clientWidth, wide, missing, stderr, errors, broken, figures,
                   images: imgs.length, tracebacks: (text.match(/Traceback \(most recent call last\)/g) || []).length,
-                  title: document.title, chars: text.length, height: de.scrollHeight};
+                  title: document.title, chars: text.length, height: de.scrollHeight,
+                  column: Math.round((document.querySelector('main') || document.body).getBoundingClientRect().width)};
   if (window.parent !== window) { window.parent.postMessage(JSON.stringify(result), '*'); return; }
   const el = document.createElement('pre'); el.id = 'cpt-probe'; el.style.display = 'none';
   el.textContent = JSON.stringify(result);

@@ -1,6 +1,6 @@
 """A rendered notebook page is for reading: stderr (progress bars, warnings) is dropped from the page but
 kept in the executed notebook, errors stay visible, and the reading style sheet is in every page — and
-in a browser a notebook with a wide-ish table and a figure fits at 1280 px and does not scroll sideways
+in a browser a notebook with a wide-ish table, a long line of code and a figure fits at 1280 px and does not scroll sideways
 at 390 px."""
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "render"
 
 def _notebook(extra_outputs=()):
     nb = nbformat.v4.new_notebook()
-    nb.cells.append(nbformat.v4.new_markdown_cell("# A page"))
-    code = nbformat.v4.new_code_cell("train()", execution_count=1)
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        "# A page\n\n| task group | measure | base | continued | change ± SE | p (adjusted) | reading |\n"
+        "|---|---|---|---|---|---|---|\n| domain_knowledge_long_name | accuracy_normalised | 0.2500 | 0.3125 | "
+        "+0.0625 ± 0.0312 | 0.0450 | domain-specific gain (MDE vs control ≈ 0.0371) |\n"))
+    code = nbformat.v4.new_code_cell("train(" + ", ".join(f"argument_{i}={i}" for i in range(12)) + ")",
+                                     execution_count=1)
     code.outputs = [
         nbformat.v4.new_output("stream", name="stderr", text="progress  10%|#   |\rprogress 100%|####|\n"),
         nbformat.v4.new_output("stream", name="stdout", text="trained 3 steps\n"),
@@ -92,6 +96,7 @@ def test_a_rendered_page_fits_at_1280_and_does_not_scroll_sideways_at_390(tmp_pa
     assert not wide["wide"], "at 1280 px:\n" + describe(wide["wide"])
     assert not wide["page_overflow"] and not wide["stderr"] and not wide["broken"]
     assert wide["figures"] == 1
+    assert 900 <= wide["column"] <= 1100, f"content column {wide['column']} px"
     narrow = inspect_page(page, screenshot=ARTIFACTS / "demo-390.png", width=390)
     assert narrow["viewport"] == 390
     assert not narrow["page_overflow"], f"at 390 px the page is {narrow['scroll_width']} px wide:\n" + describe(narrow["wide"])

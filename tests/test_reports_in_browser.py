@@ -147,7 +147,8 @@ def test_the_browser_check_sees_the_width_and_what_a_reader_would_see(tmp_path):
     assert desktop["viewport"] == DESKTOP and desktop["page_overflow"]
     assert {w["why"].split(":")[0].split(" ")[0] for w in desktop["wide"]} == {"table", "scroll"}
     assert all(w["where"] == 'under "Results"' for w in desktop["wide"])
-    assert sorted(m["why"] for m in desktop["missing"]) == ["cell shows <NA>", "cell shows NaN", "cell shows None"]
+    assert sorted(m["text"] for m in desktop["missing"]) == ["<NA>", "NaN", "None"]
+    assert 'cell shows NaN in column "column 1", row "x"' in [m["why"] for m in desktop["missing"]]
     assert [s["text"] for s in desktop["stderr"]] == ["100%|###|"]
     assert [e["text"] for e in desktop["errors"]] == ["ValueError: shown on purpose"]
     assert len(desktop["broken"]) == 1 and desktop["broken"][0].startswith("svg")
