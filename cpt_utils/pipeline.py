@@ -33,6 +33,7 @@ from .formatting import p_value
 from .headline import headline_table
 from .paths import REPO_ROOT, configure_environment, notebooks_dir, reports_root, run_dir as make_run_dir, runs_root
 from .preprocess_report import held_out_rows
+from .render import _overrides_text, render_html
 from .repo_state import git_state
 
 KEY_PACKAGES = ("torch", "transformers", "accelerate", "datasets", "lm-eval", "tokenizers", "datasketch",
@@ -113,77 +114,6 @@ def discover_notebooks(only: list[str] | None = None) -> list[Path]:
         if not books:
             raise SystemExit(f"--only {only}: no such notebook; available: {[p.stem for p in discover_notebooks()]}")
     return books
-
-
-def _provenance_cell(prov: dict, seconds: float, status: str):
-    import nbformat  # lazy: nbformat only when notebooks are run or rendered
-
-    pk = ", ".join(f"{k} {v}" for k, v in prov["packages"].items())
-    hw = prov["hardware"]
-    git = prov["git"]
-    text = (
-        "---\n**Provenance** — "
-        f"parameters `{prov['params_file']}`{_overrides_text(prov, '`')} · "
-        f"git `{git['commit'][:12]}`{' (uncommitted changes)' if git['dirty'] else ''} · "
-        f"executed {prov['time']} in {seconds:.0f} s ({status})  \n"
-        f"hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gib']} GiB, GPU: {hw['gpu']}  \n"
-        f"packages: {pk}"
-    )
-    cell = nbformat.v4.new_markdown_cell(text)
-    cell.metadata["tags"] = ["provenance"]
-    return cell
-
-
-def _overrides_text(prov: dict, quote: str = "") -> str:
-    """`` with --set a=1 --set b=2`` for a run started with overrides, else empty."""
-    sets = prov.get("overrides") or []
-    return (" with " + " ".join(f"{quote}--set {item}{quote}" for item in sets)) if sets else ""
-
-
-def render_html(executed: Path, html_path: Path, prov: dict | None = None, seconds: float = 0.0,
-                status: str = "ok") -> Path:
-    """Render an executed notebook to a standalone HTML file (inputs tagged ``hide-input`` hidden)."""
-    import nbformat  # lazy: nbformat only when notebooks are run or rendered
-    from nbconvert import HTMLExporter  # lazy: nbconvert only when a report is rendered
-    from nbconvert.preprocessors import TagRemovePreprocessor  # lazy: nbconvert only when a report is rendered
-    from traitlets.config import Config  # lazy: nbconvert's config only when a report is rendered
-
-    nb = nbformat.read(executed, as_version=4)
-    _collapse_progress_bars(nb)
-    if prov is not None:
-        nb.cells.append(_provenance_cell(prov, seconds, status))
-    config = Config()
-    config.TagRemovePreprocessor.remove_input_tags = ("hide-input",)
-    # the notebook's default parameters cell is noise in a report: papermill's injected cell shows
-    # the values actually used
-    config.TagRemovePreprocessor.remove_cell_tags = ("remove-cell", "parameters")
-    config.TagRemovePreprocessor.enabled = True
-    exporter = HTMLExporter(config=config, template_name="lab")
-    exporter.register_preprocessor(TagRemovePreprocessor(config=config), enabled=True)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": executed.stem}})
-    atomic_write(html_path, body)
-    return html_path
-
-
-def _collapse_progress_bars(nb) -> None:
-    """A text progress bar redraws itself with carriage returns; a static page shows every redraw as a
-    line. Keep only each line's final state, as a terminal would."""
-    for cell in nb.cells:
-        merged: list = []
-        for out in cell.get("outputs", []):  # papermill stores each flush separately: join runs of a stream
-            if (merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
-                    and merged[-1].get("name") == out.get("name")):
-                merged[-1]["text"] += out.get("text", "")
-            else:
-                merged.append(out)
-        cell["outputs"] = merged
-        for out in merged:
-            if out.get("output_type") == "stream" and "\r" in out.get("text", ""):
-                lines = []
-                for segment in out["text"].split("\n"):
-                    redraws = [part for part in segment.split("\r") if part.strip()]
-                    lines.append(redraws[-1] if redraws else "")
-                out["text"] = "\n".join(lines)
 
 
 def _first_error(executed: Path) -> str:
