@@ -64,8 +64,10 @@ def test_final_tasks_and_task_limits_name_the_key_and_the_allowed_tasks():
     assert "eval.final_tasks: 'mmlu_offline_domain' is also in eval.offline_tasks" in msg
     assert ("eval.task_limits: unknown task 'mmlu_offline_domain_clozee' (did you mean 'mmlu_offline_domain_cloze'?);"
             " allowed: arc_challenge_offline, arc_easy_offline") in msg
-    # a limit inherited through extends: for a task this file no longer scores is harmless
-    assert load_params(REPO_ROOT / "params" / "tiny.yaml", sets=["eval.offline_tasks=[mmlu_offline_domain]", "eval.task_groups={}"])
+    # a size inherited for a task this file does not score (a child narrowing offline_tasks) is no error
+    narrowed = load_params(REPO_ROOT / "params" / "tiny.yaml", sets=["eval.offline_tasks=[mmlu_offline_domain]",
+                                                                     "eval.task_groups={}"])
+    assert "mmlu_offline_general_cloze" in narrowed.eval.task_limits
     with pytest.raises(ParamsError, match=r"eval\.task_limits\.arc_easy_offline.*greater than or equal to 1"):
         validate_params({"eval": {"task_limits": {"arc_easy_offline": 0}}})
     ok = load_params(REPO_ROOT / "params" / "tiny.yaml")

@@ -151,7 +151,7 @@ def test_a_base_cached_in_another_precision_is_not_reused(tiny_params, data_dir,
     fp32 = json.loads((tmp_path / "avx2" / "evals" / "base.json").read_text())
     assert fp32["precision"] == "fp32" and fp32["evaluated_with"]["precision"] == "fp32"
     monkeypatch.setenv("CPT_CPU_BF16", "native")  # auto -> bf16
-    key = results.eval_fingerprint(params, data_dir, fp32["weights"], final=True)  # the base scores the final tasks
+    key = results.eval_fingerprint(params, data_dir, fp32["weights"], final=results.scores_final_tasks(params, None))
     assert key != fp32["eval_fingerprint"]
     cached = _base_cache(params, data_dir, key)
     cached.parent.mkdir(parents=True, exist_ok=True)

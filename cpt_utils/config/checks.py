@@ -113,8 +113,8 @@ def _task_group_problems(ev: EvalParams) -> list[str]:
 
 def _final_task_problems(ev: EvalParams) -> list[str]:
     """``final_tasks`` are scored only where the headline is read, so they cannot also be scored everywhere
-    (``offline_tasks``). (``task_limits`` names are checked against the task table in ``task_problems``: a
-    limit inherited through ``extends:`` for a task this file does not score is harmless, a typo is not.)"""
+    (``offline_tasks``). (``task_limits`` names are checked against the catalogue in ``task_problems``: a
+    size inherited for a task this file does not score is harmless.)"""
     return [f"eval.final_tasks: {t!r} is also in eval.offline_tasks (scored at every checkpoint already); "
             "list it in one of the two" for t in ev.final_tasks if t in ev.offline_tasks]
 
@@ -216,24 +216,19 @@ def _hub_task_names() -> set[str]:
 
 
 def task_problems(params: ExperimentParams) -> list[str]:
-    """Offline task names (``offline_tasks``, ``final_tasks``) against ``cpt_utils.tasks``; hub task names
-    against lm-eval's index (only when the file is not offline: an offline file may not name hub tasks at all)."""
+    """Offline task names (``offline_tasks``, ``final_tasks``, ``task_limits``) against ``cpt_utils.tasks``;
+    hub task names against lm-eval's index (only when the file is not offline: an offline file may not name hub tasks at all)."""
     problems = []
-    if params.eval.offline_tasks or params.eval.final_tasks:
+    if params.eval.offline_tasks or params.eval.final_tasks or params.eval.task_limits:
         try:
             table = registry()
         except TaskError as err:
             return [f"eval.offline_tasks: the task table is broken: {err}"]
-        for key in ("offline_tasks", "final_tasks"):
+        for key in ("offline_tasks", "final_tasks", "task_limits"):
             for name in getattr(params.eval, key):
                 if name not in table:
                     problems.append(f"eval.{key}: unknown task '{name}'{_close(name, table)}; "
                                     f"allowed: {', '.join(sorted(table))}")
-    if params.eval.task_limits:
-        known = {*registry(), *params.eval.hub_tasks}
-        problems += [f"eval.task_limits: unknown task '{name}'{_close(name, known)}; allowed: "
-                     f"{', '.join(sorted(known))} (cpt_utils/tasks, or a task of eval.hub_tasks)"
-                     for name in params.eval.task_limits if name not in known]
     if params.eval.hub_tasks and not params.offline:
         known = _hub_task_names()
         for name in params.eval.hub_tasks:
