@@ -326,7 +326,7 @@ def suite(tmp_path_factory):
 
     tiny = load_params(REPO_ROOT / "params" / "tiny.yaml")
     params = tiny.model_copy(update={"eval": tiny.eval.model_copy(update={"offline_tasks": OLMES_TASKS, "limit": 10,
-                                                                       "final_tasks": [], "task_limits": {}})})
+                                                                         "final_tasks": [], "task_limits": {}})})
     folder, counts = build_task_dir(params, tmp_path_factory.mktemp("data"), None)
     return params, folder, counts
 
