@@ -195,7 +195,8 @@ def test_packaged_smollm2_matches_hflm_on_real_items(tmp_path):
 
     quick = load_params(REPO_ROOT / "params" / "quickstart.yaml")
     params = quick.model_copy(update={"eval": quick.eval.model_copy(update={
-        "offline_tasks": ["mmlu_offline_domain_cloze", "mmlu_offline_general"], "limit": 20})})
+        "offline_tasks": ["mmlu_offline_domain_cloze", "mmlu_offline_general"], "limit": 20,
+        "final_tasks": [], "task_limits": {}})})
     model, tok = load_model(params.model).eval(), load_tokenizer(params.model)
     task_dir, counts = build_task_dir(params, tmp_path, tok)  # MMLU items do not depend on the run's data
     ref_lm, fast_lm = _pair(model, tok, batch_size=16)
