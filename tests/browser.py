@@ -64,8 +64,9 @@ window.addEventListener('load', () => {
   };
   const cellAt = c => {  // 'in column "p (vs base)", row "val_domain loss"'
     const table = c.closest('table'), row = c.parentElement;
-    const heads = table && table.tHead && table.tHead.rows.length ? table.tHead.rows[table.tHead.rows.length - 1].cells : null;
-    const column = heads && heads[c.cellIndex] ? short(heads[c.cellIndex].textContent, 40) : 'column ' + (c.cellIndex + 1);
+    const heads = table && table.tHead ? Array.from(table.tHead.rows).reverse()  // pandas: the last named header row
+      .map(r => r.cells[c.cellIndex]).filter(h => h && h.textContent.trim()) : [];
+    const column = heads.length ? short(heads[0].textContent, 40) : 'column ' + (c.cellIndex + 1);
     const first = Array.from(row.cells).find(x => x !== c && x.textContent.trim() && !/^\d+$/.test(x.textContent.trim()));
     return `in column "${column}", row "${first ? short(first.textContent, 40) : row.rowIndex}"`;
   };
