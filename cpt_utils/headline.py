@@ -371,16 +371,32 @@ def paragraph(found: list[dict], mitigation: str | None = None) -> list[str]:
     with_control = any(m["reading"] is not None for m in shown)
     sentences = []
     if with_control:
-        domain = [m for m in shown if m["reading"] == analysis.DOMAIN_SPECIFIC and improves(m["vs control"]["delta"], m["better"])]
+        beyond = [m for m in shown if m["reading"] == analysis.DOMAIN_SPECIFIC]
+        worse_than_base = lambda m: m["vs base"].get("significant") and not improves(m["vs base"]["delta"], m["better"])  # noqa: E731
+        # better than the control but worse than the base: the domain run forgot less, it added nothing
+        domain = [m for m in beyond if improves(m["vs control"]["delta"], m["better"]) and not worse_than_base(m)]
+        spared = [m for m in beyond if improves(m["vs control"]["delta"], m["better"]) and worse_than_base(m)]
+        harmed = [m for m in beyond if not improves(m["vs control"]["delta"], m["better"])]
         generic = [m for m in shown if m["reading"] == analysis.GENERIC]
         unsure = [m for m in shown if m["reading"] == analysis.INCONCLUSIVE]
         if domain:
             sentences.append(f"What the domain added: {len(domain)} of {len(shown)} measures improved beyond the "
                              f"same-budget control — {_listing(domain, 'vs control')} (continued − control ± SE).")
         else:
-            mdes = [m["vs control"].get("mde_80", math.nan) * m["scale"] for m in shown if m["vs control"]]
+            tested = [m for m in shown if m["vs control"] and math.isfinite(m["vs control"].get("mde_80", math.nan))]
+            # the domain's own held-out text: where a domain effect shows first
+            best = next((m for m in tested if m["group"] == "held-out domain text"), tested[0] if tested else None)
             sentences.append("What the domain added: no measure improved beyond the same-budget control"
-                             + (f" (smallest detectable change vs control: {min(mdes):.3g} in its unit)." if mdes else "."))
+                             + (f" (e.g. {best['measure']} would have shown a change of "
+                                f"{best['vs control']['mde_80'] * best['scale']:.2g} "
+                                f"{'points' if best['unit'] == 'accuracy (%)' else best['unit']} 80% of the time)."
+                                if best else "."))
+        if spared:
+            sentences.append(f"It forgot less than the control on {len(spared)}: {_listing(spared, 'vs control')} "
+                             "(continued − control; both got worse than the base).")
+        if harmed:
+            sentences.append(f"Worse than the control on {len(harmed)} — a cost of the domain, not of training as "
+                             f"such: {_listing(harmed, 'vs control')} (continued − control).")
         if generic:
             sentences.append(f"What any training gives: {len(generic)} measures moved as much in the control run "
                              f"— {_listing(generic, 'vs base')} (continued − base).")

@@ -121,3 +121,24 @@ def test_build_reads_the_run_folders(three_runs, tmp_path):  # noqa: F811
     assert found["control"] is not None and found["forest"] and found["compact"] and found["paper"]
     assert "vs control ± SE" in found["compact"][0]
     assert np.isfinite([r["vs base"]["delta"] for r in found["forest"]]).all()
+
+
+def _m(measure: str, vs_base: float, vs_control: float, base_sig: bool, reading: str) -> dict:
+    """A hand-made bits/byte measure (lower is better) for the paragraph's sorting rules."""
+    return {"measure": measure, "kind": "held-out bits/byte", "subject": measure, "group": "held-out register: x",
+            "unit": "bits/byte", "scale": 1.0, "better": "lower", "reading": reading,
+            "vs base": {"delta": vs_base, "se": 0.005, "significant": base_sig, "mde_80": 0.01},
+            "vs control": {"delta": vs_control, "se": 0.004, "significant": reading == "domain-specific", "mde_80": 0.01}}
+
+
+def test_the_paragraph_separates_added_spared_and_harmed():
+    """Better than the control is not "added" when the run still got worse than the base (it forgot less);
+    worse than the control is a cost of the domain."""
+    found = [_m("domain text bits/byte", -0.07, -0.012, True, "domain-specific"),
+             _m("news bits/byte", +0.021, -0.021, True, "domain-specific"),
+             _m("piqa gold bits/byte", +0.010, +0.035, False, "domain-specific")]
+    text = " ".join(headline.paragraph(found))
+    assert "What the domain added: 1 of 3 measures improved beyond the same-budget control — domain text bits/byte" in text
+    assert "It forgot less than the control on 1: news bits/byte −0.021 ± 0.004" in text
+    assert "Worse than the control on 1 — a cost of the domain, not of training as such: piqa gold bits/byte +0.035" in text
+    assert "What it cost: 1 measures got worse than the base — news bits/byte +0.021 ± 0.005" in text
