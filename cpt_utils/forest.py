@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .plots import PALETTE
+from .plots import PALETTE, figure_svg
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -110,3 +110,16 @@ def fig_forest(rows: list[dict], title: str = "Headline changes with 95% interva
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
     fig.suptitle(title, fontsize=11, fontweight="bold")
     return fig
+
+
+def forest_svg(rows: list[dict], run: str) -> str:
+    """The headline forest plot of run ``run`` as SVG text (what the index embeds and the model card
+    writes beside itself); empty without rows."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only where a figure is drawn
+
+    fig = fig_forest(rows, title=f"{run}: what changed, with 95% intervals")
+    if fig is None:
+        return ""
+    svg = figure_svg(fig)
+    plt.close(fig)
+    return svg

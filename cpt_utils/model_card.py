@@ -488,15 +488,12 @@ def write_card(out_dir: Path, run_dir: Path, checkpoint: dict, export: dict) -> 
 
 def write_forest(path: Path, rows: list[dict], run: str) -> Path | None:
     """The headline's forest plot as an SVG file beside the card (None without rows)."""
-    from .forest import fig_forest  # lazy: matplotlib only when a card with results is written
-    from .plots import figure_svg  # lazy: as above
-    import matplotlib.pyplot as plt  # lazy: as above
+    from .forest import forest_svg  # lazy: matplotlib only when a card with results is written
 
-    fig = fig_forest(rows, title=f"{run}: what changed, with 95% intervals")
-    if fig is None:
+    svg = forest_svg(rows, run)
+    if not svg:
         return None
-    atomic_write(path, figure_svg(fig))
-    plt.close(fig)
+    atomic_write(path, svg)
     return path
 
 

@@ -245,17 +245,10 @@ def html_table(rows: list[dict], numeric_from: int = 1, cls: str = "table") -> s
 
 def _forest_svg(rows: list[dict], run_name: str) -> str:
     """The forest plot as inline SVG (crisp at any zoom; nothing to fetch); empty without rows."""
-    from .forest import fig_forest  # lazy: matplotlib only when the index has a headline to draw
-    from .plots import figure_svg  # lazy: as above
+    from .forest import forest_svg  # lazy: matplotlib only when the index has a headline to draw
 
-    fig = fig_forest(rows, title=f"{run_name}: what changed, with 95% intervals")
-    if fig is None:
-        return ""
-    import matplotlib.pyplot as plt  # lazy: as above
-
-    svg = figure_svg(fig)
-    plt.close(fig)
-    return f"<figure class='forest'>{svg}</figure>"
+    svg = forest_svg(rows, run_name)
+    return f"<figure class='forest'>{svg}</figure>" if svg else ""
 
 
 def _answer_html(run: Path, params: ExperimentParams) -> str:
