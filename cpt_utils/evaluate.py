@@ -19,13 +19,14 @@ from .atomic import atomic_write, atomic_write_json
 from .checkpointing import list_checkpoints, load_checkpoint_model
 from .config import load_params
 from .contamination import contamination, contamination_key
+from .heldout_eval import base_heldout_path, checkpoint_heldout_path, score_heldout, stored_heldout
 from .modeling import load_model, load_tokenizer, model_id
-from .packing import PackedSplit, heldout_splits
+from .packing import heldout_splits
 from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import resolve_precision
-from .results import (eval_fingerprint, eval_precision_for, evaluation_settings, read_current, results_table,
-                      final_tasks, scores_final_tasks, weights_identity, write_result)
+from .results import (eval_fingerprint, eval_precision_for, evaluation_settings, heldout_fingerprint, read_current,
+                      results_table, final_tasks, scores_final_tasks, weights_identity, write_result)
 from .task_build import build_task_dir, run_tasks
 from .tracking import log_benchmark
 
@@ -41,18 +42,20 @@ def eval_precision(params, model: "PreTrainedModel") -> str:
 
 
 def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, name: str, tokens: int,
-                   data_dir: Path | None = None, weights: str = "", final: bool = False) -> dict:
+                   data_dir: Path | None = None, weights: str = "", final: bool = False,
+                   heldout: dict | None = None) -> dict:
     """Held-out measures and task scores of one model; written to ``evals/<name>.json`` atomically. With
     ``final`` (``results.scores_final_tasks``: the base model, a main or control run's final checkpoint)
-    ``eval.final_tasks`` are scored too, and recorded in ``evaluated_with["final_tasks"]``."""
+    ``eval.final_tasks`` are scored too, and recorded in ``evaluated_with["final_tasks"]``. ``heldout``:
+    these weights' held-out results already made with this evaluation's settings (``heldout_eval``)."""
     run_dir = Path(run_dir)
     data_dir = Path(data_dir or run_dir / "data")
     precision = eval_precision(params, model)
     weights = weights or weights_identity(None, model_id(params.model))
     started = time.perf_counter()
-    heldout = {split: perplexity(model, PackedSplit(data_dir / split), params.eval.perplexity_max_sequences,
-                                 params.eval.batch_size, params.train.per_document_attention, precision, tokenizer)
-               for split in heldout_splits(data_dir)}
+    reused = heldout is not None
+    if heldout is None:
+        heldout = score_heldout(params, model, tokenizer, data_dir, precision)
     heldout_s = time.perf_counter() - started
     tasks = run_tasks(params, model, tokenizer, data_dir, precision, final=final)
     # what the numbers describe (weights, run) and were made with (``results.stale_reason``/``check_comparable``)
@@ -61,6 +64,7 @@ def evaluate_model(params, model: "PreTrainedModel", tokenizer, run_dir: Path, n
               "perplexity": heldout, "tasks": tasks,
               "eval_fingerprint": eval_fingerprint(params, data_dir, weights, precision, final),
               "time_s": time.perf_counter() - started, "heldout_time_s": heldout_s,
+              "heldout_from": "the in-loop evaluation during training" if reused else "this evaluation",
               "tasks_time_s": time.perf_counter() - started - heldout_s}
     write_result(run_dir, name, result)
     return result
@@ -105,10 +109,12 @@ def evaluate_run(params, run_dir: Path, data_dir: Path | None = None, progress: 
             write_result(run_dir, name, {**json.loads(cached.read_text()), "run": run_dir.name})
             print(f"base model: reusing cached evaluation {cached.name}")
             continue
+        stored = stored_heldout(base_heldout_path(run_dir) if checkpoint is None else checkpoint_heldout_path(checkpoint["path"]),
+                                heldout_fingerprint(params, data_dir))
         if progress:
-            print(f"evaluating {name} …", flush=True)
+            print(f"evaluating {name}{' (held-out text scored during training)' if stored else ''} …", flush=True)
         model = load_model(params.model, seed=params.seed) if checkpoint is None else load_checkpoint_model(checkpoint["path"])
-        evaluate_model(params, model, tokenizer, run_dir, name, tokens, data_dir, weights, final)
+        evaluate_model(params, model, tokenizer, run_dir, name, tokens, data_dir, weights, final, heldout=stored)
         if checkpoint is None:
             atomic_write(cached, (run_dir / "evals" / f"{name}.json").read_bytes())
         del model

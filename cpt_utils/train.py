@@ -39,6 +39,8 @@ from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_m
 from .config import ExperimentParams, load_params
 from .errors import CptError
 from .growth import resume_problem
+from .heldout_eval import (base_heldout_path, checkpoint_heldout_path, metrics_row, score_heldout,
+                           store_heldout)
 from .hardware import mfu, peak_flops
 from .losses import causal_lm_loss
 from .modeling import load_model, load_tokenizer, tokenizer_fingerprint
@@ -46,7 +48,7 @@ from .packing import DataRepeatWarning, MixedSampler, PackedSplit, heldout_split
 from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import autocast, resolve_precision
-from .results import run_fingerprint, trajectory_fingerprint
+from .results import heldout_fingerprint, run_fingerprint, trajectory_fingerprint
 from .schedules import Segment, continuation, lr_at
 from .tracking import LOGGED_MARK, log_train
 
@@ -122,17 +124,13 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _evaluate(model, splits: dict[str, PackedSplit], params: ExperimentParams, precision: str, tokenizer=None) -> dict:
-    """The in-loop point of every held-out split: loss with its document-clustered SE, perplexity, and
-    bits per byte (from the decoded text) when the tokenizer is given."""
-    row = {}
-    for name, split in splits.items():
-        result = perplexity(model, split, max_sequences=params.train.eval_max_sequences,
-                            batch_size=params.train.micro_batch_size,
-                            per_document=params.train.per_document_attention, precision=precision, tokenizer=tokenizer)
-        row.update({f"{name}_loss": result["loss"], f"{name}_loss_se": result["loss_se"], f"{name}_ppl": result["ppl"]})
-        if "bits_per_byte" in result:
-            row.update({f"{name}_bpb": result["bits_per_byte"], f"{name}_bpb_se": result["bits_per_byte_se"]})
-    return row
+    """The in-loop point of every held-out split on its first ``train.eval_max_sequences``: loss with its
+    document-clustered SE, perplexity, and bits per byte (from the decoded text) when the tokenizer is given."""
+    return metrics_row({name: perplexity(model, split, max_sequences=params.train.eval_max_sequences,
+                                         batch_size=params.train.micro_batch_size,
+                                         per_document=params.train.per_document_attention, precision=precision,
+                                         tokenizer=tokenizer)
+                        for name, split in splits.items()})
 
 
 # --------------------------------------------------------------------------------------------- setup
@@ -338,23 +336,25 @@ def fit(state: TrainState, progress: bool = True, stop_after_steps: int | None =
     timer = _CompileTimer(tp.compile)
     bar = _progress_bar(state) if progress and accelerator.is_main_process else None
     if state.step == 0:
-        _log_eval(state)  # the base model's point on the curves
+        heldout = _log_eval(state)  # the base model's point on the curves
+        if heldout is not None:
+            store_heldout(base_heldout_path(state.run_dir), *heldout)
     state.model.train()
     while state.step < plan.total_steps:
         result = _train_step(state)
         state.step += 1
         _log_train(state, result, timer.observe(result.seconds), bar)
         last = state.step == plan.total_steps
+        heldout = None
         if plan.eval_every and state.step % plan.eval_every == 0 and not last:
-            _log_eval(state)
+            heldout = _log_eval(state)
         if not last and (state.step in plan.milestone_steps or (plan.ckpt_every and state.step % plan.ckpt_every == 0)):
-            _checkpoint(state)
+            _checkpoint(state, heldout=heldout)
         if stop_after_steps is not None and state.step >= stop_after_steps and not last:
             if bar is not None:
                 bar.close()
             return {"stopped_at_step": state.step, "tokens": state.step * plan.tokens_per_step}
-    _log_eval(state)
-    _checkpoint(state, final=True)
+    _checkpoint(state, final=True, heldout=_log_eval(state))
     if bar is not None:
         bar.close()
     consistent = engines.ranks_consistent(accelerator, state.model)
@@ -480,22 +480,37 @@ def _log_train(state: TrainState, result: StepResult, compile_s: float | None, b
         bar.set_postfix(loss=f"{result.loss:.3f}", lr=f"{result.lr:.2e}", refresh=False)
 
 
-def _log_eval(state: TrainState) -> None:
-    """Evaluate on the main process; every process calls this (under FSDP it gathers the full weights)."""
-    accelerator = state.accelerator
+def _log_eval(state: TrainState) -> tuple[str, dict, float] | None:
+    """The in-loop held-out point, on the main process; every process calls this (under FSDP it gathers
+    the full weights). With ``train.eval_max_sequences: null`` it scores the whole held-out sets exactly as
+    the checkpoint's evaluation would and returns (settings key, results, seconds) for ``heldout_eval`` to
+    store beside the weights; a subset is only a curve point (None). Child runs (``in_loop_eval`` off) skip it."""
+    accelerator, params = state.accelerator, state.params
+    if not params.train.in_loop_eval:
+        return None
     model = state.eval_copy.get()  # None off the main process
+    stored = None
     if model is not None:
-        row = _evaluate(model, state.val, state.params, state.precision, state.tokenizer)
+        started = time.perf_counter()
+        if params.train.eval_max_sequences is None:  # the evaluation's own sets and settings: reusable
+            results = score_heldout(params, model, state.tokenizer, state.data_dir, state.precision)
+            stored = (heldout_fingerprint(params, state.data_dir, state.precision, accelerator.device.type), results,
+                      time.perf_counter() - started)
+            row = metrics_row(results)
+        else:
+            row = _evaluate(model, state.val, params, state.precision, state.tokenizer)
         _append_jsonl(state.metrics_path, {"kind": "eval", "step": state.step,
                                            "tokens": state.step * state.plan.tokens_per_step, **row})
-        if state.params.train.trackers:
+        if params.train.trackers:
             accelerator.log(row, step=state.step)
     accelerator.wait_for_everyone()
+    return stored
 
 
-def _checkpoint(state: TrainState, final: bool = False) -> None:
+def _checkpoint(state: TrainState, final: bool = False, heldout: tuple[str, dict, float] | None = None) -> None:
+    """Save the checkpoint, and beside it the held-out results of these weights when ``_log_eval`` made them."""
     plan = state.plan
-    save_checkpoint(state.accelerator, state.model, state.tokenizer, state.run_dir, {
+    path = save_checkpoint(state.accelerator, state.model, state.tokenizer, state.run_dir, {
         "step": state.step, "tokens": state.step * plan.tokens_per_step, "milestone": state.step in plan.milestone_steps,
         "final": final, "params_fingerprint": state.fingerprint, "trajectory_fingerprint": state.trajectory,
         "segment": asdict(state.segment), "tokens_per_step": plan.tokens_per_step, "n_params": state.n_params,
@@ -503,6 +518,8 @@ def _checkpoint(state: TrainState, final: bool = False) -> None:
         "train_blocks": state.splits["train"].blocks,
         # a milestone a decay branch starts from keeps its optimizer state (checkpointing._prune)
         "keep_state": bool(state.params.train.decay_branch_fraction) and state.step in plan.milestone_steps and not final})
+    if heldout is not None and state.accelerator.is_main_process:
+        store_heldout(checkpoint_heldout_path(path), *heldout)
 
 
 # --------------------------------------------------------------------------------------------- train

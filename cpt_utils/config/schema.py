@@ -261,10 +261,15 @@ class TrainParams(Section):
     l2_init_weight: float = Field(0.0, ge=0, description="pull toward the initial weights")
     checkpoint_every_tokens: int | None = Field(None, ge=1, description="extra resumable checkpoints (only the latest "
                                                                         "kept)")
-    eval_every_tokens: int | None = Field(None, ge=1, description="held-out loss during training every N tokens (None: "
-                                                                  "only at milestones)")
+    eval_every_tokens: int | None = Field(None, ge=1, description="held-out loss during training every N tokens, "
+                                                                  "besides the start and the end (None: only those)")
     eval_max_sequences: int | None = Field(64, ge=1, description="held-out sequences per in-loop evaluation (None: the "
-                                                                 "whole split)")
+                                                                 "whole held-out sets with eval's settings — then a point "
+                                                                 "at a checkpoint is stored with it and its evaluation "
+                                                                 "reuses it instead of scoring the weights again)")
+    in_loop_eval: bool = Field(True, description="held-out points during training (notebook 03's curves); child "
+                                                 "runs (variants, control, decay branches) turn it off: their "
+                                                 "checkpoints are evaluated once, after training")
     log_every_steps: int = Field(1, ge=1, description="log loss and learning rate every N optimizer steps")
     resume: Literal["auto", "never"] | str = Field("auto", description="auto: continue from the latest current "
                                                                        "checkpoint; never: start over; or a checkpoint "
@@ -343,7 +348,8 @@ class ControlParams(Section):
 
 #: What a child run (variant, decay branch, a control without every_milestone) drops from the main run's
 #: ``train``: a short comparison run has no intermediate milestones or evaluations unless it asks.
-SHORT_RUN_TRAIN: dict[str, Any] = {"milestones": [], "eval_every_tokens": None, "checkpoint_every_tokens": None}
+SHORT_RUN_TRAIN: dict[str, Any] = {"milestones": [], "eval_every_tokens": None, "checkpoint_every_tokens": None,
+                                   "in_loop_eval": False}
 
 
 def _override_field(field: FieldInfo) -> tuple[Any, FieldInfo]:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..config import ExperimentParams
 
 LOOSE_TRAIN_KEYS = ("token_budget", "milestones", "eval_every_tokens", "checkpoint_every_tokens",
-                    "eval_max_sequences", "log_every_steps", "resume", "trackers", "num_threads",
+                    "eval_max_sequences", "in_loop_eval", "log_every_steps", "resume", "trackers", "num_threads",
                     "decay_branch_fraction", "decay_branch_tasks", "continue_with")  # branches: cpt_utils.branches
 
 

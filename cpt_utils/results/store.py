@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent.parent
 #: The modules whose code changes what an evaluation computes (the model's forward pass and the packed
 #: sequences' positions included).
-EVAL_CODE = ("evaluate.py", "perplexity.py", "task_suite.py", "scoring.py", "precision.py", "modeling.py",
+EVAL_CODE = ("evaluate.py", "heldout_eval.py", "perplexity.py", "task_suite.py", "scoring.py", "precision.py", "modeling.py",
              "packing.py")
 #: The libraries whose versions change the numbers.
 EVAL_LIBRARIES = ("torch", "transformers", "lm_eval")
@@ -153,6 +153,20 @@ def eval_fingerprint(params: ExperimentParams, data_dir: Path, weights: str = ""
     and the weights."""
     blob = json.dumps([evaluation_settings(params, data_dir, precision, final), weights], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def heldout_fingerprint(params: ExperimentParams, data_dir: Path, precision: str | None = None,
+                        device: str = "cpu") -> str:
+    """What the held-out part of an evaluation depends on besides the weights: ``evaluation_settings``
+    without the task settings, plus the held-out sequences and batch (``eval.perplexity_max_sequences``,
+    ``eval.batch_size``). A held-out result computed during training with these settings is the one the
+    checkpoint's evaluation would compute, so it is stored with the checkpoint and reused
+    (``cpt_utils.heldout_eval``). ``device``: where it was computed (evaluation runs on the CPU; a GPU's
+    kernels round differently, so a point scored on a GPU during training is not reused)."""
+    settings = evaluation_settings(params, data_dir, precision)
+    settings.pop("eval_settings")
+    settings["heldout"] = [params.eval.perplexity_max_sequences, params.eval.batch_size, device]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_result(run_dir: Path, name: str, result: dict) -> Path:
