@@ -15,6 +15,13 @@ sequence length and micro-batch. Each loop runs in its own process (peak memory 
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--warmup 1] [--old-steps 1] [--batch 4]
     .venv/bin/python benchmarks/train_throughput.py --gpu   # = --device cuda --seq-len 2048 --batch 8
+    .venv/bin/python benchmarks/train_throughput.py --gpu --attn flex_attention
+
+``--attn flex_attention``: cpt's loops run transformers' FlexAttention and isolate documents with a block
+mask (``cpt_utils.attention``, built outside the model's forward with a compiled ``create_block_mask``, so
+the compiled loop receives it as an input); the reference stays `run_clm_no_trainer.py`'s sdpa over whole
+blocks (``--reference-attn`` to change it). CUDA only: FlexAttention has no backward on CPU (``train.setup``
+refuses it there).
 
 On a machine that cannot install the packaged model (a lent GPU without a package index), give the
 architecture and tokenizer as a folder and let the benchmark initialise the weights at random; throughput
@@ -22,6 +29,8 @@ does not depend on the weights' values, and every loop gets the same ones:
 
     python benchmarks/train_throughput.py --gpu --model-dir CONFIG_AND_TOKENIZER --random-weights \
         --data-dir PREPARED_DATA    # data prepared elsewhere at the same --seq-len with the same tokenizer
+
+Each loop also prints what 10⁹ training tokens cost in hours at its measured tokens/s.
 
 MFU = tokens/s × (6N + 12·L·d·T) FLOPs per token (``cpt_utils.train.flops_per_token``) ÷ the device's
 peak from ``cpt_utils.hardware`` (CPU: the faster of its measured bf16/fp32 matmul peaks, cached once
@@ -239,6 +248,11 @@ def worker(args) -> None:
     print("RESULT " + json.dumps(result))
 
 
+def hours_per_billion(tokens_per_s: float) -> float:
+    """Hours that 10⁹ training tokens take at ``tokens_per_s``."""
+    return 1e9 / tokens_per_s / 3600
+
+
 def prepare_data(args) -> None:
     """The quickstart corpus packed at --seq-len with the benchmark model's tokenizer (cached)."""
     from cpt_utils.preprocess import prepare_data as prepare
@@ -265,8 +279,11 @@ def main() -> None:
     parser.add_argument("--random-weights", action="store_true",
                         help="seeded random weights with --model-dir's config and tokenizer (its weights may be absent)")
     parser.add_argument("--data-dir", default=None, help="data already prepared at --seq-len with this tokenizer")
-    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"],
-                        help="model.attn_implementation (flash_attention_2 needs the flash-attn package and --batch 1)")
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2", "flex_attention"],
+                        help="model.attn_implementation (flash_attention_2 needs the flash-attn package and --batch 1; "
+                        "flex_attention: per-document block masks, CUDA only for training)")
+    parser.add_argument("--reference-attn", default=None, choices=["sdpa", "eager", "flash_attention_2", "flex_attention"],
+                        help="the reference loop's attention (default: sdpa with --attn flex_attention, else --attn)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="train.* settings for the cpt loops, e.g. per_document_attention=false loss_chunk_tokens=0")
     parser.add_argument("--ieee-fp32", action="store_true", help="CUDA: keep the training loss head in IEEE fp32 "
@@ -278,6 +295,8 @@ def main() -> None:
         args.device = "cuda"
     args.seq_len = args.seq_len or (2048 if args.gpu else 256)
     args.batch = args.batch or (8 if args.gpu else 4)
+    if args.reference_attn is None:
+        args.reference_attn = "sdpa" if args.attn == "flex_attention" else args.attn
     args.old_steps = args.steps if args.old_steps is None else args.old_steps
     args.old_warmup = args.warmup if args.old_warmup is None else args.old_warmup
     from cpt_utils.paths import configure_environment
@@ -299,7 +318,8 @@ def main() -> None:
 
     peak = peak_flops(args.device)
     name = cpu_model() if args.device == "cpu" else torch.cuda.get_device_name()
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}; attention {args.attn}; model "
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}; attention {args.attn}"
+          + (f" (reference: {args.reference_attn})" if args.reference_attn != args.attn else "") + "; model "
           f"{args.model_dir or 'packaged SmolLM2-135M'}{' (random weights)' if args.random_weights else ''}"
           + (f"; cpt loops with train.{', train.'.join(args.set)}" if args.set else ""))
     print(f"device {args.device} ({name}), peak "
@@ -310,7 +330,8 @@ def main() -> None:
     for kind in args.loops:
         cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--old-steps", str(args.old_steps), "--old-warmup", str(args.old_warmup), "--device", args.device,
-               "--seq-len", str(args.seq_len), "--batch", str(args.batch), "--attn", args.attn,
+               "--seq-len", str(args.seq_len), "--batch", str(args.batch),
+               "--attn", args.reference_attn if kind == "reference" else args.attn,
                *(["--model-dir", args.model_dir] if args.model_dir else []),
                *(["--data-dir", args.data_dir] if args.data_dir else []), *(["--set", *args.set] if args.set else []),
                *(["--ieee-fp32"] if args.ieee_fp32 else [])]
@@ -325,7 +346,8 @@ def main() -> None:
         results[kind] = r
         mfu_text = "unknown" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         compile_text = f", compile {r['compile_s']:.0f} s" if r.get("compile_s") is not None else ""
-        print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  ({r['precision']}, median of "
+        print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  1B tokens "
+              f"{hours_per_billion(r['tokens_per_s']):,.1f} h  ({r['precision']}, median of "
               f"{r['steps']} steps {r['median_step_s']:.2f} s, cpu/wall {r['cpu_over_wall']:.2f}, peak memory "
               f"{r['peak_mem_mb']:,.0f} MB{compile_text})", flush=True)
         if r.get("losses"):

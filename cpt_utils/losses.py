@@ -22,6 +22,7 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 from torch.distributed.tensor import DTensor
 
+from .attention import attention_kwargs
 from .precision import fp32_logits
 
 IGNORE_INDEX = -100  # transformers' ForCausalLMLoss default
@@ -152,7 +153,7 @@ def causal_lm_loss(model, input_ids: torch.Tensor, position_ids: torch.Tensor | 
     hands over the final hidden state (``output_hidden_states`` would break the compiled graph in two).
     A head sharded by FSDP/ZeRO-3 is not whole outside the forward: HF's loss is used, with a warning.
     """
-    kwargs = {} if position_ids is None else {"position_ids": position_ids}
+    kwargs = attention_kwargs(model, position_ids)  # position_ids, and flex_attention's block mask
     if not chunk:
         return model(input_ids=input_ids, labels=input_ids, use_cache=False, **kwargs).loss
     inner = extract_model_from_parallel(model)

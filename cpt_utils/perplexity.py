@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .attention import attention_kwargs
 from .packing import document_separator_id
 from .packing import PackedSplit
 from .precision import autocast, fp32_logits
@@ -67,7 +68,7 @@ def token_nats(model: "PreTrainedModel", input_ids, position_ids=None, precision
     """Per-target next-token loss (nats, fp32) of a batch: shape (batch, seq_len − 1)."""
     body = model.base_model  # the decoder without its head: the head runs in fp32 below
     with autocast(precision, input_ids.device.type):
-        kwargs = {"position_ids": position_ids} if position_ids is not None else {}
+        kwargs = attention_kwargs(model, position_ids)  # position_ids, and flex_attention's block mask
         # use_cache=False: with a cache transformers skips the packed-sequence (per-document) mask
         hidden = body(input_ids=input_ids, use_cache=False, **kwargs).last_hidden_state
     logits = fp32_logits(model, hidden[:, :-1])

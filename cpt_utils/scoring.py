@@ -22,6 +22,7 @@ import torch
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from .attention import dense_mask_attention
 from .precision import fp32_logits
 
 Request = tuple[tuple[str, str] | None, list[int], list[int]]
@@ -196,7 +197,8 @@ class FastMCLM(HFLM):
         attention = mask if model.config._attn_implementation != "eager" else _additive(mask)
         base = model.base_model
         with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
-                                             enabled=self.mixed_precision_dtype is not None):
+                                             enabled=self.mixed_precision_dtype is not None), \
+                dense_mask_attention(model):  # flex_attention: sdpa with this dense mask
             if base is not model and self._plain_head:
                 return base(input_ids=ids, position_ids=pos, attention_mask=attention, use_cache=False).last_hidden_state
             return model(input_ids=ids, position_ids=pos, attention_mask=attention, use_cache=False).logits

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import engines
 from .atomic import atomic_write
+from .attention import check_supported as check_attention_supported
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .config import ExperimentParams, load_params
 from .errors import CptError
@@ -221,6 +222,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
         raise ValueError("model.attn_implementation: flash_attention_2 isolates packed documents only with "
                          "train.micro_batch_size: 1 (raise grad_accum_steps instead), or use sdpa")
     device_probe = "cuda" if torch.cuda.is_available() else "cpu"
+    check_attention_supported(params.model.attn_implementation, device_probe)  # flex: no CPU backward
     precision = resolve_precision(tp.precision, device_probe)  # bf16 on CPU only with AMX/AVX-512 BF16
     # the engine (DDP, FSDP2, DeepSpeed) comes from the launcher; engines.py enables it, on CPU too
     accelerator = engines.make_accelerator(tp, precision, run_dir, on_cpu=device_probe == "cpu")

@@ -1,0 +1,122 @@
+"""Per-document attention inputs for packed rows: what the model's forward is given besides the tokens.
+
+A packed row holds documents back to back and ``position_ids`` restart at 0 at each document start (and
+at each row start). Each attention implementation of transformers does something different with that:
+
+- ``sdpa`` / ``eager``: ``masking_utils.find_packed_sequence_indices`` sees the restarting positions and
+  builds a block-diagonal causal *boolean* mask, batch × 1 × T × T. Documents are isolated, but a dense
+  mask keeps SDPA off its flash kernels on GPU (≈ 1.10× the cost of plain causal on an H200) and costs
+  T² memory per row.
+- ``flash_attention_2``: varlen kernels from ``position_ids``, but only for a batch of one row
+  (``train.setup`` refuses more).
+- ``flex_attention``: given only ``position_ids`` it would not isolate documents, so we hand it a
+  FlexAttention ``BlockMask`` ("same document and causal") built here. The kernel then skips the blocks
+  that the mask empties and runs flash-style (no T × T tensor) on the rest, with documents isolated at
+  any micro-batch size. transformers compiles the kernel (``torch.compile(flex_attention)``) even in an
+  eager model. On CPU FlexAttention has a forward only (torch ≤ 2.13 raises "FlexAttention does not
+  support backward on CPU"; pytorch/pytorch#148752, #169646): it can evaluate there but not train, and
+  ``check_supported`` says so before a run starts.
+
+``attention_kwargs`` is the one call the training loss and held-out evaluation make; for every
+implementation but ``flex_attention`` it returns exactly what they passed before (``position_ids``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+if TYPE_CHECKING:
+    from torch.nn.attention.flex_attention import BlockMask
+
+FLEX = "flex_attention"
+
+
+def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
+    """The document index of each token within its row, ``[batch, seq]`` int32: a new document starts
+    wherever ``position_ids`` is 0 (each row's first token counts as a start even if it is not 0)."""
+    if position_ids.dim() != 2:
+        raise ValueError(f"position_ids must be [batch, seq], got shape {tuple(position_ids.shape)}")
+    starts = position_ids == 0
+    starts[:, 0] = True
+    return starts.cumsum(dim=1, dtype=torch.int32)
+
+
+def document_block_mask(position_ids: torch.Tensor, compile: bool | None = None) -> "BlockMask":
+    """A FlexAttention ``BlockMask`` on ``position_ids``' device: query ``q`` of row ``b`` sees key ``k``
+    when both are in the same document of that row and ``k ≤ q``; one mask per row, shared by all heads.
+
+    ``compile`` (default: on CUDA) builds the block structure with ``torch.compile(create_block_mask)``
+    (compiled once per process; the document ids are a graph input, so new batches do not recompile),
+    which never materialises the batch × T × T boolean tensor; the eager build does, which is cheap on CPU
+    at these lengths. It is called outside the model's forward (``causal_lm_loss``, ``token_nats``), so a
+    compiled training model receives the mask as an input."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    docs = document_ids(position_ids)
+    batch, seq = docs.shape
+
+    def same_document_causal(b, h, q_idx, kv_idx):
+        return (docs[b, q_idx] == docs[b, kv_idx]) & (q_idx >= kv_idx)
+
+    if compile is None:
+        compile = position_ids.device.type == "cuda"
+    build = _compiled_create_block_mask() if compile else create_block_mask
+    return build(same_document_causal, batch, None, seq, seq, device=position_ids.device)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled_create_block_mask():
+    """``torch.compile(create_block_mask)``, made once (``create_block_mask(_compile=True)`` is deprecated)."""
+    if "create_block_mask" not in _COMPILED:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        _COMPILED["create_block_mask"] = torch.compile(create_block_mask)
+    return _COMPILED["create_block_mask"]
+
+
+def check_supported(attn_implementation: str, device_type: str, training: bool = True) -> None:
+    """Refuse, before any work, a FlexAttention run that torch cannot do: training on CPU (no backward)."""
+    if attn_implementation == FLEX and training and device_type == "cpu":
+        raise ValueError("model.attn_implementation: flex_attention has no backward on CPU in torch "
+                         f"{torch.__version__} (inference only: pytorch/pytorch#148752); train on CPU with sdpa, "
+                         "or use flex_attention on CUDA")
+
+
+def attn_implementation(model) -> str:
+    """The attention implementation of ``model``, through DDP / ``torch.compile`` wrappers."""
+    inner = getattr(model, "_orig_mod", model)  # torch.compile
+    inner = getattr(inner, "module", inner)     # DDP / DataParallel
+    return getattr(inner.config, "_attn_implementation", None) or "sdpa"
+
+
+def attention_kwargs(model, position_ids: torch.Tensor | None) -> dict:
+    """The forward's keyword arguments that carry per-document attention for ``position_ids``.
+
+    None → ``{}`` (plain causal attention over the whole row); otherwise ``{"position_ids": …}``, plus
+    ``{"attention_mask": document_block_mask(…)}`` when the model runs ``flex_attention``."""
+    if position_ids is None:
+        return {}
+    if attn_implementation(model) == FLEX:
+        return {"position_ids": position_ids, "attention_mask": document_block_mask(position_ids)}
+    return {"position_ids": position_ids}
+
+
+@contextlib.contextmanager
+def dense_mask_attention(model) -> Iterator[None]:
+    """Within the block a ``flex_attention`` model runs ``sdpa``: for callers that pass their own 4-D tensor
+    mask (``scoring.FastMCLM``). transformers' flex path adds such a mask to the scores (``score_mod``),
+    which does not mask a boolean one, and its compiled CPU kernel crashed on it here (torch 2.13)."""
+    config = model.config
+    if getattr(config, "_attn_implementation", None) != FLEX:
+        yield
+        return
+    config._attn_implementation = "sdpa"
+    try:
+        yield
+    finally:
+        config._attn_implementation = FLEX

@@ -1,0 +1,216 @@
+"""Per-document attention through a FlexAttention block mask scores packed documents as if each were
+alone, exactly as today's sdpa path (a 4-D mask transformers builds from restarting position ids) does.
+
+transformers' ``flex_attention`` runs ``torch.compile(flex_attention)`` even in an eager model (its
+``WrappedFlexAttention``), so the first flex forward here compiles the CPU kernel (≈ 35 s on one core,
+seconds once inductor's cache holds it); the packed-row tests share one shape so that nothing else
+recompiles. On CPU FlexAttention has no backward (torch ≤ 2.13): gradients are compared on CUDA only.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cpt_utils.attention import attention_kwargs, document_block_mask, document_ids
+from cpt_utils.config import TinyModelParams
+from cpt_utils.losses import causal_lm_loss
+from cpt_utils.modeling import build_tiny_model
+from cpt_utils.perplexity import token_nats
+
+from .numerics import BF16_UNIT_ROUNDOFF
+
+VOCAB = 512
+SEQ = 64
+#: two packed rows of different documents (lengths sum to SEQ)
+DOCS = [[13, 30, 21], [40, 24]]
+#: fp32, per token: flex vs sdpa measured 0.0 and either vs the documents alone 4.8e-7 nats (values ≈ 6.2)
+#: on the tiny model — another order of fp32 sums in attention; 1e-5 leaves 20× margin, and a token that
+#: sees another document moves by > 1e-2.
+FP32_ATOL = 1e-5
+#: bf16 autocast, per token (values ≤ 6.7 nats): bf16 vs fp32 of the same path measured ≤ 1.07e-3 nats
+#: (flex, sdpa and alone alike), and flex vs sdpa vs alone under bf16 ≤ 7.4e-4 (two paths rounding
+#: differently). 5e-3 is ≈ 5× the bf16-vs-fp32 difference and still 5× inside bf16's own resolution of
+#: such a value (2⁻⁸ × 6.7 ≈ 2.6e-2, tests/numerics.py), so a real bf16 rounding change passes and a
+#: mask that lets documents mix (> 1e-2, and caught exactly by the fp32 tests) does not.
+BF16_ATOL = 5e-3
+assert BF16_ATOL < BF16_UNIT_ROUNDOFF * 6.7
+
+
+def _positions(docs=DOCS) -> torch.Tensor:
+    return torch.stack([torch.cat([torch.arange(n) for n in row]) for row in docs])
+
+
+def _ids(seed: int = 0) -> torch.Tensor:
+    return torch.randint(1, VOCAB, (len(DOCS), SEQ), generator=torch.Generator().manual_seed(seed))
+
+
+def _within_documents() -> torch.Tensor:
+    """[rows, SEQ − 1] True where a target lies in the same document as its input token (the target at a
+    document's first token is predicted across the boundary: no path agrees with 'alone' there)."""
+    keep = torch.ones(len(DOCS), SEQ - 1, dtype=torch.bool)
+    for r, row in enumerate(DOCS):
+        start = 0
+        for n in row[:-1]:
+            start += n
+            keep[r, start - 1] = False
+    return keep
+
+
+@pytest.fixture(scope="module")
+def models():
+    sdpa = build_tiny_model(TinyModelParams(), VOCAB, seed=0, attn_implementation="sdpa").eval()
+    flex = build_tiny_model(TinyModelParams(), VOCAB, seed=0, attn_implementation="flex_attention").eval()
+    return sdpa, flex
+
+
+def _alone(model, ids, precision) -> torch.Tensor:
+    """Each document scored in its own row, laid back where it sits in the packed row."""
+    out = torch.full((len(DOCS), SEQ - 1), float("nan"))
+    for r, row in enumerate(DOCS):
+        start = 0
+        for n in row:
+            out[r, start:start + n - 1] = token_nats(model, ids[r:r + 1, start:start + n], None, precision)[0]
+            start += n
+    return out
+
+
+def test_document_ids_restart_at_each_zero_position():
+    pos = torch.tensor([[0, 1, 2, 0, 1, 0], [3, 4, 0, 1, 2, 3]])  # a row may begin mid-document
+    assert document_ids(pos).tolist() == [[1, 1, 1, 2, 2, 3], [1, 1, 2, 2, 2, 2]]
+
+
+def test_block_mask_is_causal_within_documents_per_row():
+    pos = _positions()
+    dense = document_block_mask(pos).to_dense()  # [rows, 1, blocks, blocks] at 128-token blocks: one block here
+    assert dense.shape[0] == len(DOCS) and dense.shape[1] == 1
+    docs = document_ids(pos)
+    block = document_block_mask(pos)
+    q = torch.arange(SEQ)
+    for r in range(len(DOCS)):
+        expected = (docs[r][:, None] == docs[r][None, :]) & (q[:, None] >= q[None, :])
+        got = block.mask_mod(torch.tensor(r), torch.tensor(0), q[:, None], q[None, :])
+        assert torch.equal(got, expected)
+
+
+def test_attention_kwargs_add_the_block_mask_for_flex_only(models):
+    sdpa, flex = models
+    pos = _positions()
+    assert attention_kwargs(sdpa, None) == {} and attention_kwargs(flex, None) == {}
+    plain = attention_kwargs(sdpa, pos)
+    assert list(plain) == ["position_ids"] and plain["position_ids"] is pos
+    from torch.nn.attention.flex_attention import BlockMask
+
+    kw = attention_kwargs(flex, pos)
+    assert kw["position_ids"] is pos and isinstance(kw["attention_mask"], BlockMask)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_flex_scores_packed_documents_as_sdpa_and_as_alone(models, precision):
+    sdpa, flex = models
+    ids, pos, keep = _ids(), _positions(), _within_documents()
+    with torch.inference_mode():
+        by_flex = token_nats(flex, ids, pos, precision)
+        by_sdpa = token_nats(sdpa, ids, pos, precision)
+        alone = _alone(sdpa, ids, precision)
+    atol = FP32_ATOL if precision == "fp32" else BF16_ATOL
+    torch.testing.assert_close(by_flex, by_sdpa, rtol=0, atol=atol)
+    torch.testing.assert_close(by_flex[keep], alone[keep], rtol=0, atol=atol)
+    torch.testing.assert_close(by_sdpa[keep], alone[keep], rtol=0, atol=atol)
+
+
+def test_flex_mask_isolates_documents(models):
+    """New tokens in row 0's first document and row 1's second leave every other document's losses as
+    they were, to the bit-level noise of fp32; without the mask they would move."""
+    _, flex = models
+    ids, pos, keep = _ids(), _positions(), _within_documents()
+    changed = ids.clone()
+    changed[0, :DOCS[0][0]] = torch.randint(1, VOCAB, (DOCS[0][0],), generator=torch.Generator().manual_seed(7))
+    changed[1, DOCS[1][0]:] = torch.randint(1, VOCAB, (DOCS[1][1],), generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        before = token_nats(flex, ids, pos, "fp32")
+        after = token_nats(flex, changed, pos, "fp32")
+        unmasked = token_nats(flex, changed, None, "fp32")  # plain causal over the row
+    untouched = keep.clone()
+    untouched[0, :DOCS[0][0]] = False    # row 0, document 1 changed
+    untouched[1, DOCS[1][0] - 1:] = False  # row 1, document 2 changed
+    torch.testing.assert_close(after[untouched], before[untouched], rtol=0, atol=FP32_ATOL)
+    assert (unmasked[untouched] - before[untouched]).abs().max() > 1e-3  # the check can fail
+
+
+def test_causal_lm_loss_flex_equals_sdpa_forward(models):
+    """The training loss (chunked head), flex block mask vs sdpa's 4-D mask, fp32, in train mode. Without
+    gradients: FlexAttention has no backward on CPU (see test_flex_training_refused_on_cpu)."""
+    sdpa, flex = models
+    ids, pos = _ids(1), _positions()
+    losses = []
+    for model in (sdpa, flex):
+        model.train()
+        try:
+            with torch.no_grad():
+                losses.append(causal_lm_loss(model, ids, pos, chunk=32))
+                losses.append(causal_lm_loss(model, ids, pos, chunk=0))  # transformers' own loss
+        finally:
+            model.eval()
+    chunked_s, hf_s, chunked_f, hf_f = losses
+    torch.testing.assert_close(chunked_f, chunked_s, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(hf_f, hf_s, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention has a backward on CUDA only")
+def test_causal_lm_loss_flex_gradients_equal_sdpa_on_cuda():
+    """Loss and gradients of a few parameters, flex vs sdpa, fp32 on CUDA (TF32 off for both)."""
+    names = ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+             "model.layers.1.self_attn.k_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+    ids, pos = _ids(1).cuda(), _positions().cuda()
+    results = []
+    for attn in ("sdpa", "flex_attention"):
+        model = build_tiny_model(TinyModelParams(), VOCAB, seed=0, attn_implementation=attn).cuda().train()
+        loss = causal_lm_loss(model, ids, pos, chunk=32)
+        params = dict(model.named_parameters())
+        results.append((loss.detach(), torch.autograd.grad(loss, [params[n] for n in names])))
+    (loss_s, grads_s), (loss_f, grads_f) = results
+    torch.testing.assert_close(loss_f, loss_s, rtol=1e-5, atol=1e-5)
+    for name, gs, gf in zip(names, grads_s, grads_f):
+        torch.testing.assert_close(gf, gs, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_flex_training_refused_on_cpu(models):
+    """torch has no FlexAttention backward on CPU: train.setup refuses it up front with a message that
+    names the fix, and the model itself raises torch's error rather than training silently."""
+    from cpt_utils.attention import check_supported
+
+    with pytest.raises(ValueError, match="flex_attention has no backward on CPU"):
+        check_supported("flex_attention", "cpu")
+    check_supported("flex_attention", "cpu", training=False)
+    check_supported("flex_attention", "cuda")
+    check_supported("sdpa", "cpu")
+    _, flex = models
+    flex.train()
+    try:
+        with pytest.raises(NotImplementedError, match="backward on CPU"):
+            causal_lm_loss(flex, _ids(1), _positions(), chunk=32)
+    finally:
+        flex.eval()
+
+
+def test_multiple_choice_scoring_with_a_flex_model_agrees_with_sdpa():
+    """``scoring.FastMCLM`` hands the model its own 4-D boolean mask; flex_attention adds a tensor mask to
+    the scores (``score_mod``), so it must get the additive form, as eager does, or nothing is masked."""
+    from lm_eval.api.instance import Instance
+
+    from cpt_utils.modeling import train_tiny_tokenizer
+    from cpt_utils.scoring import FastMCLM
+
+    tok = train_tiny_tokenizer(VOCAB)
+    pairs = [("A context of a few words:", f" choice number {i} with several tokens") for i in range(6)]
+    scores = []
+    for attn in ("sdpa", "flex_attention"):
+        model = build_tiny_model(TinyModelParams(), len(tok), seed=0, attn_implementation=attn).eval()
+        lm = FastMCLM(pretrained=model, tokenizer=tok, device="cpu", batch_size=4, max_length=20)
+        scores.append(lm.loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)],
+                                       disable_tqdm=True))
+    (sdpa, flex) = scores
+    assert [g for _, g in flex] == [g for _, g in sdpa]
+    torch.testing.assert_close(torch.tensor([ll for ll, _ in flex]), torch.tensor([ll for ll, _ in sdpa]),
+                               rtol=0, atol=1e-4)
