@@ -4,19 +4,22 @@
     python benchmarks/profile_quickstart.py run  [PARAMS] [--out prof.raw] [--rate 10]
     python benchmarks/profile_quickstart.py show prof.raw [--rate 10]
 
-``run`` wraps ``cpt run PARAMS`` (default: the quickstart) in ``py-spy record --subprocesses --idle`` and
-then prints the table; ``show`` prints it for an existing raw file. Each notebook runs in its own
-kernel process (papermill), so the process id tells the notebooks apart (kernels start in notebook
-order). Inside a kernel a sample is put in the first job, in the order of ``JOBS``, whose function is
+``run`` runs ``cpt run PARAMS`` (default: the quickstart) with every notebook kernel started under
+``py-spy record --idle`` (a ``python3`` kernelspec that wraps ipykernel, found first through
+``JUPYTER_PATH``: ``py-spy --subprocesses`` on ``cpt run`` itself did not follow papermill's kernels), one
+raw file per kernel in ``--out``, then prints the table; ``show DIR`` prints it for existing raw files.
+Kernels start in notebook order, so the files' modification order tells the notebooks apart. Inside a kernel a sample is put in the first job, in the order of ``JOBS``, whose function is
 on its stack — so a model load inside an evaluation counts as "model loads", the tasks' lm-eval set-up
 as "task suite". Only the kernel's main thread while a cell runs is counted (``run_cell`` on the stack),
-so the rows of a notebook add up to its cell time; the parent process's own work (papermill, rendering
-with nbconvert) is its own row. Sampling at 10 Hz adds ≈ 1% to the run.
+so the rows of a notebook add up to its cell time (kernel start-up, papermill and the rendering are in
+the index's per-notebook wall time, not here). Sampling at 10 Hz adds ≈ 1% to the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -65,49 +68,39 @@ def classify(stack: str) -> str:
     return "other (kernel)"
 
 
-def summarize(raw: Path, rate: float) -> tuple[dict, dict]:
-    """Seconds per (process, job) and each process's label."""
-    seconds: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    labels: dict[int, str] = {}
+def summarize(raw: Path, rate: float) -> dict[str, float]:
+    """Seconds per job of one kernel's raw file (its main thread while a cell runs)."""
+    seconds: dict[str, float] = defaultdict(float)
     for stack, count in read_raw(raw):
-        head, _, frames = stack.partition(";")
-        match = re.match(r'process (\d+):"(.*)"', head, re.S)
-        if not match:
-            continue
-        pid, cmd = int(match.group(1)), match.group(2)
-        kernel = "ipykernel" in cmd
-        labels.setdefault(pid, "kernel" if kernel else cmd.split()[0].rsplit("/", 1)[-1])
-        if kernel:
-            if "run_cell (" not in frames:
-                continue  # idle between cells, or a kernel thread (heartbeat, iopub)
-            seconds[pid][classify(frames)] += count / rate
-        elif "execute_notebook (" in frames and "render_html" not in frames:
-            continue  # the parent waiting on the kernel: counted in the kernel
-        else:
-            seconds[pid]["parent: " + ("rendering" if "render_html (" in frames else
-                                        "start-up and imports" if "_find_and_load (" in frames else
-                                        "waiting and other")] += count / rate
-    return seconds, labels
+        if "run_cell (" in stack:  # idle between cells, heartbeat and iopub threads are left out
+            seconds[classify(stack)] += count / rate
+    return seconds
 
 
-def print_table(raw: Path, rate: float, names: list[str] | None = None) -> None:
-    seconds, labels = summarize(raw, rate)
-    kernels = sorted(pid for pid, label in labels.items() if label == "kernel")
-    names = names or [f"kernel {i + 1}" for i in range(len(kernels))]
-    jobs = sorted({job for pid in kernels for job in seconds[pid]}, key=lambda j: [n for n, _ in JOBS].index(j)
-                  if j in [n for n, _ in JOBS] else len(JOBS))
+def print_table(folder: Path, rate: float) -> None:
+    files = sorted(Path(folder).glob("*.raw"), key=lambda p: p.stat().st_mtime)
+    per = [summarize(f, rate) for f in files]
+    names = [f"kernel {i + 1}" for i in range(len(files))]
+    order = [n for n, _ in JOBS] + ["other (kernel)"]
+    jobs = sorted({j for s in per for j in s}, key=order.index)
     print("| job | " + " | ".join(names) + " | all |")
-    print("|---|" + "---:|" * (len(kernels) + 1))
+    print("|---|" + "---:|" * (len(files) + 1))
     for job in jobs:
-        row = [seconds[pid].get(job, 0.0) for pid in kernels]
-        print(f"| {job} | " + " | ".join(f"{s:,.0f}" for s in row) + f" | {sum(row):,.0f} |")
-    totals = [sum(seconds[pid].values()) for pid in kernels]
-    print("| **cells in all** | " + " | ".join(f"**{s:,.0f}**" for s in totals) + f" | **{sum(totals):,.0f}** |")
-    for pid, label in labels.items():
-        if label != "kernel":
-            for job, s in sorted(seconds[pid].items()):
-                if s >= 1:
-                    print(f"{label} (pid {pid}) {job}: {s:,.0f} s")
+        row = [s.get(job, 0.0) for s in per]
+        print(f"| {job} | " + " | ".join(f"{x:,.0f}" for x in row) + f" | {sum(row):,.0f} |")
+    totals = [sum(s.values()) for s in per]
+    print("| **cells in all** | " + " | ".join(f"**{x:,.0f}**" for x in totals) + f" | **{sum(totals):,.0f}** |")
+
+
+def profiled_kernelspec(out: Path, rate: float, spy: str) -> Path:
+    """A ``python3`` kernelspec that starts ipykernel under py-spy, writing ``out/<kernel>.raw``."""
+    spec = out / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    command = (f"exec {spy} record -r {int(rate)} --idle -f raw -o {out}/$(basename {{connection_file}} .json).raw -- "
+               f"{sys.executable} -m ipykernel_launcher -f {{connection_file}}")
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["bash", "-c", command], "display_name": "Python 3 (py-spy)",
+                                                  "language": "python"}))
+    return out / "jupyter"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,23 +108,23 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="profile `cpt run PARAMS` and print where the time went")
     run.add_argument("params", nargs="?", default="params/quickstart.yaml")
-    run.add_argument("--out", default="quickstart-profile.raw")
-    run.add_argument("--rate", type=float, default=10.0)
-    show = sub.add_parser("show", help="print the table for an existing py-spy raw file")
-    show.add_argument("raw")
+    run.add_argument("--out", default="quickstart-profile", help="folder for the raw files")
+    run.add_argument("--rate", type=int, default=10)
+    show = sub.add_parser("show", help="print the table for a folder of py-spy raw files")
+    show.add_argument("out")
     show.add_argument("--rate", type=float, default=10.0)
     args = parser.parse_args(argv)
     if args.command == "run":
         spy = shutil.which("py-spy")
         if spy is None:
             raise SystemExit("py-spy not found: pip install py-spy (a profiler; not one of cpt's dependencies)")
-        cpt = str(Path(sys.executable).with_name("cpt"))
-        code = subprocess.call([spy, "record", "-r", str(args.rate), "--subprocesses", "--idle", "-f", "raw",
-                                "-o", args.out, "--", cpt, "run", args.params])
+        out = Path(args.out).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "JUPYTER_PATH": str(profiled_kernelspec(out, args.rate, spy))}
+        code = subprocess.call([str(Path(sys.executable).with_name("cpt")), "run", args.params], env=env)
         if code:
             raise SystemExit(f"cpt run exited {code}")
-        args.raw = args.out
-    print_table(Path(args.raw), args.rate)
+    print_table(Path(args.out), args.rate)
 
 
 if __name__ == "__main__":
