@@ -43,8 +43,10 @@ def test_the_control_run_is_the_main_recipe_on_the_control_split(tiny_params):
 
     control = derive(tiny_params, "control")
     assert control.train.train_split == "control" and tiny_params.train.train_split == "train"
-    same = {k: v for k, v in tiny_params.train.model_dump().items() if k != "train_split"}
-    assert {k: v for k, v in control.train.model_dump().items() if k != "train_split"} == same  # budget, LR, milestones
+    # budget, LR, milestones: the same; no in-loop points of its own (a loose key: the trajectory is the same)
+    same = {k: v for k, v in tiny_params.train.model_dump().items() if k not in ("train_split", "in_loop_eval")}
+    assert {k: v for k, v in control.train.model_dump().items() if k not in ("train_split", "in_loop_eval")} == same
+    assert control.train.in_loop_eval is False and "in_loop_eval" in LOOSE_TRAIN_KEYS
     assert control.eval == tiny_params.eval and control.variants == {} and control.run_name == "tiny.control"
     with pytest.raises(ParamsError, match="no control run"):
         derive(tiny_params.model_copy(update={"control": None}), "control")

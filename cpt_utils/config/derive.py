@@ -58,7 +58,10 @@ def derive(params: ExperimentParams, kind: ChildKind, name: str | None = None,
     if kind == "control":
         if params.control is None:
             raise ParamsError("control: not set in the parameter file; there is no control run")
-        return _child(params, "control", {"train_split": "control"}, short=not params.control.every_milestone)
+        # never its own in-loop points, even when compared at every milestone: nothing reads them, and
+        # its step-0 point would score the base model again
+        return _child(params, "control", {"train_split": "control", "in_loop_eval": False},
+                      short=not params.control.every_milestone)
     if kind == "branch" and checkpoint is not None:
         tp, per_step = params.train, checkpoint["tokens_per_step"]
         steps = max(1, math.ceil(tp.decay_branch_fraction * checkpoint["tokens"] / per_step))
