@@ -66,6 +66,12 @@ def test_a_point_made_with_other_settings_is_not_reused(tiny_params, tmp_path):
     evals = [json.loads(p.read_text()) for p in (tmp_path / "evals").glob("*.json")]
     assert {e["heldout_from"] for e in evals} == {"this evaluation"}
     assert all(e["perplexity"]["val_domain"]["sequences"] == 3 for e in evals)
+    # a tiny model's seed picks the base weights: another seed never reuses runs/<run>/heldout/base.json
+    from cpt_utils.results import heldout_fingerprint
+
+    data = tmp_path / "data"
+    assert heldout_fingerprint(params.model_copy(update={"seed": params.seed + 1}), data) != heldout_fingerprint(params, data)
+    assert heldout_fingerprint(params, data, device="cuda") != heldout_fingerprint(params, data)
 
 
 def test_a_subset_curve_point_is_not_stored_and_child_runs_do_not_score_in_the_loop(tiny_params, tmp_path):

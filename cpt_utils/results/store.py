@@ -165,7 +165,8 @@ def heldout_fingerprint(params: ExperimentParams, data_dir: Path, precision: str
     kernels round differently, so a point scored on a GPU during training is not reused)."""
     settings = evaluation_settings(params, data_dir, precision)
     settings.pop("eval_settings")
-    settings["heldout"] = [params.eval.perplexity_max_sequences, params.eval.batch_size, device]
+    # the seed too: it picks a tiny model's initial weights, the "base" of runs/<run>/heldout/base.json
+    settings["heldout"] = [params.eval.perplexity_max_sequences, params.eval.batch_size, device, params.seed]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
