@@ -24,9 +24,11 @@ implementation but ``flex_attention`` it returns exactly what they passed before
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING, Iterator
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 
 if TYPE_CHECKING:
     from torch.nn.attention.flex_attention import BlockMask
@@ -67,16 +69,12 @@ def document_block_mask(position_ids: torch.Tensor, compile: bool | None = None)
     return build(same_document_causal, batch, None, seq, seq, device=position_ids.device)
 
 
-_COMPILED: dict = {}
-
-
+@functools.cache
 def _compiled_create_block_mask():
     """``torch.compile(create_block_mask)``, made once (``create_block_mask(_compile=True)`` is deprecated)."""
-    if "create_block_mask" not in _COMPILED:
-        from torch.nn.attention.flex_attention import create_block_mask
+    from torch.nn.attention.flex_attention import create_block_mask
 
-        _COMPILED["create_block_mask"] = torch.compile(create_block_mask)
-    return _COMPILED["create_block_mask"]
+    return torch.compile(create_block_mask)
 
 
 def check_supported(attn_implementation: str, device_type: str, training: bool = True) -> None:
@@ -89,8 +87,7 @@ def check_supported(attn_implementation: str, device_type: str, training: bool =
 
 def attn_implementation(model) -> str:
     """The attention implementation of ``model``, through DDP / ``torch.compile`` wrappers."""
-    inner = getattr(model, "_orig_mod", model)  # torch.compile
-    inner = getattr(inner, "module", inner)     # DDP / DataParallel
+    inner = extract_model_from_parallel(model, keep_torch_compile=False)
     return getattr(inner.config, "_attn_implementation", None) or "sdpa"
 
 
