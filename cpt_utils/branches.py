@@ -11,8 +11,9 @@ of a run with that budget, at a fraction of the cost of one run per budget.
 A branch trains into ``runs/<run>/branches/<milestone>/`` with ``train.train`` itself, resuming the
 milestone's weights, optimizer state, RNG and sampler (``train.resume`` = the milestone checkpoint,
 ``train.continue_with: decay``), for ``ceil(decay_branch_fraction × milestone tokens)`` tokens rounded
-up to whole steps, then is evaluated with ``evaluate.evaluate_run`` (held-out splits; the task suite
-too with ``train.decay_branch_tasks``). A finished, current branch is reused like a variant. The
+up to whole steps, then is evaluated with ``evaluate.evaluate_run`` (the domain and general held-out splits, the ones read
+at a branch's end — every split with ``train.decay_branch_registers``; the task suite too with
+``train.decay_branch_tasks``). A finished, current branch is reused like a variant. The
 milestone keeps its optimizer state for this (``keep_state``) until its branch has trained; then the
 state is dropped (≈ 12 bytes per parameter), so changing ``decay_branch_fraction`` afterwards needs the
 main run trained again.
@@ -78,6 +79,8 @@ def run_branches(params: ExperimentParams, run_dir: str | Path, progress: bool =
             shutil.rmtree(Path(final["path"]) / "state", ignore_errors=True)  # a branch is never resumed
             shutil.rmtree(state, ignore_errors=True)  # the milestone's optimizer state has served its purpose
         p = ev["perplexity"]
-        rows.append({**row, "status": status, "val_domain_loss": p["val_domain"]["loss"],
-                     "val_domain_loss_se": p["val_domain"]["loss_se"], "val_general_loss": p["val_general"]["loss"]})
+        nan = {"loss": float("nan"), "loss_se": float("nan")}  # a split eval.heldout_splits leaves out
+        domain, general = p.get("val_domain", nan), p.get("val_general", nan)
+        rows.append({**row, "status": status, "val_domain_loss": domain["loss"], "val_domain_loss_se": domain["loss_se"],
+                     "val_general_loss": general["loss"]})
     return pd.DataFrame(rows, columns=COLUMNS)

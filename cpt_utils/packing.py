@@ -604,11 +604,19 @@ def training_stream(data_dir: str | Path, train_params, seed: int, rank: int = 0
     return splits, sampler
 
 
-def heldout_splits(data_dir: Path) -> list[str]:
-    """The held-out splits prepared for a run: domain, general, then one per register (``val_<name>``)."""
+def heldout_splits(data_dir: Path, only: list[str] | None = None) -> list[str]:
+    """The held-out splits prepared for a run: domain, general, then one per register (``val_<name>``);
+    ``only`` (``eval.heldout_splits``) keeps those named, in that order, each of which must be prepared."""
     found = sorted(p.name for p in Path(data_dir).glob("val_*") if (p / "split.json").is_file())
     first = [s for s in ("val_domain", "val_general") if s in found]
-    return first + [s for s in found if s not in first]
+    prepared = first + [s for s in found if s not in first]
+    if only is None:
+        return prepared
+    missing = [s for s in only if s not in prepared]
+    if missing:
+        raise PackedDataError(f"eval.heldout_splits: {', '.join(map(repr, missing))} not prepared in {data_dir}; "
+                              f"the prepared held-out splits are {', '.join(prepared) or '(none)'}")
+    return [s for s in prepared if s in only]
 
 
 #: Tokens that end a document in pre-training vocabularies, in order of preference.

@@ -243,7 +243,8 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     # the train split is train.train_split ("control" for a control run): training_stream reads it
     splits, sampler = training_stream(data_dir, tp, params.seed, accelerator.process_index, accelerator.num_processes)
     train_split = splits["train"]
-    val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir)}  # domain, general, registers
+    # domain, general, registers (those eval.heldout_splits names): the in-loop points score what the evaluation does
+    val = {name: PackedSplit(data_dir / name) for name in heldout_splits(data_dir, params.eval.heldout_splits)}
 
     # model and optimizer
     model = load_model(params.model, seed=params.seed)

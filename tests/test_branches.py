@@ -72,6 +72,8 @@ def test_branches_decay_to_the_minimum_are_reused_and_feed_the_fit(tiny_params, 
         ev = json.loads(next((Path(branch.path) / "evals").glob("*.json")).read_text())
         assert ev["tokens"] == branch.tokens and ev["perplexity"]["val_general"]["loss"] == branch.val_general_loss
         assert ev["perplexity"]["val_domain"]["loss"] == branch.val_domain_loss
+        # only the splits the reports read at a branch's end: the registers (here news) are not scored there
+        assert list(ev["perplexity"]) == ["val_domain", "val_general"]
     assert [c["tokens"] for c in list_checkpoints(run) if (Path(c["path"]) / "state").is_dir()] == [4096]
 
     capsys.readouterr()
@@ -129,5 +131,10 @@ def test_branch_parameters_resume_the_milestone_and_choose_the_suite(tiny_params
     assert branch.eval.offline_tasks == tiny_params.eval.offline_tasks  # decay_branch_tasks: true in tiny.yaml
     no_tasks = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"decay_branch_tasks": False})})
     assert branches.branch_params(no_tasks, milestone).eval.offline_tasks == []
+    assert branch.eval.heldout_splits == ["val_domain", "val_general"] and tiny_params.eval.heldout_splits is None
+    registers = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"decay_branch_registers": True})})
+    assert branches.branch_params(registers, milestone).eval.heldout_splits is None  # every prepared split
+    chosen = tiny_params.model_copy(update={"eval": tiny_params.eval.model_copy(update={"heldout_splits": ["val_domain"]})})
+    assert branches.branch_params(chosen, milestone).eval.heldout_splits == ["val_domain"]  # never more than asked
     tiny_step = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"decay_branch_fraction": 0.01})})
     assert branches.branch_params(tiny_step, milestone).train.token_budget == 2048 + 256  # at least one step

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cpt_utils.packing import (
-    MixedSampler, PackedDataError, PackedSplit, SequencePacker, ShardWriter, open_split, token_dtype,
+    MixedSampler, PackedDataError, PackedSplit, SequencePacker, ShardWriter, heldout_splits, open_split, token_dtype,
 )
 
 SEP = 0
@@ -74,6 +74,20 @@ def test_unfinished_or_unknown_splits_are_refused(tmp_path):
         open_split(tmp_path, "validation")
     with pytest.raises(PackedDataError, match="shape"):
         writer.add(np.arange(7), np.arange(7))
+
+
+def test_heldout_splits_come_domain_general_registers_and_a_wrong_name_lists_the_prepared(tmp_path):
+    for name in ("val_news", "val_general", "val_domain", "val_chat"):
+        writer = ShardWriter(tmp_path / "data" / name, 8, 100, 10)
+        writer.add(np.arange(8), np.arange(8))
+        writer.close()
+    ShardWriter(tmp_path / "data" / "val_code", 8, 100, 10)  # never closed: not prepared
+    data = tmp_path / "data"
+    assert heldout_splits(data) == ["val_domain", "val_general", "val_chat", "val_news"]
+    assert heldout_splits(data, ["val_news", "val_domain"]) == ["val_domain", "val_news"]  # prepared order
+    with pytest.raises(PackedDataError, match=r"eval.heldout_splits: 'domain', 'val_code' not prepared.*"
+                                              r"val_domain, val_general, val_chat, val_news"):
+        heldout_splits(data, ["domain", "val_code", "val_general"])
 
 
 def test_a_restarted_writer_replaces_the_old_split(tmp_path):

@@ -14,6 +14,10 @@ from .schema import GENERAL_SOURCE, SHORT_RUN_TRAIN, ExperimentParams
 
 ChildKind = Literal["variant", "control", "branch"]
 
+#: The held-out splits a decay branch's end is scored on unless ``train.decay_branch_registers``: the ones
+#: the reports read there (the token-efficiency fit, the branch table, the annealed loss curves).
+BRANCH_HELDOUT_SPLITS = ("val_domain", "val_general")
+
 
 def _child(params: ExperimentParams, suffix: str, train: dict[str, Any], short: bool,
            eval_update: dict[str, Any] | None = None) -> ExperimentParams:
@@ -67,9 +71,12 @@ def derive(params: ExperimentParams, kind: ChildKind, name: str | None = None,
         steps = max(1, math.ceil(tp.decay_branch_fraction * checkpoint["tokens"] / per_step))
         train = {"token_budget": checkpoint["tokens"] + steps * per_step, "resume": checkpoint["path"],
                  "continue_with": "decay"}
-        no_tasks = _without_final_tasks(params) if tp.decay_branch_tasks else {
+        evaluation = _without_final_tasks(params) if tp.decay_branch_tasks else {
             "offline_tasks": [], "hub_tasks": [], "final_tasks": [], "task_limits": {}, "task_groups": {}}
-        branch = _child(params, f"branch-{checkpoint['name']}", train, short=True, eval_update=no_tasks)
+        if not tp.decay_branch_registers:  # a branch's end is read for its domain and general losses only
+            asked = params.eval.heldout_splits
+            evaluation["heldout_splits"] = [s for s in BRANCH_HELDOUT_SPLITS if asked is None or s in asked]
+        branch = _child(params, f"branch-{checkpoint['name']}", train, short=True, eval_update=evaluation)
         branch.source_path = params.source_path
         return branch
     raise ParamsError(f"derive: unknown child kind {kind!r} (or a branch without its checkpoint)")

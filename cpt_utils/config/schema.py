@@ -236,6 +236,9 @@ class TrainParams(Section):
         "runs/<run>/branches/<milestone>/; notebook 04 fits the annealed points. None: no branches")
     decay_branch_tasks: bool = Field(True, description="evaluate each branch's end on the task suite too "
                                      "(held-out splits always)")
+    decay_branch_registers: bool = Field(False, description="score every held-out split at each branch's end; "
+                                         "false: val_domain and val_general only, the splits the reports read there "
+                                         "(the fit, the branch table, the loss curves)")
     continue_with: Literal["rewarm", "decay"] = Field(
         "rewarm", description="a resumed run whose budget differs from its checkpoint's: re-warm then the "
         "schedule (a grown run), or decay from the current LR to min_lr (a decay branch)")
@@ -318,6 +321,8 @@ class EvalParams(Section):
     seed: int = Field(1234, description="seed of the item subsample and of lm-eval's sampling")
     perplexity_max_sequences: int | None = Field(None, ge=1, description="held-out sequences per split for the final "
                                                                          "perplexity (None: all)")
+    heldout_splits: list[str] | None = Field(None, description="the held-out splits scored (val_domain, val_general, "
+                                             "val_<register>); None: every prepared one")
     domain_subjects: list[str] | None = Field(None, description="MMLU subjects of the domain group (None: the built-in "
                                                                 "science and health list)")
     general_subjects: list[str] | None = Field(None, description="MMLU subjects of the general group (None: every other"

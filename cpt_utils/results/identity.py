@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 LOOSE_TRAIN_KEYS = ("token_budget", "milestones", "eval_every_tokens", "checkpoint_every_tokens",
                     "eval_max_sequences", "in_loop_eval", "log_every_steps", "resume", "trackers", "num_threads",
-                    "decay_branch_fraction", "decay_branch_tasks", "continue_with")  # branches: cpt_utils.branches
+                    "decay_branch_fraction", "decay_branch_tasks", "decay_branch_registers",
+                    "continue_with")  # branches: cpt_utils.branches
 
 
 def training_data_identity(manifest: dict, split: str, replay_sources: Iterable[str] = ()) -> str:

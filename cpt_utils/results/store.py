@@ -158,15 +158,16 @@ def eval_fingerprint(params: ExperimentParams, data_dir: Path, weights: str = ""
 def heldout_fingerprint(params: ExperimentParams, data_dir: Path, precision: str | None = None,
                         device: str = "cpu") -> str:
     """What the held-out part of an evaluation depends on besides the weights: ``evaluation_settings``
-    without the task settings, plus the held-out sequences and batch (``eval.perplexity_max_sequences``,
-    ``eval.batch_size``). A held-out result computed during training with these settings is the one the
+    without the task settings, plus the held-out splits, sequences and batch (``eval.heldout_splits``,
+    ``eval.perplexity_max_sequences``, ``eval.batch_size``). A held-out result computed during training with these settings is the one the
     checkpoint's evaluation would compute, so it is stored with the checkpoint and reused
     (``cpt_utils.heldout_eval``). ``device``: where it was computed (evaluation runs on the CPU; a GPU's
     kernels round differently, so a point scored on a GPU during training is not reused)."""
     settings = evaluation_settings(params, data_dir, precision)
     settings.pop("eval_settings")
     # the seed too: it picks a tiny model's initial weights, the "base" of runs/<run>/heldout/base.json
-    settings["heldout"] = [params.eval.perplexity_max_sequences, params.eval.batch_size, device, params.seed]
+    settings["heldout"] = [params.eval.perplexity_max_sequences, params.eval.batch_size, device, params.seed,
+                           params.eval.heldout_splits]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
