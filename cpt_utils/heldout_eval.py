@@ -28,7 +28,8 @@ HELDOUT_FILE = "heldout.json"
 
 def score_heldout(params, model: "PreTrainedModel", tokenizer, data_dir: Path, precision: str) -> dict:
     """Every held-out split (``eval.heldout_splits``; None: all) scored as the evaluation scores it
-    (``eval.perplexity_max_sequences``, ``eval.batch_size``): loss, bits per byte, their document-clustered SEs and the per-document sums."""
+    (``eval.perplexity_max_sequences``, ``eval.batch_size``): loss, bits per byte, their
+    document-clustered SEs and the per-document sums."""
     return {split: perplexity(model, PackedSplit(Path(data_dir) / split), params.eval.perplexity_max_sequences,
                               params.eval.batch_size, params.train.per_document_attention, precision, tokenizer)
             for split in heldout_splits(Path(data_dir), params.eval.heldout_splits)}

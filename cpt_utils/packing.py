@@ -606,7 +606,7 @@ def training_stream(data_dir: str | Path, train_params, seed: int, rank: int = 0
 
 def heldout_splits(data_dir: Path, only: list[str] | None = None) -> list[str]:
     """The held-out splits prepared for a run: domain, general, then one per register (``val_<name>``);
-    ``only`` (``eval.heldout_splits``) keeps those named, in that order, each of which must be prepared."""
+    ``only`` (``eval.heldout_splits``) keeps those named (in that same order), each of which must be prepared."""
     found = sorted(p.name for p in Path(data_dir).glob("val_*") if (p / "split.json").is_file())
     first = [s for s in ("val_domain", "val_general") if s in found]
     prepared = first + [s for s in found if s not in first]
