@@ -159,8 +159,8 @@ def heldout_fingerprint(params: ExperimentParams, data_dir: Path, precision: str
                         device: str = "cpu") -> str:
     """What the held-out part of an evaluation depends on besides the weights: ``evaluation_settings``
     without the task settings, plus the held-out splits, sequences and batch (``eval.heldout_splits``,
-    ``eval.perplexity_max_sequences``, ``eval.batch_size``). A held-out result computed during training with these settings is the one the
-    checkpoint's evaluation would compute, so it is stored with the checkpoint and reused
+    ``eval.perplexity_max_sequences``, ``eval.batch_size``). A held-out result computed during training
+    with these settings is the one the checkpoint's evaluation would compute, so it is stored with the checkpoint and reused
     (``cpt_utils.heldout_eval``). ``device``: where it was computed (evaluation runs on the CPU; a GPU's
     kernels round differently, so a point scored on a GPU during training is not reused)."""
     settings = evaluation_settings(params, data_dir, precision)
