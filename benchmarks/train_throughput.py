@@ -228,8 +228,8 @@ def worker(args) -> None:
 
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count())
-    if args.ieee_fp32:
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    if args.ieee_fp32:  # a user's explicit IEEE, which cpt_utils.losses keeps
+        torch.backends.cuda.matmul.fp32_precision = torch.backends.mkldnn.matmul.fp32_precision = "ieee"
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     if args.worker == "reference":
@@ -286,8 +286,9 @@ def main() -> None:
                         help="the reference loop's attention (default: sdpa with --attn flex_attention, else --attn)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="train.* settings for the cpt loops, e.g. per_document_attention=false loss_chunk_tokens=0")
-    parser.add_argument("--ieee-fp32", action="store_true", help="CUDA: keep the training loss head in IEEE fp32 "
-                        "(torch.backends.cuda.matmul.fp32_precision = 'ieee'), not TF32 (cpt_utils.losses.head_tf32)")
+    parser.add_argument("--ieee-fp32", action="store_true", help="keep the training loss head in IEEE fp32 "
+                        "(torch.backends.{cuda,mkldnn}.matmul.fp32_precision = 'ieee'), not TF32 on CUDA or implicit "
+                        "bf16 on a bf16-native CPU (cpt_utils.losses.head_matmul_precision)")
     parser.add_argument("--loops", nargs="+", default=["reference", *CPT_LOOPS], choices=["reference", *CPT_LOOPS])
     parser.add_argument("--worker", choices=["reference", *CPT_LOOPS])
     args = parser.parse_args()

@@ -23,7 +23,7 @@ from accelerate.utils import extract_model_from_parallel
 from torch.distributed.tensor import DTensor
 
 from .attention import attention_kwargs
-from .precision import fp32_logits
+from .precision import cpu_multiplies_bf16, fp32_logits
 
 IGNORE_INDEX = -100  # transformers' ForCausalLMLoss default
 
@@ -49,8 +49,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, bias, targets, head, chunk, n_items, grad_enabled):  # noqa: D102
         wants_grad = grad_enabled and any(ctx.needs_input_grad[:3])  # needs_input_grad ignores no_grad()
         ctx.n_items = n_items
-        tf32 = head_tf32(hidden.device.type)  # read before autocast is switched off below
-        with torch.autocast(hidden.device.type, enabled=False), _cuda_tf32(tf32):  # fp32 gradients too
+        device_type = hidden.device.type
+        reduced = head_matmul_precision(device_type)  # read before autocast is switched off below
+        with torch.autocast(device_type, enabled=False), _head_matmuls(device_type, reduced):  # gradients too
             grads = _forward_chunks(hidden, weight, bias, targets, head, chunk, wants_grad)
         total, grad_hidden, grad_weight, grad_bias = grads
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
@@ -64,33 +65,51 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         return (*grads, None, None, None, None, None)
 
 
-def head_tf32(device_type: str) -> bool:
-    """Whether the training loss head runs its fp32 matmuls on TF32 tensor cores: on CUDA under a 16-bit
-    autocast only. The body then computes in bf16 (7-bit mantissa), so a TF32 head (10-bit inputs, fp32
-    accumulation) is still the most precise part of the step, and it costs the head a quarter of the
-    time: an eager SmolLM2-135M step on an H200 ran 1.39× faster, same losses (benchmarks/README.md). Evaluation
-    (``precision.fp32_logits`` outside this loss) and fp32 training keep IEEE fp32; CPUs have no TF32.
-    ``torch.backends.cuda.matmul.fp32_precision = "ieee"`` set by the user keeps IEEE here too."""
-    return (device_type == "cuda" and torch.is_autocast_enabled("cuda")
-            and torch.get_autocast_dtype("cuda") in (torch.bfloat16, torch.float16))
+def head_matmul_precision(device_type: str) -> str | None:
+    """The reduced fp32 matmul precision the training loss head runs in, or None for IEEE fp32.
+
+    Only under a 16-bit autocast, where the body computes in bf16/fp16 (7/10-bit mantissa) and a head
+    whose matmuls round their *inputs* to TF32 (10 bits) or bf16 (8 bits) and accumulate in fp32 is
+    still no less precise than the body that made its input:
+    - CUDA: ``"tf32"`` (tensor cores): an eager SmolLM2-135M step on an H200 ran 1.39× faster, same
+      losses (benchmarks/README.md);
+    - CPU: ``"bf16"`` (oneDNN's implicit bf16) when the CPU multiplies bf16 natively (AMX / AVX-512
+      BF16; the hardware, not ``CPT_CPU_BF16``, since an emulated bf16 matmul is slower than fp32): the
+      head's three matmuls per 1,024 rows take 0.39 s instead of 0.65 s on a 2-core AMX Xeon.
+    Evaluation (``precision.fp32_logits`` outside this loss) and fp32 training keep IEEE fp32, and so does
+    a user's explicit ``torch.backends.{cuda,mkldnn}.matmul.fp32_precision = "ieee"``."""
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    dtype = torch.get_autocast_dtype(device_type)
+    if device_type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        return "tf32"
+    if device_type == "cpu" and dtype == torch.bfloat16 and cpu_multiplies_bf16():
+        return "bf16"
+    return None
 
 
-class _cuda_tf32:
-    """TF32 for CUDA fp32 matmuls inside the block only (``fp32_precision``, the non-legacy switch)."""
+class _head_matmuls:
+    """``fp32_precision`` of the device's matmul backend set to ``precision`` inside the block only (the
+    non-legacy switch: CUDA's for TF32, oneDNN's for the CPU's implicit bf16); None leaves it alone."""
 
-    def __init__(self, enabled: bool):
-        self.enabled, self.before = enabled, None
+    def __init__(self, device_type: str, precision: str | None):
+        backends = {"cuda": torch.backends.cuda, "cpu": torch.backends.mkldnn}
+        self.backend = backends.get(device_type) if precision else None
+        self.precision, self.before = precision, None
 
     def __enter__(self):
-        matmul = torch.backends.cuda.matmul
-        # a user's explicit torch.backends.cuda.matmul.fp32_precision = "ieee" is kept
-        self.enabled = self.enabled and matmul.fp32_precision != "ieee"
-        if self.enabled:
-            self.before, matmul.fp32_precision = matmul.fp32_precision, "tf32"
+        if self.backend is None:
+            return self
+        before = self.backend.matmul.fp32_precision
+        # "none" inherits: matmuls from their backend (oneDNN's), that from torch.backends.fp32_precision
+        chain = (before, getattr(self.backend, "fp32_precision", "none"), getattr(torch.backends, "fp32_precision", "none"))
+        if next((value for value in chain if value != "none"), "none") != "ieee":  # a user's explicit IEEE is kept
+            self.before, self.backend.matmul.fp32_precision = before, self.precision
+        return self
 
     def __exit__(self, *exc):
-        if self.enabled:
-            torch.backends.cuda.matmul.fp32_precision = self.before
+        if self.before is not None:
+            self.backend.matmul.fp32_precision, self.before = self.before, None
         return False
 
 

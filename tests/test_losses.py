@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cpt_utils.losses import causal_lm_loss, chunked_cross_entropy
 from cpt_utils.modeling import build_tiny_model
+from cpt_utils.precision import cpu_multiplies_bf16
 from cpt_utils.config import TinyModelParams, TrainParams
 from cpt_utils.train import train
 
@@ -137,23 +138,74 @@ def test_a_tiny_training_run_gives_the_same_losses_chunked_or_not(tiny_params, d
     assert len(hf) == 4 and chunked == pytest.approx(hf, rel=1e-5)
 
 
-def test_tf32_head_is_for_cuda_training_under_16_bit_autocast_only():
-    """The TF32 head (a GPU speed-up) is never chosen on a CPU, with or without autocast, and the CUDA
-    matmul switch is set only inside the loss and left as the user set it (an explicit IEEE is kept)."""
-    from cpt_utils.losses import _cuda_tf32, head_tf32
+def test_a_reduced_precision_head_is_chosen_only_for_training_under_16_bit_autocast(monkeypatch):
+    """TF32 on CUDA, oneDNN's implicit bf16 on a CPU that multiplies bf16 itself; never in fp32, never on a
+    CPU that would emulate bf16 (``CPT_CPU_BF16`` does not make the hardware native)."""
+    from cpt_utils import losses
 
-    assert not head_tf32("cpu")
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not head_tf32("cpu")
-    matmul = torch.backends.cuda.matmul
-    before = matmul.fp32_precision
+    for native in (True, False):
+        monkeypatch.setattr(losses, "cpu_multiplies_bf16", lambda native=native: native)
+        assert losses.head_matmul_precision("cpu") is None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert losses.head_matmul_precision("cpu") == ("bf16" if native else None)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+            assert losses.head_matmul_precision("cpu") is None
+
+
+@pytest.mark.parametrize("backend_name", ["cuda", "mkldnn"])
+def test_the_head_switch_is_set_inside_the_loss_only_and_an_explicit_ieee_is_kept(backend_name):
+    from cpt_utils.losses import _head_matmuls
+
+    backend = getattr(torch.backends, backend_name)
+    device, reduced = {"cuda": ("cuda", "tf32"), "mkldnn": ("cpu", "bf16")}[backend_name]
+    parent = backend if backend_name == "mkldnn" else torch.backends  # where "none" inherits from
+    before = backend.matmul.fp32_precision, parent.fp32_precision
     try:
-        matmul.fp32_precision = "ieee"  # a user's explicit choice is kept
-        with _cuda_tf32(True):
-            assert matmul.fp32_precision == "ieee"
-        matmul.fp32_precision = "none"
-        with _cuda_tf32(True):
-            assert matmul.fp32_precision == "tf32"
-        assert matmul.fp32_precision == "none"
+        backend.matmul.fp32_precision = "ieee"  # a user's explicit choice for matmuls is kept
+        with _head_matmuls(device, reduced):
+            assert backend.matmul.fp32_precision == "ieee"
+        backend.matmul.fp32_precision, parent.fp32_precision = "none", "ieee"  # so is one it inherits
+        user = backend.matmul.fp32_precision  # (torch copies a parent's setting down to some children)
+        with _head_matmuls(device, reduced):
+            assert backend.matmul.fp32_precision == user
+        parent.fp32_precision, backend.matmul.fp32_precision = "none", "none"
+        with _head_matmuls(device, reduced):
+            assert backend.matmul.fp32_precision == reduced
+        assert backend.matmul.fp32_precision == "none"
+        with _head_matmuls(device, None):
+            assert backend.matmul.fp32_precision == "none"
+    finally:
+        backend.matmul.fp32_precision, parent.fp32_precision = before
+
+
+def _bf16_loss_and_grads(model, ids, pos, head: str):
+    """The chunked loss under bf16 autocast; ``head="ieee"`` is a user's explicit IEEE switch."""
+    matmul = torch.backends.mkldnn.matmul
+    before, matmul.fp32_precision = matmul.fp32_precision, head
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = causal_lm_loss(model, ids, pos, chunk=32)
+        return _loss_and_grads(model, loss)
     finally:
         matmul.fp32_precision = before
+
+
+@pytest.mark.skipif(not cpu_multiplies_bf16(), reason="the implicit-bf16 head is used only where the CPU "
+                    "multiplies bf16 natively (AMX / AVX-512 BF16); this CPU keeps the IEEE head")
+def test_the_implicit_bf16_head_stays_within_the_bf16_bodys_own_rounding(model):
+    """On a bf16-native CPU the training loss head rounds its inputs to bf16 (fp32 accumulation). Against
+    fp32, the loss and every gradient then deviate at most twice as much as with the IEEE head, i.e. the
+    deviation stays of the order bf16's body already makes (measured on this model, three batches: ≤ 1.7×;
+    a wrong shift, mask or gradient is off by orders of magnitude). It must also act (differ from IEEE)."""
+    acted = False
+    for seed in range(3):
+        ids, pos = _batch(seed)
+        exact_loss, exact_grads = _loss_and_grads(model, causal_lm_loss(model, ids, pos, chunk=32))
+        ieee_loss, ieee_grads = _bf16_loss_and_grads(model, ids, pos, "ieee")
+        fast_loss, fast_grads = _bf16_loss_and_grads(model, ids, pos, "none")  # cpt's default: implicit bf16
+        assert torch.backends.mkldnn.matmul.fp32_precision == "none"  # restored after the loss
+        acted |= any(not torch.equal(fast_grads[n], ieee_grads[n]) for n in ieee_grads)
+        assert abs(fast_loss - exact_loss) <= 2 * abs(ieee_loss - exact_loss) + 1e-5
+        for name, exact in exact_grads.items():
+            assert (fast_grads[name] - exact).norm() <= 2 * (ieee_grads[name] - exact).norm(), (seed, name)
+    assert acted
