@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,40 @@ def test_the_browser_check_sees_the_width_and_what_a_reader_would_see(tmp_path):
                     "</body></html>")
     assert not inspect_page(good, width=PHONE)["page_overflow"]  # a wide table scrolling in its own box is fine
     assert [w["why"] for w in inspect_page(good, width=DESKTOP)["wide"]] == ["scroll box: content 1500px in 1264px"]
+
+
+def test_the_time_budget_counts_every_step_and_scoring_once(tiny_reports, tmp_path):
+    """``benchmarks/quickstart_budget.py`` on the tiny pipeline's records: every training step of every
+    run (main, branches, control, variants), every held-out and task scoring once — a variant's
+    borrowed result (``same_as``) not again —, and parts that fit inside the notebooks' own time."""
+    reports, run = tiny_reports
+    if run is None:
+        pytest.skip("CPT_REPORTS_TO_CHECK: an existing report, no run folder to read")
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import quickstart_budget
+
+    budget = quickstart_budget.budget(run, reports, peak=1e12)
+    steps = [json.loads(line) for path in run.rglob("metrics.jsonl") if "data" not in path.relative_to(run).parts
+             for line in path.read_text().splitlines() if json.loads(line).get("kind") == "train"]
+    assert budget["training"]["steps"] == len(steps) > 0
+    assert budget["training"]["seconds"] == pytest.approx(sum(row["time_s"] for row in steps))
+    assert len(budget["training"]["steps_per_run"]) >= 2  # the main run and its children
+    evals = [json.loads(path.read_text()) for path in run.rglob("evals/*.json")]
+    assert budget["task_suite"]["scorings"] == sum(1 for e in evals if e["tasks"]) > 0
+    scored_here = sum(1 for e in evals if e["heldout_from"] == "this evaluation")
+    stored = len(list(run.rglob("heldout.json"))) + len(list(run.rglob("heldout/base.json")))
+    assert budget["heldout"]["scorings"] == scored_here + stored > 0
+    assert 0 < budget["heldout"]["fraction_of_peak"] < 1
+    parts = budget["training"]["seconds"] + budget["heldout"]["seconds"] + budget["task_suite"]["seconds"]
+    assert 0 < parts < budget["notebooks_s"] and budget["rest_s"] == pytest.approx(budget["notebooks_s"] - parts)
+
+    # a variant that borrowed the main run's final evaluation (``variants.same_as_main``) adds nothing
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.safetensors", "state", "data"))
+    final = max((copy / "evals").glob("*.json"))
+    borrowed = copy / "variants" / "borrowing" / "evals" / final.name
+    borrowed.parent.mkdir(parents=True)
+    borrowed.write_text(json.dumps(json.loads(final.read_text()) | {"same_as": "main run"}))
+    again = quickstart_budget.budget(copy, reports, peak=1e12)
+    assert (again["task_suite"]["scorings"], again["heldout"]["scorings"]) == (
+        budget["task_suite"]["scorings"], budget["heldout"]["scorings"])
