@@ -1,8 +1,8 @@
 """Probe: does ``torch.compile`` pay on this CPU kind, and does it keep the numbers? Training steps and the
 held-out scoring of SmolLM2-135M at the quickstart's shapes, eager against compiled, in one process.
 
-    .venv/bin/python benchmarks/compile_probe.py train   runs/quickstart/data [--precision fp32|bf16] [--steps 4]
-    .venv/bin/python benchmarks/compile_probe.py heldout runs/quickstart/data [--precision fp32|bf16] [--dynamic]
+    .venv/bin/python benchmarks/compile_probe.py train   runs/quickstart/data [--precision fp32|bf16] [--steps 4] [--regional]
+    .venv/bin/python benchmarks/compile_probe.py heldout runs/quickstart/data [--precision fp32|bf16] [--dynamic] [--regional]
 
 ``train``: the median of ``--steps`` steps (4 × 256, cpt's chunked loss, fused AdamW, per-document
 positions) after one untimed step, eager then compiled from the same starting weights; the compiled
@@ -10,6 +10,10 @@ first step (the compile) is printed apart, and the first losses of the two are c
 ``heldout``: every ``val_*`` split scored by ``perplexity.perplexity`` (eval's batch of 16) with the
 decoder eager, then compiled (``model.model = torch.compile(model.model)``); first pass (with the compile)
 and second pass timed, and the largest per-document |Δ nats/token| against eager.
+
+``--regional`` compiles each decoder layer instead of the whole model (accelerate's ``compile_regions``:
+the 30 layers share one compiled graph, so the cold compile is one layer's, not the model's; the small
+modules outside them are compiled apart, cpt's loss head runs eager).
 
 ``TORCHINDUCTOR_CACHE_DIR`` decides the inductor cache: an empty folder times a cold compile, the same
 folder in a second process a warm one (what a persistent cache under the cpt cache would give).
@@ -28,6 +32,7 @@ import time
 
 import numpy as np
 import torch
+from accelerate.utils import compile_regions
 
 sys.path.insert(0, os.getcwd())
 from cpt_utils.config import load_params  # noqa: E402
@@ -43,7 +48,7 @@ def _machine() -> str:
     return f"{platform.processor() or 'cpu'} {torch.get_num_threads()} threads, flags {' '.join(flags)}, torch {torch.__version__}"
 
 
-def probe_train(model, data: str, precision: str, steps: int) -> None:
+def probe_train(model, data: str, precision: str, steps: int, regional: bool) -> None:
     split = PackedSplit(os.path.join(data, "train"))
     batches = []
     for b in range(steps + 1):
@@ -71,11 +76,14 @@ def probe_train(model, data: str, precision: str, steps: int) -> None:
         return median, losses
 
     eager, eager_losses = run(model, "eager")
-    compiled, compiled_losses = run(torch.compile(model), "compiled")
+    if regional:
+        compiled, compiled_losses = run(compile_regions(model), "regional")
+    else:
+        compiled, compiled_losses = run(torch.compile(model), "compiled")
     print(f"compiled / eager speed: {eager / compiled:.2f}x; first-loss |diff| {abs(eager_losses[0] - compiled_losses[0]):.2e}")
 
 
-def probe_heldout(model, data: str, precision: str, dynamic: bool | None) -> None:
+def probe_heldout(model, data: str, precision: str, dynamic: bool | None, regional: bool) -> None:
     tok = load_tokenizer(load_params("params/quickstart.yaml").model)
     splits = [s for s in sorted(os.listdir(data)) if s.startswith("val_")]
 
@@ -90,7 +98,7 @@ def probe_heldout(model, data: str, precision: str, dynamic: bool | None) -> Non
     eager = score("eager")
     score("eager again")
     eager_body = model.model
-    model.model = torch.compile(eager_body, dynamic=dynamic)
+    model.model = compile_regions(eager_body, dynamic=dynamic) if regional else torch.compile(eager_body, dynamic=dynamic)
     compiled = score("compiled (1st)")
     score("compiled (2nd)")
     model.model = eager_body
@@ -109,6 +117,7 @@ def main() -> None:
     ap.add_argument("--precision", default=None, help="fp32|bf16 (default: what auto resolves to here)")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--dynamic", action="store_true", help="torch.compile(dynamic=True) for held-out scoring")
+    ap.add_argument("--regional", action="store_true", help="compile each decoder layer, not the whole model")
     args = ap.parse_args()
     precision = args.precision or resolve_precision("auto", "cpu")
     print(_machine(), "| precision", precision, "| inductor cache", os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch default"))
@@ -116,9 +125,9 @@ def main() -> None:
     model.config.use_cache = False
     if args.what == "train":
         model.train()
-        probe_train(model, args.data, precision, args.steps)
+        probe_train(model, args.data, precision, args.steps, args.regional)
     else:
-        probe_heldout(model, args.data, precision, True if args.dynamic else None)
+        probe_heldout(model, args.data, precision, True if args.dynamic else None, args.regional)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import psutil
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import compile_regions, set_seed
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 from tqdm.auto import tqdm
 
@@ -76,15 +76,46 @@ def compile_cache_dir() -> Path:
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
-def compiled_for_training(model):
-    """``torch.compile`` of the training forward only; evaluation and checkpoints keep the eager module.
+CompileMode = Literal["off", "model", "regions"]
 
-    Shapes are fixed (micro-batch × seq_len), so one graph serves the whole run; the per-document mask
-    survives compilation because transformers' ``find_packed_sequence_indices`` always builds the packed
-    mask while tracing (it only skips it eagerly when a batch holds one document per row, which gives
-    the same mask)."""
+
+def compile_mode(requested: bool | str, device_type: str, precision: str) -> CompileMode:
+    """What ``train.compile`` does on this device. ``auto`` is the choice that measured faster
+    (benchmarks/README.md), cold compile included, at the precision ``auto`` picks there:
+
+    - CUDA: the whole model (H200, 8 × 2048: 1.65× the eager step after a ≈ 65 s compile);
+    - a CPU with AMX tiles training in bf16: the repeated decoder layers (2-core Xeon, 4 × 256:
+      1.20–1.25× the eager step after a 21–26 s cold compile, ≈ 1.5 s warm; the whole model gained
+      0.81–1.19× after 67–130 s);
+    - any other CPU (AVX-512 BF16 without AMX, AVX2 in fp32): eager — no compile that measured a gain
+      worth its cold start there."""
+    if requested == "auto":
+        if device_type == "cuda":
+            return "model"
+        if device_type == "cpu" and precision == "bf16" and cpu_has_amx():
+            return "regions"
+        return "off"
+    return {True: "model", False: "off", "regions": "regions"}[requested]
+
+
+def cpu_has_amx() -> bool:
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def compiled_for_training(model, mode: CompileMode = "model"):
+    """The module the training forward calls (``mode`` from ``compile_mode``); evaluation and checkpoints
+    keep the eager ``model``, whose parameters the compiled module shares.
+
+    ``model``: ``torch.compile`` of the whole model. ``regions``: accelerate's ``compile_regions`` — a
+    shallow copy of the model whose repeated blocks (the decoder layers) are compiled; the blocks share
+    one graph, so the cold compile is one layer's. Shapes are fixed (micro-batch × seq_len), so one graph
+    serves the whole run; the per-document mask survives compilation because transformers'
+    ``find_packed_sequence_indices`` always builds the packed mask while tracing (it only skips it
+    eagerly when a batch holds one document per row, which gives the same mask)."""
+    if mode == "off":
+        return model
     compile_cache_dir()
-    return torch.compile(model)
+    return compile_regions(model) if mode == "regions" else torch.compile(model)
 
 
 def flops_per_token(config, n_params: int, seq_len: int) -> float:
@@ -175,7 +206,7 @@ class TrainState:
     precision: str
     tokenizer: Any
     model: Any                # the prepared (possibly wrapped) module: checkpoints, evaluation, clipping
-    step_model: Any           # what the training forward calls: the model, or its torch.compile
+    step_model: Any           # what the training forward calls: the model, or its compiled form (compile_mode)
     optimizer: Any
     sampler: MixedSampler
     splits: dict[str, PackedSplit]   # train and every replay split, indexed by the sampler's picks
@@ -191,6 +222,7 @@ class TrainState:
     peak: float | None
     eval_copy: engines.EvalCopy
     step: int = 0
+    compile_mode: CompileMode = "off"  # what train.compile resolved to on this device
 
 
 def _finished_run(params: ExperimentParams, run_dir: Path, data_dir: Path) -> dict | None:
@@ -258,7 +290,8 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     model, optimizer = accelerator.prepare(model, optimizer)
     pull = engines.L2Pull(accelerator, model, tp.l2_init_weight) if tp.l2_init_weight > 0 else None
     accelerator.register_for_checkpointing(sampler)
-    step_model = compiled_for_training(model) if tp.compile else model  # the rest uses the eager module
+    compiling = compile_mode(tp.compile, accelerator.device.type, precision)
+    step_model = compiled_for_training(model, compiling)  # the rest uses the eager module
 
     plan = StepPlan.from_params(tp, train_split.seq_len, accelerator.num_processes)
     unwrapped = accelerator.unwrap_model(model)
@@ -274,7 +307,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
         fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
         n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
         peak=peak_flops(accelerator.device.type),  # per device; None for an unknown GPU
-        eval_copy=engines.EvalCopy(accelerator, model))
+        eval_copy=engines.EvalCopy(accelerator, model), compile_mode=compiling)
 
 
 # -------------------------------------------------------------------------------------------- resume
@@ -336,7 +369,7 @@ class StepResult:
 def fit(state: TrainState, progress: bool = True, stop_after_steps: int | None = None) -> dict:
     """The training loop: step, log, evaluate and checkpoint on their token schedules, until the budget."""
     plan, tp, accelerator = state.plan, state.params.train, state.accelerator
-    timer = _CompileTimer(tp.compile)
+    timer = _CompileTimer(state.compile_mode != "off")
     bar = _progress_bar(state) if progress and accelerator.is_main_process else None
     if state.step == 0:
         heldout = _log_eval(state)  # the base model's point on the curves
@@ -365,7 +398,8 @@ def fit(state: TrainState, progress: bool = True, stop_after_steps: int | None =
         accelerator.end_training()
     return {"reused": False, "steps": state.step, "tokens": state.step * plan.tokens_per_step,
             "tokens_per_step": plan.tokens_per_step, "processes": accelerator.num_processes,
-            "precision": state.precision, "compile_s": timer.compile_s, "ranks_consistent": consistent,
+            "precision": state.precision, "compile": state.compile_mode, "compile_s": timer.compile_s,
+            "ranks_consistent": consistent,
             "engine": engines.engine_name(accelerator)}
 
 

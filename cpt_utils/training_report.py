@@ -44,7 +44,7 @@ def config_table(params: ExperimentParams, summary: dict):
                             if tp.replay_fraction else 0),
         "L2 pull to initial weights": tp.l2_init_weight,
         "gradient checkpointing / compile": " / ".join(("yes" if v else "no") if isinstance(v, bool) else str(v)
-                                                       for v in (tp.gradient_checkpointing, tp.compile)),
+                                                       for v in (tp.gradient_checkpointing, summary.get("compile", tp.compile))),
     }
     return pd.Series(rows, name="value").to_frame()
 

@@ -33,7 +33,8 @@ def _train_rows(run: Path) -> list[dict]:
     return [r for r in rows if r["kind"] == "train"]
 
 
-def test_compiled_loop_matches_eager_losses_without_recompiling(tiny_params, data_dir, tmp_path):
+@pytest.mark.parametrize("compile", [True, "regions"])
+def test_compiled_loop_matches_eager_losses_without_recompiling(tiny_params, data_dir, tmp_path, compile):
     import torch._dynamo
 
     from cpt_utils.paths import cache_dir
@@ -41,17 +42,54 @@ def test_compiled_loop_matches_eager_losses_without_recompiling(tiny_params, dat
 
     params = _with(exact(tiny_params), token_budget=6 * 256, milestones=[], eval_every_tokens=None,
                    checkpoint_every_tokens=None)  # fp32: compiled and eager differ only in summation order
+    layers = 4  # more layers than graphs a regional compile may make (below)
+    params = params.model_copy(update={"model": params.model.model_copy(
+        update={"tiny": params.model.tiny.model_copy(update={"num_hidden_layers": layers})})})
     train(_with(params, compile=False), tmp_path / "eager", data_dir=data_dir, progress=False)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    with torch._dynamo.config.patch(error_on_recompile=True):  # a second graph would raise here
-        summary = train(_with(params, compile=True), tmp_path / "compiled", data_dir=data_dir, progress=False)
+    # the whole model: a second graph would raise here. Regions: accelerate also compiles the small modules
+    # outside the layers, which share one wrapper and so recompile per module; the layers must share one graph
+    with torch._dynamo.config.patch(error_on_recompile=compile is True):
+        summary = train(_with(params, compile=compile), tmp_path / "compiled", data_dir=data_dir, progress=False)
+    if compile == "regions":
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+        from transformers.models.llama.modeling_llama import LlamaDecoderLayer  # the tiny model's layer
+
+        # one graph per kind of attention mask the layers receive (transformers builds the document mask
+        # outside the layers, and none for a batch whose rows hold one document each), never one per layer
+        assert 1 <= len(_debug_get_cache_entry_list(LlamaDecoderLayer.forward)) <= 2 < layers
     eager, compiled = _train_rows(tmp_path / "eager"), _train_rows(tmp_path / "compiled")
     assert [r["loss"] for r in compiled] == pytest.approx([r["loss"] for r in eager], rel=COMPILE_RTOL)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it really compiled
     assert summary["compile_s"] is not None and "compile_s" in compiled[1]
+    assert summary["compile"] == {True: "model", "regions": "regions"}[compile]
     # the inductor cache lives in the project cache (warm on reruns: this test takes seconds the 2nd time)
     assert compile_cache_dir().is_relative_to(cache_dir()) and any(compile_cache_dir().iterdir())
+
+
+def test_regions_compile_the_decoder_layers_and_share_the_eager_weights():
+    from cpt_utils.train import compiled_for_training
+
+    model = build_tiny_model(TinyModelParams(), 512, seed=0).train()
+    step_model = compiled_for_training(model, "regions")
+    assert all(type(layer).__name__ == "OptimizedModule" for layer in step_model.model.layers)
+    assert all(type(layer).__name__ != "OptimizedModule" for layer in model.model.layers)  # eager for evaluation
+    assert [p.data_ptr() for p in step_model.parameters()] == [p.data_ptr() for p in model.parameters()]
+    assert compiled_for_training(model, "off") is model
+
+
+def test_compile_auto_is_what_measured_faster_per_device(monkeypatch):
+    from cpt_utils import train as train_module
+    from cpt_utils.train import compile_mode
+
+    monkeypatch.setattr(train_module, "cpu_has_amx", lambda: True)
+    assert compile_mode("auto", "cpu", "bf16") == "regions"
+    assert compile_mode("auto", "cpu", "fp32") == "off"  # regions were measured in bf16 only
+    assert compile_mode("auto", "cuda", "bf16") == "model"
+    monkeypatch.setattr(train_module, "cpu_has_amx", lambda: False)  # AVX-512 BF16 without AMX, AVX2
+    assert compile_mode("auto", "cpu", "bf16") == "off"
+    assert [compile_mode(v, "cpu", "bf16") for v in (True, False, "regions")] == ["model", "off", "regions"]
 
 
 def test_per_document_mask_survives_compilation():
