@@ -11,7 +11,8 @@ sequence length and micro-batch. Each loop runs in its own process (peak memory 
 - cpt-old:     `cpt_utils.train.train` with the settings before issue 11: bf16 autocast on any CPU,
                foreach AdamW, eager (per-document attention on, as in every cpt row).
 - cpt-eager:   the new precision policy (``cpt_utils.precision``) and fused AdamW, eager.
-- cpt-compiled: the same with `torch.compile` (compile time reported apart: `compile_s`).
+- cpt-compiled: the same with `torch.compile` of the whole model (compile time reported apart: `compile_s`).
+- cpt-regions: the same with the decoder layers compiled (`train.compile: regions`, one graph for all layers).
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--warmup 1] [--old-steps 1] [--batch 4]
     .venv/bin/python benchmarks/train_throughput.py --gpu   # = --device cuda --seq-len 2048 --batch 8
@@ -184,6 +185,7 @@ CPT_LOOPS = {
     "cpt-old": {"precision": "bf16", "fused_adamw": "off", "compile": False},
     "cpt-eager": {"precision": "auto", "fused_adamw": "auto", "compile": False},
     "cpt-compiled": {"precision": "auto", "fused_adamw": "auto", "compile": True},
+    "cpt-regions": {"precision": "auto", "fused_adamw": "auto", "compile": "regions"},
 }
 
 

@@ -79,27 +79,19 @@ def compile_cache_dir() -> Path:
 CompileMode = Literal["off", "model", "regions"]
 
 
-def compile_mode(requested: bool | str, device_type: str, precision: str) -> CompileMode:
-    """What ``train.compile`` does on this device. ``auto`` is the choice that measured faster
-    (benchmarks/README.md), cold compile included, at the precision ``auto`` picks there:
+def compile_mode(requested: bool | str, device_type: str) -> CompileMode:
+    """What ``train.compile`` does: ``true`` the whole model, ``regions`` the repeated decoder layers.
 
-    - CUDA: the whole model (H200, 8 × 2048: 1.65× the eager step after a ≈ 65 s compile);
-    - a CPU with AMX tiles training in bf16: the repeated decoder layers (2-core Xeon, 4 × 256:
-      1.20–1.25× the eager step after a 21–26 s cold compile, ≈ 1.5 s warm; the whole model gained
-      0.81–1.19× after 67–130 s);
-    - any other CPU (AVX-512 BF16 without AMX, AVX2 in fp32): eager — no compile that measured a gain
-      worth its cold start there."""
-    if requested == "auto":
-        if device_type == "cuda":
-            return "model"
-        if device_type == "cpu" and precision == "bf16" and cpu_has_amx():
-            return "regions"
-        return "off"
-    return {True: "model", False: "off", "regions": "regions"}[requested]
-
-
-def cpu_has_amx() -> bool:
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    On a CPU it warns: on the quickstart (2-core AMX Xeon, torch 2.13) the compiled step's gradient at
+    one step was 22× the eager one — whole model and layers alike, in bf16 and in fp32, at weights where
+    eager fp32 and bf16 agree (``benchmarks/compile_gradient_probe.py``) — and the run's general-text
+    result moved with it; eager is what cpt's CPU results are made with."""
+    mode: CompileMode = {True: "model", False: "off", "regions": "regions"}[requested]
+    if mode != "off" and device_type == "cpu":
+        warnings.warn("train.compile on a CPU: a compiled step's gradient was measured 22x the eager one on "
+                      "the quickstart (torch 2.13; benchmarks/README.md, 'Compiling on the CPU'); check "
+                      "benchmarks/compile_gradient_probe.py on your run before trusting it", stacklevel=3)
+    return mode
 
 
 def compiled_for_training(model, mode: CompileMode = "model"):
@@ -290,7 +282,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     model, optimizer = accelerator.prepare(model, optimizer)
     pull = engines.L2Pull(accelerator, model, tp.l2_init_weight) if tp.l2_init_weight > 0 else None
     accelerator.register_for_checkpointing(sampler)
-    compiling = compile_mode(tp.compile, accelerator.device.type, precision)
+    compiling = compile_mode(tp.compile, accelerator.device.type)
     step_model = compiled_for_training(model, compiling)  # the rest uses the eager module
 
     plan = StepPlan.from_params(tp, train_split.seq_len, accelerator.num_processes)

@@ -251,11 +251,11 @@ class TrainParams(Section):
         "(cpt_utils.precision); weights stay fp32 either way")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, "
                                                             "more compute")
-    compile: Literal[False, True, "regions", "auto"] = Field(
+    compile: Literal[False, True, "regions"] = Field(
         False, description="torch.compile the training forward/backward, cached under cache_dir()/torch_compile "
         "(the first step pays the compile): true = the whole model; regions = each repeated decoder layer "
-        "(one graph shared by all layers: a fraction of the cold compile); auto = what measured faster on "
-        "this device (cpt_utils.train.compile_mode); false = eager")
+        "(one graph shared by all layers: a fraction of the cold compile); false = eager. On a CPU a compiled "
+        "gradient was measured wrong (benchmarks/README.md): off there unless you check it")
     fused_adamw: Literal["auto", "on", "off"] = Field("auto", description="auto: fused AdamW (CPU and GPU)")
     per_document_attention: bool = Field(True, description="mask attention at document boundaries inside a packed "
                                                            "sequence")
