@@ -89,7 +89,8 @@ def compile_mode(requested: bool | str, device_type: str) -> CompileMode:
     mode: CompileMode = {True: "model", False: "off", "regions": "regions"}[requested]
     if mode != "off" and device_type == "cpu":
         warnings.warn("train.compile on a CPU: a compiled step's gradient was measured 22x the eager one on "
-                      "the quickstart (torch 2.13; benchmarks/README.md, 'Compiling on the CPU'); check "
+                      "the quickstart (torch 2.13; benchmarks/README.md, 'A faster AMX Xeon, regional "
+                      "compilation, and a compiled gradient that was wrong'); check "
                       "benchmarks/compile_gradient_probe.py on your run before trusting it", stacklevel=3)
     return mode
 
@@ -214,7 +215,7 @@ class TrainState:
     peak: float | None
     eval_copy: engines.EvalCopy
     step: int = 0
-    compile_mode: CompileMode = "off"  # what train.compile resolved to on this device
+    compile_mode: CompileMode = "off"  # what train.compile asks for (compile_mode)
 
 
 def _finished_run(params: ExperimentParams, run_dir: Path, data_dir: Path) -> dict | None:
