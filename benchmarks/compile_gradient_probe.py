@@ -54,10 +54,11 @@ def main() -> None:
     inputs = _batch(state, state.sampler.next_batch())
     model = state.model
     chunk = params.train.loss_chunk_tokens
+    device = state.accelerator.device.type  # the CPU here; a GPU where the run trains on one
 
     def gradients(step_model, precision: str) -> tuple[float, dict[str, torch.Tensor]]:
         model.zero_grad(set_to_none=True)
-        with autocast(precision, "cpu"):
+        with autocast(precision, device):
             loss = causal_lm_loss(step_model, inputs["input_ids"], inputs.get("position_ids"), chunk)
         loss.backward()
         return loss.item(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
