@@ -13,7 +13,9 @@ Why: a compiled step can agree with eager at the base weights and on the first s
 that on a tiny model) and still differ later. On the quickstart (2-core AMX Xeon, torch 2.13.0+cpu,
 2026-12-06) ``--compile regions --steps 22`` gave eager fp32 4.63, eager bf16 4.62, and every compiled
 form ≈ 102 (fp32 included), the difference in layer 0's norms, value projection and the embedding;
-``--compile false --steps 22`` (the eager run's weights) gave 2.51 for all five.
+``--compile false --steps 22`` (the eager run's weights) gave 2.51 for all five. A later compiled
+trajectory reached other weights (eager fp32 2.78 there): the compiled trajectory is not the same from
+process to process, eager's is (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -85,7 +85,8 @@ def compile_mode(requested: bool | str, device_type: str) -> CompileMode:
     On a CPU it warns: on the quickstart (2-core AMX Xeon, torch 2.13) the compiled step's gradient at
     one step was 22× the eager one — whole model and layers alike, in bf16 and in fp32, at weights where
     eager fp32 and bf16 agree (``benchmarks/compile_gradient_probe.py``) — and the run's general-text
-    result moved with it; eager is what cpt's CPU results are made with."""
+    result moved with it; the compiled trajectory also differed between processes, eager's never does.
+    Eager is what cpt's CPU results are made with."""
     mode: CompileMode = {True: "model", False: "off", "regions": "regions"}[requested]
     if mode != "off" and device_type == "cpu":
         warnings.warn("train.compile on a CPU: a compiled step's gradient was measured 22x the eager one on "
