@@ -14,7 +14,7 @@ from cpt_utils.hardware import GPU_PEAK_BF16_FLOPS, cpu_peak_flops, format_mfu, 
 from cpt_utils.modeling import build_tiny_model
 from cpt_utils.config import TinyModelParams
 from cpt_utils.precision import autocast, resolve_precision
-from cpt_utils.train import compiled_for_training, train
+from cpt_utils.train import compile_mode, compiled_for_training, train
 
 from .numerics import exact
 
@@ -69,8 +69,6 @@ def test_compiled_loop_matches_eager_losses_without_recompiling(tiny_params, dat
 
 
 def test_regions_compile_the_decoder_layers_and_share_the_eager_weights():
-    from cpt_utils.train import compiled_for_training
-
     model = build_tiny_model(TinyModelParams(), 512, seed=0).train()
     step_model = compiled_for_training(model, "regions")
     assert all(type(layer).__name__ == "OptimizedModule" for layer in step_model.model.layers)
@@ -80,8 +78,6 @@ def test_regions_compile_the_decoder_layers_and_share_the_eager_weights():
 
 
 def test_compile_settings_and_the_cpu_warning():
-    from cpt_utils.train import compile_mode
-
     with pytest.warns(UserWarning, match="train.compile on a CPU"):
         assert compile_mode("regions", "cpu") == "regions"
     assert [compile_mode(v, "cuda") for v in (True, False, "regions")] == ["model", "off", "regions"]
