@@ -5,17 +5,16 @@
 
 Trains ``--steps`` steps of the parameter file's recipe with ``train.compile`` set to ``--compile`` (no
 in-loop evaluation, no checkpoints, nothing written outside a temporary folder), then scores the next
-batch the run would train on at those weights five ways — eager fp32, eager bf16 autocast, the decoder
-layers compiled (bf16 and fp32), the whole model compiled (bf16) — and prints each loss and gradient norm
-and the parameters whose compiled gradient is furthest from eager fp32's.
+batch the run would train on at those weights six ways — eager, the decoder layers compiled and the whole
+model compiled, each in fp32 and in bf16 autocast — and prints each loss and gradient norm and the
+parameters whose gradient is furthest from eager fp32's.
 
-Why: a compiled step can agree with eager at the base weights and on the first steps (the tests check
-that on a tiny model) and still differ later. On the quickstart (2-core AMX Xeon, torch 2.13.0+cpu,
-2026-12-06) ``--compile regions --steps 22`` gave eager fp32 4.63, eager bf16 4.62, and every compiled
-form ≈ 102 (fp32 included), the difference in layer 0's norms, value projection and the embedding;
-``--compile false --steps 22`` (the eager run's weights) gave 2.51 for all five. A later compiled
-trajectory reached other weights (eager fp32 2.78 there): the compiled trajectory is not the same from
-process to process, eager's is (benchmarks/README.md).
+What it showed (2-core AMX Xeon, torch 2.13.0+cpu, 2026-12-06, benchmarks/README.md): compiled fp32
+equals eager fp32 (loss to 1e-6, gradients to 1e-3 of their size), and compiled bf16 is as far from fp32
+as eager bf16 is. An earlier version of this probe reported a compiled gradient 22x eager's: its "fp32"
+forms ran bf16, because Accelerate's ``prepare`` wraps the model's forward in its own autocast — the
+model is now unwrapped first — and those weights sat at a gradient spike (fp32 norm 51.6, eager and
+compiled alike) where bf16 rounding alone moved the norm between 4.6 and 103.
 """
 
 from __future__ import annotations
@@ -54,7 +53,9 @@ def main() -> None:
         state = setup(params, run, Path(args.data))
         fit(state, progress=False, stop_after_steps=args.steps)
     inputs = _batch(state, state.sampler.next_batch())
-    model = state.model
+    # Accelerate's prepare() wrapped the model's forward in its own bf16 autocast (mixed_precision): left
+    # there, every "fp32" form below would run bf16. Unwrapped, the autocast of each form decides.
+    model = state.accelerator.unwrap_model(state.model, keep_fp32_wrapper=False)
     chunk = params.train.loss_chunk_tokens
     device = state.accelerator.device.type  # the CPU here; a GPU where the run trains on one
 
@@ -66,14 +67,16 @@ def main() -> None:
         return loss.item(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
     regions = compile_regions(model)
-    ways = {"eager fp32": (model, "fp32"), "eager bf16": (model, "bf16"), "layers compiled bf16": (regions, "bf16"),
-            "layers compiled fp32": (regions, "fp32"), "whole model compiled bf16": (torch.compile(model), "bf16")}
+    whole = torch.compile(model)
+    ways = {"eager fp32": (model, "fp32"), "layers compiled fp32": (regions, "fp32"),
+            "whole model compiled fp32": (whole, "fp32"), "eager bf16": (model, "bf16"),
+            "layers compiled bf16": (regions, "bf16"), "whole model compiled bf16": (whole, "bf16")}
     print(f"weights after {args.steps} steps with train.compile={args.compile}; the next batch's loss and gradient:")
     results = {}
     for name, (step_model, precision) in ways.items():
         loss, grads = results[name] = gradients(step_model, precision)
         norm = torch.cat([g.flatten() for g in grads.values()]).norm().item()
-        print(f"  {name:26s} loss {loss:.5f}  gradient norm {norm:8.3f}", flush=True)
+        print(f"  {name:26s} loss {loss:.6f}  gradient norm {norm:8.3f}", flush=True)
     reference = results["eager fp32"][1]
     for name in list(ways)[1:]:
         grads = results[name][1]

@@ -4,6 +4,7 @@ one graph for the whole run), the precision policy and the measured hardware pea
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -77,10 +78,12 @@ def test_regions_compile_the_decoder_layers_and_share_the_eager_weights():
     assert compiled_for_training(model, "off") is model
 
 
-def test_compile_settings_and_the_cpu_warning():
-    with pytest.warns(UserWarning, match="train.compile on a CPU"):
-        assert compile_mode("regions", "cpu") == "regions"
-    assert [compile_mode(v, "cuda") for v in (True, False, "regions")] == ["model", "off", "regions"]
+def test_compile_settings_map_without_a_warning():
+    # the CPU warning of 49ea79b is gone: the "wrong" compiled gradient was the probe's fp32 running bf16
+    # under accelerate's autocast wrapper (benchmarks/README.md); compiled fp32 gradients equal eager's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [compile_mode(v) for v in (True, False, "regions")] == ["model", "off", "regions"]
 
 
 def test_per_document_mask_survives_compilation():
