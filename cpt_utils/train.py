@@ -82,11 +82,12 @@ CompileMode = Literal["off", "model", "regions"]
 def compile_mode(requested: bool | str) -> CompileMode:
     """What ``train.compile`` does: ``true`` the whole model, ``regions`` the repeated decoder layers.
 
-    Off by default, also on a CPU, for speed reasons measured there (benchmarks/README.md): on a 2-core AMX
-    Xeon the layers compiled step at 1.20-1.25x eager after a 21-26 s cold compile, which the quickstart's
-    134 steps barely repay (12 min 47 s vs 12 min 53 s from a fresh clone); a longer run gains ~20%. A
-    compiled step's gradient equals eager's in fp32 (1e-6 in the loss, ``compile_gradient_probe.py``); in
-    bf16 it rounds differently, so a compiled run follows its own trajectory."""
+    Off by default (benchmarks/README.md): on a 2-core AMX Xeon the compiled layers step at 1.20-1.25x
+    eager after a 21-26 s cold compile, which the quickstart's 134 steps barely repay (12 min 47 s vs
+    12 min 53 s from a fresh clone), and eager is bit-reproducible from process to process where a compiled
+    CPU run was not always; a longer run gains ~20%. A compiled step's gradient equals eager's in fp32
+    (1e-6 in the loss, ``compile_gradient_probe.py``); in bf16 it rounds differently, so a compiled run
+    follows its own trajectory (``trajectory_probe.py``)."""
     return {True: "model", False: "off", "regions": "regions"}[requested]
 
 
