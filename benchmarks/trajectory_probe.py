@@ -36,10 +36,10 @@ WAYS = {"eager": {"compile": False}, "foreach": {"compile": False, "fused_adamw"
 
 
 def held_out(params, model, tokenizer, data: Path) -> dict[str, float]:
-    from cpt_utils.packing import PackedSplit
-    from cpt_utils.perplexity import perplexity
-    return {s: perplexity(model, PackedSplit(data / s), None, params.eval.batch_size,
-                          params.train.per_document_attention, "bf16", tokenizer)["loss"] for s in SPLITS}
+    """The evaluation's own held-out scoring (``score_heldout``), in bf16, on the domain and general sets."""
+    from cpt_utils.heldout_eval import score_heldout
+    params = params.model_copy(update={"eval": params.eval.model_copy(update={"heldout_splits": list(SPLITS)})})
+    return {s: r["loss"] for s, r in score_heldout(params, model, tokenizer, data, "bf16").items()}
 
 
 def one_way(params_path: str, data: Path, way: str) -> dict:
@@ -60,8 +60,8 @@ def one_way(params_path: str, data: Path, way: str) -> dict:
         run.mkdir()
         state = setup(params, run, data)
         fit(state, progress=False)
-        norms = [json.loads(line)["grad_norm"] for line in (run / "metrics.jsonl").read_text().splitlines()
-                 if json.loads(line)["kind"] == "train"]
+        rows = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        norms = [r["grad_norm"] for r in rows if r["kind"] == "train"]
     # Accelerate's prepare() wraps forward in its own autocast; unwrapped, the scoring's precision decides
     model = state.accelerator.unwrap_model(state.model, keep_fp32_wrapper=False).eval()
     peak = max(range(len(norms)), key=norms.__getitem__)
@@ -86,7 +86,7 @@ def main() -> None:
         return json.loads(out.strip().splitlines()[-1])
 
     base = child("base")["held_out"]
-    print(f"base model: " + ", ".join(f"{s} {base[s]:.4f}" for s in SPLITS) + " nats/token")
+    print("base model: " + ", ".join(f"{s} {base[s]:.4f}" for s in SPLITS) + " nats/token")
     print(f"{'way':10s} {'largest grad norm (step)':>26s} " + " ".join(f"{'Δ ' + s:>16s}" for s in SPLITS))
     for way in args.ways:
         r = child(way)
