@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from .allocator import keep_freed_memory
 from .assets import PACKAGED_MODELS, fetch
 from .atomic import atomic_dir
 from .config import ModelParams, TinyModelParams
@@ -152,6 +153,8 @@ def load_model(spec: ModelParams, seed: int = 0, dtype: str = "float32") -> "Pre
     """The base model in ``dtype`` (weights stay fp32 for training; autocast handles bf16)."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    keep_freed_memory()  # every process that runs a model reuses its freed tensors' pages (allocator.py)
 
     if spec.source == "tiny":
         vocab = len(train_tiny_tokenizer(spec.tiny.vocab_size))
