@@ -59,8 +59,10 @@ def keep_freed_memory() -> bool:
         _applied = False
         return _applied
     libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    accepted = []
     for param, value in SETTINGS.items():
         while value >= 1 << 20 and libc.mallopt(param, value) != 1:
             value //= 2  # glibc refuses an mmap threshold above its HEAP_MAX_SIZE / 2
-    _applied = True
+        accepted.append(value >= 1 << 20)
+    _applied = all(accepted)
     return _applied
