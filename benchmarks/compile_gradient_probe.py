@@ -22,17 +22,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from accelerate.utils import compile_regions
 
 sys.path.insert(0, os.getcwd())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scratch_run import scratch_fit, scratch_params  # noqa: E402
 from cpt_utils.config import load_params  # noqa: E402
 from cpt_utils.losses import causal_lm_loss  # noqa: E402
 from cpt_utils.precision import autocast  # noqa: E402
-from cpt_utils.train import _batch, fit, setup  # noqa: E402
+from cpt_utils.train import _batch  # noqa: E402
 
 
 def main() -> None:
@@ -43,15 +44,9 @@ def main() -> None:
                     help="train.compile of the steps that reach the weights")
     ap.add_argument("--steps", type=int, default=22)
     args = ap.parse_args()
-    params = load_params(args.params)
-    params = params.model_copy(update={"train": params.train.model_copy(update={
-        "compile": {"false": False, "true": True, "regions": "regions"}[args.compile], "milestones": [],
-        "eval_every_tokens": None, "in_loop_eval": False, "checkpoint_every_tokens": None, "resume": "never"})})
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        run.mkdir()
-        state = setup(params, run, Path(args.data))
-        fit(state, progress=False, stop_after_steps=args.steps)
+    params = scratch_params(load_params(args.params), milestones=[],
+                            compile={"false": False, "true": True, "regions": "regions"}[args.compile])
+    state, _ = scratch_fit(params, Path(args.data), args.steps)
     inputs = _batch(state, state.sampler.next_batch())
     # Accelerate's prepare() wrapped the model's forward in its own bf16 autocast (mixed_precision): left
     # there, every "fp32" form below would run bf16. Unwrapped, the autocast of each form decides.

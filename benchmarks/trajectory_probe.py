@@ -24,10 +24,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.getcwd())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 SPLITS = ("val_domain", "val_general")
 WAYS = {"eager": {"compile": False}, "foreach": {"compile": False, "fused_adamw": "off"},
@@ -46,22 +46,15 @@ def one_way(params_path: str, data: Path, way: str) -> dict:
     """Train the recipe ``way`` in this process; the largest gradient norm, its step and the held-out losses."""
     from cpt_utils.config import load_params
     from cpt_utils.modeling import load_model, load_tokenizer
-    from cpt_utils.train import fit, setup
+    from scratch_run import scratch_fit, scratch_params
     params = load_params(params_path)
     if way == "base":
         model = load_model(params.model, seed=params.seed).eval()
         model.config.use_cache = False
         return {"held_out": held_out(params, model, load_tokenizer(params.model), data)}
-    params = params.model_copy(update={"train": params.train.model_copy(update={
-        **WAYS[way], "eval_every_tokens": None, "in_loop_eval": False, "checkpoint_every_tokens": None,
-        "resume": "never"})})
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        run.mkdir()
-        state = setup(params, run, data)
-        fit(state, progress=False)
-        rows = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-        norms = [r["grad_norm"] for r in rows if r["kind"] == "train"]
+    params = scratch_params(params, **WAYS[way])
+    state, rows = scratch_fit(params, data)
+    norms = [r["grad_norm"] for r in rows if r["kind"] == "train"]
     # Accelerate's prepare() wraps forward in its own autocast; unwrapped, the scoring's precision decides
     model = state.accelerator.unwrap_model(state.model, keep_fp32_wrapper=False).eval()
     peak = max(range(len(norms)), key=norms.__getitem__)

@@ -58,12 +58,14 @@ def templates_compiled_once():
         lm_utils.apply_template = original
 
 
+@templates_compiled_once()  # the summaries at the end render templates too (gold, choices)
 def run_built_tasks(params, model, tokenizer, task_dir: Path | None, precision: str = "fp32",
                     offline: list[str] | None = None) -> dict:
     """Offline tasks from a built folder (``task_build.build_task_dir``; None: none) — ``offline`` of them
     (None: ``eval.offline_tasks``) — and, online, hub tasks on the in-memory model; per-item results kept,
     with each item's MMLU subject (``item_subjects``) and the catalogue's ``group`` where it has one."""
-    from lm_eval.tasks import TaskManager  # lazy: importing lm-eval costs seconds; only an evaluation pays it
+    import lm_eval  # lazy: importing lm-eval costs seconds; only an evaluation pays it
+    from lm_eval.tasks import TaskManager, get_task_dict  # lazy: as above
 
     include = task_dir
     offline = list(params.eval.offline_tasks if offline is None else offline) if include else []
@@ -72,20 +74,10 @@ def run_built_tasks(params, model, tokenizer, task_dir: Path | None, precision: 
         names += list(params.eval.hub_tasks)
     if not names:
         return {}
+    seed = params.eval.seed
     # indexing lm-eval's thousands of built-in tasks costs seconds per call: skip it when offline
     manager = TaskManager(include_path=str(include) if include else None,
                           include_defaults=bool(params.eval.hub_tasks) and not params.offline)
-    with templates_compiled_once():  # the summaries below render templates too (gold, choices)
-        return _evaluate_and_summarise(params, model, tokenizer, include, names, offline, manager, precision)
-
-
-def _evaluate_and_summarise(params, model, tokenizer, include, names: list[str], offline: list[str], manager,
-                            precision: str) -> dict:
-    """lm-eval's evaluation of ``names``, then cpt's per-task summary of its samples."""
-    import lm_eval  # lazy: as in run_built_tasks
-    from lm_eval.tasks import get_task_dict  # lazy: as above
-
-    seed = params.eval.seed
     captured = io.StringIO()  # lm-eval draws a progress bar per stage; our per-checkpoint line is enough
     try:
         with contextlib.redirect_stderr(captured):

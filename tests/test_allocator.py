@@ -7,8 +7,9 @@ import pytest
 
 from cpt_utils import allocator
 
-GLIBC = allocator._glibc() is not None
-needs_glibc = pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
+LIBC = allocator._glibc()
+needs_glibc = pytest.mark.skipif(LIBC is None or not hasattr(LIBC, "mallinfo2"),
+                                 reason="glibc's malloc only (mallinfo2: glibc ≥ 2.33)")
 
 # in a fresh interpreter: where a 64 MiB tensor's memory comes from, before and after keep_freed_memory()
 PROBE = textwrap.dedent("""
