@@ -156,6 +156,7 @@ def test_a_child_file_replaces_the_variants_and_registers_of_its_parent():
 
 # --------------------------------------------------------------------------------- --set overrides
 TINY = REPO_ROOT / "params" / "tiny.yaml"
+QUICKSTART = REPO_ROOT / "params" / "quickstart.yaml"
 
 
 def test_set_values_are_yaml_with_the_numbers_a_user_means():
@@ -306,3 +307,14 @@ def test_a_domain_budget_below_what_training_draws_is_a_warning_naming_both_keys
         validate_params({"preprocess": {"train_token_budget": 100_000},
                          "train": {"token_budget": 100_000, "milestones": [80_000, 100_000], "schedule": "wsd",
                                    "decay_branch_fraction": 0.5}})
+
+
+def test_a_misspelt_heldout_split_is_refused_before_any_work_naming_the_prepared_ones():
+    """``eval.heldout_splits`` is checked against the splits the file prepares, not found missing after preprocessing."""
+    with pytest.raises(ParamsError) as err:
+        load_params(QUICKSTART, sets=["eval.heldout_splits=[val_domian, val_chat]"])
+    (line,) = err.value.problems
+    assert "eval.heldout_splits: 'val_domian' is not a held-out split of this file (did you mean 'val_domain'?)" in line
+    assert "allowed: val_domain, val_general, val_chat, val_fiction, val_news, val_code" in line
+    assert load_params(QUICKSTART, sets=["eval.heldout_splits=[val_domain, val_chat]"]).eval.heldout_splits == [
+        "val_domain", "val_chat"]

@@ -83,7 +83,7 @@ def consistency_problems(params: ExperimentParams) -> list[str]:
             continue  # already reported by the schema (VariantTrainParams)
         problems += _train_problems(tp, f"variants.{name}.train", set(resolved) - set(variant.train.keys()))
     return (problems + _replay_problems(params) + _model_shape_problems(params) + _task_group_problems(params.eval)
-            + _final_task_problems(params.eval))
+            + _final_task_problems(params.eval) + _heldout_split_problems(params))
 
 def _replay_problems(params: ExperimentParams) -> list[str]:
     """Every replay source must be packed from a corpus the file declares: ``general`` or a register."""
@@ -98,6 +98,14 @@ def _replay_problems(params: ExperimentParams) -> list[str]:
                             "(general, or a corpus declared under data.registers)")
     return problems
 
+
+
+def _heldout_split_problems(params: ExperimentParams) -> list[str]:
+    """``eval.heldout_splits`` may only name splits this file prepares (val_domain, val_general,
+    val_<register>): a misspelt name would otherwise surface only after preprocessing, minutes later."""
+    prepared = ["val_domain", "val_general", *(f"val_{name}" for name in params.data.registers)]
+    return [f"eval.heldout_splits: {split!r} is not a held-out split of this file{_close(split, prepared)}; "
+            f"allowed: {', '.join(prepared)}" for split in params.eval.heldout_splits or [] if split not in prepared]
 
 
 def _task_group_problems(ev: EvalParams) -> list[str]:
