@@ -143,3 +143,45 @@ def test_every_schema_kind_is_registered_and_states_its_provenance():
         "dataset": "HuggingFaceFW/fineweb-edu", "licence": "see the dataset's card on the hub"}
     assert corpus_provenance({"kind": "files", "paths": ["a/*.jsonl"]})["dataset"] == "local files: a/*.jsonl"
     assert corpus_provenance({"kind": "something else"}) == {"dataset": "something else", "licence": "unknown"}
+
+
+def test_damaged_files_are_counted_where_they_break_and_what_came_before_is_kept(tmp_path):
+    """A download cut short (.gz), a file that is not what its name says, a damaged parquet: counted with the
+    place they broke, never fatal; the records before the damage are read."""
+    import gzip
+
+    whole = gzip.compress(b"".join(json.dumps({"text": f"document {i} " * 30}).encode() + b"\n" for i in range(400)))
+    (tmp_path / "a_cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "b_plain.jsonl.gz").write_bytes(b'{"text": "not compressed"}\n')
+    (tmp_path / "c_cut.txt.gz").write_bytes(gzip.compress(" ".join(f"word{i}" for i in range(5000)).encode())[:200])
+    (tmp_path / "d_bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    (tmp_path / "e_good.jsonl").write_text(json.dumps({"text": "after the damage"}) + "\n")
+    stream = open_corpus(FilesCorpus(paths=["*.gz", "*.parquet", "*.jsonl"]), base_dir=tmp_path)
+    texts = [d.text for d in stream]
+    kept = sum(t.startswith("document ") for t in texts)
+    assert 0 < kept < 400 and texts[:kept] == [f"document {i} " * 30 for i in range(kept)]  # in order, none invented
+    assert texts[-1] == "after the damage"
+    assert stream.problems.counts == {"damaged gzip file, read up to here (EOFError)": 1,
+                                      "damaged gzip file, read up to here (BadGzipFile)": 1,
+                                      "damaged gzip file (EOFError)": 1,
+                                      "damaged parquet file, read up to here (ArrowInvalid)": 1}
+    assert f"a_cut.jsonl.gz:{kept + 1}: damaged gzip file, read up to here (EOFError)" in stream.problems.examples
+
+
+def test_a_byte_order_mark_windows_line_ends_and_surrogate_escapes(tmp_path):
+    """Files saved by Windows editors read as their authors see them; a JSON string UTF-8 cannot encode
+    (an unpaired surrogate escape, valid JSON) is counted instead of stopping preprocessing later."""
+    (tmp_path / "bom.jsonl").write_bytes("\ufeff".encode() + b'{"text": "first"}\n{"text": "second"}\n')
+    (tmp_path / "pairs.jsonl").write_text('{"text": "lone \\ud800 half"}\n{"text": "a pair \\ud83d\\ude00 is fine"}\n'
+                                          '{"text": "ok", "id": "\\udfff"}\n{"text": "meta", "tag": "\\ud800"}\n')
+    stream = open_corpus(FilesCorpus(paths=["bom.jsonl", "pairs.jsonl"]), base_dir=tmp_path)
+    docs = list(stream)
+    assert [d.text for d in docs] == ["first", "second", "a pair \U0001F600 is fine", "meta"]
+    assert docs[-1].meta == {}  # the unencodable field is dropped, the document kept
+    assert stream.problems.counts == {"unpaired surrogate escape (not encodable as UTF-8)": 2}
+    (tmp_path / "win.txt").write_bytes("\ufeff".encode() + b"Para one,\r\nstill one.\r\n\r\nPara two.\r\n \r\nThree.")
+    paragraphs = [d.text for d in open_corpus(FilesCorpus(paths=["win.txt"], txt_mode="paragraphs"), base_dir=tmp_path)]
+    assert paragraphs == ["Para one,\r\nstill one.", "Para two.", "Three."]
+    (whole,) = open_corpus(FilesCorpus(paths=["win.txt"]), base_dir=tmp_path)
+    lines = [d.text for d in open_corpus(FilesCorpus(paths=["win.txt"], txt_mode="lines"), base_dir=tmp_path)]
+    assert whole.text.startswith("Para one,") and lines[0] == "Para one,"

@@ -131,11 +131,13 @@ def test_bad_input_is_counted_and_enormous_documents_span_many_sequences(tmp_pat
               json.dumps({"text": "\x00\x01\ufffd\ufffd" * 200}).encode() + b"\n",  # binary garbage
               b'{"text": "caf\xe9 bytes that are not UTF-8"}\n',                 # non-UTF-8
               b"{broken json\n",
+              b'{"text": "valid JSON that UTF-8 cannot encode: \\ud800"}\n',   # stopped preprocessing once
               json.dumps({"id": "huge", "text": enormous}).encode() + b"\n"]
     params = _files_params(tmp_path, lines, val_max_docs=50)  # every candidate kept: 'huge' is packed somewhere
     manifest = prepare_data(params, tmp_path / "run", progress=False)
     domain = manifest["corpora"]["domain"]
-    assert domain["unreadable"]["by_reason"] == {"non-UTF-8 bytes": 1, "invalid JSON": 1}
+    assert domain["unreadable"]["by_reason"] == {"non-UTF-8 bytes": 1, "invalid JSON": 1,
+                                                 "unpaired surrogate escape (not encodable as UTF-8)": 1}
     assert domain["filters"]["removed"]["empty"] == 1 and domain["filters"]["removed"]["binary"] == 1
     docs = {d["id"]: d for name in ("train", "val_domain") for d in open_split(tmp_path / "run", name).documents()}
     assert docs["huge"]["tokens"] > 20 * 32  # longer than twenty sequences, packed across them

@@ -1,13 +1,17 @@
 """The ``files`` kind: local ``.txt``, ``.jsonl`` (gzip too) or ``.parquet`` files, globs allowed.
 
 Read in path order, streamed (nothing held beyond one parquet batch). Relative paths start at the
-parameter file's folder. A malformed line is counted by reason (``ProblemReport``), never fatal.
+parameter file's folder. A malformed line is counted by reason (``ProblemReport``), never fatal; so is a
+file that cannot be read on (a truncated ``.gz``, a damaged ``.parquet``): what was read before the damage is kept.
+Editors' habits are not errors: a UTF-8 byte-order mark is dropped, Windows line ends split paragraphs.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import re
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -58,8 +62,37 @@ def _expand(paths: list[str], base_dir: Path) -> list[Path]:
     return files
 
 
+#: what a damaged gzip stream raises part-way (truncated: EOFError; not gzip: BadGzipFile, an OSError; bad data: zlib.error)
+_GZIP_DAMAGE = (EOFError, OSError, zlib.error)
+_BOM = "\ufeff"
+#: a blank line between paragraphs: may hold spaces or tabs, and may end in \r\n (Windows) or \r (old Mac)
+_NEWLINE = r"(?:\r\n|\n|\r(?!\n))"  # one line end, never half of a \r\n
+_PARAGRAPH_BREAK = re.compile(_NEWLINE + r"[ \t]*" + _NEWLINE + r"\s*")
+
+
 def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _lines(path: Path, problems: ProblemReport) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) of a file; a gzip stream that breaks off is counted where it broke, and the
+    lines before it are kept (a download cut short still gives what arrived)."""
+    lineno = 0
+    with _open_binary(path) as fh:
+        try:
+            for lineno, raw in enumerate(fh, 1):
+                yield lineno, raw
+        except _GZIP_DAMAGE if path.suffix == ".gz" else () as err:
+            problems.add(f"damaged gzip file, read up to here ({type(err).__name__})", f"{path.name}:{lineno + 1}")
+
+
+def _unencodable(value) -> bool:
+    """A string JSON can hold but UTF-8 cannot: an unpaired surrogate escape such as "\\ud800"."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _kind_of(path: Path) -> str:
@@ -82,66 +115,79 @@ def iter_files(spec: FilesCorpus, base_dir: Path, problems: ProblemReport,
 
 
 def _iter_jsonl(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
-    with _open_binary(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            where = f"{path.name}:{lineno}"
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                problems.add("non-UTF-8 bytes", where)
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                problems.add("invalid JSON", where)
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                problems.add(f"missing text field '{text_field}'", where)
-                continue
-            meta = {k: v for k, v in record.items() if k != text_field and isinstance(v, (str, int, float, bool))}
-            yield Document(id=str(record.get("id", where)), text=record[text_field], source=path.name, meta=meta)
+    for lineno, raw in _lines(path, problems):
+        where = f"{path.name}:{lineno}"
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark opens some files
+        except UnicodeDecodeError:
+            problems.add("non-UTF-8 bytes", where)
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            problems.add("invalid JSON", where)
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+            problems.add(f"missing text field '{text_field}'", where)
+            continue
+        doc_id = str(record.get("id", where))
+        if _unencodable(record[text_field]) or _unencodable(doc_id):
+            problems.add("unpaired surrogate escape (not encodable as UTF-8)", where)
+            continue
+        meta = {k: v for k, v in record.items() if k != text_field and isinstance(v, (str, int, float, bool))
+                and not (isinstance(v, str) and _unencodable(v))}
+        yield Document(id=doc_id, text=record[text_field], source=path.name, meta=meta)
 
 
 def _iter_parquet(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
     import pyarrow.parquet as pq  # lazy: only parquet corpora pay for pyarrow
 
-    pf = pq.ParquetFile(path)
-    if text_field not in pf.schema_arrow.names:
-        problems.add(f"missing text column '{text_field}' (columns: {pf.schema_arrow.names})", path.name)
-        return
+    import pyarrow as pa
+
     row = 0
-    for batch in pf.iter_batches(batch_size=1024, columns=[text_field]):
-        for value in batch.column(0).to_pylist():
-            row += 1
-            if not isinstance(value, str):
-                problems.add(f"missing text field '{text_field}'", f"{path.name}:row {row}")
-                continue
-            yield Document(id=f"{path.name}:{row}", text=value, source=path.name)
+    try:
+        pf = pq.ParquetFile(path)
+        if text_field not in pf.schema_arrow.names:
+            problems.add(f"missing text column '{text_field}' (columns: {pf.schema_arrow.names})", path.name)
+            return
+        for batch in pf.iter_batches(batch_size=1024, columns=[text_field]):
+            for value in batch.column(0).to_pylist():
+                row += 1
+                if not isinstance(value, str):
+                    problems.add(f"missing text field '{text_field}'", f"{path.name}:row {row}")
+                    continue
+                yield Document(id=f"{path.name}:{row}", text=value, source=path.name)
+    except (pa.ArrowException, OSError) as err:  # not parquet, or damaged part-way: keep the rows read
+        problems.add(f"damaged parquet file, read up to here ({type(err).__name__})", f"{path.name}:row {row + 1}")
 
 
 def _iter_txt(path: Path, mode: str, problems: ProblemReport) -> Iterator[Document]:
+    if mode == "lines":
+        for lineno, raw in _lines(path, problems):
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+            except UnicodeDecodeError:
+                problems.add("non-UTF-8 bytes", f"{path.name}:{lineno}")
+                continue
+            if text:
+                yield Document(id=f"{path.name}:{lineno}", text=text, source=path.name)
+        return
     with _open_binary(path) as fh:
-        data = fh.read() if mode != "lines" else None
-        if mode == "lines":
-            for lineno, raw in enumerate(fh, 1):
-                try:
-                    text = raw.decode("utf-8").strip()
-                except UnicodeDecodeError:
-                    problems.add("non-UTF-8 bytes", f"{path.name}:{lineno}")
-                    continue
-                if text:
-                    yield Document(id=f"{path.name}:{lineno}", text=text, source=path.name)
+        try:
+            data = fh.read()
+        except _GZIP_DAMAGE if path.suffix == ".gz" else () as err:  # a whole-file document cut short is not kept
+            problems.add(f"damaged gzip file ({type(err).__name__})", path.name)
             return
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         problems.add("non-UTF-8 bytes", path.name)
         return
     if mode == "file":
         yield Document(id=path.name, text=text, source=path.name)
     else:
-        for i, para in enumerate(p.strip() for p in text.split("\n\n")):
+        for i, para in enumerate(p.strip() for p in _PARAGRAPH_BREAK.split(text)):
             if para:
                 yield Document(id=f"{path.name}#{i}", text=para, source=path.name)
