@@ -121,6 +121,20 @@ def test_bad_yaml_and_missing_file_are_clear(tmp_path):
         load_params(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("text, line", [
+    ("train:\n  lr: 1.0e-4\ntrain:\n  token_budget: 2048\n", "key 'train' appears twice in one mapping (first at line 2;"
+                                                              " YAML would keep only the last) at line 4, column 1"),
+    ("train:\n  lr: 1.0e-4\n  warmup_tokens: 64\n  lr: 3.0e-4\n", "key 'lr' appears twice in one mapping (first at line 3;"
+                                                                " YAML would keep only the last) at line 5, column 3"),
+])
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path, text, line):
+    """PyYAML keeps the last of two equal keys: a second ``train:`` section would drop the first without a word."""
+    (tmp_path / "twice.yaml").write_text(f"extends: {TINY}\n" + text)  # the file's text starts at line 2
+    with pytest.raises(ParamsError) as err:
+        load_params(tmp_path / "twice.yaml")
+    assert str(err.value).endswith(f"twice.yaml: not valid YAML: {line}")
+
+
 def test_step_fingerprint_depends_only_on_the_steps_inputs():
     base = ExperimentParams()
     more_training = validate_params({"train": {"token_budget": 123_456}})
