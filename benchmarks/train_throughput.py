@@ -338,7 +338,10 @@ def main() -> None:
                *(["--model-dir", args.model_dir] if args.model_dir else []),
                *(["--data-dir", args.data_dir] if args.data_dir else []), *(["--set", *args.set] if args.set else []),
                *(["--ieee-fp32"] if args.ieee_fp32 else [])]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        # the reference is a user's run_clm_no_trainer.py: glibc's malloc as it comes, not cpt's tuning of it
+        # (cpt_utils.allocator, applied by cpt's model loader, which this benchmark also uses to load it)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **({"CPT_MALLOC_TUNING": "off"} if kind == "reference" else {})}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:  # report it and go on: one broken loop must not cost the others' figures
             failed.append(kind)
