@@ -205,7 +205,7 @@ def run_cpt(args) -> tuple[list[float], dict]:
         rows = [json.loads(l) for l in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["kind"] == "train"]
     return [r["time_s"] for r in train_rows][warmup:], {
-        "precision": summary["precision"], "compile_s": summary["compile_s"],
+        "precision": summary["precision"], "compile_s": summary["compile_s"], "attention": summary.get("attention"),
         "losses": [round(r["loss"], 5) for r in train_rows]}
 
 
@@ -235,7 +235,8 @@ def worker(args) -> None:
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     if args.worker == "reference":
-        times, extra = run_reference(args), {"precision": _new_precision(args.device), "compile_s": None}
+        times, extra = run_reference(args), {"precision": _new_precision(args.device), "compile_s": None,
+                                             "attention": args.attn}
     else:
         times, extra = run_cpt(args)
     result = {"median_step_s": statistics.median(times), "steps": len(times), **extra,
@@ -281,11 +282,12 @@ def main() -> None:
     parser.add_argument("--random-weights", action="store_true",
                         help="seeded random weights with --model-dir's config and tokenizer (its weights may be absent)")
     parser.add_argument("--data-dir", default=None, help="data already prepared at --seq-len with this tokenizer")
-    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2", "flex_attention"],
-                        help="model.attn_implementation (flash_attention_2 needs the flash-attn package and --batch 1; "
+    parser.add_argument("--attn", default="auto", choices=["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"],
+                        help="model.attn_implementation of the cpt loops (default auto: cpt's own choice, "
+                        "attention.training_attention; flash_attention_2 needs the flash-attn package and --batch 1; "
                         "flex_attention: per-document block masks, CUDA only for training)")
     parser.add_argument("--reference-attn", default=None, choices=["sdpa", "eager", "flash_attention_2", "flex_attention"],
-                        help="the reference loop's attention (default: sdpa with --attn flex_attention, else --attn)")
+                        help="the reference loop's attention (default: sdpa with --attn auto or flex_attention, else --attn)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="train.* settings for the cpt loops, e.g. per_document_attention=false loss_chunk_tokens=0")
     parser.add_argument("--ieee-fp32", action="store_true", help="keep the training loss head in IEEE fp32 "
@@ -299,7 +301,7 @@ def main() -> None:
     args.seq_len = args.seq_len or (2048 if args.gpu else 256)
     args.batch = args.batch or (8 if args.gpu else 4)
     if args.reference_attn is None:
-        args.reference_attn = "sdpa" if args.attn == "flex_attention" else args.attn
+        args.reference_attn = "sdpa" if args.attn in ("auto", "flex_attention") else args.attn
     args.old_steps = args.steps if args.old_steps is None else args.old_steps
     args.old_warmup = args.warmup if args.old_warmup is None else args.old_warmup
     from cpt_utils.paths import configure_environment
@@ -353,7 +355,7 @@ def main() -> None:
         mfu_text = "unknown" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         compile_text = f", compile {r['compile_s']:.0f} s" if r.get("compile_s") is not None else ""
         print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  1B tokens "
-              f"{hours_per_billion(r['tokens_per_s']):,.1f} h  ({r['precision']}, median of "
+              f"{hours_per_billion(r['tokens_per_s']):,.1f} h  ({r['precision']}, {r.get('attention')} attention, median of "
               f"{r['steps']} steps {r['median_step_s']:.2f} s, cpu/wall {r['cpu_over_wall']:.2f}, peak memory "
               f"{r['peak_mem_mb']:,.0f} MB{compile_text})", flush=True)
         if r.get("losses"):

@@ -19,6 +19,14 @@ at each row start). Each attention implementation of transformers does something
 
 ``attention_kwargs`` is the one call the training loss and held-out evaluation make; for every
 implementation but ``flex_attention`` it returns exactly what they passed before (``position_ids``).
+
+``auto`` (the default of ``model.attn_implementation``) is ``sdpa``, except in the training step on a CPU
+that multiplies bf16 natively, under bf16 autocast, which runs ``eager`` (``training_attention``): there torch's CPU flash kernel spends
+7.5 ms per layer in its backward at 4 × 256 (17% of a compiled step), while eager attention's matmuls and
+softmax cost less — measured 1.07× per step eager and 1.17× with the layers compiled on a 2-core AMX Xeon,
+with the loss and gradients as far from fp32 as sdpa's (benchmarks/README.md). It keeps the T × T
+probabilities for the backward, so only while they fit ``EAGER_PROBABILITIES_BUDGET``. Evaluation always
+runs ``sdpa``: its results are compared and reused across processes, and its forward is flash's strength.
 """
 
 from __future__ import annotations
@@ -30,10 +38,17 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from accelerate.utils import extract_model_from_parallel
 
+from .precision import cpu_has_native_bf16
+
 if TYPE_CHECKING:
     from torch.nn.attention.flex_attention import BlockMask
 
 FLEX = "flex_attention"
+AUTO = "auto"
+#: the attention probabilities an eager training step may keep for its backward (fp32 scores and
+#: probabilities plus their bf16 copy: 8 bytes per entry, every layer); beyond it ``auto`` stays sdpa.
+#: At the quickstart's 4 × 256 with SmolLM2-135M's 9 heads × 30 layers: 0.57 GB (peak RSS +0.48 GB measured).
+EAGER_PROBABILITIES_BUDGET = 2 * 2**30
 
 
 def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
@@ -85,6 +100,40 @@ def check_supported(attn_implementation: str, device_type: str, training: bool =
                          "or use flex_attention on CUDA")
 
 
+def loading_attention(requested: str) -> str:
+    """The implementation a model is loaded with: ``auto`` loads ``sdpa`` (what evaluation runs)."""
+    return "sdpa" if requested == AUTO else requested
+
+
+def training_attention(requested: str, device_type: str, precision: str, rows: int, seq_len: int, config) -> str:
+    """The implementation the training step runs: ``requested``, but ``auto`` is ``eager`` on a CPU that
+    multiplies bf16 natively, under bf16 autocast, when the step's attention probabilities fit
+    ``EAGER_PROBABILITIES_BUDGET``; else ``sdpa``. (In fp32 eager measured no faster: 2.81 vs 2.76 s per step;
+    bf16 forced on a CPU that emulates it was not measured; on GPUs sdpa has flash kernels.)"""
+    if requested != AUTO:
+        return requested
+    heads, layers = getattr(config, "num_attention_heads", None), getattr(config, "num_hidden_layers", None)
+    if device_type != "cpu" or precision != "bf16" or not cpu_has_native_bf16() or not heads or not layers:
+        return "sdpa"
+    return "eager" if rows * heads * seq_len ** 2 * layers * 8 <= EAGER_PROBABILITIES_BUDGET else "sdpa"
+
+
+@contextlib.contextmanager
+def attention_as(model, implementation: str) -> Iterator[None]:
+    """Within the block ``model`` (through DDP / compile wrappers) runs ``implementation``; transformers reads
+    ``config._attn_implementation`` at every forward (masks included), so the switch costs nothing."""
+    config = extract_model_from_parallel(model, keep_torch_compile=False).config
+    before = getattr(config, "_attn_implementation", None)
+    if before == implementation:
+        yield
+        return
+    config._attn_implementation = implementation
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
 def attn_implementation(model) -> str:
     """The attention implementation of ``model``, through DDP / ``torch.compile`` wrappers."""
     inner = extract_model_from_parallel(model, keep_torch_compile=False)
@@ -108,12 +157,8 @@ def dense_mask_attention(model) -> Iterator[None]:
     """Within the block a ``flex_attention`` model runs ``sdpa``: for callers that pass their own 4-D tensor
     mask (``scoring.FastMCLM``). transformers' flex path adds such a mask to the scores (``score_mod``),
     which does not mask a boolean one, and its compiled CPU kernel crashed on it here (torch 2.13)."""
-    config = model.config
-    if getattr(config, "_attn_implementation", None) != FLEX:
+    if getattr(model.config, "_attn_implementation", None) != FLEX:
         yield
         return
-    config._attn_implementation = "sdpa"
-    try:
+    with attention_as(model, "sdpa"):
         yield
-    finally:
-        config._attn_implementation = FLEX

@@ -154,14 +154,16 @@ def load_model(spec: ModelParams, seed: int = 0, dtype: str = "float32") -> "Pre
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .attention import loading_attention  # lazy: attention imports torch and accelerate
+
     keep_freed_memory()  # every process that runs a model reuses its freed tensors' pages (allocator.py)
 
     if spec.source == "tiny":
         vocab = len(train_tiny_tokenizer(spec.tiny.vocab_size))
-        return build_tiny_model(spec.tiny, vocab, seed, spec.attn_implementation)
+        return build_tiny_model(spec.tiny, vocab, seed, loading_attention(spec.attn_implementation))
     return AutoModelForCausalLM.from_pretrained(
         resolve_model_dir(spec), revision=spec.revision, dtype=getattr(torch, dtype),
-        attn_implementation=spec.attn_implementation,
+        attn_implementation=loading_attention(spec.attn_implementation),  # auto: sdpa (training may switch)
     )
 
 

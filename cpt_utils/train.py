@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import engines
 from .atomic import atomic_write
+from .attention import attention_as, training_attention
 from .attention import check_supported as check_attention_supported
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .config import ExperimentParams, load_params
@@ -212,6 +213,7 @@ class TrainState:
     eval_copy: engines.EvalCopy
     step: int = 0
     compile_mode: CompileMode = "off"  # what train.compile asks for (compile_mode)
+    attention: str = "sdpa"  # the kernel the training step runs (attention.training_attention; evaluation: sdpa)
 
 
 def _finished_run(params: ExperimentParams, run_dir: Path, data_dir: Path) -> dict | None:
@@ -284,6 +286,8 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
 
     plan = StepPlan.from_params(tp, train_split.seq_len, accelerator.num_processes)
     unwrapped = accelerator.unwrap_model(model)
+    attention = training_attention(params.model.attn_implementation, accelerator.device.type, precision,
+                                   tp.micro_batch_size, train_split.seq_len, unwrapped.config)
     n_params = sum(p.numel() for p in unwrapped.parameters())
     repeats = sampler.repeat_warning(plan.total_steps * tp.grad_accum_steps)
     if repeats and accelerator.is_main_process:
@@ -296,7 +300,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
         fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
         n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
         peak=peak_flops(accelerator.device.type),  # per device; None for an unknown GPU
-        eval_copy=engines.EvalCopy(accelerator, model), compile_mode=compiling)
+        eval_copy=engines.EvalCopy(accelerator, model), compile_mode=compiling, attention=attention)
 
 
 # -------------------------------------------------------------------------------------------- resume
@@ -387,7 +391,8 @@ def fit(state: TrainState, progress: bool = True, stop_after_steps: int | None =
         accelerator.end_training()
     return {"reused": False, "steps": state.step, "tokens": state.step * plan.tokens_per_step,
             "tokens_per_step": plan.tokens_per_step, "processes": accelerator.num_processes,
-            "precision": state.precision, "compile": state.compile_mode, "compile_s": timer.compile_s,
+            "precision": state.precision, "attention": state.attention, "compile": state.compile_mode,
+            "compile_s": timer.compile_s,
             "ranks_consistent": consistent,
             "engine": engines.engine_name(accelerator)}
 
@@ -406,7 +411,8 @@ def _train_step(state: TrainState) -> StepResult:
         # accumulate(): gradients sync (DDP/FSDP) and DeepSpeed steps only on the last micro-step;
         # accelerator.backward divides by the accumulation steps (DeepSpeed's engine does it itself)
         with accelerator.accumulate(model):
-            with autocast(state.precision, accelerator.device.type):
+            # the kernel is chosen at the forward; the backward replays what it recorded
+            with attention_as(model, state.attention), autocast(state.precision, accelerator.device.type):
                 loss = causal_lm_loss(state.step_model, inputs["input_ids"], inputs.get("position_ids"),
                                       tp.loss_chunk_tokens)
             accelerator.backward(loss + state.pull.loss_term(model) if state.pull else loss)

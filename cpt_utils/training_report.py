@@ -38,7 +38,8 @@ def config_table(params: ExperimentParams, summary: dict):
         "milestones": ", ".join(f"{m:,}" for m in tp.milestones) or "none",
         "schedule": f"{tp.schedule}, peak LR {tp.lr:g}, re-warm {tp.warmup_tokens:,} tokens, floor {tp.min_lr_ratio:g}× peak",
         "precision": summary.get("precision", tp.precision),
-        "per-document attention": tp.per_document_attention,
+        "per-document attention": (f"{tp.per_document_attention} ({summary['attention']} kernel in training steps)"
+                                   if "attention" in summary else tp.per_document_attention),
         "replay fraction": (f"{tp.replay_fraction:g} of each batch from "
                             + ", ".join(f"{name} {w:.0%}" for name, w in tp.replay_weights().items())
                             if tp.replay_fraction else 0),

@@ -72,10 +72,11 @@ class ModelParams(Section):
     revision: str | None = Field(None, description="hub revision (branch, tag or commit) of the model and its "
                                                    "tokenizer; None: the default branch")
     tiny: TinyModelParams = Field(TinyModelParams(), description="the tiny model's shape, used when source is tiny")
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = Field(
-        "sdpa", description="transformers' attention kernel. sdpa/eager: per-document attention through a "
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"] = Field(
+        "auto", description="transformers' attention kernel. sdpa/eager: per-document attention through a "
         "dense 4-D mask; flex_attention: through a FlexAttention block mask (cpt_utils.attention), flash-speed "
-        "kernels with documents isolated; flash_attention_2 isolates documents only at micro-batch 1")
+        "kernels with documents isolated; flash_attention_2 isolates documents only at micro-batch 1; auto: sdpa, "
+        "but eager in training steps on a CPU under bf16 autocast, where it is faster (attention.training_attention)")
 
 
 # -------------------------------------------------------------------------------------------- corpora
