@@ -21,9 +21,9 @@ at each row start). Each attention implementation of transformers does something
 implementation but ``flex_attention`` it returns exactly what they passed before (``position_ids``).
 
 ``auto`` (the default of ``model.attn_implementation``) is ``sdpa``, except in the training step on a CPU
-that multiplies bf16 natively, under bf16 autocast, which runs ``eager`` (``training_attention``): there torch's CPU flash kernel spends
-7.5 ms per layer in its backward at 4 × 256 (17% of a compiled step), while eager attention's matmuls and
-softmax cost less — measured 1.07× per step eager and 1.17× with the layers compiled on a 2-core AMX Xeon,
+that multiplies bf16 natively, under bf16 autocast, which runs ``eager`` (``training_attention``): there
+torch's CPU flash kernel spends 7.5 ms per layer in its backward at 4 × 256 (17% of a compiled step), while
+eager attention's matmuls and softmax cost less — measured 1.03–1.07× per step eager and 1.17× with the layers compiled on a 2-core AMX Xeon,
 with the loss and gradients as far from fp32 as sdpa's (benchmarks/README.md). It keeps the T × T
 probabilities for the backward, so only while they fit ``EAGER_PROBABILITIES_BUDGET``. Evaluation always
 runs ``sdpa``: its results are compared and reused across processes, and its forward is flash's strength.

@@ -76,7 +76,8 @@ class ModelParams(Section):
         "auto", description="transformers' attention kernel. sdpa/eager: per-document attention through a "
         "dense 4-D mask; flex_attention: through a FlexAttention block mask (cpt_utils.attention), flash-speed "
         "kernels with documents isolated; flash_attention_2 isolates documents only at micro-batch 1; auto: sdpa, "
-        "but eager in training steps on a CPU under bf16 autocast, where it is faster (attention.training_attention)")
+        "but eager in training steps on a bf16-native CPU under bf16 autocast, where it is faster "
+        "(attention.training_attention)")
 
 
 # -------------------------------------------------------------------------------------------- corpora

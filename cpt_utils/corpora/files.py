@@ -64,7 +64,6 @@ def _expand(paths: list[str], base_dir: Path) -> list[Path]:
 
 #: what a damaged gzip stream raises part-way (truncated: EOFError; not gzip: BadGzipFile, an OSError; bad data: zlib.error)
 _GZIP_DAMAGE = (EOFError, OSError, zlib.error)
-_BOM = "\ufeff"
 #: a blank line between paragraphs: may hold spaces or tabs, and may end in \r\n (Windows) or \r (old Mac)
 _NEWLINE = r"(?:\r\n|\n|\r(?!\n))"  # one line end, never half of a \r\n
 _PARAGRAPH_BREAK = re.compile(_NEWLINE + r"[ \t]*" + _NEWLINE + r"\s*")
@@ -82,7 +81,7 @@ def _lines(path: Path, problems: ProblemReport) -> Iterator[tuple[int, bytes]]:
         try:
             for lineno, raw in enumerate(fh, 1):
                 yield lineno, raw
-        except _GZIP_DAMAGE if path.suffix == ".gz" else () as err:
+        except (_GZIP_DAMAGE if path.suffix == ".gz" else ()) as err:
             problems.add(f"damaged gzip file, read up to here ({type(err).__name__})", f"{path.name}:{lineno + 1}")
 
 
@@ -142,9 +141,8 @@ def _iter_jsonl(path: Path, text_field: str, problems: ProblemReport) -> Iterato
 
 
 def _iter_parquet(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
-    import pyarrow.parquet as pq  # lazy: only parquet corpora pay for pyarrow
-
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: only parquet corpora pay for pyarrow
+    import pyarrow.parquet as pq
 
     row = 0
     try:
@@ -177,7 +175,7 @@ def _iter_txt(path: Path, mode: str, problems: ProblemReport) -> Iterator[Docume
     with _open_binary(path) as fh:
         try:
             data = fh.read()
-        except _GZIP_DAMAGE if path.suffix == ".gz" else () as err:  # a whole-file document cut short is not kept
+        except (_GZIP_DAMAGE if path.suffix == ".gz" else ()) as err:  # a whole-file document cut short is not kept
             problems.add(f"damaged gzip file ({type(err).__name__})", path.name)
             return
     try:
