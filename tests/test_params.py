@@ -355,3 +355,18 @@ def test_subjects_are_not_checked_before_the_mmlu_asset_is_fetched(tmp_path, mon
     monkeypatch.setenv("CPT_CACHE", str(tmp_path))  # an empty cache: validation must not download to check
     assert load_params(QUICKSTART, sets=["eval.domain_subjects=[anatomyy]"]).eval.domain_subjects == ["anatomyy"]
     assert not (tmp_path / "assets").exists()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("seed", -1, "seed: Input should be greater than or equal to 0 (got -1)"),
+    ("seed", 2**32, "seed: Input should be less than or equal to 4294967295 (got 4294967296)"),
+    ("eval.seed", -5, "eval.seed: Input should be greater than or equal to 0 (got -5)"),
+])
+def test_a_seed_numpy_cannot_take_is_refused_at_validation(key, value, message):
+    """numpy seeds (``set_seed`` at training) take 0 … 2³² − 1: a negative seed stopped preprocessing with
+    numpy's "expected non-negative integer", a huge one passed preprocessing and stopped training."""
+    with pytest.raises(ParamsError) as err:
+        load_params(TINY, sets=[f"{key}={value}"])
+    (line,) = err.value.problems
+    assert message in line
+    assert load_params(TINY, sets=[f"{key}={2**32 - 1}"])  # the largest numpy takes is fine

@@ -41,6 +41,10 @@ GENERAL_WIKI_TOPICS = [
 GENERAL_SOURCE = "general"
 
 
+#: numpy's legacy seeding (``np.random.seed``, which ``accelerate.utils.set_seed`` calls) takes 0 … 2³² − 1;
+#: a seed outside it passed preprocessing and failed at training with numpy's own message
+SEED_MAX = 2**32 - 1
+
 class Section(BaseModel):
     """Base of every section: unknown keys are errors (a typo must not silently become a default)."""
 
@@ -324,7 +328,7 @@ class EvalParams(Section):
         default_factory=dict, description="items of a named task, overriding limit (e.g. {mmlu_offline_domain_cloze: 200})")
     num_fewshot: int = Field(0, ge=0, description="in-context examples per task item")
     batch_size: int = Field(8, ge=1, description="sequences per forward pass when scoring tasks and held-out perplexity")
-    seed: int = Field(1234, description="seed of the item subsample and of lm-eval's sampling")
+    seed: int = Field(1234, ge=0, le=SEED_MAX, description="seed of the item subsample and of lm-eval's sampling")
     perplexity_max_sequences: int | None = Field(None, ge=1, description="held-out sequences per split for the final "
                                                                          "perplexity (None: all)")
     heldout_splits: list[str] | None = Field(None, description="the held-out splits scored (val_domain, val_general, "
@@ -441,7 +445,8 @@ class ExperimentParams(Section):
         "experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="the run's folder runs/<run_name> (default: the parameter file's stem)")
     description: str = Field("", description="what the experiment is for, for the reports")
-    seed: int = Field(0, description="seed of data sampling, held-out selection, model init and training order")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of data sampling, held-out selection, model init and "
+                                                         "training order")
     offline: bool = Field(True, description="forbid the Hugging Face Hub (tests, CI, the quickstart)")
     model: ModelParams = Field(ModelParams(), description="the model to continue pre-training")
     data: DataParams = Field(DataParams(), description="the corpora: domain, general and held-out registers")
