@@ -304,3 +304,19 @@ def test_a_bf16_cpu_training_run_steps_with_eager_attention_and_evaluates_with_s
     assert {impl for grad, impl in seen if grad} == {"eager"}      # every training forward
     assert {impl for grad, impl in seen if not grad} == {"sdpa"}   # the in-loop held-out points
     assert state.accelerator.unwrap_model(state.model).config._attn_implementation == "sdpa"
+
+
+def test_auto_is_sdpa_to_a_runs_identity_so_runs_from_before_it_resume(tiny_params, data_dir):
+    """A checkpoint trained under ``sdpa`` (the default before ``auto``) keeps its trajectory and its results
+    under ``auto``, which only picks the training kernel per machine; an explicit ``eager`` is another run."""
+    from cpt_utils.results import trajectory_fingerprint
+    from cpt_utils.results.store import evaluation_settings
+
+    def with_attention(value):
+        return tiny_params.model_copy(update={"model": tiny_params.model.model_copy(update={"attn_implementation": value})})
+
+    auto, sdpa, eager = (with_attention(v) for v in ("auto", "sdpa", "eager"))
+    assert tiny_params.model.attn_implementation == "auto"
+    assert trajectory_fingerprint(auto, data_dir) == trajectory_fingerprint(sdpa, data_dir)
+    assert trajectory_fingerprint(eager, data_dir) != trajectory_fingerprint(sdpa, data_dir)
+    assert evaluation_settings(auto, data_dir) == evaluation_settings(sdpa, data_dir)

@@ -50,6 +50,17 @@ def training_data_identity(manifest: dict, split: str, replay_sources: Iterable[
     return identity
 
 
+def model_identity(params: ExperimentParams) -> dict:
+    """The model section as an identity sees it: ``attn_implementation: auto`` counts as ``sdpa``. ``auto``
+    only picks the training step's kernel for the machine it runs on (as ``precision: auto`` picks the
+    precision, which identities record as requested), evaluation runs sdpa under both, and a run trained
+    under ``sdpa`` — the default before ``auto`` existed — must still resume and keep its results."""
+    model = params.model.model_dump(mode="json")
+    if model.get("attn_implementation") == "auto":
+        model["attn_implementation"] = "sdpa"
+    return model
+
+
 def trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
     """What must not change between a checkpoint and its continuation: the base model, the seed, the
     training hyperparameters except the budget and logging cadence, and the *content* of the data (not
@@ -59,7 +70,7 @@ def trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
     train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
     # a control run: its split's hash too; a replay mixture: each register replay split's hash
     data = training_data_identity(manifest, train.pop("train_split"), params.train.replay_weights())
-    blob = json.dumps([params.model.model_dump(mode="json"), params.seed, train, data], sort_keys=True)
+    blob = json.dumps([model_identity(params), params.seed, train, data], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -24,7 +24,7 @@ from ..checkpointing import list_checkpoints
 from ..comparability import differences
 from ..paths import cache_dir
 from ..precision import resolve_precision
-from .identity import weights_identity
+from .identity import model_identity, weights_identity
 
 if TYPE_CHECKING:
     from ..config import ExperimentParams, ModelParams
@@ -140,7 +140,7 @@ def evaluation_settings(params: ExperimentParams, data_dir: Path, precision: str
                                          sort_keys=True).encode()).hexdigest()[:12]
     out = {"precision": precision or eval_precision_for(params),
            "per_document_attention": bool(params.train.per_document_attention),
-           "model": params.model.model_dump(mode="json"), "model_content": model_content(params.model),
+           "model": model_identity(params), "model_content": model_content(params.model),
            "eval_settings": settings, "heldout_data": data, "code": code_hash(), "versions": library_versions()}
     if final and final_tasks(params):
         out["final_tasks"] = final_tasks(params)
