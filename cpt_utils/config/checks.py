@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..assets import ASSETS, PACKAGED_MODELS
+from ..assets import PACKAGED_MODELS, fetched
 from ..atomic import atomic_write_json
 from ..paths import cache_dir, match_files
 from ..tasks import TaskError, mmlu_items, registry
@@ -217,10 +217,8 @@ def subject_problems(params: ExperimentParams) -> list[str]:
     asked = {key: getattr(params.eval, key) for key in ("domain_subjects", "general_subjects")}
     if not any(asked.values()):
         return []
-    asset = ASSETS["mmlu"]
-    path = cache_dir() / "assets" / f"{asset.package}-{asset.version}" / asset.member
-    verified = path.with_name(path.name + ".verified")
-    if not (path.is_file() and verified.is_file()):
+    path = fetched("mmlu")
+    if path is None:
         return []  # not fetched yet: the task build checks it
     try:
         known = {item["subject"] for item in mmlu_items(path)}
@@ -303,10 +301,8 @@ def model_positions(params: ExperimentParams) -> tuple[int | None, str, list[str
     if spec.source == "packaged":
         if spec.name not in PACKAGED_MODELS:
             return None, "", [f"model.name: unknown packaged model '{spec.name}'; allowed: {sorted(PACKAGED_MODELS)}"]
-        asset = ASSETS[PACKAGED_MODELS[spec.name]]
-        path = cache_dir() / "assets" / f"{asset.package}-{asset.version}" / asset.member
-        verified = path.with_name(path.name + ".verified")
-        if not (path.is_file() and verified.is_file()):
+        path = fetched(PACKAGED_MODELS[spec.name])
+        if path is None:
             return None, "", []  # not fetched yet: `cpt assets` will; do not download to validate
         return gguf_context_length(path), f"{path.name} metadata", []
     if spec.source == "gguf":

@@ -45,6 +45,7 @@ GENERAL_SOURCE = "general"
 #: a seed outside it passed preprocessing and failed at training with numpy's own message
 SEED_MAX = 2**32 - 1
 
+
 class Section(BaseModel):
     """Base of every section: unknown keys are errors (a typo must not silently become a default)."""
 
