@@ -13,6 +13,8 @@ sequence length and micro-batch. Each loop runs in its own process (peak memory 
 - cpt-eager:   the new precision policy (``cpt_utils.precision``) and fused AdamW, eager.
 - cpt-compiled: the same with `torch.compile` of the whole model (compile time reported apart: `compile_s`).
 - cpt-regions: the same with the decoder layers compiled (`train.compile: regions`, one graph for all layers).
+- cpt-eager-whole, cpt-regions-whole: cpt-eager and cpt-regions without the row blocks
+               (``cpt_utils.row_blocks``; ``CPT_ROW_BLOCKS=off``): every Linear product in one piece.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--warmup 1] [--old-steps 1] [--batch 4]
     .venv/bin/python benchmarks/train_throughput.py --gpu   # = --device cuda --seq-len 2048 --batch 8
@@ -186,7 +188,12 @@ CPT_LOOPS = {
     "cpt-eager": {"precision": "auto", "fused_adamw": "auto", "compile": False},
     "cpt-compiled": {"precision": "auto", "fused_adamw": "auto", "compile": True},
     "cpt-regions": {"precision": "auto", "fused_adamw": "auto", "compile": "regions"},
+    "cpt-eager-whole": {"precision": "auto", "fused_adamw": "auto", "compile": False},
+    "cpt-regions-whole": {"precision": "auto", "fused_adamw": "auto", "compile": "regions"},
 }
+#: the environment a loop runs in besides its train.* settings: "-whole" loops without cpt_utils.row_blocks
+LOOP_ENV = {"reference": {"CPT_MALLOC_TUNING": "off"}, "cpt-eager-whole": {"CPT_ROW_BLOCKS": "off"},
+            "cpt-regions-whole": {"CPT_ROW_BLOCKS": "off"}}
 
 
 def run_cpt(args) -> tuple[list[float], dict]:
@@ -206,7 +213,7 @@ def run_cpt(args) -> tuple[list[float], dict]:
     train_rows = [r for r in rows if r["kind"] == "train"]
     return [r["time_s"] for r in train_rows][warmup:], {
         "precision": summary["precision"], "compile_s": summary["compile_s"], "attention": summary.get("attention"),
-        "losses": [round(r["loss"], 5) for r in train_rows]}
+        "row_blocks": summary.get("row_blocks"), "losses": [round(r["loss"], 5) for r in train_rows]}
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -293,7 +300,8 @@ def main() -> None:
     parser.add_argument("--ieee-fp32", action="store_true", help="keep the training loss head in IEEE fp32 "
                         "(torch.backends.{cuda,mkldnn}.matmul.fp32_precision = 'ieee'), not TF32 on CUDA or implicit "
                         "bf16 on a bf16-native CPU (cpt_utils.losses.head_matmul_precision)")
-    parser.add_argument("--loops", nargs="+", default=["reference", *CPT_LOOPS], choices=["reference", *CPT_LOOPS])
+    parser.add_argument("--loops", nargs="+", default=["reference", *(k for k in CPT_LOOPS if not k.endswith("-whole"))],
+                        choices=["reference", *CPT_LOOPS])
     parser.add_argument("--worker", choices=["reference", *CPT_LOOPS])
     args = parser.parse_args()
     if args.gpu:
@@ -342,7 +350,7 @@ def main() -> None:
                *(["--ieee-fp32"] if args.ieee_fp32 else [])]
         # the reference is a user's run_clm_no_trainer.py: glibc's malloc as it comes, not cpt's tuning of it
         # (cpt_utils.allocator, applied by cpt's model loader, which this benchmark also uses to load it)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", **({"CPT_MALLOC_TUNING": "off"} if kind == "reference" else {})}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **LOOP_ENV.get(kind, {})}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:  # report it and go on: one broken loop must not cost the others' figures
@@ -357,7 +365,8 @@ def main() -> None:
         print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  1B tokens "
               f"{hours_per_billion(r['tokens_per_s']):,.1f} h  ({r['precision']}, {r.get('attention')} attention, median of "
               f"{r['steps']} steps {r['median_step_s']:.2f} s, cpu/wall {r['cpu_over_wall']:.2f}, peak memory "
-              f"{r['peak_mem_mb']:,.0f} MB{compile_text})", flush=True)
+              f"{r['peak_mem_mb']:,.0f} MB{compile_text}"
+              + (f", row blocks {r['row_blocks']}" if r.get("row_blocks") else "") + ")", flush=True)
         if r.get("losses"):
             print(f"{'':>12}  losses by step: {', '.join(f'{x:.4f}' for x in r['losses'])}", flush=True)
     base_kind = "cpt-old" if "cpt-old" in results else "reference"

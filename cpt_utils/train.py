@@ -22,7 +22,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +50,7 @@ from .packing import DataRepeatWarning, MixedSampler, PackedSplit, heldout_split
 from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import autocast, resolve_precision
+from .row_blocks import row_blocks_for_training
 from .results import heldout_fingerprint, run_fingerprint, trajectory_fingerprint
 from .schedules import Segment, continuation, lr_at
 from .tracking import LOGGED_MARK, log_train
@@ -214,6 +215,7 @@ class TrainState:
     step: int = 0
     compile_mode: CompileMode = "off"  # what train.compile asks for (compile_mode)
     attention: str = "sdpa"  # the kernel the training step runs (attention.training_attention; evaluation: sdpa)
+    row_blocks: dict = field(default_factory=dict)  # Linear shapes whose step products run in row blocks (row_blocks)
 
 
 def _finished_run(params: ExperimentParams, run_dir: Path, data_dir: Path) -> dict | None:
@@ -281,11 +283,14 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     model, optimizer = accelerator.prepare(model, optimizer)
     pull = engines.L2Pull(accelerator, model, tp.l2_init_weight) if tp.l2_init_weight > 0 else None
     accelerator.register_for_checkpointing(sampler)
+    unwrapped = accelerator.unwrap_model(model)
+    # before compiling, which traces them: products oneDNN spreads badly over this CPU's threads, in row blocks
+    row_blocks = row_blocks_for_training(unwrapped, tp.micro_batch_size * train_split.seq_len,
+                                         accelerator.device.type, precision)
     compiling = compile_mode(tp.compile)
     step_model = compiled_for_training(model, compiling)  # the rest uses the eager module
 
     plan = StepPlan.from_params(tp, train_split.seq_len, accelerator.num_processes)
-    unwrapped = accelerator.unwrap_model(model)
     attention = training_attention(params.model.attn_implementation, accelerator.device.type, precision,
                                    tp.micro_batch_size, train_split.seq_len, unwrapped.config)
     n_params = sum(p.numel() for p in unwrapped.parameters())
@@ -300,7 +305,8 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
         fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
         n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
         peak=peak_flops(accelerator.device.type),  # per device; None for an unknown GPU
-        eval_copy=engines.EvalCopy(accelerator, model), compile_mode=compiling, attention=attention)
+        eval_copy=engines.EvalCopy(accelerator, model), compile_mode=compiling, attention=attention,
+        row_blocks=row_blocks)
 
 
 # -------------------------------------------------------------------------------------------- resume
@@ -392,7 +398,7 @@ def fit(state: TrainState, progress: bool = True, stop_after_steps: int | None =
     return {"reused": False, "steps": state.step, "tokens": state.step * plan.tokens_per_step,
             "tokens_per_step": plan.tokens_per_step, "processes": accelerator.num_processes,
             "precision": state.precision, "attention": state.attention, "compile": state.compile_mode,
-            "compile_s": timer.compile_s,
+            "compile_s": timer.compile_s, "row_blocks": state.row_blocks,
             "ranks_consistent": consistent,
             "engine": engines.engine_name(accelerator)}
 
