@@ -285,8 +285,9 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
     accelerator.register_for_checkpointing(sampler)
     unwrapped = accelerator.unwrap_model(model)
     # before compiling, which traces them: products oneDNN spreads badly over this CPU's threads, in row blocks
-    row_blocks = row_blocks_for_training(unwrapped, tp.micro_batch_size * train_split.seq_len,
-                                         accelerator.device.type, precision)
+    # (not under FSDP / ZeRO-3: their sharded weights were never measured or tested with it)
+    row_blocks = {} if engines.shards_parameters(accelerator) else row_blocks_for_training(
+        unwrapped, tp.micro_batch_size * train_split.seq_len, accelerator.device.type, precision)
     compiling = compile_mode(tp.compile)
     step_model = compiled_for_training(model, compiling)  # the rest uses the eager module
 
