@@ -135,6 +135,28 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path, text,
     assert str(err.value).endswith(f"twice.yaml: not valid YAML: {line}")
 
 
+@pytest.mark.parametrize("text, key, expected", [
+    ("train:\n  token_budget: 1e6\n", "token_budget", 1_000_000),      # YAML 1.1: the string '1e6'
+    ("train:\n  warmup_tokens: 2.5e2\n", "warmup_tokens", 250),
+    ("train:\n  lr: 3e-4\n", "lr", 3e-4),
+    ("train:\n  fused_adamw: off\n", "fused_adamw", "off"),             # YAML 1.1: the boolean False
+    ("train:\n  fused_adamw: on\n", "fused_adamw", "on"),
+    ("train:\n  gradient_checkpointing: yes\n", "gradient_checkpointing", True),
+])
+def test_a_file_reads_numbers_and_words_as_written_and_as_set_does(tmp_path, text, key, expected):
+    """A parameter file and ``--set`` read scalars alike (YAML 1.2): ``1e6`` is a million, ``off`` the word."""
+    (tmp_path / "p.yaml").write_text(f"extends: {TINY}\n" + text)
+    assert getattr(load_params(tmp_path / "p.yaml").train, key) == expected
+    value = text.split(": ", 1)[1].strip()
+    assert getattr(load_params(TINY, sets=[f"train.{key}={value}"]).train, key) == expected
+
+
+def test_a_fractional_token_count_is_still_an_error_naming_its_key(tmp_path):
+    (tmp_path / "p.yaml").write_text(f"extends: {TINY}\ntrain:\n  token_budget: 1.5e0\n")
+    with pytest.raises(ParamsError, match=r"train\.token_budget: .*fractional part"):
+        load_params(tmp_path / "p.yaml")
+
+
 def test_step_fingerprint_depends_only_on_the_steps_inputs():
     base = ExperimentParams()
     more_training = validate_params({"train": {"token_budget": 123_456}})

@@ -81,7 +81,27 @@ def _yaml_error_line(err: "yaml.YAMLError") -> str:
     return f"{what}{where}" + (f" ({context})" if context else "")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 scalars, for parameter files and ``--set`` values alike: PyYAML follows YAML 1.1, where
+    ``1e6`` and ``3e-4`` are *strings* (1.1 floats need a dot), ``010`` is octal, ``2024-01-01`` a date and
+    ``on``/``off``/``yes``/``no`` are booleans — so ``token_budget: 1e6`` failed as "not a valid integer" and
+    ``fused_adamw: off`` reached its Literal field as ``False``. Here only true/false are booleans (a
+    boolean field still accepts on/off/yes/no, via pydantic) and ``1e6`` is the number a reader sees."""
+
+
+_YAML11_ONLY = ("bool", "int", "float", "timestamp")
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag.rsplit(":", 1)[-1] not in _YAML11_ONLY]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, _regex, _first in (
+        ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        ("int", r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$", "-+0123456789"),
+        ("float", r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+                  r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789.")):
+    _Yaml12Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regex), list(_first))
+
+
+class _UniqueKeyLoader(_Yaml12Loader):
     """PyYAML keeps the last of two equal keys without a word, so a second ``train:`` section would
     silently discard the first; here it is an error at the second key's line."""
 
@@ -255,24 +275,6 @@ def load_params(path: str | Path, overrides: dict | None = None, check: bool = T
 RECORD_KEY = "recorded"
 
 
-class _SetValueLoader(yaml.SafeLoader):
-    """YAML 1.2 scalars for ``--set`` values: PyYAML follows YAML 1.1, where ``3e-4`` is a *string*
-    (1.1 floats need a dot), ``010`` is octal, ``2024-01-01`` a date and ``on``/``off``/``yes``/``no``
-    are booleans — so ``--set train.fused_adamw=on`` would reach a Literal field as ``True``. Here only
-    true/false are booleans (a boolean field still accepts on/off/yes/no, via pydantic)."""
-
-
-_YAML11_ONLY = ("bool", "int", "float", "timestamp")
-_SetValueLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag.rsplit(":", 1)[-1] not in _YAML11_ONLY]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-for _tag, _regex, _first in (
-        ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-        ("int", r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$", "-+0123456789"),
-        ("float", r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
-                  r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789.")):
-    _SetValueLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regex), list(_first))
-
 SET_USAGE = "expected KEY=VALUE with a dotted key, e.g. --set train.lr=3e-4"
 
 
@@ -286,7 +288,7 @@ def parse_set(item: str) -> tuple[list[str], Any]:
         raise ParamsError(f"--set {item}: {'empty key' if not key.strip() else f'empty part in key {key.strip()!r}'} "
                           f"({SET_USAGE})")
     try:
-        value = yaml.load(text.strip(), Loader=_SetValueLoader)  # noqa: S506 - a SafeLoader subclass
+        value = yaml.load(text.strip(), Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         raise ParamsError(f"--set {item}: the value is not valid YAML: {_yaml_error_line(err)}") from None
     return [p.strip() for p in parts], value
