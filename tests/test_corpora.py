@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Literal
 
@@ -185,3 +186,22 @@ def test_a_byte_order_mark_windows_line_ends_and_surrogate_escapes(tmp_path):
     (whole,) = open_corpus(FilesCorpus(paths=["win.txt"]), base_dir=tmp_path)
     lines = [d.text for d in open_corpus(FilesCorpus(paths=["win.txt"], txt_mode="lines"), base_dir=tmp_path)]
     assert whole.text.startswith("Para one,") and lines[0] == "Para one,"
+
+
+def test_a_json_file_holding_one_array_of_records_is_read_record_by_record(tmp_path):
+    """Many exports write ``[{...}, {...}]`` (pretty-printed or on one line) instead of JSON lines: each
+    record is a document, a bad one is counted by its index; a broken array is counted, not fatal."""
+    records = [{"text": "first", "id": "a", "lang": "en"}, {"text": None}, {"text": "second"}, "not a record"]
+    (tmp_path / "pretty.json").write_text("\ufeff" + json.dumps(records, indent=2), encoding="utf-8")
+    with gzip.open(tmp_path / "one_line.json.gz", "wt", encoding="utf-8") as fh:
+        fh.write(json.dumps([{"text": "third"}]))
+    (tmp_path / "lines.json").write_text(json.dumps({"text": "fourth"}) + "\n", encoding="utf-8")  # JSON lines as before
+    (tmp_path / "z_broken.json").write_text('[{"text": "lost"}, {"text": ', encoding="utf-8")
+    stream = open_corpus(FilesCorpus(paths=[str(tmp_path / "*.json*")]))
+    docs = list(stream)
+    assert [d.text for d in docs] == ["fourth", "third", "first", "second"]
+    assert docs[2].id == "a" and docs[2].meta == {"id": "a", "lang": "en"} and docs[3].id == "pretty.json[2]"
+    assert stream.problems.counts == {"missing text field 'text'": 2,
+                                      "invalid JSON (a .json file holding one array: nothing of it read)": 1}
+    assert {"pretty.json[1]: missing text field 'text'", "pretty.json[3]: missing text field 'text'"} <= set(
+        stream.problems.examples)

@@ -1,4 +1,5 @@
-"""The ``files`` kind: local ``.txt``, ``.jsonl`` (gzip too) or ``.parquet`` files, globs allowed.
+"""The ``files`` kind: local ``.txt``, ``.jsonl`` / ``.json`` (JSON lines or one array of records; gzip too)
+or ``.parquet`` files, globs allowed.
 
 Read in path order, streamed (nothing held beyond one parquet batch). Relative paths start at the
 parameter file's folder. A malformed line is counted by reason (``ProblemReport``), never fatal; so is a
@@ -103,14 +104,16 @@ def iter_files(spec: FilesCorpus, base_dir: Path, problems: ProblemReport,
                files: list[Path] | None = None) -> Iterator[Document]:
     for path in files if files is not None else _expand(spec.paths, base_dir):
         kind = _kind_of(path)
-        if kind in ("jsonl", "json", "ndjson"):
+        if kind == "json" and _opens_an_array(path):
+            yield from _iter_json_array(path, spec.text_field, problems)
+        elif kind in ("jsonl", "json", "ndjson"):
             yield from _iter_jsonl(path, spec.text_field, problems)
         elif kind == "parquet":
             yield from _iter_parquet(path, spec.text_field, problems)
         elif kind in ("txt", "md", "text"):
             yield from _iter_txt(path, spec.txt_mode, problems)
         else:
-            problems.add(f"unsupported file type '.{kind}' (use .txt, .jsonl or .parquet)", str(path))
+            problems.add(f"unsupported file type '.{kind}' (use .txt, .jsonl, .json or .parquet)", str(path))
 
 
 def _iter_jsonl(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
@@ -128,16 +131,55 @@ def _iter_jsonl(path: Path, text_field: str, problems: ProblemReport) -> Iterato
         except json.JSONDecodeError:
             problems.add("invalid JSON", where)
             continue
-        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-            problems.add(f"missing text field '{text_field}'", where)
-            continue
-        doc_id = str(record.get("id", where))
-        if _unencodable(record[text_field]) or _unencodable(doc_id):
-            problems.add("unpaired surrogate escape (not encodable as UTF-8)", where)
-            continue
-        meta = {k: v for k, v in record.items() if k != text_field and isinstance(v, (str, int, float, bool))
-                and not (isinstance(v, str) and _unencodable(v))}
-        yield Document(id=doc_id, text=record[text_field], source=path.name, meta=meta)
+        document = _record_document(record, text_field, where, path.name, problems)
+        if document is not None:
+            yield document
+
+
+def _record_document(record, text_field: str, where: str, source: str, problems: ProblemReport) -> Document | None:
+    """The Document of one JSON record, or None with its problem counted."""
+    if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+        problems.add(f"missing text field '{text_field}'", where)
+        return None
+    doc_id = str(record.get("id", where))
+    if _unencodable(record[text_field]) or _unencodable(doc_id):
+        problems.add("unpaired surrogate escape (not encodable as UTF-8)", where)
+        return None
+    meta = {k: v for k, v in record.items() if k != text_field and isinstance(v, (str, int, float, bool))
+            and not (isinstance(v, str) and _unencodable(v))}
+    return Document(id=doc_id, text=record[text_field], source=source, meta=meta)
+
+
+def _opens_an_array(path: Path) -> bool:
+    """Whether a ``.json`` file holds one JSON array (``[{...}, {...}]``, as many exports write) rather than
+    JSON lines: its first character after whitespace and a byte-order mark is ``[``."""
+    try:
+        with _open_binary(path) as fh:
+            head = fh.read(4096)
+    except _GZIP_DAMAGE:
+        return False  # read as lines, where the damage is counted
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+
+
+def _iter_json_array(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
+    """The records of a ``.json`` file holding one array, each counted like a JSON line where it fails (its
+    index in the array names it). A JSON array cannot be read in pieces: the file is parsed whole."""
+    try:
+        with _open_binary(path) as fh:
+            records = json.loads(fh.read().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        problems.add("non-UTF-8 bytes", path.name)
+        return
+    except json.JSONDecodeError as err:
+        problems.add("invalid JSON (a .json file holding one array: nothing of it read)", f"{path.name}:{err.lineno}")
+        return
+    except _GZIP_DAMAGE as err:
+        problems.add(f"damaged gzip file ({type(err).__name__})", path.name)
+        return
+    for index, record in enumerate(records):
+        document = _record_document(record, text_field, f"{path.name}[{index}]", path.name, problems)
+        if document is not None:
+            yield document
 
 
 def _iter_parquet(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
