@@ -80,8 +80,32 @@ def test_corpus_topics_are_checked_against_the_packaged_corpus():
 
 
 def test_files_corpus_keys_are_checked():
-    with pytest.raises(ParamsError, match=r"data\.domain\.files\.path: unknown key; allowed here: .*paths"):
+    with pytest.raises(ParamsError, match=r"data\.domain\.path: unknown key for kind files; allowed here: .*paths"
+                                          r".* \(did you mean 'paths'\?\)"):
         validate_params({"data": {"domain": {"kind": "files", "paths": ["x.jsonl"], "path": "x"}}})
+
+
+def test_a_corpus_kind_misspelt_or_left_out_is_named_as_the_file_has_it():
+    """pydantic's own words name the union's tag in the path (``data.domain.files.path``) and list the tags
+    unsorted; here the path is the file's and the nearest kind or key is suggested."""
+    with pytest.raises(ParamsError) as err:
+        validate_params({"data": {"domain": {"kind": "file", "paths": ["x.jsonl"]}}})
+    assert err.value.problems == ["<parameters>: data.domain.kind: unknown kind 'file'; allowed: files, hub, "
+                                  "packaged_register, packaged_wiki (did you mean 'files'?)"]
+    with pytest.raises(ParamsError) as err:  # no kind: the default kind's keys, and which kind has 'paths'
+        validate_params({"data": {"domain": {"paths": ["x.jsonl"]}}})
+    assert err.value.problems == ["<parameters>: data.domain.paths: unknown key for kind packaged_wiki; allowed "
+                                  "here: kind, max_docs, topics; 'paths' is a key of kind files: set `kind:` to say which"]
+
+
+@pytest.mark.parametrize("section, key, value, suggestion", [
+    ("train", "precision", "BF16", "bf16"), ("train", "schedule", "cosin", "cosine"), ("train", "fused_adamw", "of", "off")])
+def test_a_misspelt_choice_names_the_allowed_values_and_the_nearest(section, key, value, suggestion):
+    with pytest.raises(ParamsError) as err:
+        validate_params({section: {key: value}})
+    (line,) = err.value.problems
+    assert line.startswith(f"<parameters>: {section}.{key}: Input should be ") and line.endswith(
+        f"(got {value!r}) (did you mean '{suggestion}'?)")
 
 
 def test_offline_forbids_hub_sources():
@@ -229,7 +253,7 @@ def test_set_may_switch_a_corpus_kind_in_either_order(tmp_path):
         assert domain.kind == "files" and domain.paths == ["notes.jsonl"]  # tiny's topics/max_docs dropped
     with pytest.raises(ParamsError) as err:
         load_params(tmp_path / "p.yaml", sets=["data.domain.kind=files"])
-    assert err.value.problems == [f"{tmp_path / 'p.yaml'}: data.domain.files.paths: Field required "
+    assert err.value.problems == [f"{tmp_path / 'p.yaml'}: data.domain.paths: Field required "
                                   "(from --set data.domain.kind=files)"]
 
 

@@ -202,16 +202,67 @@ def _error_lines(err: ValidationError, root: type[BaseModel], prefix: str = "") 
     return lines
 
 
+def _kind_of_member(cls: type[BaseModel]) -> Any:
+    return getattr(cls.model_fields.get("kind"), "default", None)
+
+
+def _shown_location(root: type[BaseModel], loc: tuple) -> tuple[tuple, list[type[BaseModel]], str | None]:
+    """``loc`` as the user wrote it: pydantic puts a discriminated union's tag into the path
+    (``data.domain.packaged_wiki.paths`` for the file's ``data.domain.paths``); that tag is dropped and
+    returned with the union's members."""
+    cls: Any = root
+    skip_key, shown, members, tag = False, [], [], None
+    for part in loc:
+        if skip_key:  # the user's own key in a dict[str, Section]
+            skip_key = False
+            shown.append(part)
+            continue
+        if isinstance(cls, list):
+            member = next((c for c in cls if _kind_of_member(c) == part), None)
+            if member is not None:
+                members, tag, cls = cls, str(part), member
+                continue
+            cls = None
+        shown.append(part)
+        if isinstance(cls, type) and issubclass(cls, BaseModel) and str(part) in cls.model_fields:
+            annotation = cls.model_fields[str(part)].annotation
+            if get_origin(annotation) is dict:
+                annotation, skip_key = get_args(annotation)[1], True
+            cls = _unwrap(annotation)
+        else:
+            cls = None
+    return tuple(shown), members, tag
+
+
+def _did_you_mean(value: Any, allowed: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for a string close to one allowed value (case first, then spelling)."""
+    if not isinstance(value, str):
+        return ""
+    close = next((a for a in allowed if a.lower() == value.lower()), None) or _closest_key(value, allowed)
+    return f" (did you mean '{close}'?)" if close and close != value else ""
+
+
 def _error_line(e: dict, loc: tuple, root: type[BaseModel], prefix: str) -> list[str]:
-    key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc) or "(top level)"
+    shown_loc, members, tag = _shown_location(root, loc)
+    key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + shown_loc) or "(top level)"
+    got = e.get("input")
     if e["type"] == "extra_forbidden":
         owner = _section_class(root, loc)
         allowed = sorted(k for k, f in owner.model_fields.items() if not f.exclude) if owner else []
         close = _closest_key(str(loc[-1]), allowed)
-        return [f"{key}: unknown key; allowed here: {', '.join(allowed)}" + (f" (did you mean '{close}'?)" if close else "")]
+        kinds = [str(_kind_of_member(m)) for m in members if str(loc[-1]) in m.model_fields]
+        other = f"; '{loc[-1]}' is a key of kind {' / '.join(kinds)}: set `kind:` to say which" if tag and kinds else ""
+        return [f"{key}: unknown key{f' for kind {tag}' if tag else ''}; allowed here: {', '.join(allowed)}"
+                + (f" (did you mean '{close}'?)" if close else "") + other]
+    if e["type"] == "union_tag_invalid":  # a corpus kind (or any tagged section) that does not exist
+        allowed = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected_tags", ""))
+        value = e.get("ctx", {}).get("tag")
+        return [f"{key}.kind: unknown kind {value!r}; allowed: {', '.join(sorted(allowed))}{_did_you_mean(value, allowed)}"]
+    if e["type"] == "literal_error":
+        allowed = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
+        return [f"{key}: {e['msg']} (got {got!r}){_did_you_mean(got, allowed)}"]
     if e["type"] == "value_error" and not loc:  # a model validator's own lines, each with its key
         return e["msg"].removeprefix("Value error, ").splitlines()
-    got = e.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
     return [f"{key}: {e['msg']}{shown}"]
 
