@@ -19,6 +19,7 @@ from .atomic import atomic_write, atomic_write_json
 from .checkpointing import list_checkpoints, load_checkpoint_model
 from .config import load_params
 from .contamination import contamination, contamination_key
+from .errors import CptError
 from .heldout_eval import base_heldout_path, checkpoint_heldout_path, score_heldout, stored_heldout
 from .modeling import load_model, load_tokenizer, model_id
 from .packing import heldout_splits
@@ -154,7 +155,8 @@ def main(params_path: str, checkpoint: str = "base") -> None:
     else:
         found = {c["name"]: c for c in list_checkpoints(run)}
         if checkpoint not in found:
-            raise SystemExit(f"--checkpoint {checkpoint}: not found; available: base, all, {', '.join(found) or '(none)'}")
+            raise CptError(f"--checkpoint {checkpoint}: not found in {run}; available: base, all"
+                           + (f", {', '.join(found)}" if found else " (the run has no checkpoints yet: `cpt train` first)"))
         info = found[checkpoint]
         model, tokens = load_checkpoint_model(info["path"]), info["tokens"]
     result = evaluate_model(params, model, tokenizer, run, checkpoint, tokens,

@@ -27,6 +27,7 @@ import yaml
 from .analysis import MIN_DOCUMENTS
 from .atomic import atomic_write, atomic_write_json
 from .config import ExperimentParams, load_params, save_resolved
+from .errors import CptError
 from .explore import summary_table
 from . import headline
 from .formatting import p_value
@@ -109,10 +110,13 @@ def discover_notebooks(only: list[str] | None = None) -> list[Path]:
     """The numbered notebooks (``NN_name.ipynb``) in order; ``only`` filters by number or name."""
     books = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
     if only:
-        wanted = set(only)
-        books = [p for p in books if p.stem in wanted or p.stem[:2] in wanted or p.stem[3:] in wanted]
-        if not books:
-            raise SystemExit(f"--only {only}: no such notebook; available: {[p.stem for p in discover_notebooks()]}")
+        def names(book: Path) -> set[str]:
+            return {book.stem, book.stem[:2], book.stem[3:], book.stem[:2].lstrip("0")}
+        unknown = [item for item in only if not any(item in names(p) for p in books)]
+        if unknown:  # every item must name a notebook: "--only 3 6" must not quietly run 03 alone
+            raise CptError(f"--only {' '.join(unknown)}: no such notebook; available: "
+                           f"{', '.join(p.stem for p in books)} (by number, e.g. --only 03, or by name)")
+        books = [p for p in books if names(p) & set(only)]
     return books
 
 

@@ -257,3 +257,23 @@ def test_run_passes_the_overrides_to_every_notebook(tmp_path):
     assert yaml.safe_load((run / "params.yaml").read_text())["recorded"]["overrides"] == sets
     index = (tmp_path / "reports" / "tiny" / "index.html").read_text()
     assert "with --set train.lr=3e-4 --set eval.limit=5" in index
+
+
+def test_a_wrong_notebook_or_checkpoint_is_one_error_line_naming_what_exists(tmp_path):
+    """``--only 3 6`` ran 03 alone without a word about 6; both mistakes were bare exits (status 1)."""
+    proc = cpt("run", str(TINY), "--only", "3", "6", tmp=tmp_path)
+    assert proc.returncode == 2
+    assert errors_of(proc) == ["error: --only 6: no such notebook; available: 01_data_exploration, 02_preprocessing, "
+                               "03_training, 04_token_efficiency, 05_forgetting (by number, e.g. --only 03, or by name)"]
+    proc = cpt("eval", str(TINY), "--checkpoint", "tokens-1", tmp=tmp_path)
+    assert proc.returncode == 2
+    (line,) = errors_of(proc)
+    assert line.startswith("error: --checkpoint tokens-1: not found in ") and line.endswith(
+        "available: base, all (the run has no checkpoints yet: `cpt train` first)")
+
+
+def test_only_takes_numbers_with_or_without_the_zero_and_names():
+    from cpt_utils.pipeline import discover_notebooks
+
+    assert [p.stem for p in discover_notebooks(["3", "04", "forgetting"])] == [
+        "03_training", "04_token_efficiency", "05_forgetting"]
