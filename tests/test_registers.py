@@ -154,7 +154,7 @@ def test_registers_parameter_validates_names_and_registers():
     params = validate_params({"data": {"registers": {"chat": {"kind": "packaged_register", "register": "chat"}}}})
     assert params.data.registers["chat"] == PackagedRegisterCorpus(register="chat")
     assert validate_params({}).data.registers == {}
-    with pytest.raises(ParamsError, match="data.registers.chat.packaged_register.register"):
+    with pytest.raises(ParamsError, match="data\.registers\.chat\.register: Input should be"):
         validate_params({"data": {"registers": {"chat": {"kind": "packaged_register", "register": "poetry"}}}})
     with pytest.raises(ParamsError, match=r"data.registers.Chat!"):
         validate_params({"data": {"registers": {"Chat!": {"kind": "packaged_register", "register": "chat"}}}})
