@@ -205,3 +205,28 @@ def test_a_json_file_holding_one_array_of_records_is_read_record_by_record(tmp_p
                                       "invalid JSON (a .json file holding one array: nothing of it read)": 1}
     assert {"pretty.json[1]: missing text field 'text'", "pretty.json[3]: missing text field 'text'"} <= set(
         stream.problems.examples)
+
+
+def test_csv_and_tsv_rows_with_a_header_are_documents_and_bad_rows_are_counted(tmp_path):
+    """Quoted commas and line breaks stay in their cell, a long document is not a broken row, a row whose cells
+    do not match the header or whose bytes are not UTF-8 is counted and the next read; a quote never closed
+    stops that file where it broke; a file without the text column says which columns it has."""
+    long_text = "word " * 40_000  # 200 kB: over csv's default 128 KiB field limit
+    (tmp_path / "a.csv").write_bytes(
+        b'id,text,lang\nx,"first, with a comma",en\ny,"two\nlines",fr\nz,too,many,cells\nshort\n'
+        b'w,"caf\xe9 in latin-1",fr\n' + f'v,{long_text},en\n'.encode())
+    (tmp_path / "b.tsv").write_text("text\tsource\nhello\tweb\n", encoding="utf-8")
+    with gzip.open(tmp_path / "c.csv.gz", "wt", encoding="utf-8") as fh:
+        fh.write('text\nkept\n"never closed\nlost\n')
+    (tmp_path / "d.csv").write_text("title,body\nx,y\n", encoding="utf-8")
+    stream = open_corpus(FilesCorpus(paths=[str(tmp_path / "*.csv"), str(tmp_path / "*.tsv"),
+                                            str(tmp_path / "*.csv.gz")]))
+    docs = list(stream)
+    assert [d.text for d in docs] == ["first, with a comma", "two\nlines", long_text, "hello", "kept"]
+    assert docs[0].id == "x" and docs[0].meta == {"id": "x", "lang": "en"} and docs[3].meta == {"source": "web"}
+    assert stream.problems.counts == {
+        "malformed CSV row (cells do not match the header)": 2, "non-UTF-8 bytes": 1,
+        "unreadable CSV, read up to here (unexpected end of data)": 1,
+        "missing text column 'text' (columns: ['title', 'body'])": 1}
+    assert {"a.csv:5: malformed CSV row (cells do not match the header)", "a.csv:7: non-UTF-8 bytes",
+            "c.csv.gz:row 2: unreadable CSV, read up to here (unexpected end of data)"} <= set(stream.problems.examples)

@@ -1,5 +1,5 @@
-"""The ``files`` kind: local ``.txt``, ``.jsonl`` / ``.json`` (JSON lines or one array of records; gzip too)
-or ``.parquet`` files, globs allowed.
+"""The ``files`` kind: local ``.txt``, ``.jsonl`` / ``.json`` (JSON lines or one array of records),
+``.csv`` / ``.tsv`` (a header row naming the text column) or ``.parquet`` files (gzip too), globs allowed.
 
 Read in path order, streamed (nothing held beyond one parquet batch). Relative paths start at the
 parameter file's folder. A malformed line is counted by reason (``ProblemReport``), never fatal; so is a
@@ -9,7 +9,9 @@ Editors' habits are not errors: a UTF-8 byte-order mark is dropped, Windows line
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import re
 import zlib
@@ -108,12 +110,14 @@ def iter_files(spec: FilesCorpus, base_dir: Path, problems: ProblemReport,
             yield from _iter_json_array(path, spec.text_field, problems)
         elif kind in ("jsonl", "json", "ndjson"):
             yield from _iter_jsonl(path, spec.text_field, problems)
+        elif kind in ("csv", "tsv"):
+            yield from _iter_csv(path, spec.text_field, problems, "\t" if kind == "tsv" else ",")
         elif kind == "parquet":
             yield from _iter_parquet(path, spec.text_field, problems)
         elif kind in ("txt", "md", "text"):
             yield from _iter_txt(path, spec.txt_mode, problems)
         else:
-            problems.add(f"unsupported file type '.{kind}' (use .txt, .jsonl, .json or .parquet)", str(path))
+            problems.add(f"unsupported file type '.{kind}' (use .txt, .jsonl, .json, .csv, .tsv or .parquet)", str(path))
 
 
 def _iter_jsonl(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
@@ -180,6 +184,46 @@ def _iter_json_array(path: Path, text_field: str, problems: ProblemReport) -> It
         document = _record_document(record, text_field, f"{path.name}[{index}]", path.name, problems)
         if document is not None:
             yield document
+
+
+#: csv's default field limit is 128 KiB: a long document in one cell is a document, not a broken row
+_CSV_FIELD_LIMIT = 1 << 30
+
+
+def _iter_csv(path: Path, text_field: str, problems: ProblemReport, delimiter: str) -> Iterator[Document]:
+    """Rows of a ``.csv`` / ``.tsv`` with a header; ``text_field`` names the text column, the other columns
+    become metadata (``id`` names the document). A row with more or fewer cells than the header, or with
+    bytes that are not UTF-8, is counted and the reading goes on; a file the csv reader cannot go on in (a
+    quote never closed, a damaged ``.gz``) is counted where it stopped, the rows before kept."""
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    row = 0
+    # undecodable bytes become lone surrogates, so that row alone is counted and the reading goes on
+    with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape",
+                                                     newline="") as text:
+        reader = csv.DictReader(text, delimiter=delimiter, strict=True)
+        try:
+            if reader.fieldnames is None:
+                return  # an empty file
+            if text_field not in reader.fieldnames:
+                problems.add(f"missing text column '{text_field}' (columns: {reader.fieldnames})", path.name)
+                return
+            for record in reader:
+                row += 1
+                where = f"{path.name}:{reader.line_num}"
+                if None in record or None in record.values():  # cells beyond the header's, or too few
+                    problems.add(f"malformed {'CSV' if delimiter == ',' else 'TSV'} row (cells do not match the "
+                                 "header)", where)
+                    continue
+                if any(_unencodable(value) for value in record.values()):
+                    problems.add("non-UTF-8 bytes", where)
+                    continue
+                document = _record_document(record, text_field, where, path.name, problems)
+                if document is not None:
+                    yield document
+        except (csv.Error, *(_GZIP_DAMAGE if path.suffix == ".gz" else ())) as err:
+            why = str(err) if isinstance(err, csv.Error) else type(err).__name__
+            problems.add(f"unreadable {'CSV' if delimiter == ',' else 'TSV'}, read up to here ({why})",
+                         f"{path.name}:row {row + 1}")
 
 
 def _iter_parquet(path: Path, text_field: str, problems: ProblemReport) -> Iterator[Document]:
