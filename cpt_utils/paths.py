@@ -61,8 +61,10 @@ def configure_environment(offline: bool = True) -> None:
 
 
 def match_files(pattern: str, base_dir: Path) -> tuple[list[Path], str | None]:
-    """The files a path or glob names (relative ones start at ``base_dir``), or why there are none."""
-    full = pattern if Path(pattern).is_absolute() else str(Path(base_dir) / pattern)
+    """The files a path or glob names (``~`` is the home folder, relative ones start at ``base_dir``), or why
+    there are none."""
+    expanded = os.path.expanduser(pattern)
+    full = expanded if Path(expanded).is_absolute() else str(Path(base_dir) / expanded)
     matches = sorted(glob.glob(full, recursive=True))
     files = [Path(m) for m in matches if Path(m).is_file()]
     if files:

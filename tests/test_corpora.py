@@ -230,3 +230,12 @@ def test_csv_and_tsv_rows_with_a_header_are_documents_and_bad_rows_are_counted(t
         "missing text column 'text' (columns: ['title', 'body'])": 1}
     assert {"a.csv:5: malformed CSV row (cells do not match the header)", "a.csv:7: non-UTF-8 bytes",
             "c.csv.gz:row 2: unreadable CSV, read up to here (unexpected end of data)"} <= set(stream.problems.examples)
+
+
+def test_a_path_from_the_home_folder_is_found(tmp_path, monkeypatch):
+    """``~/corpus/*.jsonl`` was looked for literally under the parameter file's folder: "file not found"."""
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.jsonl").write_text(json.dumps({"text": "from home"}) + "\n", encoding="utf-8")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    stream = open_corpus(FilesCorpus(paths=["~/corpus/*.jsonl"]))
+    assert [d.text for d in stream] == ["from home"]
