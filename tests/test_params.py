@@ -416,3 +416,21 @@ def test_a_seed_numpy_cannot_take_is_refused_at_validation(key, value, message):
     (line,) = err.value.problems
     assert message in line
     assert load_params(TINY, sets=[f"{key}={2**32 - 1}"])  # the largest numpy takes is fine
+
+
+def test_a_missing_folder_or_non_utf8_parameter_file_says_what_it_is(tmp_path):
+    """A misspelt file name gets the nearest file beside it (also through ``extends:``), a folder the files in
+    it; a file saved in another encoding was an "unexpected UnicodeDecodeError"."""
+    (tmp_path / "quickstart.yaml").write_text(f"extends: {TINY}\n")
+    (tmp_path / "child.yaml").write_text("extends: quickstrt.yaml\n")
+    for path, expected in ((tmp_path / "quickstrt.yaml", f"parameter file not found: {tmp_path / 'quickstrt.yaml'} "
+                                                         f"(did you mean {tmp_path / 'quickstart.yaml'}?)"),
+                           (tmp_path / "child.yaml", f"parameter file not found: {tmp_path / 'quickstrt.yaml'} "
+                                                     f"(did you mean {tmp_path / 'quickstart.yaml'}?)"),
+                           (tmp_path, f"{tmp_path} is a folder; name a parameter file in it: child.yaml, quickstart.yaml")):
+        with pytest.raises(ParamsError) as err:
+            load_params(path)
+        assert str(err.value) == expected
+    (tmp_path / "latin1.yaml").write_bytes("description: café\n".encode("latin-1"))
+    with pytest.raises(ParamsError, match=r"latin1\.yaml: not UTF-8 text \(byte 16\); save the parameter file as UTF-8"):
+        load_params(tmp_path / "latin1.yaml")

@@ -124,17 +124,29 @@ class _UniqueKeyLoader(_Yaml12Loader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _not_a_parameter_file(path: Path) -> str:
+    """Why ``path`` is no parameter file, with the files the user may have meant."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.yaml"))
+        return f"{path} is a folder; name a parameter file" + (f" in it: {', '.join(found)}" if found else "")
+    siblings = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    return f"parameter file not found: {path}" + (f" (did you mean {path.parent / close[0]}?)" if close else "")
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """Read a parameter file, resolving ``extends:`` chains (relative to the file's folder)."""
     path = path.resolve()
     if path in seen:
         raise ParamsError(f"{path}: 'extends' forms a cycle: {' -> '.join(map(str, seen + (path,)))}")
     if not path.is_file():
-        raise ParamsError(f"parameter file not found: {path}")
+        raise ParamsError(_not_a_parameter_file(path))
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {_yaml_error_line(err)}") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {err.start}); save the parameter file as UTF-8") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
     if seen:  # a parent's record describes the parent's run, not this file
