@@ -25,17 +25,15 @@ import os
 import sys
 import traceback
 
-import yaml
-
 from .errors import CptError, error_lines
 from .paths import configure_environment
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load_params  # lazy: building the schema takes ~1 s; cpt --help must not pay it
+    from .config import dump_params_yaml, load_params  # lazy: building the schema takes ~1 s; cpt --help must not pay it
 
     params = load_params(args.params, sets=args.sets)
-    print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    print(dump_params_yaml(params.model_dump(mode="json")))
     applied = f" with {len(args.sets)} --set override{'s' if len(args.sets) != 1 else ''}" if args.sets else ""
     print(f"OK: {args.params}{applied} is valid (run name '{params.run_name}')")
     return 0

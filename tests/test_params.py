@@ -434,3 +434,17 @@ def test_a_missing_folder_or_non_utf8_parameter_file_says_what_it_is(tmp_path):
     (tmp_path / "latin1.yaml").write_bytes("description: café\n".encode("latin-1"))
     with pytest.raises(ParamsError, match=r"latin1\.yaml: not UTF-8 text \(byte 16\); save the parameter file as UTF-8"):
         load_params(tmp_path / "latin1.yaml")
+
+
+def test_a_recorded_parameter_file_reads_back_as_it_was_written(tmp_path):
+    """The run's resolved params.yaml is read back (resume, reports): a run named ``1e6`` came back as the
+    number 1,000,000 once files read YAML 1.2, and ``on`` must stay a word for a YAML 1.1 reader."""
+    from cpt_utils.config import dump_params_yaml, save_resolved
+
+    params = load_params(TINY).model_copy(update={"run_name": "1e6", "description": "on"})
+    save_resolved(params, tmp_path / "params.yaml")
+    again = load_params(tmp_path / "params.yaml")
+    assert (again.run_name, again.description) == ("1e6", "on")
+    assert again.model_dump(exclude={"recorded"}) == params.model_dump(exclude={"recorded"})
+    text = dump_params_yaml({"a": "1e6", "b": "on", "c": "010", "d": 3e-4, "e": True})
+    assert yaml.safe_load(text) == {"a": "1e6", "b": "on", "c": "010", "d": 3e-4, "e": True}

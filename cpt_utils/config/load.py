@@ -101,6 +101,24 @@ for _tag, _regex, _first in (
     _Yaml12Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regex), list(_first))
 
 
+class _QuotingDumper(yaml.SafeDumper):
+    """Writes a string in quotes wherever YAML 1.1 *or* 1.2 would read it as something else: a run named
+    ``1e6`` must come back from its recorded ``params.yaml`` as that name, not the number 1,000,000 (1.2),
+    and ``on`` as the word for any YAML reader (1.1)."""
+
+
+_QuotingDumper.yaml_implicit_resolvers = {
+    first: list(yaml.SafeDumper.yaml_implicit_resolvers.get(first, []))
+    + [r for r in _Yaml12Loader.yaml_implicit_resolvers.get(first, [])
+       if r not in yaml.SafeDumper.yaml_implicit_resolvers.get(first, [])]
+    for first in set(yaml.SafeDumper.yaml_implicit_resolvers) | set(_Yaml12Loader.yaml_implicit_resolvers)}
+
+
+def dump_params_yaml(data: dict) -> str:
+    """``data`` (a parameter mapping) as YAML that ``load_params`` and any YAML reader read back unchanged."""
+    return yaml.dump(data, Dumper=_QuotingDumper, sort_keys=False)
+
+
 class _UniqueKeyLoader(_Yaml12Loader):
     """PyYAML keeps the last of two equal keys without a word, so a second ``train:`` section would
     silently discard the first; here it is an error at the second key's line."""
@@ -430,4 +448,4 @@ def step_fingerprint(params: ExperimentParams, step: str, *extra_keys: str) -> s
 
 def save_resolved(params: ExperimentParams, path: Path) -> None:
     """Freeze the resolved parameters (every default spelled out) next to the run's outputs."""
-    atomic_write(path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    atomic_write(path, dump_params_yaml(params.model_dump(mode="json")))
