@@ -448,3 +448,10 @@ def test_a_recorded_parameter_file_reads_back_as_it_was_written(tmp_path):
     assert again.model_dump(exclude={"recorded"}) == params.model_dump(exclude={"recorded"})
     text = dump_params_yaml({"a": "1e6", "b": "on", "c": "010", "d": 3e-4, "e": True})
     assert yaml.safe_load(text) == {"a": "1e6", "b": "on", "c": "010", "d": 3e-4, "e": True}
+
+
+def test_a_file_that_is_not_gguf_is_a_parameter_problem_not_a_crash(tmp_path):
+    (tmp_path / "model.gguf").write_text("not a GGUF file\n")
+    (tmp_path / "p.yaml").write_text(f"extends: {TINY}\nmodel: {{source: gguf, name: {tmp_path / 'model.gguf'}}}\n")
+    with pytest.raises(ParamsError, match=r"model\.name: .*model\.gguf is not a readable GGUF file \(GGUF magic invalid\)"):
+        load_params(tmp_path / "p.yaml")

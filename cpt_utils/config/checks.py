@@ -309,7 +309,10 @@ def model_positions(params: ExperimentParams) -> tuple[int | None, str, list[str
         path = Path(spec.name)
         if not path.is_file():
             return None, "", [f"model.name: GGUF file not found: {spec.name}"]
-        return gguf_context_length(path), f"{path.name} metadata", []
+        try:
+            return gguf_context_length(path), f"{path.name} metadata", []
+        except (ValueError, OSError, IndexError, KeyError) as err:  # what gguf's reader raises on a file it cannot read
+            return None, "", [f"model.name: {spec.name} is not a readable GGUF file ({err})"]
     if spec.source == "local":
         config = Path(spec.name) / "config.json"
         if not config.is_file():
