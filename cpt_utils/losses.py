@@ -117,7 +117,10 @@ def _forward_chunks(hidden, weight, bias, targets, head, chunk, wants_grad):
     """Summed CE over chunks of rows, and the gradients of that sum (None when no gradient is wanted)."""
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     grad_hidden = torch.empty_like(hidden, dtype=torch.float32) if wants_grad else None
-    grad_weight = torch.zeros_like(weight, dtype=torch.float32) if wants_grad else None
+    # the first chunk's product is written straight into ∂weight (no zero-fill, one pass fewer over a 113 MB
+    # tensor for SmolLM2: −10 ms per step on a 2-core AMX Xeon); equal bit for bit to adding it to zeros there
+    fill = torch.empty_like if hidden.shape[0] else torch.zeros_like  # no rows: no chunk writes it
+    grad_weight = fill(weight, dtype=torch.float32) if wants_grad else None
     grad_bias = torch.zeros_like(bias, dtype=torch.float32) if wants_grad and bias is not None else None
     weight32 = weight.float()
     for start in range(0, hidden.shape[0], chunk):
@@ -132,7 +135,10 @@ def _forward_chunks(hidden, weight, bias, targets, head, chunk, wants_grad):
             dlogits = logits.div_(sums[:, None])
             dlogits[torch.arange(len(target), device=target.device), target] -= 1.0
             grad_hidden[start:start + chunk] = dlogits @ weight32
-            grad_weight.addmm_(dlogits.T, rows.float())
+            if start == 0:
+                torch.mm(dlogits.T, rows.float(), out=grad_weight)
+            else:
+                grad_weight.addmm_(dlogits.T, rows.float())
             if grad_bias is not None:
                 grad_bias += dlogits.sum(0)
         del logits

@@ -40,6 +40,7 @@ from .attention import check_supported as check_attention_supported
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
 from .config import ExperimentParams, load_params
 from .errors import CptError
+from .grad_norm import clip_grad_norm
 from .growth import resume_problem
 from .heldout_eval import (base_heldout_path, checkpoint_heldout_path, metrics_row, score_heldout,
                            store_heldout)
@@ -429,7 +430,7 @@ def _train_step(state: TrainState) -> StepResult:
     # clip (DeepSpeed clipped inside its step and reports the norm), then the NaN/inf guard on the loss
     # *and* the gradients, agreed across processes: never step on a bad gradient, so no checkpoint ever
     # holds weights a bad step produced (DeepSpeed has stepped already: the guard stops before a checkpoint)
-    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), tp.grad_clip if tp.grad_clip else float("inf")))
+    grad_norm = clip_grad_norm(accelerator, model.parameters(), tp.grad_clip if tp.grad_clip else float("inf"))
     loss_value = _mean_loss_or_refuse(state, loss_sum / tp.grad_accum_steps, grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

@@ -209,3 +209,42 @@ def test_the_implicit_bf16_head_stays_within_the_bf16_bodys_own_rounding(model):
         for name, exact in exact_grads.items():
             assert (fast_grads[name] - exact).norm() <= 2 * (ieee_grads[name] - exact).norm(), (seed, name)
     assert acted
+
+
+
+@pytest.mark.parametrize("fp32_precision", ["ieee", "bf16"])
+@pytest.mark.parametrize("chunk", [7, 94])
+def test_the_weight_gradient_written_by_the_first_chunk_equals_adding_every_chunk_to_zeros(model, fp32_precision, chunk):
+    """∂weight is written by the first chunk's product (no zero-fill of a vocabulary-sized tensor) and the
+    later chunks are added to it: equal bit for bit to adding every chunk's product to zeros (the way it
+    was), in IEEE fp32 and in the implicit bf16 a bf16-native CPU's training head runs."""
+    from cpt_utils.losses import _forward_chunks, _head_matmuls
+    from cpt_utils.precision import fp32_logits
+
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(94, model.config.hidden_size, generator=g)
+    targets = torch.randint(0, VOCAB, (94,), generator=g)
+    weight = model.get_output_embeddings().weight
+    with _head_matmuls("cpu", fp32_precision), torch.no_grad():
+        _, _, grad_weight, _ = _forward_chunks(hidden, weight, None, targets, model, chunk, True)
+        added_to_zeros = torch.zeros_like(weight)
+        for start in range(0, len(hidden), chunk):  # the loss's own ∂logits, step by step
+            logits = fp32_logits(model, hidden[start:start + chunk])
+            maxes = logits.amax(dim=-1, keepdim=True)
+            sums = logits.sub_(maxes).exp_().sum(dim=-1)
+            dlogits = logits.div_(sums[:, None])
+            dlogits[torch.arange(len(dlogits)), targets[start:start + chunk]] -= 1.0
+            added_to_zeros.addmm_(dlogits.T, hidden[start:start + chunk])
+    assert torch.equal(grad_weight, added_to_zeros)
+    assert grad_weight.abs().sum() > 0
+
+
+def test_no_rows_give_a_zero_weight_gradient(model):
+    """With no row to score (every label ignored) no chunk writes ∂weight: it is zeros, never stale memory."""
+    from cpt_utils.losses import _forward_chunks
+
+    weight = model.get_output_embeddings().weight
+    hidden, targets = torch.zeros(0, model.config.hidden_size), torch.zeros(0, dtype=torch.long)
+    with torch.no_grad():
+        _, _, grad_weight, _ = _forward_chunks(hidden, weight, None, targets, model, 8, True)
+    assert torch.equal(grad_weight, torch.zeros_like(weight))
