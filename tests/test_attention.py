@@ -157,6 +157,33 @@ def test_causal_lm_loss_flex_equals_sdpa_forward(models):
     torch.testing.assert_close(hf_f, hf_s, rtol=1e-6, atol=1e-6)
 
 
+def test_a_compiled_flex_model_takes_each_batchs_block_mask_as_an_input_without_recompiling(models):
+    """``train.compile: true`` with ``flex_attention`` (the GPU benchmark's cpt-compiled loop): every batch
+    brings a new block mask (a new ``mask_mod`` closure over new document ids), built outside the model.
+    After the first batch, batches of other document layouts must run the same compiled graphs — no
+    recompilation (a guard on the closure would recompile every step, then fall back to eager after
+    ``cache_size_limit``) — and give the eager model's loss. Forward only: on CPU FlexAttention has no
+    backward, so this is what can be checked here of the CUDA training loop (its backward is compiled
+    with the same forward graph and guards)."""
+    from cpt_utils.train import compiled_for_training
+
+    _, flex = models
+    compiled = compiled_for_training(flex, "model")
+    layouts = [DOCS, [[20, 44], [64]], [[5, 5, 54], [10, 30, 24]], [[64], [1, 63]]]
+    flex.train()
+    try:
+        with torch.no_grad():
+            for index, docs in enumerate(layouts):
+                ids, pos = _ids(index), _positions(docs)
+                if index == 1:
+                    torch.compiler.set_stance("fail_on_recompile")  # raises if a new mask recompiles
+                got = causal_lm_loss(compiled, ids, pos, chunk=32)
+                torch.testing.assert_close(got, causal_lm_loss(flex, ids, pos, chunk=32), rtol=1e-6, atol=1e-6)
+    finally:
+        torch.compiler.set_stance("default")
+        flex.eval()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention has a backward on CUDA only")
 def test_causal_lm_loss_flex_gradients_equal_sdpa_on_cuda():
     """Loss and gradients of a few parameters, flex vs sdpa, fp32 on CUDA (TF32 off for both)."""
