@@ -59,6 +59,17 @@ def tiny_params(tiny_params_path):
 
 
 @pytest.fixture()
+def two_threads():
+    """torch on two threads within the test (a CPU step's kernels split or share work among threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
 def run_dirs(tmp_path, monkeypatch) -> Path:
     """Point runs/ and reports/ at a temporary folder so tests never touch the user's runs."""
     monkeypatch.setenv("CPT_RUNS", str(tmp_path / "runs"))

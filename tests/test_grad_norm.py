@@ -17,14 +17,6 @@ from cpt_utils.modeling import build_tiny_model
 VOCAB = 512
 
 
-@pytest.fixture()
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def accelerator():
     return Accelerator(cpu=True)

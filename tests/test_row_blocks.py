@@ -124,15 +124,6 @@ def test_only_the_training_step_runs_the_blocks(monkeypatch):
     assert calls == []
 
 
-@pytest.fixture()
-def two_threads():
-    """The plan is for a CPU step on more than one thread (oneDNN's partition across threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_wanted_only_for_bf16_on_a_cpu_that_multiplies_it_on_threads_and_not_when_turned_off(monkeypatch, two_threads):
     monkeypatch.setattr(row_blocks, "cpu_multiplies_bf16", lambda: True)
     assert row_blocks.wanted("cpu", "bf16")
