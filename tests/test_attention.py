@@ -93,6 +93,27 @@ def test_block_mask_is_causal_within_documents_per_row():
         assert torch.equal(got, expected)
 
 
+def test_the_compiled_block_mask_build_cuda_uses_equals_the_eager_one_without_recompiling():
+    """On CUDA the block mask is built by ``torch.compile(create_block_mask)`` (no batch × T × T tensor).
+    Run here on CPU at 256 tokens (two 128-token blocks per side, so blocks are really skipped): each new
+    document layout gives the eager build's mask, block by block, on the graph compiled for the first."""
+    def positions(rows):
+        return torch.stack([torch.cat([torch.arange(n) for n in row]) for row in rows])
+
+    layouts = [[[100, 156], [256]], [[10, 246], [128, 128]], [[1, 255], [50, 50, 156]]]
+    try:
+        for index, rows in enumerate(layouts):
+            pos = positions(rows)
+            compiled = document_block_mask(pos, compile=True)
+            assert torch.equal(compiled.to_dense(), document_block_mask(pos, compile=False).to_dense())
+            if index == 0:
+                torch.compiler.set_stance("fail_on_recompile")  # raises if a new layout recompiles
+            if index == 1:  # the second half's queries: [10, 246] reads the first key block, [128, 128] skips it
+                assert compiled.to_dense()[:, 0, 1, 0].tolist() == [1, 0]
+    finally:
+        torch.compiler.set_stance("default")
+
+
 def test_attention_kwargs_add_the_block_mask_for_flex_only(models):
     sdpa, flex = models
     pos = _positions()
