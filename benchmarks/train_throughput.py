@@ -17,6 +17,7 @@ sequence length and micro-batch. Each loop runs in its own process (peak memory 
                (``cpt_utils.row_blocks``; ``CPT_ROW_BLOCKS=off``): every Linear product in one piece.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 3] [--warmup 1] [--old-steps 1] [--batch 4]
+    .venv/bin/python benchmarks/train_throughput.py --loops reference cpt-regions --steps 8 --warmup 2 --rounds 3
     .venv/bin/python benchmarks/train_throughput.py --gpu   # = --device cuda --seq-len 2048 --batch 8
     .venv/bin/python benchmarks/train_throughput.py --gpu --attn flex_attention
 
@@ -33,7 +34,9 @@ does not depend on the weights' values, and every loop gets the same ones:
     python benchmarks/train_throughput.py --gpu --model-dir CONFIG_AND_TOKENIZER --random-weights \
         --data-dir PREPARED_DATA    # data prepared elsewhere at the same --seq-len with the same tokenizer
 
-Each loop also prints what 10⁹ training tokens cost in hours at its measured tokens/s.
+Each loop also prints what 10⁹ training tokens cost in hours at its measured tokens/s. ``--rounds N`` runs the
+loops N times in turn and prints the ratio to the reference within each round, with their median and range: a
+shared machine's speed drifts between the minutes two loops run in, so one round's ratio can be off by ±5%.
 
 MFU = tokens/s × (6N + 12·L·d·T) FLOPs per token (``cpt_utils.train.flops_per_token``) ÷ the device's
 peak from ``cpt_utils.hardware`` (CPU: the faster of its measured bf16/fp32 matmul peaks, cached once
@@ -274,6 +277,68 @@ def prepare_data(args) -> None:
     prepare(_params(args), _data_dir(args).parent, progress=False)
 
 
+def run_round(args, tokens: int, failed: list[str]) -> dict:
+    """Each of ``args.loops`` once, each in its own process, in order; their results by loop (a loop that
+    fails is reported, added to ``failed`` and left out)."""
+    results = {}
+    for kind in args.loops:
+        cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--old-steps", str(args.old_steps), "--old-warmup", str(args.old_warmup), "--device", args.device,
+               "--seq-len", str(args.seq_len), "--batch", str(args.batch),
+               "--attn", args.reference_attn if kind == "reference" else args.attn,
+               *(["--model-dir", args.model_dir] if args.model_dir else []),
+               *(["--data-dir", args.data_dir] if args.data_dir else []), *(["--set", *args.set] if args.set else []),
+               *(["--ieee-fp32"] if args.ieee_fp32 else [])]
+        # the reference is a user's run_clm_no_trainer.py: glibc's malloc as it comes, not cpt's tuning of it
+        # (cpt_utils.allocator, applied by cpt's model loader, which this benchmark also uses to load it)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **LOOP_ENV.get(kind, {})}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:  # report it and go on: one broken loop must not cost the others' figures
+            failed.append(kind)
+            print(f"{kind:>12}: FAILED (exit {proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
+            continue
+        r = json.loads(line[7:])
+        r["tokens_per_s"] = tokens / r["median_step_s"]
+        results[kind] = r
+        mfu_text = "unknown" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+        compile_text = f", compile {r['compile_s']:.0f} s" if r.get("compile_s") is not None else ""
+        print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  1B tokens "
+              f"{hours_per_billion(r['tokens_per_s']):,.1f} h  ({r['precision']}, {r.get('attention')} attention, median of "
+              f"{r['steps']} steps {r['median_step_s']:.2f} s, cpu/wall {r['cpu_over_wall']:.2f}, peak memory "
+              f"{r['peak_mem_mb']:,.0f} MB{compile_text}"
+              + (f", row blocks {r['row_blocks']}" if r.get("row_blocks") else "") + ")", flush=True)
+        if r.get("losses"):
+            print(f"{'':>12}  losses by step: {', '.join(f'{x:.4f}' for x in r['losses'])}", flush=True)
+    return results
+
+
+def print_ratios(results: dict) -> None:
+    """Each loop's tokens/s over cpt-old's (when run) or the reference's, from one round."""
+    base_kind = "cpt-old" if "cpt-old" in results else "reference"
+    base = results.get(base_kind)
+    for kind, r in results.items():
+        if base is None or kind == base_kind:
+            continue
+        print(f"ratio {kind} / {'cpt-old' if 'cpt-old' in results else 'reference'}: "
+              f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}×"
+              + (f"; / reference {r['tokens_per_s'] / results['reference']['tokens_per_s']:.2f}×"
+                 if "reference" in results and "cpt-old" in results else ""))
+
+
+def print_round_ratios(rounds: list[dict]) -> None:
+    """The ratio to the reference of each cpt loop in every round, and their median: loops that ran
+    minutes apart see the machine at different speeds, so the ratio within a round is the measurement
+    and the rounds show how much it moves."""
+    for kind in dict.fromkeys(k for results in rounds for k in results):
+        if kind == "reference":
+            continue
+        ratios = [r[kind]["tokens_per_s"] / r["reference"]["tokens_per_s"] for r in rounds if kind in r and "reference" in r]
+        if ratios:
+            print(f"ratio {kind} / reference by round: {', '.join(f'{x:.2f}' for x in ratios)}; "
+                  f"median {statistics.median(ratios):.2f}×, range {min(ratios):.2f}–{max(ratios):.2f}×", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per loop")
@@ -302,6 +367,8 @@ def main() -> None:
                         "bf16 on a bf16-native CPU (cpt_utils.losses.head_matmul_precision)")
     parser.add_argument("--loops", nargs="+", default=["reference", *(k for k in CPT_LOOPS if not k.endswith("-whole"))],
                         choices=["reference", *CPT_LOOPS])
+    parser.add_argument("--rounds", type=int, default=1, help="run the loops this many times in turn (reference, cpt…, "
+                        "reference, cpt…): the ratio within each round, and their median and range")
     parser.add_argument("--worker", choices=["reference", *CPT_LOOPS])
     args = parser.parse_args()
     if args.gpu:
@@ -339,47 +406,18 @@ def main() -> None:
           f"{'unknown' if peak is None else f'{peak / 1e9:,.0f} GFLOP/s'}; seq {args.seq_len} × batch {args.batch} = "
           f"{tokens} tokens/step; {args.warmup} warm-up + {args.steps} timed steps (cpt-old: "
           f"{args.old_warmup} + {args.old_steps})", flush=True)
-    results, failed = {}, []
-    for kind in args.loops:
-        cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--old-steps", str(args.old_steps), "--old-warmup", str(args.old_warmup), "--device", args.device,
-               "--seq-len", str(args.seq_len), "--batch", str(args.batch),
-               "--attn", args.reference_attn if kind == "reference" else args.attn,
-               *(["--model-dir", args.model_dir] if args.model_dir else []),
-               *(["--data-dir", args.data_dir] if args.data_dir else []), *(["--set", *args.set] if args.set else []),
-               *(["--ieee-fp32"] if args.ieee_fp32 else [])]
-        # the reference is a user's run_clm_no_trainer.py: glibc's malloc as it comes, not cpt's tuning of it
-        # (cpt_utils.allocator, applied by cpt's model loader, which this benchmark also uses to load it)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", **LOOP_ENV.get(kind, {})}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if line is None:  # report it and go on: one broken loop must not cost the others' figures
-            failed.append(kind)
-            print(f"{kind:>12}: FAILED (exit {proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
-            continue
-        r = json.loads(line[7:])
-        r["tokens_per_s"] = tokens / r["median_step_s"]
-        results[kind] = r
-        mfu_text = "unknown" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
-        compile_text = f", compile {r['compile_s']:.0f} s" if r.get("compile_s") is not None else ""
-        print(f"{kind:>12}: {r['tokens_per_s']:8.1f} tokens/s  MFU {mfu_text}  1B tokens "
-              f"{hours_per_billion(r['tokens_per_s']):,.1f} h  ({r['precision']}, {r.get('attention')} attention, median of "
-              f"{r['steps']} steps {r['median_step_s']:.2f} s, cpu/wall {r['cpu_over_wall']:.2f}, peak memory "
-              f"{r['peak_mem_mb']:,.0f} MB{compile_text}"
-              + (f", row blocks {r['row_blocks']}" if r.get("row_blocks") else "") + ")", flush=True)
-        if r.get("losses"):
-            print(f"{'':>12}  losses by step: {', '.join(f'{x:.4f}' for x in r['losses'])}", flush=True)
-    base_kind = "cpt-old" if "cpt-old" in results else "reference"
-    base = results.get(base_kind)
-    for kind, r in results.items():
-        if base is None or kind == base_kind:
-            continue
-        print(f"ratio {kind} / {'cpt-old' if 'cpt-old' in results else 'reference'}: "
-              f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}×"
-              + (f"; / reference {r['tokens_per_s'] / results['reference']['tokens_per_s']:.2f}×"
-                 if "reference" in results and "cpt-old" in results else ""))
+    rounds: list[dict] = []  # per round: loop → result
+    failed = []
+    for round_index in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_index + 1} of {args.rounds}", flush=True)
+        results = run_round(args, tokens, failed)
+        rounds.append(results)
+        print_ratios(results)
+    if args.rounds > 1:
+        print_round_ratios(rounds)
     if failed:
-        raise SystemExit(f"failed: {', '.join(failed)}")
+        raise SystemExit(f"failed: {', '.join(dict.fromkeys(failed))}")
 
 
 if __name__ == "__main__":
