@@ -87,8 +87,9 @@ def compile_mode(requested: bool | str) -> CompileMode:
 
     Off by default (benchmarks/README.md): on a 2-core AMX Xeon the compiled layers step at 1.20-1.25x
     eager after a 21-26 s cold compile, which the quickstart's 134 steps barely repay (12 min 47 s vs
-    12 min 53 s from a fresh clone), and eager is bit-reproducible from process to process where a compiled
-    CPU run was not always; a longer run gains ~20%. A compiled step's gradient equals eager's in fp32
+    12 min 53 s from a fresh clone); a longer run gains ~20%. Eager and ``regions`` runs are bit-reproducible
+    from process to process (``regions`` keeps the embedding eager: ``_embeddings_eager``); the whole model
+    compiled on CPU is not (inductor's embedding backward adds with atomics). A compiled step's gradient equals eager's in fp32
     (1e-6 in the loss, ``compile_gradient_probe.py``); in bf16 it rounds differently, so a compiled run
     follows its own trajectory (``trajectory_probe.py``)."""
     return {True: "model", False: "off", "regions": "regions"}[requested]
@@ -107,7 +108,24 @@ def compiled_for_training(model, mode: CompileMode = "model"):
     if mode == "off":
         return model
     compile_cache_dir()
-    return compile_regions(model) if mode == "regions" else torch.compile(model)
+    if mode == "model":
+        return torch.compile(model)
+    compiled = compile_regions(model)
+    _embeddings_eager(compiled)
+    return compiled
+
+
+def _embeddings_eager(module: torch.nn.Module) -> None:
+    """Put back the eager embedding layers ``compile_regions`` compiled beside the repeated blocks: inductor's
+    CPU kernel for an embedding's backward adds the rows of repeated tokens with atomics from several threads,
+    in whatever order the threads arrive, so the same step gave different gradients run to run; eager's is
+    deterministic. (The compiled copy is accelerate's shallow copy: the model itself is not touched.)"""
+    for name, child in list(module.named_children()):
+        original = getattr(child, "_orig_mod", None)
+        if isinstance(original, torch.nn.Embedding):
+            module._modules[name] = original
+        elif original is None:
+            _embeddings_eager(child)
 
 
 def flops_per_token(config, n_params: int, seq_len: int) -> float:

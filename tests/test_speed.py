@@ -75,7 +75,25 @@ def test_regions_compile_the_decoder_layers_and_share_the_eager_weights():
     assert all(type(layer).__name__ == "OptimizedModule" for layer in step_model.model.layers)
     assert all(type(layer).__name__ != "OptimizedModule" for layer in model.model.layers)  # eager for evaluation
     assert [p.data_ptr() for p in step_model.parameters()] == [p.data_ptr() for p in model.parameters()]
+    assert step_model.model.embed_tokens is model.model.embed_tokens  # left eager (next test)
     assert compiled_for_training(model, "off") is model
+
+
+def test_a_regions_compiled_step_gives_the_same_gradients_every_time(two_threads):
+    """Inductor's CPU kernel for an embedding's backward adds the rows of repeated tokens with atomics from
+    several threads, so the sum's order — and its last bits — changed from step to step and run to run
+    (measured: two compiled runs of the same quickstart steps parted at step 4). ``compile: regions`` keeps the
+    embedding eager, whose backward is deterministic: the same batch gives the same gradient bit for bit."""
+    model = build_tiny_model(TinyModelParams(), 512, seed=0).train()
+    step_model = compiled_for_training(model, "regions")
+    ids = torch.randint(1, 5, (8, 256), generator=torch.Generator().manual_seed(0))  # 4 tokens: long sums per row
+    gradients = []
+    for _ in range(4):
+        model.zero_grad(set_to_none=True)
+        step_model(input_ids=ids, labels=ids).loss.backward()
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters()})
+    for later in gradients[1:]:
+        assert all(torch.equal(later[name], grad) for name, grad in gradients[0].items())
 
 
 def test_compile_settings_map_without_a_warning():

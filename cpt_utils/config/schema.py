@@ -261,9 +261,9 @@ class TrainParams(Section):
     compile: Literal[False, True, "regions"] = Field(
         False, description="torch.compile the training forward/backward, cached under cache_dir()/torch_compile "
         "(the first step pays the compile): true = the whole model; regions = each repeated decoder layer "
-        "(one graph shared by all layers: a fraction of the cold compile); false = eager. On a 2-core AMX CPU "
-        "regions steps 1.2x eager after a ~25 s cold compile: worth it for runs of a few hundred steps "
-        "(benchmarks/README.md)")
+        "(one graph shared by all layers: a fraction of the cold compile; bit-reproducible run to run, as eager; "
+        "true on CPU is not); false = eager. On a 2-core AMX CPU regions steps ≈ 1.35x eager after a ~25 s cold "
+        "compile: worth it for runs of a few hundred steps (benchmarks/README.md)")
     fused_adamw: Literal["auto", "on", "off"] = Field("auto", description="auto: fused AdamW (CPU and GPU)")
     per_document_attention: bool = Field(True, description="mask attention at document boundaries inside a packed "
                                                            "sequence")
