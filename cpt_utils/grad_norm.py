@@ -60,6 +60,7 @@ def _norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
         lightest = sizes.index(min(sizes))
         shares[lightest].append(index)
         sizes[lightest] += grads[index].numel()
+
     def norms_of(share: list[int]) -> list[torch.Tensor]:
         return [torch.linalg.vector_norm(grads[i], 2.0) for i in share]
 
