@@ -90,8 +90,8 @@ def compile_mode(requested: bool | str) -> CompileMode:
     12 min 53 s from a fresh clone); a longer run gains ~20%. Eager and ``regions`` runs are bit-reproducible
     from process to process (``regions`` keeps the embedding eager: ``_embeddings_eager``); the whole model
     compiled on CPU is not (inductor's embedding backward adds with atomics). A compiled step's gradient
-    equals eager's in fp32 (1e-6 in the loss, ``compile_gradient_probe.py``); in bf16 it rounds differently, so a compiled run
-    follows its own trajectory (``trajectory_probe.py``)."""
+    equals eager's in fp32 (1e-6 in the loss, ``compile_gradient_probe.py``); in bf16 it rounds differently,
+    so a compiled run follows its own trajectory (``trajectory_probe.py``)."""
     return {True: "model", False: "off", "regions": "regions"}[requested]
 
 
