@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
+
+from .paths import switched_off
 
 OPT_OUT = "CPT_MALLOC_TUNING"
 
@@ -51,7 +52,7 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied is not None:
         return _applied
-    if os.environ.get(OPT_OUT, "").strip().lower() in ("off", "0", "false", "no"):
+    if switched_off(OPT_OUT):
         _applied = False
         return _applied
     libc = _glibc()

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from accelerate.utils import DistributedType
+
+from .paths import switched_off
 
 OPT_OUT = "CPT_THREADED_GRAD_NORM"
 
@@ -42,7 +43,7 @@ def clip_grad_norm(accelerator, parameters, max_norm: float) -> float:
 
 def _threadable(accelerator, grads: list[torch.Tensor]) -> bool:
     """True where torch would take these norms one CPU tensor at a time and more than one thread can help."""
-    if os.environ.get(OPT_OUT, "").strip().lower() in ("off", "0", "false", "no"):
+    if switched_off(OPT_OUT):
         return False
     if accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_CPU):
         return False

@@ -45,6 +45,12 @@ def run_dir(run_name: str) -> Path:
     return path
 
 
+def switched_off(variable: str) -> bool:
+    """Whether the opt-out environment variable ``variable`` (``CPT_ROW_BLOCKS``, ``CPT_MALLOC_TUNING``…) says
+    off: ``off``, ``0``, ``false`` or ``no``, in any case and spacing."""
+    return os.environ.get(variable, "").strip().lower() in ("off", "0", "false", "no")
+
+
 def configure_environment(offline: bool = True) -> None:
     """Point every library cache at folders we own, and forbid the hub when offline.
 

@@ -18,12 +18,12 @@ and any other shape keep ``nn.Linear``. ``CPT_ROW_BLOCKS=off`` turns it off (for
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
 import torch
 
+from .paths import switched_off
 from .precision import cpu_multiplies_bf16
 
 OPT_OUT = "CPT_ROW_BLOCKS"
@@ -37,8 +37,7 @@ Plan = dict[tuple[int, int], tuple[int, int]]  # (out, in) features -> (forward 
 def wanted(device_type: str, precision: str) -> bool:
     """Row blocks are planned for a CPU training step under bf16 autocast on a CPU that multiplies bf16
     natively (AMX / AVX-512 BF16: oneDNN's partitioning is what they work around), on more than one thread."""
-    off = os.environ.get(OPT_OUT, "").strip().lower() in ("off", "0", "false", "no")
-    return (not off and device_type == "cpu" and precision == "bf16" and torch.get_num_threads() > 1
+    return (not switched_off(OPT_OUT) and device_type == "cpu" and precision == "bf16" and torch.get_num_threads() > 1
             and cpu_multiplies_bf16())
 
 

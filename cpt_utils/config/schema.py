@@ -106,7 +106,8 @@ class PackagedWikiCorpus(Section):
 
 class FilesCorpus(Section):
     """Local ``.txt`` (one document per file, or per line with ``txt_mode: lines``), ``.jsonl``, ``.json``
-    (JSON lines or one array of records), ``.csv`` / ``.tsv`` (with a header) or ``.parquet`` files; globs allowed, relative paths resolve from the parameter file's folder."""
+    (JSON lines or one array of records), ``.csv`` / ``.tsv`` (with a header) or ``.parquet`` files; globs
+    allowed, relative paths resolve from the parameter file's folder."""
 
     kind: Literal["files"] = Field("files", description="which corpus kind this section describes")
     paths: list[str] = Field(min_length=1, description="files or globs; relative paths start at the parameter file's "
