@@ -211,7 +211,6 @@ def test_the_implicit_bf16_head_stays_within_the_bf16_bodys_own_rounding(model):
     assert acted
 
 
-
 @pytest.mark.parametrize("fp32_precision", ["ieee", "bf16"])
 @pytest.mark.parametrize("chunk", [7, 94])
 def test_the_weight_gradient_written_by_the_first_chunk_equals_adding_every_chunk_to_zeros(model, fp32_precision, chunk):
