@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cpt_utils.config import derive
+from cpt_utils.config import VariantTrainParams, derive
 from cpt_utils.preprocess import prepare_data
 from cpt_utils.results import final_eval, finished_variant, load_variant_evals, variant_dir
 from cpt_utils.variants import run_variants
@@ -36,7 +36,7 @@ def test_variants_share_the_data_and_are_reused(tiny_params, tmp_path, capsys):
     assert set(again.status) == {"reused"} and list(again.val_domain_loss) == list(table.val_domain_loss)
     # a variant whose parameters changed in the file is not taken for finished
     changed = params.model_copy(update={"variants": {**params.variants, "replay_25": params.variants["replay_25"].model_copy(
-        update={"train": {**params.variants["replay_25"].train, "lr": 1e-5}})}})
+        update={"train": VariantTrainParams.model_validate({**params.variants["replay_25"].train, "lr": 1e-5})})}})
     assert finished_variant(derive(changed, "variant", "replay_25"), variant_dir(tmp_path, "replay_25"), tmp_path / "data") is None
     assert finished_variant(derive(changed, "variant", "no_mitigation"), variant_dir(tmp_path, "no_mitigation"), tmp_path / "data")
     capsys.readouterr()
@@ -48,7 +48,7 @@ def test_a_variant_whose_parameters_changed_is_retrained_not_refused(tiny_params
     prepare_data(params, tmp_path, progress=False)
     first = run_variants(params, tmp_path, progress=False)
     edited = params.model_copy(update={"variants": {"low": params.variants["low"].model_copy(
-        update={"train": {**params.variants["low"].train, "lr": 1e-5}})}})
+        update={"train": VariantTrainParams.model_validate({**params.variants["low"].train, "lr": 1e-5})})}})
     again = run_variants(edited, tmp_path, progress=True)
     assert "parameters changed" in capsys.readouterr().out
     assert list(again.status) == ["computed"] and list(again.val_domain_loss) != list(first.val_domain_loss)
@@ -102,7 +102,7 @@ def test_a_variant_that_is_the_main_recipe_at_the_main_budget_reuses_the_main_ru
     train_params = tiny_params.train.model_copy(update={"token_budget": 2048, "milestones": [1024, 2048]})
     spec = tiny_params.variants["no_mitigation"]
     params = tiny_params.model_copy(update={"eval": ev_params, "train": train_params, "control": None,
-                                            "variants": {"no_mitigation": spec.model_copy(update={"train": {}})}})
+                                            "variants": {"no_mitigation": spec.model_copy(update={"train": VariantTrainParams()})}})
     prepare_data(params, tmp_path, progress=False)
     train(params, tmp_path, data_dir=tmp_path / "data", progress=False)
     evaluate_run(params, tmp_path, data_dir=tmp_path / "data", progress=False)
@@ -114,7 +114,7 @@ def test_a_variant_that_is_the_main_recipe_at_the_main_budget_reuses_the_main_ru
     borrowed = load_variant_evals(tmp_path)["no_mitigation"]
     assert borrowed["same_as"] == "main run" and borrowed["perplexity"] == main_final["perplexity"]
     # the main run at another LR is no longer the same recipe: the variant trains and its result replaces the borrowed one
-    edited = params.model_copy(update={"variants": {"no_mitigation": spec.model_copy(update={"train": {"lr": 1e-5}})}})
+    edited = params.model_copy(update={"variants": {"no_mitigation": spec.model_copy(update={"train": VariantTrainParams(lr=1e-5)})}})
     again = run_variants(edited, tmp_path, progress=False)
     assert list(again.status) == ["computed"] and (vdir / "checkpoints").exists()
     own = load_variant_evals(tmp_path)["no_mitigation"]
