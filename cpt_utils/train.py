@@ -85,10 +85,10 @@ CompileMode = Literal["off", "model", "regions"]
 def compile_mode(requested: bool | str) -> CompileMode:
     """What ``train.compile`` does: ``true`` the whole model, ``regions`` the repeated decoder layers.
 
-    Off by default (benchmarks/README.md): on a 2-core AMX Xeon the compiled layers step at 1.20-1.25x
-    eager after a 21-26 s cold compile, which the quickstart's 134 steps barely repay (12 min 47 s vs
-    12 min 53 s from a fresh clone); a longer run gains ~20% there (≈ 35% since the step's later changes),
-    ≈ 4-10% on an AVX-512 BF16 EPYC, whose matrix products already run near its peak. Eager and ``regions``
+    Off by default, measured per CPU kind (benchmarks/README.md): the compiled layers step at ≈ 1.35x eager
+    on a 2-core AMX Xeon, 1.04-1.10x on an AVX-512 BF16 EPYC and 1.00-1.02x on an AVX2 EPYC (fp32), whose
+    matrix products already run near their peaks, after a 16-26 s cold compile that the quickstart's 134
+    steps barely repay even on the AMX Xeon (12 min 47 s vs 12 min 53 s from a fresh clone). Eager and ``regions``
     runs are bit-reproducible from process to process (``regions`` keeps the embedding eager:
     ``_embeddings_eager``); the whole model compiled on CPU is not (inductor's embedding backward adds with
     atomics). A compiled step's gradient equals eager's in fp32 (1e-6 in the loss, ``compile_gradient_probe.py``);
