@@ -63,7 +63,9 @@ sys.path.insert(0, str(ROOT))
 
 def _data_dir(args) -> Path:
     """The prepared quickstart data at --seq-len: --data-dir when given, else prepared here once."""
-    return Path(args.data_dir) if args.data_dir else ROOT / "runs" / f"bench-train-{args.seq_len}" / "data"
+    from cpt_utils.paths import runs_root
+
+    return Path(args.data_dir) if args.data_dir else runs_root() / f"bench-train-{args.seq_len}" / "data"
 
 
 def _params(args):
@@ -388,7 +390,9 @@ def main() -> None:
         from cpt_utils.modeling import resolve_model_dir
 
         source = Path(args.model_dir) if args.model_dir else Path(resolve_model_dir(_params(args).model))
-        args.model_dir = str(write_random_weights(source, ROOT / "runs" / "bench-train-random-model"))
+        from cpt_utils.paths import runs_root
+
+        args.model_dir = str(write_random_weights(source, runs_root() / "bench-train-random-model"))
     prepare_data(args)
     tokens = args.batch * args.seq_len
     from cpt_utils.hardware import cpu_model, peak_flops
