@@ -3,7 +3,7 @@
 A lent GPU (an H100 or H200) comes bare for each session, with its own Python 3.12 and CUDA PyTorch, no
 package index and no hub, and 15 minutes of device time in all, its start included: there is no time to
 improvise an environment there (one earlier session ran out before its reference loop). So everything is
-made here, where PyPI is reachable, into ``.gpu/`` (ignored by git; ≈ 35 MB, under the 64 MiB a call
+made here, where PyPI is reachable, into ``.gpu/`` (ignored by git; ≈ 39 MiB, under the 64 MiB a call
 carries), and the machine runs one prepared script:
 
     .venv/bin/python benchmarks/gpu_kit.py          # here: writes .gpu/{model,data,whl}
