@@ -46,6 +46,7 @@ per machine; GPU: the exact-name bf16 table, unknown → MFU "unknown").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -234,6 +235,31 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def profiled(args):
+    """With ``--profile DIR``: torch.profiler around the loop's whole run (warm-up and timed steps alike, so
+    shares, not absolute times, are the reading) and its operator table, by time on the device, written to
+    ``DIR/profile-<loop>.txt`` — where a GPU step's time goes, for the next change."""
+    if not args.profile:
+        yield
+        return
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = args.device == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities) as prof:
+        yield
+    if cuda:
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total",
+                                      row_limit=40, max_name_column_width=70)
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"profile-{args.worker}.txt").write_text(f"{args.worker}: {args.warmup} warm-up + {args.steps} timed "
+                                                    f"steps, seq {args.seq_len} x batch {args.batch}\n{table}\n")
+
+
 def worker(args) -> None:
     import torch
 
@@ -246,11 +272,12 @@ def worker(args) -> None:
         torch.backends.cuda.matmul.fp32_precision = torch.backends.mkldnn.matmul.fp32_precision = "ieee"
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
-    if args.worker == "reference":
-        times, extra = run_reference(args), {"precision": _new_precision(args.device), "compile_s": None,
-                                             "attention": args.attn}
-    else:
-        times, extra = run_cpt(args)
+    with profiled(args):
+        if args.worker == "reference":
+            times, extra = run_reference(args), {"precision": _new_precision(args.device), "compile_s": None,
+                                                 "attention": args.attn}
+        else:
+            times, extra = run_cpt(args)
     result = {"median_step_s": statistics.median(times), "steps": len(times), **extra,
               "cpu_over_wall": (time.process_time() - cpu0) / (time.perf_counter() - wall0)}
     config, n_params = _config_and_size(args)
@@ -290,7 +317,7 @@ def run_round(args, tokens: int, failed: list[str]) -> dict:
                "--attn", args.reference_attn if kind == "reference" else args.attn,
                *(["--model-dir", args.model_dir] if args.model_dir else []),
                *(["--data-dir", args.data_dir] if args.data_dir else []), *(["--set", *args.set] if args.set else []),
-               *(["--ieee-fp32"] if args.ieee_fp32 else [])]
+               *(["--ieee-fp32"] if args.ieee_fp32 else []), *(["--profile", args.profile] if args.profile else [])]
         # the reference is a user's run_clm_no_trainer.py: glibc's malloc as it comes, not cpt's tuning of it
         # (cpt_utils.allocator, applied by cpt's model loader, which this benchmark also uses to load it)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", **LOOP_ENV.get(kind, {})}
@@ -371,6 +398,8 @@ def main() -> None:
                         choices=["reference", *CPT_LOOPS])
     parser.add_argument("--rounds", type=int, default=1, help="run the loops this many times in turn (reference, cpt…, "
                         "reference, cpt…): the ratio within each round, and their median and range")
+    parser.add_argument("--profile", default=None, metavar="DIR", help="torch.profiler's operator table of each "
+                        "loop's run into DIR/profile-<loop>.txt (it slows the steps: not for the timed figures)")
     parser.add_argument("--worker", choices=["reference", *CPT_LOOPS])
     args = parser.parse_args()
     if args.gpu:
@@ -409,7 +438,9 @@ def main() -> None:
     print(f"device {args.device} ({name}), peak "
           f"{'unknown' if peak is None else f'{peak / 1e9:,.0f} GFLOP/s'}; seq {args.seq_len} × batch {args.batch} = "
           f"{tokens} tokens/step; {args.warmup} warm-up + {args.steps} timed steps (cpt-old: "
-          f"{args.old_warmup} + {args.old_steps})", flush=True)
+          f"{args.old_warmup} + {args.old_steps})" + (f"; PROFILED into {args.profile}: the profiler slows every step, "
+                                                      "read the tables, not these times" if args.profile else ""),
+          flush=True)
     rounds: list[dict] = []  # per round: loop → result
     failed = []
     for round_index in range(args.rounds):

@@ -1,7 +1,8 @@
 """The GPU benchmark's kit (``benchmarks/gpu_kit.py``): a lent GPU has no package index, so the benchmark
 must import nothing that neither the kit's wheels nor the machine's own PyTorch bring. Checked on a real
 (tiny) run of ``benchmarks/train_throughput.py`` in the kit's way — a model folder without weights,
-``--random-weights``, prepared ``--data-dir`` — with every process's imports recorded."""
+``--random-weights``, prepared ``--data-dir``, ``--profile`` as ``gpu_run.sh profile`` passes it — with every
+process's imports recorded."""
 
 from __future__ import annotations
 
@@ -71,10 +72,13 @@ def test_the_benchmark_imports_nothing_the_kit_and_the_machines_torch_do_not_bri
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "train_throughput.py"), "--model-dir", str(kit_model),
          "--random-weights", "--data-dir", str(data_dir), "--seq-len", str(seq_len), "--batch", "2",
-         "--steps", "1", "--warmup", "0", "--loops", "reference", "cpt-eager"],
+         "--steps", "1", "--warmup", "0", "--loops", "reference", "cpt-eager", "--profile", str(tmp_path / "prof")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "reference" in proc.stdout and "cpt-eager" in proc.stdout
+    assert "reference" in proc.stdout and "cpt-eager" in proc.stdout and "PROFILED" in proc.stdout
+    for loop in ("reference", "cpt-eager"):  # gpu_run.sh's `profile` part: each loop's operator table
+        table = (tmp_path / "prof" / f"profile-{loop}.txt").read_text()
+        assert "Self CPU" in table and "aten::mm" in table, table[:2000]
     modules = set()
     for record in records.glob("*.json"):
         modules |= set(json.loads(record.read_text()))
