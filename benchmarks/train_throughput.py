@@ -410,7 +410,7 @@ def main() -> None:
         args.reference_attn = "sdpa" if args.attn in ("auto", "flex_attention") else args.attn
     args.old_steps = args.steps if args.old_steps is None else args.old_steps
     args.old_warmup = args.warmup if args.old_warmup is None else args.old_warmup
-    from cpt_utils.paths import configure_environment
+    from cpt_utils.paths import configure_environment, runs_root
 
     configure_environment(offline=True)
     if args.worker:
@@ -419,8 +419,6 @@ def main() -> None:
         from cpt_utils.modeling import resolve_model_dir
 
         source = Path(args.model_dir) if args.model_dir else Path(resolve_model_dir(_params(args).model))
-        from cpt_utils.paths import runs_root
-
         args.model_dir = str(write_random_weights(source, runs_root() / "bench-train-random-model"))
     prepare_data(args)
     tokens = args.batch * args.seq_len
