@@ -78,7 +78,8 @@ def test_the_benchmark_imports_nothing_the_kit_and_the_machines_torch_do_not_bri
     assert "reference" in proc.stdout and "cpt-eager" in proc.stdout and "PROFILED" in proc.stdout
     for loop in ("reference", "cpt-eager"):  # gpu_run.sh's `profile` part: each loop's operator table
         table = (tmp_path / "prof" / f"profile-{loop}.txt").read_text()
-        assert "Self CPU" in table and "aten::mm" in table, table[:2000]
+        assert "Self CPU" in table, table[:2000]  # the model's products are among the 40 costliest operators
+        assert any(op in table for op in ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear")), table[:2000]
     modules = set()
     for record in records.glob("*.json"):
         modules |= set(json.loads(record.read_text()))
