@@ -27,8 +27,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_throughput as bench  # noqa: E402  (the benchmark this kit carries; it puts ROOT on sys.path)
 
 #: What the benchmark imports beyond the machine's PyTorch: carried as wheels at the lock's versions
 #: (the machine's own transformers, tokenizers and hub client differ from the pins; pydantic is absent).
@@ -57,19 +60,14 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x
 SEQ_LEN = 2048
 
 
-def normalise(name: str) -> str:
-    """A distribution's name as pip compares them (PEP 503)."""
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
 def locked_versions(lock: Path = ROOT / "requirements.lock") -> dict[str, str]:
-    """``name → version`` from the lock's ``name==version`` lines."""
+    """``name → version`` from the lock's ``name==version`` lines (names canonical, as pip compares them)."""
     pins = {}
     for line in lock.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
-            pins[normalise(name.split("[", 1)[0])] = version.split(";", 1)[0].strip()
+            pins[canonicalize_name(name.split("[", 1)[0])] = version.split(";", 1)[0].strip()
     return pins
 
 
@@ -79,27 +77,17 @@ def write_model_folder(out: Path) -> Path:
     from cpt_utils.modeling import resolve_model_dir
 
     source = Path(resolve_model_dir(load_params(ROOT / "params/quickstart.yaml").model))
-    out.mkdir(parents=True, exist_ok=True)
-    for f in source.iterdir():
-        if f.is_file() and not f.name.endswith((".safetensors", ".bin", ".gguf", ".pt")):
-            shutil.copy2(f, out / f.name)
-    return out
+    return bench.copy_config_and_tokenizer(source, out)
 
 
 def write_data(out: Path, seq_len: int = SEQ_LEN) -> Path:
-    """The quickstart corpus prepared at ``seq_len`` with the packaged tokenizer (as the benchmark's own
-    ``prepare_data`` does), moved to ``out``."""
-    from cpt_utils.config import load_params
-    from cpt_utils.preprocess import prepare_data
-
-    params = load_params(ROOT / "params/quickstart.yaml")
-    params = params.model_copy(update={"preprocess": params.preprocess.model_copy(update={"seq_len": seq_len})})
-    staging = out.parent / f".{out.name}-run"
-    prepare_data(params, staging, progress=False)
+    """The data the benchmark prepares for itself at ``seq_len`` (the quickstart corpus, the packaged
+    tokenizer; ``train_throughput.prepare_data``, cached under the runs folder), copied to ``out``."""
+    args = argparse.Namespace(data_dir=None, seq_len=seq_len, attn="auto", model_dir=None)
+    bench.prepare_data(args)
     if out.exists():
         shutil.rmtree(out)
-    (staging / "data").rename(out)
-    shutil.rmtree(staging)
+    shutil.copytree(bench._data_dir(args), out)
     return out
 
 
@@ -107,7 +95,7 @@ def download_wheels(out: Path, python_version: str = "3.12", names: tuple[str, .
     """``names`` at the lock's versions as wheels for ``python_version`` on manylinux x86-64 (no deps:
     ``CARRIED`` names each one the benchmark needs)."""
     pins = locked_versions()
-    missing = [n for n in names if normalise(n) not in pins]
+    missing = [n for n in names if canonicalize_name(n) not in pins]
     if missing:
         raise SystemExit(f"not in requirements.lock: {', '.join(missing)} (CARRIED must name locked distributions)")
     if out.exists():
@@ -116,7 +104,7 @@ def download_wheels(out: Path, python_version: str = "3.12", names: tuple[str, .
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                     "--python-version", python_version, "--implementation", "cp", *platforms, "-d", str(out),
-                    *(f"{n}=={pins[normalise(n)]}" for n in names)], check=True)
+                    *(f"{n}=={pins[canonicalize_name(n)]}" for n in names)], check=True)
     return sorted(out.glob("*.whl"))
 
 

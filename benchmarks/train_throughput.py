@@ -87,12 +87,22 @@ def _model(args):
     return load_model(_params(args).model).to(args.device)
 
 
+def copy_config_and_tokenizer(source_dir: Path, out_dir: Path) -> Path:
+    """``source_dir``'s files but its weights: the architecture and the tokenizer, a few MiB that travel
+    where the weights cannot (``gpu_kit.py``) and that ``write_random_weights`` gives weights again."""
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in source_dir.iterdir():
+        if f.is_file() and not f.name.endswith((".safetensors", ".bin", ".gguf")):
+            shutil.copy2(f, out_dir / f.name)
+    return out_dir
+
+
 def write_random_weights(source_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     """A model folder with ``source_dir``'s config and tokenizer and seeded random weights (fp32).
 
     For machines where the packaged weights cannot be installed: step time depends on shapes, not values."""
-    import shutil
-
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -100,10 +110,7 @@ def write_random_weights(source_dir: Path, out_dir: Path, seed: int = 0) -> Path
     if (out_dir / "model.safetensors").is_file() and (out_dir / "random_from.json").is_file() \
             and (out_dir / "random_from.json").read_text() == stamp:
         return out_dir  # written before from the same config and seed: reuse
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for f in source_dir.iterdir():
-        if f.is_file() and not f.name.endswith((".safetensors", ".bin", ".gguf")):
-            shutil.copy2(f, out_dir / f.name)
+    copy_config_and_tokenizer(source_dir, out_dir)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source_dir), dtype=torch.float32)
     model.save_pretrained(out_dir)

@@ -15,6 +15,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from cpt_utils.config import load_params
 from cpt_utils.modeling import build_tiny_model, train_tiny_tokenizer
@@ -48,9 +49,9 @@ def _tiny_model_folder(params, out: Path) -> Path:
 
 def test_the_kit_lists_only_locked_distributions_and_never_the_machines_torch():
     pins = gpu_kit.locked_versions()
-    carried = {gpu_kit.normalise(n) for n in gpu_kit.CARRIED}
+    carried = {canonicalize_name(n) for n in gpu_kit.CARRIED}
     assert carried <= set(pins), sorted(carried - set(pins))
-    assert not carried & {gpu_kit.normalise(n) for n in gpu_kit.DEVICE_PROVIDES}
+    assert not carried & {canonicalize_name(n) for n in gpu_kit.DEVICE_PROVIDES}
     assert "torch" not in carried and "numpy" not in carried
 
 
@@ -58,11 +59,7 @@ def test_the_kit_lists_only_locked_distributions_and_never_the_machines_torch():
 def test_the_benchmark_imports_nothing_the_kit_and_the_machines_torch_do_not_bring(data_dir, tmp_path):
     params = load_params(REPO_ROOT / "params" / "tiny.yaml")
     model = _tiny_model_folder(params, tmp_path / "tiny-model")
-    kit_model = tmp_path / "kit-model"  # what gpu_kit carries: the folder without its weights
-    kit_model.mkdir()
-    for f in model.iterdir():
-        if not f.name.endswith(".safetensors"):
-            (kit_model / f.name).write_bytes(f.read_bytes())
+    kit_model = gpu_kit.bench.copy_config_and_tokenizer(model, tmp_path / "kit-model")  # what gpu_kit carries
     recorder, records = tmp_path / "recorder", tmp_path / "imports"
     recorder.mkdir(), records.mkdir()
     (recorder / "sitecustomize.py").write_text(RECORDER)
@@ -85,8 +82,8 @@ def test_the_benchmark_imports_nothing_the_kit_and_the_machines_torch_do_not_bri
         modules |= set(json.loads(record.read_text()))
     assert len(list(records.glob("*.json"))) >= 3  # the parent and the two loops' workers
     by_module = packages_distributions()
-    imported = {gpu_kit.normalise(d) for m in modules for d in by_module.get(m, [])}
-    known = {gpu_kit.normalise(n) for n in (*gpu_kit.CARRIED, *gpu_kit.DEVICE_PROVIDES, *gpu_kit.OPTIONAL)}
+    imported = {canonicalize_name(d) for m in modules for d in by_module.get(m, [])}
+    known = {canonicalize_name(n) for n in (*gpu_kit.CARRIED, *gpu_kit.DEVICE_PROVIDES, *gpu_kit.OPTIONAL)}
     ours = {"cpt", "cpt-utils"}  # the repository itself travels with the working tree
     assert imported - known - ours == set(), "imported by the benchmark, brought by neither the kit nor the " \
         f"machine's torch (add them to gpu_kit.CARRIED): {sorted(imported - known - ours)}"
