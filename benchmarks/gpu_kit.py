@@ -7,7 +7,7 @@ made here, where PyPI is reachable, into ``.gpu/`` (ignored by git; ≈ 39 MiB, 
 carries), and the machine runs one prepared script:
 
     .venv/bin/python benchmarks/gpu_kit.py          # here: writes .gpu/{model,data,whl}
-    # then one call of the device tool: command `bash benchmarks/gpu_run.sh`, carry [".gpu"], timeout_s 540
+    # then one call of the device tool: command `bash benchmarks/gpu_run.sh`, carry [".gpu"], timeout_s 600
 
 - ``.gpu/model``: SmolLM2-135M's ``config.json`` and tokenizer without weights (the packaged GGUF is
   ≈ 100 MB); the benchmark's ``--random-weights`` makes seeded weights from them there — step time depends
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{part}: {folder_bytes(part) / 2**20:.1f} MiB")
     print(f"{len(wheels)} wheels; kit {folder_bytes(out) / 2**20:.1f} MiB in all (a device call carries 64 MiB "
           "with the working tree)\nnext, on a lent GPU: the device tool's run with command "
-          "`bash benchmarks/gpu_run.sh`, carry [\".gpu\"], timeout_s 540")
+          "`bash benchmarks/gpu_run.sh`, carry [\".gpu\"], timeout_s 600 (or `gpu_run.sh flex` alone first, 400)")
 
 
 if __name__ == "__main__":
