@@ -70,14 +70,18 @@ def _data_dir(args) -> Path:
 
 
 def _params(args):
-    """The quickstart's parameters at --seq-len, with --model-dir (a local folder) and --attn applied."""
+    """The quickstart's parameters at --seq-len, with --model-dir (a local folder) and --attn applied.
+
+    --model-dir goes in before validation, so the file is checked against the model the loops run (its
+    positions against --seq-len) and never reads the packaged GGUF, whose check imports ``gguf``: a lent
+    GPU has neither (``gpu_kit.py``)."""
     from cpt_utils.config import load_params
 
-    params = load_params(ROOT / "params/quickstart.yaml")
-    model = params.model.model_copy(update={"attn_implementation": args.attn, **(
-        {"source": "local", "name": str(Path(args.model_dir).resolve())} if args.model_dir else {})})
-    return params.model_copy(update={
-        "model": model, "preprocess": params.preprocess.model_copy(update={"seq_len": args.seq_len})})
+    model = {"attn_implementation": args.attn}
+    if args.model_dir:
+        model |= {"source": "local", "name": str(Path(args.model_dir).resolve())}
+    return load_params(ROOT / "params/quickstart.yaml",
+                       overrides={"model": model, "preprocess": {"seq_len": args.seq_len}})
 
 
 def _model(args):

