@@ -72,9 +72,9 @@ def _data_dir(args) -> Path:
 def _params(args):
     """The quickstart's parameters at --seq-len, with --model-dir (a local folder) and --attn applied.
 
-    --model-dir goes in before validation, so the file is checked against the model the loops run (its
-    positions against --seq-len) and never reads the packaged GGUF, whose check imports ``gguf``: a lent
-    GPU has neither (``gpu_kit.py``)."""
+    --model-dir, --seq-len and --attn go in before validation, so the file is checked against the model the
+    loops run (its positions against --seq-len) and never reads the packaged GGUF, whose check imports
+    ``gguf``: a lent GPU has neither the GGUF nor ``gguf`` (``gpu_kit.py``)."""
     from cpt_utils.config import load_params
 
     model = {"attn_implementation": args.attn}
