@@ -147,7 +147,7 @@ def test_auto_follows_the_cpu_kind_and_the_override_that_stands_in_for_the_other
 
 def test_cpu_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("CPT_CACHE", str(tmp_path))
-    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # a quiet entry is final
+    monkeypatch.setattr(hardware, "_competing_cores", lambda *_: 0.0)  # a quiet entry is final
     first = cpu_peak_flops()
     assert first["bf16"] > 0 and first["fp32"] > 0
     (cached,) = (tmp_path / "hardware").glob("*.json")
@@ -172,48 +172,76 @@ def test_mfu_is_never_above_100_percent_a_stale_peak_is_flagged():
 
 
 # ------------------------------------------------------------------ the cached CPU peak's policy
-def _fake_cache(threads: int, fp32: float, load: float | None, bf16: float = 1e9) -> Path:
-    """A cache entry as an earlier measurement left it (``load``: its 1-minute load average)."""
+def _fake_cache(threads: int, fp32: float, load: float | None, bf16: float = 1e9, quiet: bool | None = None) -> Path:
+    """A cache entry as an earlier measurement left it (``load``: its 1-minute load average; ``quiet``:
+    whether it had the machine to itself — absent from entries written before competition was measured)."""
     path = hardware._cache_path(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = {"cpu": hardware.cpu_model(), "cores": 2, "threads": threads, "bf16": bf16, "fp32": fp32}
-    path.write_text(json.dumps(entry if load is None else {**entry, "load_average_1min": load}))
+    if load is not None:
+        entry["load_average_1min"] = load
+    if quiet is not None:
+        entry["quiet"] = quiet
+    path.write_text(json.dumps(entry))
     return path
 
 
 @pytest.fixture()
 def fake_machine(tmp_path, monkeypatch):
-    """An empty cache, 2 cores at 2 torch threads, a settable load average and a matmul that 'measures'
-    what the test says (the real measurement is tested above; here the policy around it is)."""
+    """An empty cache, 2 cores at 2 torch threads, a settable load average, a settable number of cores
+    other processes use during a measurement, and a matmul that 'measures' what the test says (the real
+    measurement and the real competition are tested above and below; here the policy around them is)."""
     monkeypatch.setenv("CPT_CACHE", str(tmp_path))
     monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    machine = {"load": 0.2, "fp32": 50e9, "bf16": 1e9, "measured": 0}
+    machine = {"load": 0.2, "competing": 0.0, "fp32": 50e9, "bf16": 1e9, "measured": 0}
 
     def measure(dtype, budget_s=1.0):
         machine["measured"] += 1
         return machine[dtype]
 
     monkeypatch.setattr(hardware.os, "getloadavg", lambda: (machine["load"], 0.0, 0.0))
+    monkeypatch.setattr(hardware, "_competing_cores", lambda *_: machine["competing"])
     monkeypatch.setattr(hardware, "measure_matmul_flops", measure)
     return machine
 
 
-def test_a_peak_measured_under_load_is_measured_again_when_quiet_and_the_max_kept(fake_machine):
-    path = _fake_cache(2, fp32=18.5e9, load=3.0, bf16=2e9)  # the lead's case: 1.5 per core, reads low
-    fake_machine.update(load=0.4, fp32=100e9)  # 0.2 per core: quiet
+def test_a_peak_measured_under_competition_is_measured_again_at_its_next_use_whatever_the_load_average(fake_machine):
+    """The case seen: a peak measured while the test suite ran read half the true one, and the report
+    that followed kept it (and showed 98.7% MFU) because its own notebooks held the 1-minute load
+    average high. The load average lags; the measurement's own competition decides."""
+    path = _fake_cache(2, fp32=18.5e9, load=1.3, bf16=2e9, quiet=False)
+    fake_machine.update(load=1.8, fp32=100e9)  # a lagging load average, but nothing else runs now
     peaks = cpu_peak_flops()
     assert fake_machine["measured"] == 2 and peaks["fp32"] == 100e9
     assert peaks["bf16"] == 2e9  # the new bf16 reading was lower: the max ever measured stays
-    assert json.loads(path.read_text())["load_average_1min"] == 0.4  # now a quiet entry
+    entry = json.loads(path.read_text())
+    assert entry["quiet"] is True and entry["competing_cores"] == 0.0 and entry["measurements"] == 2
     fake_machine["fp32"] = 10e9
-    assert cpu_peak_flops()["fp32"] == 100e9 and fake_machine["measured"] == 2  # quiet entry: not re-measured
+    assert cpu_peak_flops()["fp32"] == 100e9 and fake_machine["measured"] == 2  # quiet entry: final
 
 
-def test_a_peak_measured_under_load_is_kept_while_the_machine_is_still_busy(fake_machine):
-    _fake_cache(2, fp32=18.5e9, load=3.0)
-    fake_machine.update(load=5.0, fp32=10e9)
-    assert cpu_peak_flops()["fp32"] == 18.5e9 and fake_machine["measured"] == 0
+def test_a_measurement_that_competed_is_flagged_kept_as_a_lower_bound_and_tried_again(fake_machine):
+    fake_machine.update(load=0.0, competing=1.0, fp32=20e9)  # a quiet-looking load average, a busy machine
+    with pytest.warns(UserWarning, match=r"other processes kept 1\.00 cores busy: it may read low"):
+        assert cpu_peak_flops()["fp32"] == 20e9
+    assert json.loads(hardware._cache_path(2).read_text())["quiet"] is False
+    fake_machine.update(fp32=10e9)  # still busy, reads even lower: the max stays, still not final
+    with pytest.warns(UserWarning):
+        assert cpu_peak_flops()["fp32"] == 20e9 and fake_machine["measured"] == 4
+    fake_machine.update(competing=0.05, fp32=60e9)  # quiet at last (below QUIET_COMPETING_CORES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cpu_peak_flops()["fp32"] == 60e9 and fake_machine["measured"] == 6
+        assert cpu_peak_flops()["fp32"] == 60e9 and fake_machine["measured"] == 6
+
+
+def test_an_older_entry_is_judged_by_its_load_average(fake_machine):
+    _fake_cache(2, fp32=80e9, load=0.4)  # written before competition was recorded, 0.2 per core: quiet
+    assert cpu_peak_flops()["fp32"] == 80e9 and fake_machine["measured"] == 0
+    _fake_cache(2, fp32=18.5e9, load=3.0)  # 1.5 per core: measured again, now, whatever today's load
+    fake_machine["load"] = 5.0
+    assert cpu_peak_flops()["fp32"] == 50e9 and fake_machine["measured"] == 2
 
 
 def test_an_entry_without_its_load_counts_as_measured_under_load(fake_machine):
@@ -222,15 +250,42 @@ def test_an_entry_without_its_load_counts_as_measured_under_load(fake_machine):
 
 
 def test_refresh_only_ever_raises_the_peak(fake_machine):
-    _fake_cache(2, fp32=80e9, load=0.1)
-    fake_machine["fp32"] = 30e9  # a busy re-measurement
+    _fake_cache(2, fp32=80e9, load=0.1, quiet=True)
+    fake_machine.update(fp32=30e9, competing=1.5)  # a busy re-measurement: the entry stays quiet
     assert cpu_peak_flops(refresh=True)["fp32"] == 80e9 and fake_machine["measured"] == 2
+    assert json.loads(hardware._cache_path(2).read_text())["quiet"] is True
 
 
 def test_a_peak_measured_with_fewer_threads_is_a_lower_bound(fake_machine):
     _fake_cache(1, fp32=78e9, load=1.9)  # one thread did 78 GFLOP/s: two threads can too
-    _fake_cache(2, fp32=18.5e9, load=0.1)
+    _fake_cache(2, fp32=18.5e9, load=0.1, quiet=True)
     assert cpu_peak_flops()["fp32"] == 78e9 and fake_machine["measured"] == 0
+
+
+def test_competing_cores_are_what_other_processes_used_beyond_the_cores_left_free(monkeypatch):
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
+    # 2 s of wall clock: the machine used 4 CPU-seconds, this process 2 — others kept 1 core busy
+    assert hardware._competing_cores((10.0, 1.0), (14.0, 3.0), 2.0, threads=2) == pytest.approx(1.0)
+    assert hardware._competing_cores((10.0, 1.0), (14.0, 3.0), 2.0, threads=1) == pytest.approx(0.0)  # its own core
+    assert hardware._competing_cores((10.0, 1.0), (14.0, 5.0), 2.0, threads=2) == 0.0  # never negative
+    assert hardware._competing_cores(None, (14.0, 3.0), 2.0, threads=2) is None  # not Linux: unknown
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="competition is read from Linux's /proc/stat")
+def test_a_busy_process_beside_the_measurement_is_seen_as_competition():
+    """The real counters: a process spinning for a second beside an idle parent takes ≈ one core."""
+    import subprocess
+    import sys
+    import time
+
+    cores = hardware.os.cpu_count() or 1
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    time.sleep(0.3)  # the interpreter's start-up is the spinner's too
+    before, start = hardware._cpu_seconds(), time.perf_counter()
+    time.sleep(1.0)
+    competing = hardware._competing_cores(before, hardware._cpu_seconds(), time.perf_counter() - start, cores)
+    spinner.wait(timeout=30)
+    assert competing is not None and competing >= 0.6
 
 
 def test_a_corrupt_cache_file_is_measured_again(fake_machine):
