@@ -279,7 +279,8 @@ def test_a_busy_process_beside_the_measurement_is_seen_as_competition():
     import time
 
     cores = hardware.os.cpu_count() or 1
-    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
+    spinner = subprocess.Popen([sys.executable, "-c", spin])
     time.sleep(0.3)  # the interpreter's start-up is the spinner's too
     before, start = hardware._cpu_seconds(), time.perf_counter()
     time.sleep(1.0)
