@@ -110,17 +110,16 @@ QUIET_LOAD_PER_CORE = 0.5
 
 def _cpu_seconds() -> tuple[float, float] | None:
     """(CPU-seconds every process has used since boot, including time the hypervisor gave to other guests;
-    CPU-seconds of this process), or None where ``/proc/stat`` does not exist (not Linux)."""
+    CPU-seconds of this process), or None where psutil cannot read the machine's times."""
+    import psutil  # lazy, like torch: reading the cached peak needs neither
+
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
+        times = psutil.cpu_times()._asdict()
+    except (OSError, NotImplementedError, psutil.Error):
         return None
-    if not fields or fields[0] != "cpu":
-        return None
-    # user nice system idle iowait irq softirq steal: all but idle and iowait keep a core from us
-    ticks = [int(v) for v in fields[1:9]]
-    busy = sum(ticks) - ticks[3] - ticks[4]
-    return busy / os.sysconf("SC_CLK_TCK"), time.process_time()
+    # idle and iowait leave the core free; Linux counts guest time inside user time already
+    busy = sum(v for k, v in times.items() if k not in ("idle", "iowait", "guest", "guest_nice"))
+    return busy, time.process_time()
 
 
 def _competing_cores(before: tuple[float, float] | None, after: tuple[float, float] | None, wall: float,
@@ -164,9 +163,9 @@ def cpu_peak_flops(refresh: bool = False) -> dict[str, float]:
     A matmul peak measured on a busy machine reads low (a shared machine's other work takes the cores)
     and a low peak inflates MFU: a peak measured while the test suite ran made a quickstart report show
     98.7% MFU for a step at ≈ 52%. So the cached value is the *maximum ever measured* here, each
-    measurement records the cores other processes used meanwhile (``/proc/stat`` less this process), and
-    an entry none of whose measurements had the machine to itself is measured again at its next use —
-    whatever the load average says, which lags by minutes. ``refresh`` measures again unconditionally;
+    measurement records the cores other processes used meanwhile (the machine's busy time less this
+    process's, from psutil), and an entry none of whose measurements had the machine to itself is
+    measured again at its next use — whatever the load average says, which lags by minutes. ``refresh`` measures again unconditionally;
     each new measurement only ever raises the cached peaks. Peaks measured with fewer torch threads are
     lower bounds too (more threads never make the machine slower), so they count.
     """
@@ -181,7 +180,7 @@ def cpu_peak_flops(refresh: bool = False) -> dict[str, float]:
     before, start = _cpu_seconds(), time.perf_counter()
     fresh = {"bf16": measure_matmul_flops("bf16"), "fp32": measure_matmul_flops("fp32")}
     competing = _competing_cores(before, _cpu_seconds(), time.perf_counter() - start, threads)
-    # where competition cannot be measured (not Linux), the load average before measuring decides
+    # where competition cannot be measured (psutil cannot read the times), the load average decides
     if competing is not None:
         quiet, busy = competing <= QUIET_COMPETING_CORES, f"other processes kept {competing:.2f} cores busy"
     else:
