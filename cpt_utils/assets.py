@@ -319,6 +319,12 @@ def fetch_all() -> dict[str, Path]:
     return {name: fetch(name) for name in ASSETS}
 
 
+def asset_pins() -> dict[str, str]:
+    """The pinned distribution of every packaged asset (model, corpora, task items), by name: a new pin is
+    other weights or other items under the same names, so it stales what was scored on the old one."""
+    return {a.name: f"{a.package}=={a.version}:{a.wheel_sha256}:{a.member}" for a in ASSETS.values()}
+
+
 def describe() -> list[dict]:
     """Provenance rows for reports: what each asset is and where it came from."""
     return [

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .assets import fetch, fetch_dir
+from .assets import asset_pins, fetch, fetch_dir
 from .atomic import publish
 from .config import ExperimentParams
 from .packing import document_separator_id
@@ -163,13 +163,15 @@ def _meta(name: str, entry: dict, items: list[dict], partial: dict) -> dict:
 
 def _build_key(params: ExperimentParams, manifest: dict) -> str:
     """What the built folder depends on: the settings, the held-out data, this folder's code and templates,
-    and lm-eval's version (some templates call lm-eval's own prompt functions)."""
+    the pinned assets the items come from, and lm-eval's version (some templates call lm-eval's own prompt
+    functions)."""
     import lm_eval  # lazy: seconds to import; only a build needs its version
 
     own = [(p.name, p.read_text()) for p in sorted(HERE.iterdir()) if p.suffix in (".py", ".yaml")]
     own.append((Path(__file__).name, Path(__file__).read_text()))
     blob = [{t: task_limit(params, t) for t in built_tasks(params)}, params.eval.seed, params.eval.domain_subjects,
-            params.eval.general_subjects, manifest.get("content_hash"), own, getattr(lm_eval, "__version__", "")]
+            params.eval.general_subjects, manifest.get("content_hash"), own, getattr(lm_eval, "__version__", ""),
+            asset_pins()]
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 

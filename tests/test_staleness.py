@@ -6,6 +6,7 @@ added to training; the model card says what was trained on and where the control
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -122,15 +123,74 @@ def test_the_fingerprint_keys_on_a_local_model_files_content(tiny_params, data_d
     assert results.eval_fingerprint(params, data_dir) != first
 
 
-@pytest.mark.parametrize("module", ["modeling.py", "packing.py"])
-def test_the_fingerprint_keys_on_the_modeling_and_packing_code(tiny_params, data_dir, tmp_path, monkeypatch, module):
+@pytest.fixture()
+def code_copy(tmp_path, monkeypatch):
+    """A copy of the package that ``store`` hashes instead of the real one."""
     code = tmp_path / "cpt_utils"
     shutil.copytree(results.HERE, code, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(store, "HERE", code)
+    return code
+
+
+# the modules an evaluation names, and helpers it reaches only through their imports (attention: the
+# scorer's mask context; task_build and tasks/sampling: which items; checkpointing: which weights load)
+@pytest.mark.parametrize("module", ["modeling.py", "packing.py", "attention.py", "task_build.py",
+                                    "tasks/sampling.py", "checkpointing.py"])
+def test_the_fingerprint_keys_on_the_code_that_computes_the_numbers(tiny_params, data_dir, code_copy, module):
     before = results.eval_fingerprint(tiny_params, data_dir)
-    with open(code / module, "a") as fh:
-        fh.write("\n# a change to how the numbers are computed\n")
+    with open(code_copy / module, "a") as fh:
+        fh.write("\n_CHANGED_HOW_NUMBERS_ARE_COMPUTED = True\n")
     assert results.eval_fingerprint(tiny_params, data_dir) != before
+
+
+def test_a_docstring_a_comment_or_a_reflow_keeps_the_fingerprint(tiny_params, data_dir, code_copy):
+    """Rewording what code says of itself must not stale hours of stored evaluations."""
+    before = results.eval_fingerprint(tiny_params, data_dir)
+    scoring = code_copy / "scoring.py"
+    text = scoring.read_text()
+    assert text.startswith('"""Fast multiple-choice scoring')
+    text = text.replace('"""Fast multiple-choice scoring', '"""Reworded: fast multiple-choice scoring', 1)
+    text = text.replace('        """Run one padded batch;',
+                        '        # a new comment\n        """Run one   padded batch;', 1)
+    text = text.replace("width = len(batch[0])\n", "width = len(\n            batch[0])\n", 1)
+    scoring.write_text(text)
+    assert results.eval_fingerprint(tiny_params, data_dir) == before
+    scoring.write_text(text.replace("width = len(\n            batch[0])\n", "width = len(batch[-1])\n", 1))
+    assert results.eval_fingerprint(tiny_params, data_dir) != before
+
+
+def test_a_module_the_scorer_comes_to_import_is_hashed_with_it(tiny_params, data_dir, code_copy):
+    """No list to keep up to date: a new helper imported on the evaluation's path is followed."""
+    (code_copy / "new_helper.py").write_text("SCALE = 1.0\n")
+    scoring = code_copy / "scoring.py"
+    imports = "from .precision import fp32_logits\n"
+    scoring.write_text(scoring.read_text().replace(imports, imports + "from .new_helper import SCALE\n", 1))
+    assert "new_helper" in store.evaluation_modules()
+    before = results.eval_fingerprint(tiny_params, data_dir)
+    (code_copy / "new_helper.py").write_text("SCALE = 2.0\n")
+    assert results.eval_fingerprint(tiny_params, data_dir) != before
+
+
+def test_bookkeeping_modules_exist_and_are_not_hashed():
+    """A renamed module must not slip out of the bookkeeping list into the hash or the other way round."""
+    assert all(store._module_file(name) for name in store.BOOKKEEPING)
+    hashed = store.evaluation_modules()
+    assert not {name.split(".")[0] for name in hashed} & store.BOOKKEEPING
+    assert {"evaluate", "scoring", "perplexity", "attention", "task_build", "tasks.sampling"} <= set(hashed)
+
+
+def test_a_new_asset_pin_stales_results_and_rebuilds_the_task_items(tiny_params, data_dir, monkeypatch):
+    """The packaged model and the items come from pinned distributions: another pin under the same name
+    is other weights or other items."""
+    from cpt_utils import assets, task_build
+
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    before = results.eval_fingerprint(tiny_params, data_dir), task_build._build_key(tiny_params, manifest)
+    model = assets.ASSETS["smollm2-135m-instruct"]
+    monkeypatch.setitem(assets.ASSETS, model.name, dataclasses.replace(model, version="9.9.9"))
+    after = results.eval_fingerprint(tiny_params, data_dir), task_build._build_key(tiny_params, manifest)
+    assert after[0] != before[0] and after[1] != before[1]
+    assert "assets" in results.evaluation_settings(tiny_params, data_dir)
 
 
 def test_the_fingerprint_keys_on_library_versions(tiny_params, data_dir, monkeypatch):

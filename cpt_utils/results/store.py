@@ -3,7 +3,8 @@ tidy table the notebooks read.
 
 A stored result is reused or read only while it still describes the same thing: the evaluation settings,
 the *resolved* precision, per-document attention, the base model's architecture and file content, the
-held-out data's content, the evaluation/modeling/packing code and library versions, and the **identity
+held-out data's content, the packaged assets' pins, the code that computes the numbers and the library
+versions, and the **identity
 of the weights** it scored (the checkpoint's trajectory, step and save time; the base model). Each result
 records those parts (``evaluated_with``) and its ``weights``, so a reader can say why a result is stale
 (``stale_reason``) and refuse to pair results made differently (``check_comparable``).
@@ -11,6 +12,8 @@ records those parts (``evaluated_with``) and its ``weights``, so a reader can sa
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import warnings
@@ -18,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..assets import _sha256
+from ..assets import _sha256, asset_pins
 from ..atomic import atomic_write_json
 from ..checkpointing import list_checkpoints
 from ..comparability import differences
@@ -31,10 +34,17 @@ if TYPE_CHECKING:
 
 #: The package's folder: the evaluation code hashed below is named relative to it.
 HERE = Path(__file__).parent.parent
-#: The modules whose code changes what an evaluation computes (the model's forward pass and the packed
-#: sequences' positions included).
-EVAL_CODE = ("evaluate.py", "heldout_eval.py", "perplexity.py", "task_suite.py", "scoring.py", "precision.py", "modeling.py",
-             "packing.py")
+#: Where an evaluation's numbers are computed: these modules are hashed together with every package module
+#: they import, directly or not (``evaluation_modules``), so a helper they come to rely on — the attention
+#: context of the scorer, the items ``task_build`` picks — can never change a number behind a stored result.
+EVAL_CODE = ("evaluate.py", "heldout_eval.py", "perplexity.py", "task_suite.py", "task_build.py", "scoring.py",
+             "precision.py", "modeling.py", "packing.py")
+#: Package modules the evaluation imports whose code cannot move a stored number, so they are neither hashed
+#: nor followed: files and paths, errors, the allocator setting, the parameters (an evaluation's settings
+#: are keyed by value, ``evaluation_settings``), this results room, trackers, the contamination report,
+#: statistics for reports, and the assets' fetching (their pins are keyed by value: ``asset_pins``).
+BOOKKEEPING = frozenset({"atomic", "paths", "errors", "allocator", "config", "results", "tracking", "contamination",
+                         "comparability", "analysis", "assets"})
 #: The libraries whose versions change the numbers.
 EVAL_LIBRARIES = ("torch", "transformers", "lm_eval")
 #: Where a local model file's content hash is cached, keyed by path, mtime and size.
@@ -84,10 +94,74 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def _module_file(name: str) -> Path | None:
+    """The file of package module ``name`` (dotted, relative to the package), or None if there is none."""
+    path = HERE.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_imports(name: str, tree: ast.Module) -> list[str]:
+    """The package modules that module ``name`` imports by relative import (inside functions too)."""
+    here = name.split(".") if _module_file(name).name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or not node.level:
+            continue
+        base = here[:len(here) - node.level + 1] + (node.module.split(".") if node.module else [])
+        for candidate in [base] + [base + [alias.name] for alias in node.names]:
+            if candidate and _module_file(".".join(candidate)):
+                found.add(".".join(candidate))
+    return sorted(found)
+
+
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    """The tree less its docstrings: with comments (which ``ast`` drops) they explain, never compute."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.lru_cache(maxsize=256)
+def _module_code(name: str, path: Path, mtime_ns: int, size: int) -> tuple[str, list[str]]:
+    """A module's code as it runs (its syntax tree without docstrings) and the package modules it imports;
+    cached by file stat, since results are keyed many times per process."""
+    tree = ast.parse(path.read_text())
+    return ast.dump(_without_docstrings(tree)), _package_imports(name, tree)
+
+
+def evaluation_modules() -> dict[str, str]:
+    """The package modules an evaluation's numbers depend on, with their code as it runs: ``EVAL_CODE``
+    and, transitively, every package module they import, except ``BOOKKEEPING`` ones."""
+    todo = [f.removesuffix(".py") for f in EVAL_CODE]
+    found: dict[str, str] = {}
+    while todo:
+        name = todo.pop()
+        path = _module_file(name)
+        if name in found or name.split(".")[0] in BOOKKEEPING or path is None:
+            continue
+        stat = path.stat()
+        found[name], imports = _module_code(name, path, stat.st_mtime_ns, stat.st_size)
+        todo += imports
+    return dict(sorted(found.items()))
+
+
 def code_hash() -> str:
-    """Hash of the evaluation, modeling and packing code and the task definitions."""
-    files = [HERE / f for f in EVAL_CODE if (HERE / f).is_file()] + sorted((HERE / "tasks").glob("*.*"))
-    return hashlib.sha256(b"".join(p.read_bytes() for p in files if p.suffix in (".py", ".yaml"))).hexdigest()[:12]
+    """Hash of the code an evaluation's numbers come from (``evaluation_modules``) and the task templates.
+    Python code is hashed as its syntax tree without docstrings, so rewording a docstring or a comment or
+    reflowing a line keeps every stored result, while any change to what runs stales them."""
+    digest = hashlib.sha256()
+    for name, code in evaluation_modules().items():
+        digest.update(f"{name}\n{code}\n".encode())
+    for template in sorted((HERE / "tasks").glob("*.yaml")):
+        digest.update(f"{template.name}\n".encode() + template.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def eval_precision_for(params: ExperimentParams, device_type: str = "cpu") -> str:
@@ -141,7 +215,8 @@ def evaluation_settings(params: ExperimentParams, data_dir: Path, precision: str
     out = {"precision": precision or eval_precision_for(params),
            "per_document_attention": bool(params.train.per_document_attention),
            "model": model_identity(params), "model_content": model_content(params.model),
-           "eval_settings": settings, "heldout_data": data, "code": code_hash(), "versions": library_versions()}
+           "eval_settings": settings, "heldout_data": data, "code": code_hash(), "versions": library_versions(),
+           "assets": asset_pins()}
     if final and final_tasks(params):
         out["final_tasks"] = final_tasks(params)
     return out
