@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .atomic import atomic_file
+from .atomic import atomic_file, atomic_write_json
 from .errors import CptError
 from .paths import cache_dir
 
@@ -176,6 +177,26 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: Where a local model file's content hash is cached, keyed by path, mtime and size.
+_HASH_CACHE = "file-hashes.json"
+
+
+def file_content_hash(path: Path) -> str:
+    """sha256 of a file's bytes, cached on disk by (path, mtime, size): a multi-GB GGUF is read once."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}|{stat.st_mtime_ns}|{stat.st_size}"
+    store = cache_dir() / _HASH_CACHE
+    try:
+        known = json.loads(store.read_text()) if store.is_file() else {}
+    except ValueError:
+        known = {}
+    if key not in known:
+        known[key] = _sha256(path)
+        atomic_write_json(store, known)
+    return known[key]
 
 
 def wheels_dir() -> Path:

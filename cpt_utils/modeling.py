@@ -10,12 +10,13 @@ and load that folder from then on (≈ 70× faster than re-reading the GGUF).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from .allocator import keep_freed_memory
-from .assets import PACKAGED_MODELS, fetch
+from .assets import PACKAGED_MODELS, fetch, file_content_hash
 from .atomic import atomic_dir
 from .config import ModelParams, TinyModelParams
 from .errors import CptError
@@ -31,15 +32,21 @@ class ModelLoadError(CptError, RuntimeError):
     pass
 
 
-def _file_fingerprint(path: Path) -> str:
-    """Cheap identity of a large file: size plus hashes of its first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as fh:
-        digest.update(fh.read(1 << 20))
-        fh.seek(max(0, size - (1 << 20)))
-        digest.update(fh.read(1 << 20))
-    return digest.hexdigest()[:12]
+def conversion_key(gguf_path: Path) -> str:
+    """What a converted GGUF folder depends on: the file's whole content (a fine-tune of the same size and
+    header is other weights) and the versions of the libraries that dequantise it (transformers' GGUF
+    loader calls ``gguf``'s kernels) and of ``convert_gguf``, so an upgrade or a change to the conversion
+    converts again instead of loading the old dequantisation."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = []
+    for name in ("transformers", "gguf"):
+        try:
+            versions.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} missing")
+    blob = "|".join([file_content_hash(gguf_path), *versions, inspect.getsource(convert_gguf)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path | None = None) -> Path:
@@ -50,7 +57,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path | None = None) -> Path:
     gguf_path = Path(gguf_path).resolve()
     if not gguf_path.is_file():
         raise ModelLoadError(f"GGUF file not found: {gguf_path}")
-    out_dir = out_dir or cache_dir() / "models" / f"{gguf_path.stem}-{_file_fingerprint(gguf_path)}"
+    out_dir = out_dir or cache_dir() / "models" / f"{gguf_path.stem}-{conversion_key(gguf_path)}"
     if (out_dir / "config.json").is_file() and (out_dir / "model.safetensors").is_file():
         return out_dir
 

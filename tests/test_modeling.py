@@ -75,3 +75,25 @@ def test_packaged_smollm2_converts_once_and_has_sane_perplexity():
     assert 5 < ppl < 60, ppl
     assert tok.convert_ids_to_tokens(document_separator_id(tok)) == "<|endoftext|>"
     assert resolve_model_dir(spec) == folder  # converted once, then reused
+
+
+def test_a_converted_gguf_is_keyed_on_its_whole_content_and_the_converting_libraries(tmp_path, monkeypatch):
+    """The conversion's folder used to be keyed on the size and the first and last MiB only: a GGUF changed
+    in between (a fine-tune of some layers: same size, same header, same last tensor) loaded the old weights."""
+    import importlib.metadata
+
+    from cpt_utils.modeling import conversion_key
+
+    monkeypatch.setenv("CPT_CACHE", str(tmp_path / "cache"))
+    body = bytearray(torch.randint(0, 256, (3 << 20,), generator=torch.Generator().manual_seed(0),
+                                   dtype=torch.uint8).numpy().tobytes())
+    original, tuned = tmp_path / "original.gguf", tmp_path / "tuned.gguf"
+    original.write_bytes(bytes(body))
+    body[len(body) // 2] ^= 1  # one bit in the middle MiB
+    tuned.write_bytes(bytes(body))
+    before = conversion_key(original)
+    assert conversion_key(tuned) != before
+    assert conversion_key(original) == before
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.0.0" if name == "gguf" else real(name))
+    assert conversion_key(original) != before  # another gguf: dequantised again

@@ -21,11 +21,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..assets import _sha256, asset_pins
+from ..assets import asset_pins, file_content_hash
 from ..atomic import atomic_write_json
 from ..checkpointing import list_checkpoints
 from ..comparability import differences
-from ..paths import cache_dir
 from ..precision import resolve_precision
 from .identity import model_identity, weights_identity
 
@@ -47,26 +46,6 @@ BOOKKEEPING = frozenset({"atomic", "paths", "errors", "allocator", "config", "re
                          "comparability", "analysis", "assets"})
 #: The libraries whose versions change the numbers.
 EVAL_LIBRARIES = ("torch", "transformers", "lm_eval")
-#: Where a local model file's content hash is cached, keyed by path, mtime and size.
-_HASH_CACHE = "file-hashes.json"
-
-
-def file_content_hash(path: Path) -> str:
-    """sha256 of a file's bytes, cached on disk by (path, mtime, size): a multi-GB GGUF is read once."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{path}|{stat.st_mtime_ns}|{stat.st_size}"
-    store = cache_dir() / _HASH_CACHE
-    try:
-        known = json.loads(store.read_text()) if store.is_file() else {}
-    except ValueError:
-        known = {}
-    if key not in known:
-        known[key] = _sha256(path)
-        atomic_write_json(store, known)
-    return known[key]
-
-
 def model_content(spec: ModelParams) -> str | None:
     """The content of a local base model (a ``.gguf`` file, or a folder's weights and config): editing
     the file under the same name must not reuse the old model's scores. None for other sources."""
