@@ -39,7 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import growth
+from .assets import asset_pins
 from .atomic import atomic_file, atomic_write_json
+from .code_identity import code_identity
 from .config import GENERAL_SOURCE, ExperimentParams, load_params, replay_sources, step_fingerprint
 from .corpora import open_corpus
 from .corpus_processing import (
@@ -54,9 +56,15 @@ from .preprocess_report import drop_summary, held_out_lines, removals, stage_lab
 
 SNAPSHOT = "resume.pkl"  # the last completed shard's snapshot: how an interrupted run continues
 SNAPSHOT_VERSION = 1
-#: The modules that decide what the data contains (``_code_version``); a folder counts with all its files.
-DATA_CODE = ("clean.py", "dedup.py", "packing.py", "preprocess.py", "corpus_processing.py", "held_out.py",
-             "documents.py", "packaged_text.py", "growth.py", "corpora")
+#: Package modules preprocessing imports whose code does not decide what the data contains, neither hashed
+#: nor followed by ``_code_version`` (which follows every other import from this module): files, paths,
+#: errors, the allocator, the parameters (keyed by value: ``step_fingerprint``), the model loader (the
+#: tokenizer is named by the parameters' model), the drop report and its figures, and the assets' fetching
+#: (their pins are keyed by value).
+#: The package whose code ``_code_version`` reads (a test points it at a copy).
+PACKAGE = Path(__file__).parent
+DATA_BOOKKEEPING = frozenset({"atomic", "paths", "errors", "allocator", "config", "modeling", "preprocess_report",
+                              "plots", "assets"})
 
 
 class _Tee:
@@ -116,13 +124,11 @@ def _control_report(data_dir: Path, params: ExperimentParams, info: dict, train_
 
 
 def _code_version() -> str:
-    """Hash of the modules that decide what the data contains: changing a filter re-prepares the data."""
-    digest = hashlib.blake2b(digest_size=6)
-    here = Path(__file__).parent
-    for name in DATA_CODE:
-        for path in sorted((here / name).glob("*.py")) if (here / name).is_dir() else [here / name]:
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """What decides the data's content besides the parameters: this module's code and every package module
+    it reaches (the filters, deduplication, packing, the corpus readers…), and the packaged assets' pins (a
+    new pin of a packaged corpus is other text under the same name). Changing either prepares again."""
+    blob = json.dumps([code_identity(PACKAGE, ["preprocess"], DATA_BOOKKEEPING), asset_pins()])
+    return hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()
 
 
 def _complete(data_dir: Path) -> bool:

@@ -242,3 +242,31 @@ def test_a_damaged_shard_is_detected_by_its_content_hash_and_never_reused_or_rea
     ids.write_bytes(good[:-10])  # a partly written shard
     with pytest.raises(PackedDataError, match=r"shard-00000\.ids\.npy: unreadable shard"):
         PackedSplit(train_dir)
+
+
+def test_the_data_code_version_follows_what_preprocessing_imports(tmp_path, monkeypatch):
+    """Prepared data are reused only while the code that decides their content is unchanged: a filter's
+    code, a helper a filter comes to import and a packaged corpus's pin move the version; a docstring,
+    a comment and a reflow do not."""
+    import dataclasses
+    import shutil
+
+    from cpt_utils import assets, preprocess
+
+    code = tmp_path / "cpt_utils"
+    shutil.copytree(preprocess.PACKAGE, code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(preprocess, "PACKAGE", code)
+    before = preprocess._code_version()
+    clean = code / "clean.py"
+    text = clean.read_text()
+    clean.write_text(text.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
+    assert preprocess._code_version() == before
+    (code / "new_filter.py").write_text("THRESHOLD = 0.5\n")
+    clean.write_text(text + "\nfrom .new_filter import THRESHOLD\n")
+    with_helper = preprocess._code_version()
+    assert with_helper != before
+    (code / "new_filter.py").write_text("THRESHOLD = 0.75\n")
+    assert preprocess._code_version() != with_helper
+    wiki = assets.ASSETS["wiki-vital-summaries"]
+    monkeypatch.setitem(assets.ASSETS, wiki.name, dataclasses.replace(wiki, version="9.9.9"))
+    assert preprocess._code_version() not in (before, with_helper)

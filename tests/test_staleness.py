@@ -16,6 +16,7 @@ import pytest
 from cpt_utils import analysis, results
 from cpt_utils.results import store
 from cpt_utils.checkpointing import list_checkpoints
+from cpt_utils.code_identity import module_file
 from cpt_utils.evaluate import _base_cache, evaluate_run
 
 MILESTONES = [256, 512, 768, 1024]  # 4 steps of 4 × 64 tokens, a checkpoint at each
@@ -173,7 +174,7 @@ def test_a_module_the_scorer_comes_to_import_is_hashed_with_it(tiny_params, data
 
 def test_bookkeeping_modules_exist_and_are_not_hashed():
     """A renamed module must not slip out of the bookkeeping list into the hash or the other way round."""
-    assert all(store._module_file(name) for name in store.BOOKKEEPING)
+    assert all(module_file(store.HERE, name) for name in store.BOOKKEEPING)
     hashed = store.evaluation_modules()
     assert not {name.split(".")[0] for name in hashed} & store.BOOKKEEPING
     assert {"evaluate", "scoring", "perplexity", "attention", "task_build", "tasks.sampling"} <= set(hashed)

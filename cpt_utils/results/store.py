@@ -12,8 +12,6 @@ records those parts (``evaluated_with``) and its ``weights``, so a reader can sa
 
 from __future__ import annotations
 
-import ast
-import functools
 import hashlib
 import json
 import warnings
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..assets import asset_pins, file_content_hash
 from ..atomic import atomic_write_json
 from ..checkpointing import list_checkpoints
+from ..code_identity import code_identity, reached_modules
 from ..comparability import differences
 from ..precision import resolve_precision
 from .identity import model_identity, weights_identity
@@ -73,71 +72,17 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def _module_file(name: str) -> Path | None:
-    """The file of package module ``name`` (dotted, relative to the package), or None if there is none."""
-    path = HERE.joinpath(*name.split("."))
-    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _package_imports(name: str, tree: ast.Module) -> list[str]:
-    """The package modules that module ``name`` imports by relative import (inside functions too)."""
-    here = name.split(".") if _module_file(name).name == "__init__.py" else name.split(".")[:-1]
-    found = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.ImportFrom) or not node.level:
-            continue
-        base = here[:len(here) - node.level + 1] + (node.module.split(".") if node.module else [])
-        for candidate in [base] + [base + [alias.name] for alias in node.names]:
-            if candidate and _module_file(".".join(candidate)):
-                found.add(".".join(candidate))
-    return sorted(found)
-
-
-def _without_docstrings(tree: ast.Module) -> ast.Module:
-    """The tree less its docstrings: with comments (which ``ast`` drops) they explain, never compute."""
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
-@functools.lru_cache(maxsize=256)
-def _module_code(name: str, path: Path, mtime_ns: int, size: int) -> tuple[str, list[str]]:
-    """A module's code as it runs (its syntax tree without docstrings) and the package modules it imports;
-    cached by file stat, since results are keyed many times per process."""
-    tree = ast.parse(path.read_text())
-    return ast.dump(_without_docstrings(tree)), _package_imports(name, tree)
-
-
 def evaluation_modules() -> dict[str, str]:
     """The package modules an evaluation's numbers depend on, with their code as it runs: ``EVAL_CODE``
     and, transitively, every package module they import, except ``BOOKKEEPING`` ones."""
-    todo = [f.removesuffix(".py") for f in EVAL_CODE]
-    found: dict[str, str] = {}
-    while todo:
-        name = todo.pop()
-        path = _module_file(name)
-        if name in found or name.split(".")[0] in BOOKKEEPING or path is None:
-            continue
-        stat = path.stat()
-        found[name], imports = _module_code(name, path, stat.st_mtime_ns, stat.st_size)
-        todo += imports
-    return dict(sorted(found.items()))
+    return reached_modules(HERE, [f.removesuffix(".py") for f in EVAL_CODE], BOOKKEEPING)
 
 
 def code_hash() -> str:
     """Hash of the code an evaluation's numbers come from (``evaluation_modules``) and the task templates.
     Python code is hashed as its syntax tree without docstrings, so rewording a docstring or a comment or
     reflowing a line keeps every stored result, while any change to what runs stales them."""
-    digest = hashlib.sha256()
-    for name, code in evaluation_modules().items():
-        digest.update(f"{name}\n{code}\n".encode())
+    digest = hashlib.sha256(code_identity(HERE, [f.removesuffix(".py") for f in EVAL_CODE], BOOKKEEPING).encode())
     for template in sorted((HERE / "tasks").glob("*.yaml")):
         digest.update(f"{template.name}\n".encode() + template.read_bytes())
     return digest.hexdigest()[:12]
