@@ -56,13 +56,13 @@ from .preprocess_report import drop_summary, held_out_lines, removals, stage_lab
 
 SNAPSHOT = "resume.pkl"  # the last completed shard's snapshot: how an interrupted run continues
 SNAPSHOT_VERSION = 1
+#: The package whose code ``_code_version`` reads (a test points it at a copy).
+PACKAGE = Path(__file__).parent
 #: Package modules preprocessing imports whose code does not decide what the data contains, neither hashed
 #: nor followed by ``_code_version`` (which follows every other import from this module): files, paths,
 #: errors, the allocator, the parameters (keyed by value: ``step_fingerprint``), the model loader (the
 #: tokenizer is named by the parameters' model), the drop report and its figures, and the assets' fetching
 #: (their pins are keyed by value).
-#: The package whose code ``_code_version`` reads (a test points it at a copy).
-PACKAGE = Path(__file__).parent
 DATA_BOOKKEEPING = frozenset({"atomic", "paths", "errors", "allocator", "config", "modeling", "preprocess_report",
                               "plots", "assets"})
 

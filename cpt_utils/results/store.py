@@ -4,10 +4,10 @@ tidy table the notebooks read.
 A stored result is reused or read only while it still describes the same thing: the evaluation settings,
 the *resolved* precision, per-document attention, the base model's architecture and file content, the
 held-out data's content, the packaged assets' pins, the code that computes the numbers and the library
-versions, and the **identity
-of the weights** it scored (the checkpoint's trajectory, step and save time; the base model). Each result
-records those parts (``evaluated_with``) and its ``weights``, so a reader can say why a result is stale
-(``stale_reason``) and refuse to pair results made differently (``check_comparable``).
+versions, and the **identity of the weights** it scored (the checkpoint's trajectory, step and save time;
+the base model). Each result records those parts (``evaluated_with``) and its ``weights``, so a reader can
+say why a result is stale (``stale_reason``) and refuse to pair results made differently
+(``check_comparable``).
 """
 
 from __future__ import annotations
