@@ -165,9 +165,9 @@ def cpu_peak_flops(refresh: bool = False) -> dict[str, float]:
     98.7% MFU for a step at ≈ 52%. So the cached value is the *maximum ever measured* here, each
     measurement records the cores other processes used meanwhile (the machine's busy time less this
     process's, from psutil), and an entry none of whose measurements had the machine to itself is
-    measured again at its next use — whatever the load average says, which lags by minutes. ``refresh`` measures again unconditionally;
-    each new measurement only ever raises the cached peaks. Peaks measured with fewer torch threads are
-    lower bounds too (more threads never make the machine slower), so they count.
+    measured again at its next use — whatever the load average says, which lags by minutes. ``refresh``
+    measures again unconditionally; each new measurement only ever raises the cached peaks. Peaks measured
+    with fewer torch threads are lower bounds too (more threads never make the machine slower), so they count.
     """
     import torch  # lazy: reading the cached peak must not import torch
 

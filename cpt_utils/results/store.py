@@ -72,17 +72,22 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def _eval_roots() -> list[str]:
+    """``EVAL_CODE`` as module names, where following the imports starts."""
+    return [f.removesuffix(".py") for f in EVAL_CODE]
+
+
 def evaluation_modules() -> dict[str, str]:
     """The package modules an evaluation's numbers depend on, with their code as it runs: ``EVAL_CODE``
     and, transitively, every package module they import, except ``BOOKKEEPING`` ones."""
-    return reached_modules(HERE, [f.removesuffix(".py") for f in EVAL_CODE], BOOKKEEPING)
+    return reached_modules(HERE, _eval_roots(), BOOKKEEPING)
 
 
 def code_hash() -> str:
     """Hash of the code an evaluation's numbers come from (``evaluation_modules``) and the task templates.
     Python code is hashed as its syntax tree without docstrings, so rewording a docstring or a comment or
     reflowing a line keeps every stored result, while any change to what runs stales them."""
-    digest = hashlib.sha256(code_identity(HERE, [f.removesuffix(".py") for f in EVAL_CODE], BOOKKEEPING).encode())
+    digest = hashlib.sha256(code_identity(HERE, _eval_roots(), BOOKKEEPING).encode())
     for template in sorted((HERE / "tasks").glob("*.yaml")):
         digest.update(f"{template.name}\n".encode() + template.read_bytes())
     return digest.hexdigest()[:12]
