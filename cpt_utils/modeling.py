@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from .allocator import keep_freed_memory
-from .assets import PACKAGED_MODELS, fetch, file_content_hash
+from .assets import PACKAGED_MODELS, asset_pins, fetch, file_content_hash
 from .atomic import atomic_dir
 from .config import ModelParams, TinyModelParams
 from .errors import CptError
-from .packaged_text import iter_packaged_wiki
+from .packaged_text import WIKI_ASSET, iter_packaged_wiki
 from .paths import cache_dir
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `cpt --help` is instant
@@ -106,12 +106,32 @@ def tiny_tokenizer_training_text() -> Iterable[str]:
         yield doc.text
 
 
+def tiny_tokenizer_key(vocab_size: int, texts: list[str] | None) -> str:
+    """What a trained tiny tokenizer depends on: its size, the text it learns from (the packaged corpus's
+    pin, or the given texts' content), the ``tokenizers`` version and the training code. Keyed by size
+    alone, a tokenizer trained on other text (or by an older trainer) would be reused under the same name,
+    and the first caller would decide what every later one gets."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if texts is None:
+        source = asset_pins()[WIKI_ASSET]
+    else:
+        source = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    try:
+        trainer = f"tokenizers=={version('tokenizers')}"
+    except PackageNotFoundError:
+        trainer = "tokenizers missing"
+    blob = "|".join([str(vocab_size), source, trainer, inspect.getsource(train_tiny_tokenizer)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 def train_tiny_tokenizer(vocab_size: int, texts: Iterable[str] | None = None) -> "PreTrainedTokenizerBase":
-    """A byte-level BPE tokenizer trained locally (cached by vocabulary size) — never from the hub."""
+    """A byte-level BPE tokenizer trained locally (cached by ``tiny_tokenizer_key``) — never from the hub."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    out = cache_dir() / "tokenizers" / f"tiny-bpe-{vocab_size}"
+    texts = list(texts) if texts is not None else None
+    out = cache_dir() / "tokenizers" / f"tiny-bpe-{vocab_size}-{tiny_tokenizer_key(vocab_size, texts)}"
     if not (out / "tokenizer.json").is_file():
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -22,6 +22,7 @@ import yaml
 
 from .assets import asset_pins, fetch, fetch_dir
 from .atomic import publish
+from .code_identity import code_identity
 from .config import ExperimentParams
 from .packing import document_separator_id
 from .packing import PackedSplit
@@ -30,6 +31,13 @@ from .task_suite import run_built_tasks
 from .tasks import DOMAIN_SUBJECTS, HERE, TaskError, mmlu_items, registry
 from .tasks.benchmarks import BENCHMARKS, benchmark_records
 from .tasks.sampling import stratified_sample, stream
+
+
+#: The package's folder, where ``code_identity`` finds the modules.
+PACKAGE = Path(__file__).parent
+#: Modules the build imports whose code cannot change an item: files and paths, errors, the memory
+#: allocator, the parameters (keyed by value in ``_build_key``) and the assets' fetching (their pins are keyed).
+BUILD_BOOKKEEPING = frozenset({"atomic", "paths", "errors", "allocator", "config", "assets"})
 
 
 def subject_groups(params: ExperimentParams, subjects: set[str]) -> dict[str, list[str]]:
@@ -162,16 +170,17 @@ def _meta(name: str, entry: dict, items: list[dict], partial: dict) -> dict:
 
 
 def _build_key(params: ExperimentParams, manifest: dict) -> str:
-    """What the built folder depends on: the settings, the held-out data, this folder's code and templates,
-    the pinned assets the items come from, and lm-eval's version (some templates call lm-eval's own prompt
-    functions)."""
+    """What the built folder depends on: the settings, the held-out data, the templates, the code that builds
+    the items (this module and every package module it imports, ``code_identity``: reading the held-out
+    rows is ``packing``'s, outside this folder), the pinned assets the items come from, and lm-eval's
+    version (some templates call lm-eval's own prompt functions)."""
     import lm_eval  # lazy: seconds to import; only a build needs its version
 
-    own = [(p.name, p.read_text()) for p in sorted(HERE.iterdir()) if p.suffix in (".py", ".yaml")]
-    own.append((Path(__file__).name, Path(__file__).read_text()))
+    templates = [(p.name, p.read_text()) for p in sorted(HERE.glob("*.yaml"))]
+    code = code_identity(PACKAGE, ["task_build"], BUILD_BOOKKEEPING)
     blob = [{t: task_limit(params, t) for t in built_tasks(params)}, params.eval.seed, params.eval.domain_subjects,
-            params.eval.general_subjects, manifest.get("content_hash"), own, getattr(lm_eval, "__version__", ""),
-            asset_pins()]
+            params.eval.general_subjects, manifest.get("content_hash"), templates, code,
+            getattr(lm_eval, "__version__", ""), asset_pins()]
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 

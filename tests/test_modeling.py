@@ -37,7 +37,24 @@ def test_tiny_model_is_deterministic_and_trainable(tiny_params):
 def test_tokenizer_fingerprint_tells_tokenizers_apart(tiny_params):
     a = train_tiny_tokenizer(128, texts=["alpha beta gamma"] * 50)
     assert tokenizer_fingerprint(a) != tokenizer_fingerprint(load_tokenizer(tiny_params.model))
-    assert tokenizer_fingerprint(a) == tokenizer_fingerprint(train_tiny_tokenizer(128))  # cached by size
+
+
+def test_tiny_tokenizer_cache_keys_on_its_training_text(monkeypatch):
+    """Keyed by size alone, whichever caller trained first decided what every later one got."""
+    from cpt_utils import modeling
+
+    small = ["alpha beta gamma"] * 50  # 300 > 256 bytes + the separator: room for merges
+    a = train_tiny_tokenizer(300, texts=small)
+    b = train_tiny_tokenizer(300, texts=["delta epsilon zeta eta"] * 50)
+    assert tokenizer_fingerprint(a) != tokenizer_fingerprint(b)
+    assert tokenizer_fingerprint(a) == tokenizer_fingerprint(train_tiny_tokenizer(300, texts=iter(small)))
+    default = modeling.tiny_tokenizer_key(300, None)
+    assert default != modeling.tiny_tokenizer_key(300, small)
+    assert default != modeling.tiny_tokenizer_key(400, None)
+    pins = modeling.asset_pins()
+    moved = {**pins, modeling.WIKI_ASSET: pins[modeling.WIKI_ASSET] + "-repinned"}
+    monkeypatch.setattr(modeling, "asset_pins", lambda: moved)
+    assert modeling.tiny_tokenizer_key(300, None) != default  # a new pin of the corpus is other text
 
 
 def test_local_folder_round_trip(tmp_path, tiny_params):

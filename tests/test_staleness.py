@@ -411,3 +411,26 @@ def test_changing_the_final_tasks_evaluates_only_the_base_model_and_the_final_ch
     evaluate_run(dropped, run, data_dir=data_dir, progress=True)
     out = capsys.readouterr().out
     assert out.count("evaluating tokens-") == 1 and _stored(run)[final]["tasks"] == {}, out
+
+
+@pytest.mark.parametrize("module", ["task_build.py", "packing.py", "tasks/sampling.py", "tasks/_mmlu_cloze.yaml"])
+def test_the_task_items_are_rebuilt_when_the_code_that_builds_them_changes(tiny_params, data_dir, tmp_path,
+                                                                          monkeypatch, module):
+    """The held-out rows the continuation items come from are read by ``packing``, outside the tasks folder:
+    a key over that folder's text alone kept the old items after a change there."""
+    from cpt_utils import task_build
+
+    code = tmp_path / "cpt_utils"
+    shutil.copytree(task_build.PACKAGE, code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(task_build, "PACKAGE", code)
+    monkeypatch.setattr(task_build, "HERE", code / "tasks")
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    before = task_build._build_key(tiny_params, manifest)
+    target = code / module
+    if module.endswith(".py"):  # rewording the docstring keeps the items; code that runs rebuilds them
+        assert target.read_text().startswith('"""')
+        target.write_text(target.read_text().replace('"""', '"""Reworded. ', 1))
+        assert task_build._build_key(tiny_params, manifest) == before
+    with open(target, "a") as fh:
+        fh.write("\n_CHANGED_HOW_ITEMS_ARE_BUILT = True\n" if module.endswith(".py") else "\n# changed\n")
+    assert task_build._build_key(tiny_params, manifest) != before
