@@ -455,3 +455,22 @@ def test_a_file_that_is_not_gguf_is_a_parameter_problem_not_a_crash(tmp_path):
     (tmp_path / "p.yaml").write_text(f"extends: {TINY}\nmodel: {{source: gguf, name: {tmp_path / 'model.gguf'}}}\n")
     with pytest.raises(ParamsError, match=r"model\.name: .*model\.gguf is not a readable GGUF file \(GGUF magic invalid\)"):
         load_params(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize("key", ["train.milestones", "variants.low_lr.train.milestones"])
+def test_a_milestone_training_never_reaches_is_refused_naming_it(tmp_path, key):
+    """A milestone at 0 or below was accepted and silently never checkpointed (training counts steps from 1)."""
+    (tmp_path / "p.yaml").write_text(f"extends: {TINY}\nvariants: {{low_lr: {{train: {{lr: 1.0e-4}}}}}}\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(tmp_path / "p.yaml", sets=[f"{key}=[0, 1024, -2048]"])
+    (line,) = err.value.problems
+    lead = "variant 'low_lr': " if key.startswith("variants") else ""
+    assert line == (f"{tmp_path / 'p.yaml'}: {lead}{key}: token counts must be > 0; [-2048, 0] are not (got [0, 1024, -2048])"
+                    f" (from --set {key}=[0, 1024, -2048])")
+
+
+def test_milestones_are_read_in_order_and_once():
+    """A milestone is a token count: the order and repeats of the file carry no meaning, and the notebooks'
+    tables and figures list milestones in the order the run reaches them."""
+    params = load_params(TINY, sets=["train.milestones=[3072, 1024, 3072, 2048]"])
+    assert params.train.milestones == [1024, 2048, 3072]

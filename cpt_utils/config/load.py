@@ -268,7 +268,7 @@ def _error_line(e: dict, loc: tuple, root: type[BaseModel], prefix: str) -> list
     if e["type"] == "value_error" and not loc:  # a model validator's own lines, each with its key
         return e["msg"].removeprefix("Value error, ").splitlines()
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return [f"{key}: {e['msg']}{shown}"]
+    return [f"{key}: {e['msg'].removeprefix('Value error, ')}{shown}"]  # a field validator's words, as they are
 
 
 def _schema(data: dict, origin: str, sets: Sequence[str] = ()) -> ExperimentParams:
@@ -393,7 +393,7 @@ def _tag_sets(problems: list[str], sets: Sequence[str]) -> list[str]:
         keys.append((".".join(parts[:-1] if parts[-1] == "kind" and len(parts) > 1 else parts), item))
     tagged = []
     for line in problems:
-        where = line.split(":", 1)[0].split("[", 1)[0]
+        where = re.sub(r"^variant '[^']*': ", "", line).split(":", 1)[0].split("[", 1)[0]  # a variant's lead
         hits = [item for key, item in keys
                 if where == key or where.startswith(key + ".") or key.startswith(where + ".")]
         tagged.append(f"{line} (from --set {hits[-1]})" if hits else line)

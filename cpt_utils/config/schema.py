@@ -298,6 +298,17 @@ class TrainParams(Section):
         "train", description="the prepared split the run trains on: train (the domain) or control (the "
         "control run's text, see ``control:``; set by config.derive for the control run, not by hand)")
 
+    @field_validator("milestones")
+    @classmethod
+    def _positive_milestones_in_order(cls, milestones: list[int]) -> list[int]:
+        """A milestone at 0 or below names a checkpoint training never reaches: refused, by value. Order and
+        repeats carry no meaning (a milestone is a token count), so they are sorted and made unique: the
+        notebooks' tables and figures list them in that order."""
+        bad = sorted({m for m in milestones if m <= 0})
+        if bad:
+            raise ValueError(f"token counts must be > 0; {bad} {'is' if len(bad) == 1 else 'are'} not")
+        return sorted(set(milestones))
+
     @field_validator("replay_mixture")
     @classmethod
     def _mixture_weights(cls, mixture: dict[str, float] | None) -> dict[str, float] | None:
