@@ -182,8 +182,16 @@ class _Plan:
         return cls(data_dir=Path(run_dir) / "data", fingerprint=step_fingerprint(params, "preprocess"),
                    code=_code_version(), extra=[CONTROL_SPLIT] if params.control is not None else [],
                    replayed=[source for source in replay_sources(params) if source != GENERAL_SOURCE],
-                   sources={which: open_corpus(getattr(params.data, which), base_dir=base, name=which).source_identity()
-                            for which in ("domain", "general")})
+                   sources=_source_identities(params, base))
+
+
+def _source_identities(params: ExperimentParams, base: Path | None) -> dict:
+    """Each corpus's local input files (path, size, modification time), registers included, by the key
+    that names the corpus: prepared data, a snapshot or a growth state made from other files is not
+    reused (hub and packaged corpora are named by the parameters already: None)."""
+    specs = {"data.domain": params.data.domain, "data.general": params.data.general,
+             **{f"data.registers.{name}": spec for name, spec in params.data.registers.items()}}
+    return {key: open_corpus(spec, base_dir=base, name=key).source_identity() for key, spec in specs.items()}
 
 
 def _reuse_or_grow(params: ExperimentParams, plan: _Plan, progress: bool) -> dict | None:
@@ -197,6 +205,12 @@ def _reuse_or_grow(params: ExperimentParams, plan: _Plan, progress: bool) -> dic
     if not (plan.manifest_path.is_file() and registers_done):
         return None
     manifest = json.loads(plan.manifest_path.read_text())
+    changed = sorted(key for key in {*plan.sources, *manifest.get("sources", {})}
+                     if plan.sources.get(key) != manifest.get("sources", {}).get(key))
+    if changed:  # the parameters name the same files, but what they hold may differ: never reuse it
+        print(f"preparing {data_dir} again: an input file of {', '.join(changed)} changed since it was prepared "
+              "(size or modification time)")
+        return None
     if (manifest.get("fingerprint"), manifest.get("code_version")) == (fingerprint, code) and _complete(data_dir):
         damaged = [p for split in (*SPLITS, *plan.extra, *replay_extra) for p in verify_split(data_dir / split)]
         if not damaged:
@@ -331,7 +345,8 @@ class _Preparation:
                     for which, c in (*corpora.items(), *registers.items())}
         tokenized = sum(c["tokens_tokenized"] for c in corpora.values())
         return {
-            "fingerprint": plan.fingerprint, "code_version": plan.code, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "fingerprint": plan.fingerprint, "code_version": plan.code, "sources": plan.sources,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "seconds": seconds, "tokenizer_load_seconds": loading,
             "tokens_per_second": tokenized / max(seconds, 1e-9),  # end to end, the tokenizer load included
             "stream_tokens_per_second": tokenized / max(seconds - loading, 1e-9),

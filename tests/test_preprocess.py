@@ -270,3 +270,29 @@ def test_the_data_code_version_follows_what_preprocessing_imports(tmp_path, monk
     wiki = assets.ASSETS["wiki-vital-summaries"]
     monkeypatch.setitem(assets.ASSETS, wiki.name, dataclasses.replace(wiki, version="9.9.9"))
     assert preprocess._code_version() not in (before, with_helper)
+
+
+@pytest.mark.parametrize("which", ["domain", "notes"])
+def test_an_edited_input_file_is_prepared_again_not_reused(tmp_path, capsys, which):
+    """The parameters name the same files after an edit, so their fingerprint stayed the same and the old
+    data were reused (only a snapshot or a growth looked at the files): a register's files count too."""
+    science = "Energy is conserved in every closed system, and physicists measure it in joules."
+    line = lambda i, topic: json.dumps({"text": f"{science} Note {i} on {topic}: " + science * 3}).encode() + b"\n"  # noqa: E731
+    params = _files_params(tmp_path, [line(i, "heat") for i in range(30)])
+    notes = tmp_path / "notes.jsonl"
+    notes.write_bytes(b"".join(line(i, "light") for i in range(30)))
+    params = params.model_copy(update={"data": params.data.model_copy(update={"registers": {
+        "notes": validate_params({"data": {"registers": {"notes": {"kind": "files", "paths": [str(notes)]}}}}
+                                 ).data.registers["notes"]}})})
+    run = tmp_path / "run"
+    first = prepare_data(params, run, progress=False)
+    assert prepare_data(params, run, progress=False) == first and "reusing prepared data" in capsys.readouterr().out
+    path = tmp_path / "domain.jsonl" if which == "domain" else notes
+    path.write_bytes(path.read_bytes().replace(b" on ", b", edited, on "))  # every document, same file name
+    again = prepare_data(params, run, progress=False)
+    out = capsys.readouterr().out
+    assert f"an input file of data.{'domain' if which == 'domain' else 'registers.notes'} changed" in out
+    assert "reusing prepared data" not in out
+    held_out = "val_notes" if which == "notes" else "val_domain"
+    assert again["splits"][held_out]["content_hash"] != first["splits"][held_out]["content_hash"]
+    assert prepare_data(params, run, progress=False) == again and "reusing prepared data" in capsys.readouterr().out
