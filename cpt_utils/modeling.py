@@ -32,20 +32,26 @@ class ModelLoadError(CptError, RuntimeError):
     pass
 
 
+def _installed(*names: str) -> list[str]:
+    """``name==version`` of each library (``name missing`` when it is not installed), for cache keys: a
+    cached thing a library made is made again after that library's upgrade."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name} missing")
+    return out
+
+
 def conversion_key(gguf_path: Path) -> str:
     """What a converted GGUF folder depends on: the file's whole content (a fine-tune of the same size and
     header is other weights) and the versions of the libraries that dequantise it (transformers' GGUF
     loader calls ``gguf``'s kernels) and of ``convert_gguf``, so an upgrade or a change to the conversion
     converts again instead of loading the old dequantisation."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = []
-    for name in ("transformers", "gguf"):
-        try:
-            versions.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            versions.append(f"{name} missing")
-    blob = "|".join([file_content_hash(gguf_path), *versions, inspect.getsource(convert_gguf)])
+    blob = "|".join([file_content_hash(gguf_path), *_installed("transformers", "gguf"), inspect.getsource(convert_gguf)])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -111,17 +117,8 @@ def tiny_tokenizer_key(vocab_size: int, texts: list[str] | None) -> str:
     pin, or the given texts' content), the ``tokenizers`` version and the training code. Keyed by size
     alone, a tokenizer trained on other text (or by an older trainer) would be reused under the same name,
     and the first caller would decide what every later one gets."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    if texts is None:
-        source = asset_pins()[WIKI_ASSET]
-    else:
-        source = hashlib.sha256("\0".join(texts).encode()).hexdigest()
-    try:
-        trainer = f"tokenizers=={version('tokenizers')}"
-    except PackageNotFoundError:
-        trainer = "tokenizers missing"
-    blob = "|".join([str(vocab_size), source, trainer, inspect.getsource(train_tiny_tokenizer)])
+    source = asset_pins()[WIKI_ASSET] if texts is None else hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    blob = "|".join([str(vocab_size), source, *_installed("tokenizers"), inspect.getsource(train_tiny_tokenizer)])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

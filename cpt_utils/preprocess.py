@@ -205,8 +205,8 @@ def _reuse_or_grow(params: ExperimentParams, plan: _Plan, progress: bool) -> dic
     if not (plan.manifest_path.is_file() and registers_done):
         return None
     manifest = json.loads(plan.manifest_path.read_text())
-    changed = sorted(key for key in {*plan.sources, *manifest.get("sources", {})}
-                     if plan.sources.get(key) != manifest.get("sources", {}).get(key))
+    made_from = manifest.get("sources", {})
+    changed = sorted(key for key in {*plan.sources, *made_from} if plan.sources.get(key) != made_from.get(key))
     if changed:  # the parameters name the same files, but what they hold may differ: never reuse it
         print(f"preparing {data_dir} again: an input file of {', '.join(changed)} changed since it was prepared "
               "(size or modification time)")
