@@ -38,6 +38,7 @@ from .atomic import atomic_write
 from .attention import attention_as, training_attention
 from .attention import check_supported as check_attention_supported
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
+from .comparability import differences
 from .config import ExperimentParams, load_params
 from .errors import CptError
 from .grad_norm import clip_grad_norm
@@ -52,7 +53,7 @@ from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import autocast, resolve_precision
 from .row_blocks import row_blocks_for_training
-from .results import heldout_fingerprint, run_fingerprint, trajectory_fingerprint
+from .results import heldout_fingerprint, run_fingerprint, trajectory_fingerprint, trajectory_record
 from .schedules import Segment, continuation, lr_at
 from .tracking import LOGGED_MARK, log_train
 
@@ -226,6 +227,7 @@ class TrainState:
     plan: StepPlan
     segment: Segment
     trajectory: str
+    trajectory_parts: dict           # the trajectory's parts, readable: a refused resume names the one that moved
     fingerprint: str
     metrics_path: Path
     n_params: int
@@ -323,6 +325,7 @@ def setup(params: ExperimentParams, run_dir: Path, data_dir: Path) -> TrainState
         tokenizer=tokenizer, model=model, step_model=step_model, optimizer=optimizer, sampler=sampler,
         splits=splits, val=val, pull=pull, plan=plan,
         segment=plan.segment(tp), trajectory=trajectory_fingerprint(params, data_dir),
+        trajectory_parts=trajectory_record(params, data_dir),
         fingerprint=run_fingerprint(params, data_dir), metrics_path=run_dir / "metrics.jsonl",
         n_params=n_params, flops_token=flops_per_token(unwrapped.config, n_params, train_split.seq_len),
         peak=peak_flops(accelerator.device.type),  # per device; None for an unknown GPU
@@ -338,9 +341,7 @@ def resume(state: TrainState) -> None:
     resume_from = latest_resumable(state.run_dir) if tp.resume == "auto" else (
         None if tp.resume == "never" else json.loads((Path(tp.resume) / "checkpoint.json").read_text()) | {"path": tp.resume})
     if resume_from is not None and resume_from.get("trajectory_fingerprint") != state.trajectory:
-        raise DataMismatch(
-            f"{resume_from['path']} was trained with other parameters (only train.token_budget and the "
-            "milestone/eval/checkpoint intervals may change when resuming); use another run_name or resume: never")
+        raise DataMismatch(_other_trajectory(resume_from, state.trajectory_parts))
     if resume_from is not None and (problem := resume_problem(resume_from, state.splits["train"].blocks)):
         raise DataMismatch(problem)
     if resume_from is not None:
@@ -360,6 +361,18 @@ def resume(state: TrainState) -> None:
         state.metrics_path.unlink(missing_ok=True)
     if tp.trackers:
         accelerator.init_trackers(state.params.run_name, config={"lr": tp.lr, "tokens": tp.token_budget})
+
+
+def _other_trajectory(checkpoint: dict, now: dict) -> str:
+    """Why ``checkpoint`` cannot be continued with the parameters and data of now, naming what moved
+    (``train.lr (0.0003 vs 0.0005)``, ``training data (…)`` when the data were prepared from other
+    documents) where the checkpoint recorded its trajectory; older checkpoints get the general reason."""
+    recorded = checkpoint.get("trajectory")
+    moved = differences(recorded, now, strict=True) if isinstance(recorded, dict) else []
+    what = (f"was trained with other parameters or data: {'; '.join(moved)} (checkpoint vs now)" if moved
+            else "was trained with other parameters or data")
+    return (f"{checkpoint['path']} {what}. Only train.token_budget and the milestone/eval/checkpoint intervals "
+            "may change when resuming; use another run_name or resume: never")
 
 
 def _refuse_other_world(checkpoint: dict, accelerator) -> None:
@@ -572,6 +585,7 @@ def _checkpoint(state: TrainState, final: bool = False, heldout: tuple[str, dict
     path = save_checkpoint(state.accelerator, state.model, state.tokenizer, state.run_dir, {
         "step": state.step, "tokens": state.step * plan.tokens_per_step, "milestone": state.step in plan.milestone_steps,
         "final": final, "params_fingerprint": state.fingerprint, "trajectory_fingerprint": state.trajectory,
+        "trajectory": state.trajectory_parts,
         "segment": asdict(state.segment), "tokens_per_step": plan.tokens_per_step, "n_params": state.n_params,
         "num_processes": state.accelerator.num_processes, "engine": engines.engine_name(state.accelerator),
         "train_blocks": state.splits["train"].blocks,

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from .atomic import atomic_write_json
 from .checkpointing import latest_resumable, list_checkpoints
+from .comparability import differences
 from .config import ExperimentParams, derive
 from .evaluate import evaluate_run
 from .results import (control_dir, final_eval, finished_control, finished_variant, same_as_main,
-                      trajectory_fingerprint, variant_dir)
+                      trajectory_fingerprint, trajectory_record, variant_dir)
 from .train import train
 
 COLUMNS = ["variant", "description", "status", "checkpoint", "tokens", "val_domain_loss", "val_general_loss", "path"]
@@ -31,7 +32,9 @@ def _fresh_if_changed(vparams: ExperimentParams, vdir: Path, data_dir: Path, nam
     if old is None or old.get("trajectory_fingerprint") == trajectory_fingerprint(vparams, data_dir):
         return vparams
     if progress:
-        print(f"variant {name}: its parameters changed since {old['name']} was trained; retraining from the base model")
+        moved = differences(old.get("trajectory") or {}, trajectory_record(vparams, data_dir), strict=True)
+        print(f"variant {name}: its parameters changed since {old['name']} was trained"
+              f"{' (' + '; '.join(moved) + ')' if old.get('trajectory') else ''}; retraining from the base model")
     return vparams.model_copy(update={"train": vparams.train.model_copy(update={"resume": "never"})})
 
 

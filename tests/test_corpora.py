@@ -32,10 +32,31 @@ def test_jsonl_bad_lines_are_counted_by_reason(tmp_path):
     docs = list(stream)
     assert [d.text for d in docs] == ["first good document", "second good document"]
     assert docs[1].meta == {"lang": "en"}
-    assert stream.problems.counts == {"invalid JSON": 1, "missing text field 'text'": 2, "non-UTF-8 bytes": 1}
+    assert stream.problems.counts == {"invalid JSON": 1, "missing text field 'text'": 1, "non-UTF-8 bytes": 1,
+                                      "not a JSON object (a JSON array)": 1}
     assert stream.problems.total == 4
     assert "docs.jsonl:2: invalid JSON" in stream.problems.examples
     assert "4 unreadable record(s) skipped" in stream.problems.summary()
+
+
+def test_a_record_without_text_is_counted_under_the_reason_that_names_its_fix(tmp_path):
+    """A line that is not an object, a record without the field, a null, a number, a list: each has its own
+    fix (the file's format, ``text_field``, the export), so each has its own reason, with its lines."""
+    lines = [{"text": "a good document"}, ["a", "list"], "a bare string", 7, None, {"body": "elsewhere"},
+             {"text": None}, {"text": 42}, {"text": 4.5}, {"text": ["two", "parts"]}, {"text": {"nested": "x"}},
+             {"text": True}, {"text": "another good one"}]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    stream = open_corpus(FilesCorpus(paths=[str(path)]))
+    assert [d.text for d in stream] == ["a good document", "another good one"]
+    assert stream.problems.counts == {
+        "not a JSON object (a JSON array)": 1, "not a JSON object (a JSON string)": 1,
+        "not a JSON object (a JSON number)": 1, "not a JSON object (a JSON null)": 1,
+        "missing text field 'text'": 1, "text field 'text' is null": 1,
+        "text field 'text' is not a string (a JSON number)": 2, "text field 'text' is not a string (a JSON array)": 1,
+        "text field 'text' is not a string (a JSON object)": 1, "text field 'text' is not a string (a JSON boolean)": 1}
+    assert stream.problems.where_by_reason["text field 'text' is not a string (a JSON number)"] == ["docs.jsonl:8", "docs.jsonl:9"]
+    assert stream.problems.total == len(lines) - 2
 
 
 def test_text_field_is_configurable_and_gzip_is_read(tmp_path):
@@ -55,7 +76,7 @@ def test_parquet_and_txt_modes_and_globs(tmp_path):
     stream = open_corpus(FilesCorpus(paths=["*.parquet", "*.txt"], txt_mode="paragraphs"), base_dir=tmp_path)
     texts = [d.text for d in stream]
     assert texts == ["p one", "p three", "para one", "para two"]
-    assert stream.problems.counts == {"missing text field 'text'": 1, "non-UTF-8 bytes": 1}
+    assert stream.problems.counts == {"text field 'text' is null": 1, "non-UTF-8 bytes": 1}
     lines = list(open_corpus(FilesCorpus(paths=[str(tmp_path / "b.txt")], txt_mode="lines")))
     assert [d.text for d in lines] == ["para one", "para two"]
 
@@ -201,9 +222,9 @@ def test_a_json_file_holding_one_array_of_records_is_read_record_by_record(tmp_p
     docs = list(stream)
     assert [d.text for d in docs] == ["fourth", "third", "first", "second"]
     assert docs[2].id == "a" and docs[2].meta == {"id": "a", "lang": "en"} and docs[3].id == "pretty.json[2]"
-    assert stream.problems.counts == {"missing text field 'text'": 2,
+    assert stream.problems.counts == {"text field 'text' is null": 1, "not a JSON object (a JSON string)": 1,
                                       "invalid JSON (a .json file holding one array: nothing of it read)": 1}
-    assert {"pretty.json[1]: missing text field 'text'", "pretty.json[3]: missing text field 'text'"} <= set(
+    assert {"pretty.json[1]: text field 'text' is null", "pretty.json[3]: not a JSON object (a JSON string)"} <= set(
         stream.problems.examples)
 
 

@@ -80,7 +80,7 @@ def test_fiction_is_cut_into_pieces_one_edition_per_work_and_no_gutenberg_licenc
 def test_news_restores_the_lead_sentence_and_counts_the_empty_article():
     docs, problems = _read("news")
     assert len(docs) == 999
-    assert problems.counts == {"missing text field 'document'": 1}  # test.jsonl:220 has an empty document
+    assert problems.counts == {"empty text field 'document'": 1}  # test.jsonl:220 has an empty document
     assert docs[0].text.startswith("Former Premier League footballer Sam Sodje")
     assert docs[0].id == "xsum:38295789"
 

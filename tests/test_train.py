@@ -102,10 +102,19 @@ def test_one_process_trains_in_one_precision_then_another(tiny_params, data_dir,
     assert [r["loss"] for r in _rows(tmp_path / "again")] == [r["loss"] for r in _rows(tmp_path / "fp32")]
 
 
-def test_resuming_with_other_hyperparameters_is_refused(tiny_params, data_dir, tmp_path):
+def test_resuming_with_other_hyperparameters_is_refused_naming_what_moved(tiny_params, data_dir, tmp_path):
     train(_with(tiny_params, token_budget=1024), tmp_path, data_dir=data_dir, progress=False)
-    with pytest.raises(DataMismatch, match="trained with other parameters"):
-        train(_with(tiny_params, token_budget=2048, lr=5e-4), tmp_path, data_dir=data_dir, progress=False)
+    lr = tiny_params.train.lr
+    with pytest.raises(DataMismatch, match="trained with other parameters or data") as refused:
+        other = _with(tiny_params, token_budget=2048, lr=lr / 2).model_copy(update={"seed": tiny_params.seed + 1})
+        train(other, tmp_path, data_dir=data_dir, progress=False)
+    message = str(refused.value)
+    assert f"seed ({tiny_params.seed} vs {tiny_params.seed + 1}); train.lr ({lr} vs {lr / 2}) (checkpoint vs now)" in message
+    assert "token_budget (" not in message  # a budget may change: it is not named as a difference
+    checkpoint = list_checkpoints(tmp_path)[-1]
+    old = {k: v for k, v in checkpoint.items() if k != "trajectory"}  # a checkpoint from before the record
+    from cpt_utils.train import _other_trajectory
+    assert "trained with other parameters or data. Only train.token_budget" in _other_trajectory(old, checkpoint["trajectory"])
 
 
 def test_replay_fraction_is_honoured(tiny_params, data_dir, tmp_path):

@@ -50,7 +50,8 @@ def test_a_variant_whose_parameters_changed_is_retrained_not_refused(tiny_params
     edited = params.model_copy(update={"variants": {"low": params.variants["low"].model_copy(
         update={"train": VariantTrainParams.model_validate({**params.variants["low"].train, "lr": 1e-5})})}})
     again = run_variants(edited, tmp_path, progress=True)
-    assert "parameters changed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "parameters changed" in out and " vs 1e-05)" in out and "train.lr (" in out  # it names what moved
     assert list(again.status) == ["computed"] and list(again.val_domain_loss) != list(first.val_domain_loss)
 
 

@@ -21,6 +21,34 @@ class CorpusError(DataError):
     """A corpus cannot be read at all (a path or glob matching nothing); the message names it."""
 
 
+#: JSON's own names for the Python values a parsed record can hold, for the reasons below
+_JSON_KINDS = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def json_kind(value: Any) -> str:
+    """The JSON name of a parsed value's type (``array``, ``number`` …), as a user sees it in the file."""
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def text_problem(record: Any, text_field: str) -> str | None:
+    """Why ``record`` holds no text in ``text_field``, or ``None`` when it does.
+
+    Each case gets its own reason, because each has its own fix: a line that is not an object (an array,
+    a bare string), a record without the field (the wrong ``text_field``), a field left null, a field
+    holding a number or a list (an export that wrote the wrong column)."""
+    if not isinstance(record, dict):
+        return f"not a JSON object (a JSON {json_kind(record)})"
+    if text_field not in record:
+        return f"missing text field '{text_field}'"
+    value = record[text_field]
+    if value is None:
+        return f"text field '{text_field}' is null"
+    if not isinstance(value, str):
+        return f"text field '{text_field}' is not a string (a JSON {json_kind(value)})"
+    return None
+
+
 @dataclass
 class Reading:
     """What one pass over a corpus is handed (``CorpusStream`` makes one per pass)."""

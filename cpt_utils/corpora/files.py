@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..documents import Document, ProblemReport
 from ..paths import match_files
-from .base import CorpusError, CorpusKind, Reading
+from .base import CorpusError, CorpusKind, Reading, text_problem
 
 if TYPE_CHECKING:
     from ..config import FilesCorpus
@@ -142,8 +142,9 @@ def _iter_jsonl(path: Path, text_field: str, problems: ProblemReport) -> Iterato
 
 def _record_document(record, text_field: str, where: str, source: str, problems: ProblemReport) -> Document | None:
     """The Document of one JSON record, or None with its problem counted."""
-    if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-        problems.add(f"missing text field '{text_field}'", where)
+    problem = text_problem(record, text_field)
+    if problem is not None:
+        problems.add(problem, where)
         return None
     doc_id = str(record.get("id", where))
     if _unencodable(record[text_field]) or _unencodable(doc_id):
@@ -238,8 +239,9 @@ def _iter_parquet(path: Path, text_field: str, problems: ProblemReport) -> Itera
         for batch in pf.iter_batches(batch_size=1024, columns=[text_field]):
             for value in batch.column(0).to_pylist():
                 row += 1
-                if not isinstance(value, str):
-                    problems.add(f"missing text field '{text_field}'", f"{path.name}:row {row}")
+                problem = text_problem({text_field: value}, text_field)  # a null cell, or a column of numbers
+                if problem is not None:
+                    problems.add(problem, f"{path.name}:row {row}")
                     continue
                 yield Document(id=f"{path.name}:{row}", text=value, source=path.name)
     except (pa.ArrowException, OSError) as err:  # not parquet, or damaged part-way: keep the rows read

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator
 
 from ..documents import Document, ProblemReport
-from .base import CorpusKind, Reading
+from .base import CorpusKind, Reading, text_problem
 
 if TYPE_CHECKING:
     from ..config import HubCorpus
@@ -57,10 +57,11 @@ def iter_hub(spec: HubCorpus, problems: ProblemReport, state: dict | None = None
     position.update(dataset=ds, records=start)
     for i, record in enumerate(ds, start):
         position["records"] = i + 1
-        text = record.get(spec.text_field)
-        if not isinstance(text, str):
-            problems.add(f"missing text field '{spec.text_field}'", f"{spec.dataset}:{i}")
+        problem = text_problem(record, spec.text_field)
+        if problem is not None:
+            problems.add(problem, f"{spec.dataset}:{i}")
             continue
+        text = record[spec.text_field]
         if spec.min_int_score is not None and (record.get("int_score") or 0) < spec.min_int_score:
             continue
         meta = {k: record[k] for k in ("url", "int_score", "score", "language") if k in record}

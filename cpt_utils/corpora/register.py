@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..assets import ASSETS, fetch, fetch_dir
 from ..documents import Document, ProblemReport
-from .base import CorpusKind, Reading
+from .base import CorpusKind, Reading, text_problem
 
 if TYPE_CHECKING:
     from ..config import QualityParams
@@ -304,8 +304,11 @@ def iter_news(problems: ProblemReport, path: Path | None = None) -> Iterator[Doc
             except json.JSONDecodeError:
                 problems.add("invalid JSON", where)
                 continue
-            if not isinstance(record, dict) or not isinstance(record.get("document"), str) or not record["document"].strip():
-                problems.add("missing text field 'document'", where)
+            problem = text_problem(record, "document")
+            if problem is None and not record["document"].strip():
+                problem = "empty text field 'document'"
+            if problem is not None:
+                problems.add(problem, where)
                 continue
             lead = record.get("summary") if isinstance(record.get("summary"), str) else ""
             text = (lead.strip() + "\n" + record["document"].strip()).strip()

@@ -61,17 +61,29 @@ def model_identity(params: ExperimentParams) -> dict:
     return model
 
 
+def _trajectory_parts(params: ExperimentParams, data_dir: Path) -> tuple[dict, int, dict, str]:
+    manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
+    # a control run: its split's hash too; a replay mixture: each register replay split's hash
+    data = training_data_identity(manifest, train.pop("train_split"), params.train.replay_weights())
+    return model_identity(params), params.seed, train, data
+
+
 def trajectory_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
     """What must not change between a checkpoint and its continuation: the base model, the seed, the
     training hyperparameters except the budget and logging cadence, and the *content* of the data (not
     the preprocessing parameters: re-preparing identical data must not orphan a run; growing it only
     appends, so it keeps its identity: ``growth.data_identity``)."""
-    manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
-    train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in LOOSE_TRAIN_KEYS}
-    # a control run: its split's hash too; a replay mixture: each register replay split's hash
-    data = training_data_identity(manifest, train.pop("train_split"), params.train.replay_weights())
-    blob = json.dumps([model_identity(params), params.seed, train, data], sort_keys=True)
+    blob = json.dumps(list(_trajectory_parts(params, data_dir)), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def trajectory_record(params: ExperimentParams, data_dir: Path) -> dict:
+    """The fingerprint's parts, readable, one key per parameter (``train.lr``, ``model.dtype``, ``seed``,
+    ``training data``): a checkpoint keeps it so a refused resume can say *which* part moved."""
+    model, seed, train, data = _trajectory_parts(params, data_dir)
+    return {**{f"model.{k}": v for k, v in model.items()}, "seed": seed,
+            **{f"train.{k}": v for k, v in train.items()}, "training data": data}
 
 
 def run_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
