@@ -38,7 +38,6 @@ from .atomic import atomic_write
 from .attention import attention_as, training_attention
 from .attention import check_supported as check_attention_supported
 from .checkpointing import latest_resumable, list_checkpoints, load_checkpoint_model, save_checkpoint
-from .comparability import differences
 from .config import ExperimentParams, load_params
 from .errors import CptError
 from .grad_norm import clip_grad_norm
@@ -53,7 +52,7 @@ from .paths import cache_dir, configure_environment, run_dir as make_run_dir
 from .perplexity import perplexity
 from .precision import autocast, resolve_precision
 from .row_blocks import row_blocks_for_training
-from .results import heldout_fingerprint, run_fingerprint, trajectory_fingerprint, trajectory_record
+from .results import heldout_fingerprint, run_fingerprint, trajectory_changes, trajectory_fingerprint, trajectory_record
 from .schedules import Segment, continuation, lr_at
 from .tracking import LOGGED_MARK, log_train
 
@@ -367,8 +366,7 @@ def _other_trajectory(checkpoint: dict, now: dict) -> str:
     """Why ``checkpoint`` cannot be continued with the parameters and data of now, naming what moved
     (``train.lr (0.0003 vs 0.0005)``, ``training data (…)`` when the data were prepared from other
     documents) where the checkpoint recorded its trajectory; older checkpoints get the general reason."""
-    recorded = checkpoint.get("trajectory")
-    moved = differences(recorded, now, strict=True) if isinstance(recorded, dict) else []
+    moved = trajectory_changes(checkpoint, now)
     what = (f"was trained with other parameters or data: {'; '.join(moved)} (checkpoint vs now)" if moved
             else "was trained with other parameters or data")
     return (f"{checkpoint['path']} {what}. Only train.token_budget and the milestone/eval/checkpoint intervals "

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from .atomic import atomic_write_json
 from .checkpointing import latest_resumable, list_checkpoints
-from .comparability import differences
 from .config import ExperimentParams, derive
 from .evaluate import evaluate_run
 from .results import (control_dir, final_eval, finished_control, finished_variant, same_as_main,
-                      trajectory_fingerprint, trajectory_record, variant_dir)
+                      trajectory_changes, trajectory_fingerprint, trajectory_record, variant_dir)
 from .train import train
 
 COLUMNS = ["variant", "description", "status", "checkpoint", "tokens", "val_domain_loss", "val_general_loss", "path"]
@@ -32,9 +31,9 @@ def _fresh_if_changed(vparams: ExperimentParams, vdir: Path, data_dir: Path, nam
     if old is None or old.get("trajectory_fingerprint") == trajectory_fingerprint(vparams, data_dir):
         return vparams
     if progress:
-        moved = differences(old.get("trajectory") or {}, trajectory_record(vparams, data_dir), strict=True)
+        moved = trajectory_changes(old, trajectory_record(vparams, data_dir))
         print(f"variant {name}: its parameters changed since {old['name']} was trained"
-              f"{' (' + '; '.join(moved) + ')' if old.get('trajectory') else ''}; retraining from the base model")
+              f"{' (' + '; '.join(moved) + ')' if moved else ''}; retraining from the base model")
     return vparams.model_copy(update={"train": vparams.train.model_copy(update={"resume": "never"})})
 
 

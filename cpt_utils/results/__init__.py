@@ -9,7 +9,7 @@ all read results from below. Parameters are passed in, never loaded here.
 
 from ..comparability import IncomparableResults, check_comparable
 from .identity import (LOOSE_TRAIN_KEYS, run_fingerprint, training_data_identity, trajectory_fingerprint,
-                       trajectory_record, weights_identity)
+                       trajectory_changes, trajectory_record, weights_identity)
 from .runs import (annealed_points, branch_dir, branch_points, control_dir, curve_table, final_eval,
                    finished_control, finished_variant, load_evals, load_variant_evals, main_final,
                    matched_control_evals, same_as_main, variant_dir)
@@ -25,6 +25,6 @@ __all__ = [
     "finished_control", "finished_variant", "heldout_fingerprint", "library_versions", "load_evals", "load_variant_evals", "main_final",
     "matched_control_evals", "model_content", "read_current", "results_table", "run_fingerprint", "same_as_main",
     "scores_final_tasks",
-    "stale_reason", "training_data_identity", "trajectory_fingerprint", "trajectory_record", "variant_dir", "weights_identity",
+    "stale_reason", "training_data_identity", "trajectory_changes", "trajectory_fingerprint", "trajectory_record", "variant_dir", "weights_identity",
     "write_result",
 ]

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from ..comparability import differences
 from ..errors import DataError
 from ..packing import GENERAL_REPLAY_SPLIT, replay_split_name
 
@@ -84,6 +85,13 @@ def trajectory_record(params: ExperimentParams, data_dir: Path) -> dict:
     model, seed, train, data = _trajectory_parts(params, data_dir)
     return {**{f"model.{k}": v for k, v in model.items()}, "seed": seed,
             **{f"train.{k}": v for k, v in train.items()}, "training data": data}
+
+
+def trajectory_changes(checkpoint: dict, now: dict) -> list[str]:
+    """The parts of the trajectory that moved since ``checkpoint`` was written, as 'part (then vs now)'
+    against ``now`` (a ``trajectory_record``); empty for a checkpoint from before it recorded them."""
+    recorded = checkpoint.get("trajectory")
+    return differences(recorded, now, strict=True) if isinstance(recorded, dict) else []
 
 
 def run_fingerprint(params: ExperimentParams, data_dir: Path) -> str:
